@@ -1,0 +1,139 @@
+//! Actions: the steps of a path.
+
+use crate::function::{Function, IntoFunction};
+use crate::path::{IntoPathName, PathName};
+use crate::queue::Queue;
+
+/// A required parameter: a name, or a `(from, to)` rename.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    pub(crate) from: String,
+    pub(crate) to: String,
+}
+
+impl From<&str> for Param {
+    fn from(name: &str) -> Self {
+        Param { from: name.to_owned(), to: name.to_owned() }
+    }
+}
+
+impl From<String> for Param {
+    fn from(name: String) -> Self {
+        Param { to: name.clone(), from: name }
+    }
+}
+
+impl From<(&str, &str)> for Param {
+    fn from((from, to): (&str, &str)) -> Self {
+        Param { from: from.to_owned(), to: to.to_owned() }
+    }
+}
+
+/// One step of a path: call functions, then run paths, then forward to queues.
+///
+/// The functions receive the action's kwargs. What is passed on to the paths and queues is,
+/// as in Python lpipe:
+/// - with `required_params`: exactly those (each must be present; `(from, to)` renames), and
+///   the functions receive the same;
+/// - with `include_all_params`: every kwarg of the message (plus the renamed required ones);
+/// - otherwise, the union of the functions' parameters that are present (a function taking a
+///   map or `serde_json::Value` takes everything);
+/// - an action with no functions and no required params passes on nothing (`{}`).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Action, Queue, NoParams};
+/// #[derive(serde::Deserialize)]
+/// struct Subscribe { email: String }
+/// async fn subscribe(args: Subscribe) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+///
+/// let action = Action::new()
+///     .function(subscribe)
+///     .path("SEND_WELCOME")
+///     .queue(Queue::sqs("audit").path("RECORD"));
+/// let renaming = Action::new().required_param(("mail", "email")).function(subscribe);
+/// # let _ = (action, renaming);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Action {
+    pub(crate) functions: Vec<Function>,
+    pub(crate) paths: Vec<PathName>,
+    pub(crate) queues: Vec<Queue>,
+    pub(crate) required_params: Vec<Param>,
+    pub(crate) include_all_params: bool,
+}
+
+impl Action {
+    /// An empty action (building a pipeline with it fails until something is added).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a function.
+    pub fn function<M>(mut self, f: impl IntoFunction<M>) -> Self {
+        self.functions.push(f.into_function());
+        self
+    }
+
+    /// Adds functions of possibly different signatures (see [`function`](crate::function)).
+    pub fn functions(mut self, fs: impl IntoIterator<Item = Function>) -> Self {
+        self.functions.extend(fs);
+        self
+    }
+
+    /// Adds a path to run after the functions.
+    pub fn path(mut self, path: impl IntoPathName) -> Self {
+        self.paths.push(path.into_path_name());
+        self
+    }
+
+    /// Adds a queue to forward to after the functions and paths.
+    pub fn queue(mut self, queue: Queue) -> Self {
+        self.queues.push(queue);
+        self
+    }
+
+    /// Adds a required parameter: a name, or a `(from, to)` rename.
+    pub fn required_param(mut self, param: impl Into<Param>) -> Self {
+        self.required_params.push(param.into());
+        self
+    }
+
+    /// Adds required parameters.
+    pub fn required_params<P: Into<Param>>(mut self, params: impl IntoIterator<Item = P>) -> Self {
+        self.required_params.extend(params.into_iter().map(Into::into));
+        self
+    }
+
+    /// Passes every kwarg of the message on to the functions, paths and queues.
+    pub fn include_all_params(mut self) -> Self {
+        self.include_all_params = true;
+        self
+    }
+
+    /// The functions.
+    pub fn get_functions(&self) -> &[Function] {
+        &self.functions
+    }
+
+    /// The paths.
+    pub fn get_paths(&self) -> &[PathName] {
+        &self.paths
+    }
+
+    /// The queues.
+    pub fn get_queues(&self) -> &[Queue] {
+        &self.queues
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.functions.is_empty() && self.paths.is_empty() && self.queues.is_empty()
+    }
+}
+
+impl From<Function> for Action {
+    fn from(f: Function) -> Self {
+        Action::new().functions([f])
+    }
+}

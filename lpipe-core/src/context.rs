@@ -1,0 +1,99 @@
+//! The context a user function may take as its second argument.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::path::PathName;
+
+/// What a function knows besides its kwargs: the Lambda context, the record it is running
+/// for, the current path, and the user's shared state (SDK clients built once at start-up).
+///
+/// Cloning is cheap (reference counts).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Context, NoParams};
+/// struct Clients { table: String }
+///
+/// async fn store(_: NoParams, ctx: Context) -> Result<(), lpipe_core::BoxError> {
+///     let clients = ctx.state::<Clients>().ok_or("no clients")?;
+///     tracing::info!(table = %clients.table, record = ?ctx.record().id(), path = %ctx.path(), "storing");
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) invocation: Arc<Invocation>,
+    pub(crate) record: Arc<RecordInfo>,
+    pub(crate) path: PathName,
+}
+
+pub(crate) struct Invocation {
+    pub(crate) lambda: lambda_runtime::Context,
+    pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// The record a function is running for.
+#[derive(Clone, Debug, Default)]
+pub struct RecordInfo {
+    pub(crate) index: usize,
+    pub(crate) id: Option<String>,
+    pub(crate) source: &'static str,
+    pub(crate) ordering_key: Option<String>,
+}
+
+impl RecordInfo {
+    /// The record's position in its batch, from 0.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The record's identity in its source (SQS `messageId`, Kinesis `sequenceNumber`, the
+    /// position for a direct invocation).
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The name of the event source that delivered it (`raw`, `sqs`, …).
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
+    /// Its ordering key (FIFO `MessageGroupId`, Kinesis partition key), if any.
+    pub fn ordering_key(&self) -> Option<&str> {
+        self.ordering_key.as_deref()
+    }
+}
+
+impl Context {
+    /// A context for calling a function outside a pipeline (in unit tests of user code).
+    pub fn for_test() -> Self {
+        Context {
+            invocation: Arc::new(Invocation { lambda: lambda_runtime::Context::default(), state: None }),
+            record: Arc::new(RecordInfo { source: "test", ..RecordInfo::default() }),
+            path: PathName::new("TEST"),
+        }
+    }
+
+    /// The Lambda context of the invocation (request id, deadline, function name…).
+    pub fn lambda(&self) -> &lambda_runtime::Context {
+        &self.invocation.lambda
+    }
+
+    /// The record being processed.
+    pub fn record(&self) -> &RecordInfo {
+        &self.record
+    }
+
+    /// The path being run.
+    pub fn path(&self) -> &PathName {
+        &self.path
+    }
+
+    /// The shared state given to [`PipelineBuilder::state`](crate::PipelineBuilder::state), if
+    /// it is a `T`.
+    pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.invocation.state.as_deref().and_then(|s| s.downcast_ref::<T>())
+    }
+}

@@ -1,0 +1,392 @@
+//! Running a batch: records through the graph, outbound messages through the outbox, outcomes
+//! into the response.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde_json::value::RawValue;
+use tracing::Instrument;
+
+use crate::action::Action;
+use crate::context::{Context, Invocation, RecordInfo};
+use crate::error::{ErrorKind, InvocationError, Outcome, RecordError};
+use crate::function::{ParamError, Returned};
+use crate::kwargs::Kwargs;
+use crate::path::PathName;
+use crate::pipeline::Pipeline;
+use crate::queue::{Payload, Target};
+use crate::report::Report;
+use crate::sink::{self, OutboundMessage, Staged};
+use crate::source::{BatchResult, EventProbe, Ordering, RecordResult, Stats};
+
+type Output = Option<serde_json::Value>;
+
+struct Exec<'r> {
+    invocation: Arc<Invocation>,
+    record: Arc<RecordInfo>,
+    outbox: &'r mut Vec<OutboundMessage>,
+}
+
+#[derive(serde::Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kwargs: Option<&'a RawValue>,
+}
+
+fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
+    if ctx.deadline == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+    Some(Instant::now() + Duration::from_millis(ctx.deadline.saturating_sub(now_ms)))
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+fn param_error(e: ParamError, function: &'static str, path: &PathName) -> RecordError {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    let message = if field == "." || field.is_empty() {
+        format!("bad parameters: {inner}")
+    } else {
+        format!("bad parameter `{field}`: {inner}")
+    };
+    RecordError::new(ErrorKind::InvalidPayload, message).at_path(path).in_function(function)
+}
+
+impl Pipeline {
+    /// Handles one Lambda event: decodes it with its event source, runs every record through
+    /// the graph, sends the outbound messages, reports dropped and failed records, and builds
+    /// the response.
+    ///
+    /// # Errors
+    ///
+    /// An [`InvocationError`] when the event cannot be read, or when the source reports
+    /// failures by failing the invocation (direct invocations, EventBridge).
+    pub async fn handle(
+        &self,
+        event: &str,
+        lambda: lambda_runtime::Context,
+    ) -> Result<serde_json::Value, InvocationError> {
+        let inner = &self.inner;
+        let source = match &inner.source {
+            Some(s) => s.clone(),
+            None => inner.registry.detect(&EventProbe::of(event)).ok_or_else(|| {
+                InvocationError::new(
+                    "InvalidEvent",
+                    format!(
+                        "no registered event source recognises this event (registered: {})",
+                        inner.registry.source_names().join(", ")
+                    ),
+                )
+            })?,
+        };
+        let records = source.decode(event).map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
+        let deadline = deadline_of(&lambda);
+        let request_id = lambda.request_id.clone();
+        let invocation = Arc::new(Invocation { lambda, state: inner.state.clone() });
+        let ordering = source.ordering();
+
+        let mut results: Vec<RecordResult> = Vec::with_capacity(records.len());
+        let mut kwargs_of: Vec<Option<Kwargs>> = Vec::new();
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut failed_keys: HashSet<&str> = HashSet::new();
+        let mut stopped: Option<String> = None;
+
+        for (index, record) in records.iter().enumerate() {
+            let id = record.id.as_deref();
+            let key = record.ordering_key.as_deref();
+            let blocked = match (ordering, key) {
+                (Ordering::StopOnFailure, _) => stopped.clone().map(|why| format!("not run: {why}")),
+                (Ordering::PerKey, Some(k)) if failed_keys.contains(k) => {
+                    Some(format!("not run: an earlier record of ordering key {k} failed"))
+                }
+                _ => None,
+            };
+            let late = deadline.is_some_and(|d| Instant::now() + inner.deadline_margin >= d);
+            let (result, kwargs) = if let Some(why) = blocked {
+                (Err(RecordError::new(ErrorKind::NotRun, why)), None)
+            } else if late {
+                (Err(RecordError::new(ErrorKind::NotRun, "not run: the invocation's deadline is too close")), None)
+            } else {
+                let info = Arc::new(RecordInfo {
+                    index,
+                    id: id.map(str::to_owned),
+                    source: source.name(),
+                    ordering_key: key.map(str::to_owned),
+                });
+                let mut outbox = Vec::new();
+                let span = tracing::info_span!("record", id = id.unwrap_or(""), path = tracing::field::Empty);
+                let mut exec = Exec { invocation: invocation.clone(), record: info, outbox: &mut outbox };
+                let (result, kwargs) = match &record.body {
+                    Ok(body) => self.run_record(body, &mut exec).instrument(span).await,
+                    Err(e) => (Err(RecordError::new(e.kind(), e.message().to_owned())), None),
+                };
+                match &result {
+                    Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged { record: index, message })),
+                    Err(e) if !outbox.is_empty() => {
+                        tracing::warn!(record = id.unwrap_or(""), discarded = outbox.len(), "{e}; its outbound messages are not sent");
+                    }
+                    Err(_) => {}
+                }
+                (result, kwargs)
+            };
+            let (outcome, error, output) = match result {
+                Ok(output) => (Outcome::Success, None, output),
+                Err(e) => (e.outcome(), Some(e), None),
+            };
+            if outcome == Outcome::Failed {
+                match (ordering, key) {
+                    (Ordering::StopOnFailure, _) if stopped.is_none() => {
+                        stopped = Some(format!("an earlier record ({}) failed", id.unwrap_or("?")));
+                    }
+                    (Ordering::PerKey, Some(k)) => {
+                        failed_keys.insert(k);
+                    }
+                    _ => {}
+                }
+            }
+            // Kwargs are kept only for reporting what did not succeed.
+            kwargs_of.push(if outcome == Outcome::Success { None } else { kwargs });
+            results.push(RecordResult { id: id.map(str::to_owned), outcome, error, output });
+        }
+
+        if !staged.is_empty() {
+            let undelivered = sink::flush(staged, |q| self.sink_for(q.kind()), inner.retry, deadline).await;
+            for (index, why) in undelivered {
+                let r = &mut results[index];
+                if r.outcome != Outcome::Failed {
+                    r.outcome = Outcome::Failed;
+                    r.output = None;
+                    r.error = Some(RecordError::new(ErrorKind::Undeliverable, why));
+                }
+            }
+        }
+
+        let mut stats = Stats { received: results.len(), ..Stats::default() };
+        for (i, r) in results.iter().enumerate() {
+            match r.outcome {
+                Outcome::Success => stats.successes += 1,
+                Outcome::Dropped => stats.dropped += 1,
+                Outcome::Failed => stats.failed += 1,
+            }
+            if let Some(e) = &r.error {
+                let id = r.id.as_deref().unwrap_or("");
+                match r.outcome {
+                    Outcome::Dropped => tracing::warn!(record = id, "record dropped: {e}"),
+                    _ => tracing::error!(record = id, "record failed: {e}"),
+                }
+                inner.reporter.report(&Report {
+                    record_id: r.id.as_deref(),
+                    source: source.name(),
+                    request_id: &request_id,
+                    outcome: r.outcome,
+                    error: e,
+                    kwargs: kwargs_of.get(i).and_then(Option::as_ref),
+                });
+            }
+        }
+        inner.reporter.flush().await;
+        tracing::info!(source = source.name(), received = stats.received, successes = stats.successes, dropped = stats.dropped, failed = stats.failed, "batch finished");
+        let batch = BatchResult { records: results, stats };
+        source.respond(event, &batch).await
+    }
+
+    async fn run_record(&self, body: &str, exec: &mut Exec<'_>) -> (Result<Output, RecordError>, Option<Kwargs>) {
+        let (path, kwargs) = match self.parse_message(body) {
+            Ok(pk) => pk,
+            Err(e) => return (Err(e), None),
+        };
+        tracing::Span::current().record("path", path.as_str());
+        tracing::debug!(kwargs = %kwargs, "record received");
+        let result = self.run_path(&path, &kwargs, 0, exec).await;
+        (result, Some(kwargs))
+    }
+
+    fn parse_message(&self, body: &str) -> Result<(PathName, Kwargs), RecordError> {
+        if let Some(default) = &self.inner.default_path {
+            let raw: Box<RawValue> = serde_json::from_str(body)
+                .map_err(|e| RecordError::invalid_payload(format!("the record is not valid JSON: {e}")))?;
+            let kwargs = Kwargs::from_raw(raw).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
+            return Ok((default.clone(), kwargs));
+        }
+        let message: Message<'_> = serde_json::from_str(body).map_err(|e| {
+            RecordError::invalid_payload(format!("the record is not an lpipe message {{\"path\", \"kwargs\"}}: {e}"))
+        })?;
+        let (Some(path), Some(kwargs)) = (message.path, message.kwargs) else {
+            return Err(RecordError::invalid_payload("'path' or 'kwargs' missing from payload"));
+        };
+        let kwargs = Kwargs::from_raw(kwargs.to_owned()).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
+        match self.lookup(&path) {
+            Some((name, _)) => Ok((name.clone(), kwargs)),
+            None => Err(self.unknown_path(&path)),
+        }
+    }
+
+    fn unknown_path(&self, path: &str) -> RecordError {
+        let known: Vec<&str> = self.inner.path_order.iter().take(20).map(PathName::as_str).collect();
+        RecordError::new(
+            ErrorKind::InvalidPath,
+            format!("unknown path '{path}' (this pipeline has: {}{})", known.join(", "), if self.inner.path_order.len() > 20 { ", …" } else { "" }),
+        )
+    }
+
+    fn run_path<'a>(
+        &'a self,
+        path: &'a PathName,
+        kwargs: &'a Kwargs,
+        depth: usize,
+        exec: &'a mut Exec<'_>,
+    ) -> BoxFuture<'a, Result<Output, RecordError>> {
+        async move {
+            if depth > self.inner.max_depth {
+                return Err(self.too_deep(path));
+            }
+            let (name, actions) = self.lookup(path.as_str()).ok_or_else(|| self.unknown_path(path.as_str()))?;
+            let mut output = None;
+            for action in actions {
+                output = self.run_action(name, action, kwargs, depth, exec).await.map_err(|e| e.at_path(name))?;
+            }
+            Ok(output)
+        }
+        .boxed()
+    }
+
+    fn too_deep(&self, path: &PathName) -> RecordError {
+        RecordError::new(
+            ErrorKind::DepthExceeded,
+            format!(
+                "paths and returned payloads nested deeper than the pipeline's bound of {} (a loop of returned payloads?)",
+                self.inner.max_depth
+            ),
+        )
+        .at_path(path)
+    }
+
+    async fn run_action(
+        &self,
+        path: &PathName,
+        action: &Action,
+        kwargs: &Kwargs,
+        depth: usize,
+        exec: &mut Exec<'_>,
+    ) -> Result<Output, RecordError> {
+        let required = if action.required_params.is_empty() {
+            None
+        } else {
+            let names = action.required_params.iter().map(|p| (p.from.as_str(), p.to.as_str()));
+            Some(kwargs.select(names, true).map_err(|m| {
+                RecordError::invalid_payload(format!("missing required parameter '{}'", m.0)).at_path(path)
+            })?)
+        };
+        let fn_kwargs: Cow<'_, Kwargs> = match &required {
+            Some(r) if action.include_all_params => Cow::Owned(kwargs.merged_with(r)),
+            Some(r) => Cow::Borrowed(r),
+            None => Cow::Borrowed(kwargs),
+        };
+
+        // Every function's parameters are checked before any function runs.
+        let mut prepared = Vec::with_capacity(action.functions.len());
+        for f in &action.functions {
+            let call = f.inner.prepare(&fn_kwargs).map_err(|e| param_error(e, f.name, path))?;
+            prepared.push((f.name, call));
+        }
+
+        let mut output = None;
+        for (name, call) in prepared {
+            let ctx = Context { invocation: exec.invocation.clone(), record: exec.record.clone(), path: path.clone() };
+            let span = tracing::debug_span!("function", name);
+            let result = AssertUnwindSafe(async move { call(ctx).await }).catch_unwind().instrument(span).await;
+            let returned = match result {
+                Err(panic) => {
+                    return Err(RecordError::new(ErrorKind::Panic, format!("panicked: {}", panic_message(&*panic)))
+                        .at_path(path)
+                        .in_function(name))
+                }
+                Ok(Err(e)) => {
+                    let kind = ErrorKind::classify(&*e);
+                    return Err(RecordError::new(kind, e.to_string()).at_path(path).in_function(name).with_source(e));
+                }
+                Ok(Ok(r)) => r,
+            };
+            output = match returned {
+                Returned::Nothing => None,
+                Returned::Output(v) => Some(v),
+                Returned::Payloads(payloads) => {
+                    let mut last = None;
+                    for p in payloads {
+                        last = self.run_payload(p, depth + 1, exec).await.map_err(|e| e.in_function(name))?;
+                    }
+                    last
+                }
+            };
+        }
+
+        if action.paths.is_empty() && action.queues.is_empty() {
+            return Ok(output);
+        }
+        let forward: Cow<'_, Kwargs> = if action.include_all_params || required.is_some() {
+            fn_kwargs
+        } else if action.functions.is_empty() {
+            Cow::Owned(Kwargs::empty())
+        } else if action.functions.iter().any(|f| f.params == crate::Params::Any) {
+            Cow::Borrowed(kwargs)
+        } else {
+            let names = action.functions.iter().filter_map(|f| f.params.fields()).flatten().map(|n| (*n, *n));
+            Cow::Owned(kwargs.select(names, false).unwrap_or_else(|_| Kwargs::empty()))
+        };
+        for p in &action.paths {
+            output = self.run_path(p, &forward, depth + 1, exec).await?;
+        }
+        for q in &action.queues {
+            exec.outbox.push(OutboundMessage { queue: q.clone(), body: q.message_body(&forward) });
+            output = None;
+        }
+        Ok(output)
+    }
+
+    fn run_payload<'a>(
+        &'a self,
+        payload: Payload,
+        depth: usize,
+        exec: &'a mut Exec<'_>,
+    ) -> BoxFuture<'a, Result<Output, RecordError>> {
+        async move {
+            match payload.target {
+                Target::Path(path) => {
+                    if depth > self.inner.max_depth {
+                        return Err(self.too_deep(&path));
+                    }
+                    let Some((name, _)) = self.lookup(path.as_str()) else {
+                        return Err(self.unknown_path(path.as_str()));
+                    };
+                    let name = name.clone();
+                    self.run_path(&name, &payload.kwargs, depth, exec).await
+                }
+                Target::Queue(queue) => {
+                    crate::pipeline::check_queue(&queue, &self.inner.registry, self.inner.catch_all_sink.as_ref())
+                        .map_err(|m| RecordError::new(ErrorKind::Undeliverable, format!("returned payload: {m}")))?;
+                    let body = queue.message_body(&payload.kwargs);
+                    exec.outbox.push(OutboundMessage { queue, body });
+                    Ok(None)
+                }
+            }
+        }
+        .boxed()
+    }
+}

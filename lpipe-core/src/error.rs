@@ -1,0 +1,317 @@
+//! Error classes and record outcomes.
+//!
+//! The vocabulary is Python lpipe's: a user function asks for its record to be kept and retried
+//! with [`FailCatastrophically`], or to be dropped with [`FailButContinue`]; any other error
+//! drops the record too. [`RecordError`] is what the dispatcher records for a record that did
+//! not succeed, and [`ErrorKind::outcome`] says what happens to it.
+
+use std::fmt;
+
+use crate::path::PathName;
+
+/// A boxed error, the error type user functions may return (anything `Into<BoxError>`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+macro_rules! user_error_class {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            message: String,
+            source: Option<BoxError>,
+        }
+
+        impl $name {
+            /// An error with this message.
+            pub fn new(message: impl Into<String>) -> Self {
+                Self { message: message.into(), source: None }
+            }
+
+            /// Wraps another error (the user's own error type, say), keeping it as the source.
+            /// The message is the wrapped error's.
+            pub fn wrap(source: impl Into<BoxError>) -> Self {
+                let source = source.into();
+                Self { message: source.to_string(), source: Some(source) }
+            }
+
+            /// An error with this message and this source.
+            pub fn with_source(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+                Self { message: message.into(), source: Some(source.into()) }
+            }
+
+            /// The message.
+            pub fn message(&self) -> &str {
+                &self.message
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.message)
+            }
+        }
+
+        impl std::error::Error for $name {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+            }
+        }
+    };
+}
+
+user_error_class!(
+    /// Returned by a user function to keep its record: the record is reported as failed and
+    /// its event source retries it (SQS redrive, Kinesis replay, a failed invocation).
+    ///
+    /// Found anywhere in an error's `source()` chain, so a user's own error type that wraps
+    /// it (Python lpipe's `class MyError(FailCatastrophically)`) is classified the same way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::FailCatastrophically;
+    /// # #[derive(serde::Deserialize)] struct Args {}
+    /// async fn charge(_args: Args) -> Result<(), FailCatastrophically> {
+    ///     Err(FailCatastrophically::new("the payment service is down; retry later"))
+    /// }
+    /// ```
+    FailCatastrophically
+);
+
+user_error_class!(
+    /// Returned by a user function to drop its record: it is logged, reported and
+    /// acknowledged, never retried.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::FailButContinue;
+    /// # #[derive(serde::Deserialize)] struct Args { email: String }
+    /// async fn validate(args: Args) -> Result<(), FailButContinue> {
+    ///     if !args.email.contains('@') {
+    ///         return Err(FailButContinue::new(format!("bad email {:?}", args.email)));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    FailButContinue
+);
+
+/// What happened to a record in the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every action ran and every outbound message was delivered: acknowledged.
+    Success,
+    /// The record was dropped: acknowledged (never retried), logged and reported.
+    Dropped,
+    /// The record failed and is kept: the event source retries it.
+    Failed,
+}
+
+/// The class of a [`RecordError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The record's body or kwargs are not what the path needs (bad JSON, missing or mistyped
+    /// parameter). Dropped.
+    InvalidPayload,
+    /// The message names a path the pipeline does not have. Dropped.
+    InvalidPath,
+    /// A user function returned [`FailButContinue`]. Dropped.
+    FailButContinue,
+    /// A user function returned [`FailCatastrophically`]. Failed (kept).
+    FailCatastrophically,
+    /// A user function returned any other error. Dropped.
+    Unhandled,
+    /// A user function panicked. Dropped, like any other error.
+    Panic,
+    /// Returned payloads or paths nested deeper than the pipeline's bound. Failed (kept).
+    DepthExceeded,
+    /// An outbound message could not be delivered. Failed (kept).
+    Undeliverable,
+    /// The record was not run: the invocation's deadline was too close, or an earlier record
+    /// it is ordered after failed. Failed (kept).
+    NotRun,
+}
+
+impl ErrorKind {
+    /// What a record that met this error becomes.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            ErrorKind::InvalidPayload
+            | ErrorKind::InvalidPath
+            | ErrorKind::FailButContinue
+            | ErrorKind::Unhandled
+            | ErrorKind::Panic => Outcome::Dropped,
+            ErrorKind::FailCatastrophically
+            | ErrorKind::DepthExceeded
+            | ErrorKind::Undeliverable
+            | ErrorKind::NotRun => Outcome::Failed,
+        }
+    }
+
+    /// The name of the class, in Python lpipe's vocabulary where it has one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidPayload => "InvalidPayloadError",
+            ErrorKind::InvalidPath => "InvalidPathError",
+            ErrorKind::FailButContinue => "FailButContinue",
+            ErrorKind::FailCatastrophically => "FailCatastrophically",
+            ErrorKind::Unhandled => "UnhandledError",
+            ErrorKind::Panic => "Panic",
+            ErrorKind::DepthExceeded => "DepthExceeded",
+            ErrorKind::Undeliverable => "Undeliverable",
+            ErrorKind::NotRun => "NotRun",
+        }
+    }
+
+    /// Classifies an error returned by a user function by looking for [`FailCatastrophically`]
+    /// or [`FailButContinue`] in its `source()` chain; anything else is
+    /// [`ErrorKind::Unhandled`].
+    pub fn classify(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = current {
+            if e.is::<FailCatastrophically>() {
+                return ErrorKind::FailCatastrophically;
+            }
+            if e.is::<FailButContinue>() {
+                return ErrorKind::FailButContinue;
+            }
+            current = e.source();
+        }
+        ErrorKind::Unhandled
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record did not succeed: its class, a message, and where it happened.
+#[derive(Debug)]
+pub struct RecordError {
+    kind: ErrorKind,
+    message: String,
+    path: Option<PathName>,
+    function: Option<&'static str>,
+    source: Option<BoxError>,
+}
+
+impl RecordError {
+    /// A record error of this class.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), path: None, function: None, source: None }
+    }
+
+    /// An [`ErrorKind::InvalidPayload`] error.
+    pub fn invalid_payload(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidPayload, message)
+    }
+
+    /// Sets the path the error happened on, unless one is set already.
+    pub fn at_path(mut self, path: &PathName) -> Self {
+        if self.path.is_none() {
+            self.path = Some(path.clone());
+        }
+        self
+    }
+
+    /// Sets the function the error happened in, unless one is set already.
+    pub fn in_function(mut self, function: &'static str) -> Self {
+        if self.function.is_none() {
+            self.function = Some(function);
+        }
+        self
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: BoxError) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The class.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What the record becomes.
+    pub fn outcome(&self) -> Outcome {
+        self.kind.outcome()
+    }
+
+    /// The message, without path or function.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The path the error happened on, if known.
+    pub fn path(&self) -> Option<&PathName> {
+        self.path.as_ref()
+    }
+
+    /// The user function the error happened in, if any.
+    pub fn function(&self) -> Option<&'static str> {
+        self.function
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        match (&self.path, self.function) {
+            (Some(p), Some(func)) => write!(f, " in {func} on path {p}")?,
+            (Some(p), None) => write!(f, " on path {p}")?,
+            (None, Some(func)) => write!(f, " in {func}")?,
+            (None, None) => {}
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for RecordError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The pipeline's graph or configuration is wrong. Raised when the pipeline is built, before
+/// any record is touched; the message names the offending path, action, queue or setting.
+#[derive(Debug, thiserror::Error)]
+#[error("InvalidConfigurationError: {0}")]
+pub struct InvalidConfigurationError(pub(crate) String);
+
+impl InvalidConfigurationError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The invocation as a whole failed: the Lambda runtime reports it as
+/// `{"errorType": …, "errorMessage": …}` and the event source retries what it retries.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
+#[error("{error_type}: {error_message}")]
+#[serde(rename_all = "camelCase")]
+pub struct InvocationError {
+    /// The class, for example `FailCatastrophically` or `InvalidEvent`.
+    pub error_type: String,
+    /// What went wrong, naming the records concerned.
+    pub error_message: String,
+}
+
+impl InvocationError {
+    /// An invocation error.
+    pub fn new(error_type: impl Into<String>, error_message: impl Into<String>) -> Self {
+        Self { error_type: error_type.into(), error_message: error_message.into() }
+    }
+}
+
+impl From<InvocationError> for lambda_runtime::Diagnostic {
+    fn from(e: InvocationError) -> Self {
+        lambda_runtime::Diagnostic { error_type: e.error_type, error_message: e.error_message }
+    }
+}

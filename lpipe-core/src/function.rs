@@ -1,0 +1,286 @@
+//! User functions: plain async functions whose argument is any `T: DeserializeOwned`.
+//!
+//! The two accepted shapes, as axum does for handlers, told apart by a marker type:
+//!
+//! - `async fn f(args: A) -> Result<R, E>`
+//! - `async fn f(args: A, ctx: Context) -> Result<R, E>`
+//!
+//! where `A: DeserializeOwned` (the struct is the signature), `R: IntoReturn` and
+//! `E: Into<BoxError>`.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+
+use crate::context::Context;
+use crate::error::BoxError;
+use crate::kwargs::Kwargs;
+use crate::params::Params;
+use crate::queue::Payload;
+
+/// What a function returned, after conversion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Returned {
+    /// Nothing to report.
+    Nothing,
+    /// A value that becomes the record's output (shown in a direct invocation's response).
+    Output(serde_json::Value),
+    /// Payloads to run next.
+    Payloads(Vec<Payload>),
+}
+
+/// Types a function may return in its `Ok`: `()`, `Option<T>`, a value for the record's
+/// output (`bool`, numbers, strings, `serde_json::Value`, or any serializable value wrapped in
+/// [`Output`]), a [`Payload`] or a `Vec<Payload>` to run next.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned by an lpipe function",
+    note = "return `()`, a `Payload`, a `Vec<Payload>`, a JSON-like value, or wrap a serializable value in `lpipe::Output`"
+)]
+pub trait IntoReturn {
+    /// The conversion.
+    fn into_return(self) -> Returned;
+}
+
+/// Wraps any serializable value to make it a function's output.
+#[derive(Debug, Clone)]
+pub struct Output<T>(pub T);
+
+impl<T: serde::Serialize> IntoReturn for Output<T> {
+    fn into_return(self) -> Returned {
+        match serde_json::to_value(self.0) {
+            Ok(serde_json::Value::Null) => Returned::Nothing,
+            Ok(v) => Returned::Output(v),
+            Err(e) => Returned::Output(serde_json::Value::String(format!("<unserializable output: {e}>"))),
+        }
+    }
+}
+
+impl IntoReturn for () {
+    fn into_return(self) -> Returned {
+        Returned::Nothing
+    }
+}
+
+impl IntoReturn for Returned {
+    fn into_return(self) -> Returned {
+        self
+    }
+}
+
+impl<T: IntoReturn> IntoReturn for Option<T> {
+    fn into_return(self) -> Returned {
+        self.map_or(Returned::Nothing, IntoReturn::into_return)
+    }
+}
+
+impl IntoReturn for Payload {
+    fn into_return(self) -> Returned {
+        Returned::Payloads(vec![self])
+    }
+}
+
+impl IntoReturn for Vec<Payload> {
+    fn into_return(self) -> Returned {
+        Returned::Payloads(self)
+    }
+}
+
+impl IntoReturn for serde_json::Value {
+    fn into_return(self) -> Returned {
+        if self.is_null() {
+            Returned::Nothing
+        } else {
+            Returned::Output(self)
+        }
+    }
+}
+
+macro_rules! output_values {
+    ($($t:ty),*) => {$(
+        impl IntoReturn for $t {
+            fn into_return(self) -> Returned {
+                Returned::Output(serde_json::Value::from(self))
+            }
+        }
+    )*};
+}
+output_values!(bool, String, &'static str, i32, i64, u32, u64, f64);
+
+/// Something that can be made a pipeline function: an async function or closure of one of the
+/// two shapes in the [module docs](self). `M` is a marker that keeps the shapes apart.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an lpipe function",
+    note = "an lpipe function is `async fn(args: A) -> Result<R, E>` or `async fn(args: A, ctx: lpipe::Context) -> Result<R, E>`, with `A: serde::de::DeserializeOwned` (use `lpipe::NoParams` for none), `R: lpipe::IntoReturn` and `E: Into<lpipe::BoxError>`"
+)]
+pub trait IntoFunction<M>: Send + Sync + Sized + 'static {
+    /// Erases the function's type.
+    fn into_function(self) -> Function;
+}
+
+/// A function with its type erased, its name and its learned [`Params`].
+#[derive(Clone)]
+pub struct Function {
+    pub(crate) inner: Arc<dyn ErasedFunction>,
+    pub(crate) name: &'static str,
+    pub(crate) params: Params,
+}
+
+impl std::fmt::Debug for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Function").field("name", &self.name).field("params", &self.params).finish()
+    }
+}
+
+impl Function {
+    /// The function's name (the last segment of its Rust path, or the one given to
+    /// [`Function::named`]).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The parameters learned from its argument type.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Renames the function (for logs and reports; closures have no useful name).
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+}
+
+/// Erases a function's type so functions of different signatures can sit in one action.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{function, NoParams};
+/// async fn ping(_: NoParams) -> Result<(), std::convert::Infallible> { Ok(()) }
+/// assert_eq!(function(ping).name(), "ping");
+/// ```
+pub fn function<M>(f: impl IntoFunction<M>) -> Function {
+    f.into_function()
+}
+
+pub(crate) type Prepared<'a> =
+    Box<dyn FnOnce(Context) -> BoxFuture<'a, Result<Returned, BoxError>> + Send + 'a>;
+
+pub(crate) type ParamError = serde_path_to_error::Error<serde_json::Error>;
+
+pub(crate) trait ErasedFunction: Send + Sync + 'static {
+    /// Deserializes the arguments; the returned closure runs the function.
+    fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError>;
+}
+
+fn short_name<F>() -> &'static str {
+    let full = std::any::type_name::<F>();
+    // "crate::module::name" or "crate::module::name::{{closure}}"
+    let trimmed = full.trim_end_matches("::{{closure}}");
+    match trimmed.rsplit("::").next() {
+        Some(last) if !last.is_empty() && !trimmed.contains('<') => last,
+        _ => full,
+    }
+}
+
+fn args_from<A: DeserializeOwned>(params: &Params, kwargs: &Kwargs) -> Result<A, ParamError> {
+    if *params == Params::None {
+        // `()` and unit structs deserialize from null; `NoParams` from anything.
+        let mut de = serde_json::Deserializer::from_str("null");
+        return serde_path_to_error::deserialize(&mut de);
+    }
+    kwargs.deserialize()
+}
+
+struct Holder<F, M> {
+    f: F,
+    params: Params,
+    _marker: PhantomData<fn() -> M>,
+}
+
+/// Marker for `async fn(A) -> Result<R, E>`.
+#[doc(hidden)]
+pub struct ArgsOnly<A>(PhantomData<fn() -> A>);
+/// Marker for `async fn(A, Context) -> Result<R, E>`.
+#[doc(hidden)]
+pub struct ArgsAndContext<A>(PhantomData<fn() -> A>);
+
+impl<F, Fut, A, R, E> ErasedFunction for Holder<F, ArgsOnly<A>>
+where
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError> {
+        let args: A = args_from(&self.params, kwargs)?;
+        Ok(Box::new(move |_ctx| {
+            async move { (self.f)(args).await.map(IntoReturn::into_return).map_err(Into::into) }
+                .boxed()
+        }))
+    }
+}
+
+impl<F, Fut, A, R, E> ErasedFunction for Holder<F, ArgsAndContext<A>>
+where
+    F: Fn(A, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError> {
+        let args: A = args_from(&self.params, kwargs)?;
+        Ok(Box::new(move |ctx| {
+            async move { (self.f)(args, ctx).await.map(IntoReturn::into_return).map_err(Into::into) }
+                .boxed()
+        }))
+    }
+}
+
+impl<F, Fut, A, R, E> IntoFunction<ArgsOnly<A>> for F
+where
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn into_function(self) -> Function {
+        let params = Params::of::<A>();
+        Function {
+            name: short_name::<F>(),
+            params: params.clone(),
+            inner: Arc::new(Holder::<F, ArgsOnly<A>> { f: self, params, _marker: PhantomData }),
+        }
+    }
+}
+
+impl<F, Fut, A, R, E> IntoFunction<ArgsAndContext<A>> for F
+where
+    F: Fn(A, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn into_function(self) -> Function {
+        let params = Params::of::<A>();
+        Function {
+            name: short_name::<F>(),
+            params: params.clone(),
+            inner: Arc::new(Holder::<F, ArgsAndContext<A>> { f: self, params, _marker: PhantomData }),
+        }
+    }
+}
+
+impl IntoFunction<()> for Function {
+    fn into_function(self) -> Function {
+        self
+    }
+}

@@ -1,0 +1,48 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod action;
+mod context;
+mod dispatch;
+mod error;
+mod function;
+mod kwargs;
+mod params;
+mod path;
+mod pipeline;
+mod queue;
+mod registry;
+mod report;
+mod runtime;
+mod sink;
+mod source;
+
+#[cfg(feature = "test-kit")]
+pub mod testing;
+
+pub use action::{Action, Param};
+pub use context::{Context, RecordInfo};
+pub use error::{
+    BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvalidConfigurationError, InvocationError, Outcome,
+    RecordError,
+};
+pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned};
+pub use kwargs::{Kwargs, KwargsError};
+pub use params::{NoParams, Params};
+pub use path::{IntoPathName, PathName};
+pub use pipeline::{Pipeline, PipelineBuilder, AUTO_PATH};
+pub use queue::{Payload, Queue, QueueKind, Target};
+pub use registry::{Registry, SinkRegistration, SourceRegistration};
+pub use report::{CapturedReport, CapturingReporter, NoReporter, Report, Reporter};
+pub use runtime::{init_logging, run, run_lambda, run_local, LocalOptions};
+pub use sink::{MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits};
+pub use source::{
+    BatchResult, EventProbe, EventSource, InvalidEvent, Ordering, RawSource, Record, RecordResult, Stats,
+};
+
+/// Re-exported for implementing [`EventSource`], [`Sink`] and [`Reporter`].
+pub use async_trait::async_trait;
+/// Re-exported for plugin registration.
+pub use inventory;
+/// Re-exported: the Lambda runtime's types (`Context`, `Config`).
+pub use lambda_runtime;

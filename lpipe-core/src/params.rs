@@ -1,0 +1,181 @@
+//! Learning a function's parameter names from its argument type, once, at build time.
+//!
+//! A recording serde `Deserializer` is handed to `T::deserialize`: a derived struct calls
+//! `deserialize_struct` with the names of its fields (after `rename`s), which is exactly the
+//! "signature" Python lpipe reads with `inspect`. The recorder then stops the deserialization.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Visitor};
+
+/// The kwargs a function takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Params {
+    /// These named fields (a struct).
+    Fields(&'static [&'static str]),
+    /// Any key (a map, `serde_json::Value`, or a type that could not be inspected): the
+    /// function is passed on everything, like Python's `**kwargs`.
+    Any,
+    /// No parameters ([`NoParams`], `()`, a unit struct).
+    None,
+}
+
+impl Params {
+    /// Learns the parameters of `T`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::Params;
+    /// #[derive(serde::Deserialize)]
+    /// struct Subscribe { name: String, #[serde(rename = "e-mail")] email: String }
+    /// assert_eq!(Params::of::<Subscribe>(), Params::Fields(&["name", "e-mail"]));
+    /// assert_eq!(Params::of::<serde_json::Value>(), Params::Any);
+    /// assert_eq!(Params::of::<lpipe_core::NoParams>(), Params::None);
+    /// ```
+    pub fn of<T: DeserializeOwned>() -> Params {
+        let seen = RefCell::new(None);
+        let _ = T::deserialize(Recorder { seen: &seen });
+        seen.into_inner().unwrap_or(Params::Any)
+    }
+
+    /// The field names, when known.
+    pub fn fields(&self) -> Option<&'static [&'static str]> {
+        match self {
+            Params::Fields(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// The argument type of a function that takes no parameters: deserializes from any kwargs.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Context, NoParams};
+/// async fn ping(_: NoParams, ctx: Context) -> Result<(), std::convert::Infallible> {
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoParams;
+
+impl<'de> serde::Deserialize<'de> for NoParams {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_ignored_any(de::IgnoredAny)?;
+        Ok(NoParams)
+    }
+}
+
+#[derive(Debug)]
+struct Stop;
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("parameters recorded")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl de::Error for Stop {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Stop
+    }
+}
+
+struct Recorder<'a> {
+    seen: &'a RefCell<Option<Params>>,
+}
+
+impl Recorder<'_> {
+    fn set(&self, p: Params) -> Stop {
+        self.seen.borrow_mut().get_or_insert(p);
+        Stop
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Recorder<'_> {
+    type Error = Stop;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(self.set(Params::Any))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Stop> {
+        Err(self.set(Params::Fields(fields)))
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(self.set(Params::None))
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(self.set(Params::None))
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: V,
+    ) -> Result<V::Value, Stop> {
+        Err(self.set(Params::None))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Stop> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Stop> {
+        visitor.visit_some(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf seq tuple tuple_struct map enum identifier
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::HashMap;
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct A {
+        foo: String,
+        #[serde(default)]
+        bar: Option<i64>,
+    }
+
+    #[derive(Deserialize)]
+    #[allow(dead_code)]
+    struct Wrapper(A);
+
+    #[derive(Deserialize)]
+    struct Unit;
+
+    #[test]
+    fn records_struct_fields_and_the_fallbacks() {
+        assert_eq!(Params::of::<A>(), Params::Fields(&["foo", "bar"]));
+        assert_eq!(Params::of::<Wrapper>(), Params::Fields(&["foo", "bar"]));
+        assert_eq!(Params::of::<Option<A>>(), Params::Fields(&["foo", "bar"]));
+        assert_eq!(Params::of::<HashMap<String, i64>>(), Params::Any);
+        assert_eq!(Params::of::<()>(), Params::None);
+        assert_eq!(Params::of::<Unit>(), Params::None);
+        assert_eq!(Params::of::<NoParams>(), Params::None);
+    }
+}

@@ -1,0 +1,401 @@
+//! Declaring and building a pipeline: the graph is validated as a whole at build time.
+
+use std::any::Any;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::action::Action;
+use crate::error::InvalidConfigurationError;
+use crate::function::{Function, IntoFunction};
+use crate::path::{IntoPathName, PathName};
+use crate::queue::{Queue, QueueKind};
+use crate::registry::Registry;
+use crate::report::{NoReporter, Reporter};
+use crate::sink::{MemorySink, RetryPolicy, Sink};
+use crate::source::EventSource;
+
+/// The path name used by [`Pipeline::from_function`].
+pub const AUTO_PATH: &str = "AUTO_PATH";
+
+/// A built, validated pipeline. Cheap to clone; build it once per process.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Action, Pipeline, FailButContinue};
+/// #[derive(serde::Deserialize)]
+/// struct Subscribe { name: String, email: String }
+///
+/// async fn subscribe(args: Subscribe) -> Result<(), FailButContinue> {
+///     if !args.email.contains('@') {
+///         return Err(FailButContinue::new("bad email"));
+///     }
+///     Ok(())
+/// }
+///
+/// # tokio_test();
+/// # fn tokio_test() { tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let pipeline = Pipeline::builder()
+///     .path("SUBSCRIBE", [Action::new().function(subscribe)])
+///     .build()
+///     .unwrap();
+/// let event = r#"[{"path": "subscribe", "kwargs": {"name": "Ann", "email": "ann@example.com"}}]"#;
+/// let response = pipeline.handle(event, Default::default()).await.unwrap();
+/// assert_eq!(response["stats"]["successes"], 1);
+/// # }) }
+/// ```
+#[derive(Clone)]
+pub struct Pipeline {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) paths: HashMap<PathName, Vec<Action>>,
+    pub(crate) path_order: Vec<PathName>,
+    pub(crate) default_path: Option<PathName>,
+    pub(crate) registry: Registry,
+    pub(crate) catch_all_sink: Option<Arc<dyn Sink>>,
+    pub(crate) source: Option<Arc<dyn EventSource>>,
+    pub(crate) reporter: Arc<dyn Reporter>,
+    pub(crate) max_depth: usize,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) deadline_margin: Duration,
+}
+
+/// Builds a [`Pipeline`]. Every problem of the graph is found by [`PipelineBuilder::build`].
+#[must_use]
+pub struct PipelineBuilder {
+    paths: Vec<(PathName, Vec<Action>)>,
+    default_path: Option<PathName>,
+    registry: Option<Registry>,
+    sinks: Vec<(QueueKind, Arc<dyn Sink>)>,
+    sources: Vec<Arc<dyn EventSource>>,
+    record_outbound: Option<MemorySink>,
+    source: Option<String>,
+    reporter: Arc<dyn Reporter>,
+    max_depth: usize,
+    retry: RetryPolicy,
+    state: Option<Arc<dyn Any + Send + Sync>>,
+    deadline_margin: Duration,
+    call_form: bool,
+}
+
+impl Default for PipelineBuilder {
+    fn default() -> Self {
+        PipelineBuilder {
+            paths: Vec::new(),
+            default_path: None,
+            registry: None,
+            sinks: Vec::new(),
+            sources: Vec::new(),
+            record_outbound: None,
+            source: None,
+            reporter: Arc::new(NoReporter),
+            max_depth: 32,
+            retry: RetryPolicy::default(),
+            state: None,
+            deadline_margin: Duration::from_millis(500),
+            call_form: false,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Starts declaring a pipeline.
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    /// The single-function form (Python lpipe's `call=`): messages are bare kwargs and every
+    /// record calls `f`. The path is named [`AUTO_PATH`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::Pipeline;
+    /// #[derive(serde::Deserialize)]
+    /// struct Ping { n: u32 }
+    /// async fn ping(args: Ping) -> Result<u32, std::convert::Infallible> { Ok(args.n + 1) }
+    /// let pipeline = Pipeline::from_function(ping).build().unwrap();
+    /// # let _ = pipeline;
+    /// ```
+    pub fn from_function<M>(f: impl IntoFunction<M>) -> PipelineBuilder {
+        let mut b = PipelineBuilder::default().path(AUTO_PATH, [Action::new().function(f)]);
+        b.default_path = Some(PathName::new(AUTO_PATH));
+        b.call_form = true;
+        b
+    }
+
+    /// The paths, in declaration order, with their actions.
+    pub fn paths(&self) -> impl Iterator<Item = (&PathName, &[Action])> {
+        self.inner.path_order.iter().map(|p| (p, self.inner.paths[p].as_slice()))
+    }
+
+    /// The default path, if messages are bare kwargs.
+    pub fn default_path(&self) -> Option<&PathName> {
+        self.inner.default_path.as_ref()
+    }
+
+    /// The registry the pipeline uses.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub(crate) fn sink_for(&self, kind: &QueueKind) -> Option<Arc<dyn Sink>> {
+        self.inner.catch_all_sink.clone().or_else(|| self.inner.registry.sink(kind))
+    }
+
+    pub(crate) fn lookup(&self, name: &str) -> Option<(&PathName, &[Action])> {
+        let found = if crate::path::needs_normalizing(name) {
+            self.inner.paths.get_key_value(crate::path::normalize(name).as_str())
+        } else {
+            self.inner.paths.get_key_value(name)
+        };
+        found.map(|(k, v)| (k, v.as_slice()))
+    }
+}
+
+impl PipelineBuilder {
+    /// Declares a path: a name (a string or a [`path_enum!`](crate::path_enum) variant) and its
+    /// actions, in order.
+    pub fn path<A: Into<Action>>(mut self, name: impl IntoPathName, actions: impl IntoIterator<Item = A>) -> Self {
+        self.paths.push((name.into_path_name(), actions.into_iter().map(Into::into).collect()));
+        self
+    }
+
+    /// Declares a path as a list of bare functions: sugar for one action calling them all.
+    pub fn path_functions(self, name: impl IntoPathName, functions: impl IntoIterator<Item = Function>) -> Self {
+        self.path(name, [Action::new().functions(functions)])
+    }
+
+    /// Makes messages bare kwargs for this path (Python lpipe's `default_path`).
+    pub fn default_path(mut self, name: impl IntoPathName) -> Self {
+        self.default_path = Some(name.into_path_name());
+        self
+    }
+
+    /// Uses this registry instead of the one `inventory` collected.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Sends queues of this kind with this sink (a custom kind, or replacing a built-in).
+    pub fn sink(mut self, kind: QueueKind, sink: impl Sink) -> Self {
+        self.sinks.push((kind, Arc::new(sink)));
+        self
+    }
+
+    /// Adds an event source (beside the registered ones).
+    pub fn event_source(mut self, source: impl EventSource) -> Self {
+        self.sources.push(Arc::new(source));
+        self
+    }
+
+    /// Serves only the source of this name, with no detection.
+    pub fn only_source(mut self, name: impl Into<String>) -> Self {
+        self.source = Some(name.into());
+        self
+    }
+
+    /// Records every outbound message, of any queue kind, in this sink instead of sending it
+    /// (the local mode; tests).
+    pub fn record_outbound(mut self, sink: MemorySink) -> Self {
+        self.record_outbound = Some(sink);
+        self
+    }
+
+    /// Reports dropped and failed records to this reporter.
+    pub fn reporter(mut self, reporter: impl Reporter) -> Self {
+        self.reporter = Arc::new(reporter);
+        self
+    }
+
+    /// Bounds the nesting of paths and returned payloads (default 32); past it the record
+    /// fails with [`ErrorKind::DepthExceeded`](crate::ErrorKind::DepthExceeded).
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// How failed outbound messages are retried.
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Shared state for functions (SDK clients, configuration), read with
+    /// [`Context::state`](crate::Context::state).
+    pub fn state<T: Any + Send + Sync>(mut self, state: T) -> Self {
+        self.state = Some(Arc::new(state));
+        self
+    }
+
+    /// Records are not started when less than this remains before the Lambda deadline
+    /// (default 500 ms); they are reported as failed so the source retries them.
+    pub fn deadline_margin(mut self, margin: Duration) -> Self {
+        self.deadline_margin = margin;
+        self
+    }
+
+    /// Validates the graph and builds the pipeline.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidConfigurationError`] naming the offender: no paths; a duplicate path name; a
+    /// path with no actions; an action with nothing to do; an action or the default path
+    /// naming an unknown path; paths that run each other in a cycle; a queue whose kind has
+    /// no sink, or that its sink rejects; an unknown event source name.
+    pub fn build(self) -> Result<Pipeline, InvalidConfigurationError> {
+        let err = |m: String| Err(InvalidConfigurationError(m));
+        if self.paths.is_empty() {
+            return err("the pipeline has no paths".into());
+        }
+        let mut registry = self.registry.unwrap_or_else(Registry::from_inventory);
+        for s in self.sources {
+            registry = registry.with_source(s);
+        }
+        for (kind, sink) in self.sinks {
+            registry.sinks_mut().insert(kind, sink);
+        }
+        let mut paths = HashMap::new();
+        let mut path_order = Vec::new();
+        for (name, actions) in self.paths {
+            if name.as_str().is_empty() {
+                return err("a path has an empty name".into());
+            }
+            if paths.contains_key(&name) {
+                return err(format!("path {name} is declared twice (names match case-insensitively)"));
+            }
+            if actions.is_empty() {
+                return err(format!("path {name} has no actions"));
+            }
+            path_order.push(name.clone());
+            paths.insert(name, actions);
+        }
+        let catch_all_sink: Option<Arc<dyn Sink>> = self.record_outbound.map(|s| Arc::new(s) as Arc<dyn Sink>);
+        for name in &path_order {
+            for (i, action) in paths[name].iter().enumerate() {
+                let at = format!("action {} of path {name}", i + 1);
+                if action.is_empty() {
+                    return err(format!("{at} has no functions, paths or queues"));
+                }
+                for p in &action.paths {
+                    if !paths.contains_key(p) {
+                        return err(format!("{at} runs path {p}, which is not declared"));
+                    }
+                }
+                for q in &action.queues {
+                    check_queue(q, &registry, catch_all_sink.as_ref()).map_err(|m| InvalidConfigurationError(format!("{at}: {m}")))?;
+                }
+                for param in &action.required_params {
+                    if param.from.is_empty() || param.to.is_empty() {
+                        return err(format!("{at} has a required parameter with an empty name"));
+                    }
+                }
+            }
+        }
+        if let Some(d) = &self.default_path {
+            if !paths.contains_key(d) {
+                return err(format!("the default path {d} is not declared"));
+            }
+        }
+        if let Some(cycle) = find_cycle(&path_order, &paths) {
+            return err(format!("paths run each other in a cycle: {cycle}"));
+        }
+        let source = match self.source {
+            Some(name) => match registry.source(&name) {
+                Some(s) => Some(s),
+                None => {
+                    return err(format!(
+                        "event source '{name}' is not registered (registered: {})",
+                        registry.source_names().join(", ")
+                    ))
+                }
+            },
+            None => None,
+        };
+        let _ = self.call_form;
+        Ok(Pipeline {
+            inner: Arc::new(Inner {
+                paths,
+                path_order,
+                default_path: self.default_path,
+                registry,
+                catch_all_sink,
+                source,
+                reporter: self.reporter,
+                max_depth: self.max_depth,
+                retry: self.retry,
+                state: self.state,
+                deadline_margin: self.deadline_margin,
+            }),
+        })
+    }
+}
+
+pub(crate) fn check_queue(q: &Queue, registry: &Registry, catch_all: Option<&Arc<dyn Sink>>) -> Result<(), String> {
+    if q.target().is_empty() {
+        return Err(format!("queue of kind '{}' has an empty target", q.kind()));
+    }
+    let sink = match catch_all.cloned().or_else(|| registry.sink(q.kind())) {
+        Some(s) => s,
+        None => {
+            let kinds = registry.sink_kinds();
+            return Err(format!(
+                "queue {q} has kind '{}', which has no sink (registered: {}; enable the lpipe feature for it or add one with PipelineBuilder::sink)",
+                q.kind(),
+                if kinds.is_empty() { "none".to_owned() } else { kinds.join(", ") }
+            ));
+        }
+    };
+    sink.validate(q).map_err(|m| format!("queue {q}: {m}"))
+}
+
+fn find_cycle(order: &[PathName], paths: &HashMap<PathName, Vec<Action>>) -> Option<String> {
+    // Depth-first search over "action runs path" edges; returned payloads are dynamic and are
+    // bounded by max_depth instead.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Active,
+        Done,
+    }
+    fn visit<'a>(
+        p: &'a PathName,
+        paths: &'a HashMap<PathName, Vec<Action>>,
+        marks: &mut HashMap<&'a PathName, Mark>,
+        stack: &mut Vec<&'a PathName>,
+    ) -> Option<String> {
+        match marks.get(p) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Active) => {
+                let start = stack.iter().position(|s| *s == p).unwrap_or(0);
+                let mut names: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                names.push(p.to_string());
+                return Some(names.join(" -> "));
+            }
+            None => {}
+        }
+        marks.insert(p, Mark::Active);
+        stack.push(p);
+        let next: BTreeSet<&PathName> = paths[p].iter().flat_map(|a| a.paths.iter()).collect();
+        for n in next {
+            if let Some(c) = visit(n, paths, marks, stack) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        marks.insert(p, Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    for p in order {
+        let mut stack = Vec::new();
+        if let Some(c) = visit(p, paths, &mut marks, &mut stack) {
+            return Some(c);
+        }
+    }
+    None
+}

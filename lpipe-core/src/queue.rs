@@ -1,0 +1,209 @@
+//! Queues (where messages are forwarded) and payloads (what functions return to run next).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::kwargs::{Kwargs, KwargsError};
+use crate::path::{IntoPathName, PathName};
+
+/// The kind of a queue: which [`Sink`](crate::Sink) sends to it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueKind(Cow<'static, str>);
+
+impl QueueKind {
+    /// Amazon SQS (the `lpipe-sqs` crate).
+    pub const SQS: QueueKind = QueueKind(Cow::Borrowed("sqs"));
+    /// Amazon Kinesis Data Streams (the `lpipe-kinesis` crate).
+    pub const KINESIS: QueueKind = QueueKind(Cow::Borrowed("kinesis"));
+    /// Amazon EventBridge (the `lpipe-cloudwatch` crate).
+    pub const EVENTBRIDGE: QueueKind = QueueKind(Cow::Borrowed("eventbridge"));
+
+    /// A kind of the user's own (their own [`Sink`](crate::Sink)).
+    pub fn custom(name: impl Into<Cow<'static, str>>) -> Self {
+        QueueKind(name.into())
+    }
+
+    /// The kind's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for QueueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// A destination for outbound messages: a kind, a target (a queue name, URL or ARN; a stream
+/// name or ARN; a bus name or ARN; whatever a custom sink understands), an optional path, and
+/// sink-specific options.
+///
+/// With a path the message sent is `{"path": PATH, "kwargs": {…}}`; without one, the bare
+/// kwargs (for a consumer with a default path).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::Queue;
+/// let q = Queue::sqs("emails").path("SEND_WELCOME").option("message_group_id", "welcome");
+/// assert_eq!(q.kind().as_str(), "sqs");
+/// assert_eq!(q.target(), "emails");
+/// assert_eq!(q.get_option("message_group_id"), Some("welcome"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Queue {
+    kind: QueueKind,
+    target: Arc<str>,
+    path: Option<PathName>,
+    options: BTreeMap<Cow<'static, str>, String>,
+}
+
+impl Queue {
+    /// A queue of any kind.
+    pub fn new(kind: QueueKind, target: impl AsRef<str>) -> Self {
+        Queue { kind, target: target.as_ref().into(), path: None, options: BTreeMap::new() }
+    }
+
+    /// An SQS queue by name, URL or ARN.
+    pub fn sqs(target: impl AsRef<str>) -> Self {
+        Self::new(QueueKind::SQS, target)
+    }
+
+    /// A Kinesis stream by name or ARN.
+    pub fn kinesis(target: impl AsRef<str>) -> Self {
+        Self::new(QueueKind::KINESIS, target)
+    }
+
+    /// An EventBridge bus by name or ARN.
+    pub fn eventbridge(target: impl AsRef<str>) -> Self {
+        Self::new(QueueKind::EVENTBRIDGE, target)
+    }
+
+    /// Sets the path the consumer runs (the outbound message becomes `{"path", "kwargs"}`).
+    pub fn path(mut self, path: impl IntoPathName) -> Self {
+        self.path = Some(path.into_path_name());
+        self
+    }
+
+    /// Sets a sink-specific option (for example SQS `message_group_id`, Kinesis
+    /// `partition_key`); each sink documents its own.
+    pub fn option(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> &QueueKind {
+        &self.kind
+    }
+
+    /// The target.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The consumer's path, if any.
+    pub fn consumer_path(&self) -> Option<&PathName> {
+        self.path.as_ref()
+    }
+
+    /// A sink-specific option.
+    pub fn get_option(&self, key: &str) -> Option<&str> {
+        self.options.get(key).map(String::as_str)
+    }
+
+    /// The body of the message that forwards `kwargs` to this queue.
+    pub fn message_body(&self, kwargs: &Kwargs) -> String {
+        match &self.path {
+            Some(p) => {
+                let mut s = String::with_capacity(kwargs.as_str().len() + p.as_str().len() + 24);
+                s.push_str("{\"path\":");
+                s.push_str(&serde_json::to_string(p.as_str()).expect("a string serializes"));
+                s.push_str(",\"kwargs\":");
+                s.push_str(kwargs.as_str());
+                s.push('}');
+                s
+            }
+            None => kwargs.as_str().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind, self.target)?;
+        if let Some(p) = &self.path {
+            write!(f, " (path {p})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Where a [`Payload`] goes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// Run this path next, in this invocation.
+    Path(PathName),
+    /// Forward to this queue.
+    Queue(Queue),
+}
+
+/// A path or queue plus kwargs: what a function returns to have more work done, as in Python
+/// lpipe.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Payload, Queue};
+/// use serde_json::json;
+/// let next = Payload::to_path("SEND_WELCOME", &json!({"email": "ann@example.com"})).unwrap();
+/// let out = Payload::to_queue(Queue::sqs("audit"), &json!({"event": "subscribed"})).unwrap();
+/// # let _ = (next, out);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Payload {
+    /// Where it goes.
+    pub target: Target,
+    /// Its kwargs.
+    pub kwargs: Kwargs,
+}
+
+impl Payload {
+    /// A payload that runs a path of this pipeline next.
+    ///
+    /// # Errors
+    ///
+    /// When `kwargs` does not serialize to a JSON object.
+    pub fn to_path(
+        path: impl IntoPathName,
+        kwargs: &(impl Serialize + ?Sized),
+    ) -> Result<Self, KwargsError> {
+        Ok(Payload { target: Target::Path(path.into_path_name()), kwargs: Kwargs::from_serialize(kwargs)? })
+    }
+
+    /// A payload forwarded to a queue.
+    ///
+    /// # Errors
+    ///
+    /// When `kwargs` does not serialize to a JSON object.
+    pub fn to_queue(queue: Queue, kwargs: &(impl Serialize + ?Sized)) -> Result<Self, KwargsError> {
+        Ok(Payload { target: Target::Queue(queue), kwargs: Kwargs::from_serialize(kwargs)? })
+    }
+}

@@ -1,0 +1,370 @@
+//! Sinks send outbound messages for one kind of queue; the outbox batches and retries them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rand::Rng;
+
+use crate::queue::Queue;
+
+/// A sink's batch limits; the outbox never sends a call that breaks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkLimits {
+    /// Messages per call.
+    pub max_entries: usize,
+    /// Bytes per message (as the sink counts them; see [`Sink::entry_size`]).
+    pub max_entry_bytes: usize,
+    /// Bytes per call.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for SinkLimits {
+    fn default() -> Self {
+        SinkLimits { max_entries: 10, max_entry_bytes: 256 * 1024, max_batch_bytes: 256 * 1024 }
+    }
+}
+
+/// One outbound message.
+#[derive(Clone, Debug)]
+pub struct OutboundMessage {
+    /// Where it goes.
+    pub queue: Queue,
+    /// The JSON body: `{"path": …, "kwargs": …}`, or bare kwargs for a queue without a path.
+    pub body: String,
+}
+
+/// Why a message (or a whole call) was not sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// Whether sending again may succeed (throttling, a service fault), as opposed to a fault
+    /// of the sender (a queue that does not exist, a message that is too large).
+    pub retryable: bool,
+    /// What went wrong, as the service said it.
+    pub message: String,
+}
+
+impl SendError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        SendError { retryable: true, message: message.into() }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SendError { retryable: false, message: message.into() }
+    }
+}
+
+/// Sends messages to queues of one kind. Built-in: SQS, Kinesis, EventBridge (in their
+/// crates) and [`MemorySink`]; users implement their own (a webhook, a database).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink};
+///
+/// struct Stdout;
+///
+/// #[async_trait]
+/// impl Sink for Stdout {
+///     async fn send(&self, queue: &Queue, batch: &[OutboundMessage])
+///         -> Result<Vec<Result<(), SendError>>, SendError> {
+///         Ok(batch.iter().map(|m| { println!("{queue}: {}", m.body); Ok(()) }).collect())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Sends one batch (within [`Sink::limits`]) to one queue, and returns one result per
+    /// message, in order. `Err` means the whole call failed (every message gets that error).
+    async fn send(
+        &self,
+        queue: &Queue,
+        batch: &[OutboundMessage],
+    ) -> Result<Vec<Result<(), SendError>>, SendError>;
+
+    /// The batch limits for this queue.
+    fn limits(&self, _queue: &Queue) -> SinkLimits {
+        SinkLimits::default()
+    }
+
+    /// The size of a message as the service counts it against the limits.
+    fn entry_size(&self, message: &OutboundMessage) -> usize {
+        message.body.len()
+    }
+
+    /// Checks a queue of the graph when the pipeline is built (a malformed ARN, a missing
+    /// option). The message is reported as an `InvalidConfigurationError`.
+    fn validate(&self, _queue: &Queue) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Called once before each invocation's sends, for sinks that cache per invocation.
+    async fn prepare(&self) {}
+}
+
+/// How failed entries are retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first backoff; it doubles per attempt, with full jitter.
+    pub base_delay: Duration,
+    /// The longest backoff.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        let millis = exp.as_millis().max(1) as u64;
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
+
+/// A sink that keeps what it is sent, in memory: the local mode records outbound messages with
+/// it instead of sending them, and tests inspect it. Failures can be programmed.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::MemorySink;
+/// let sink = MemorySink::new();
+/// sink.fail_next(2, true); // the next two messages fail, retryably
+/// assert!(sink.messages().is_empty());
+/// ```
+#[derive(Clone, Default)]
+pub struct MemorySink {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Default)]
+struct MemoryInner {
+    sent: Vec<OutboundMessage>,
+    calls: usize,
+    fail_next: VecDeque<bool>,
+    fail_bodies: Vec<(String, bool)>,
+    limits: Option<SinkLimits>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `n` messages offered fail (retryably or not), then sending succeeds again.
+    pub fn fail_next(&self, n: usize, retryable: bool) {
+        let mut g = self.inner.lock().expect("memory sink lock");
+        g.fail_next.extend(std::iter::repeat_n(retryable, n));
+    }
+
+    /// Every message whose body contains `needle` fails, on every attempt.
+    pub fn fail_bodies_containing(&self, needle: impl Into<String>, retryable: bool) {
+        self.inner.lock().expect("memory sink lock").fail_bodies.push((needle.into(), retryable));
+    }
+
+    /// Overrides the limits it declares.
+    pub fn with_limits(self, limits: SinkLimits) -> Self {
+        self.inner.lock().expect("memory sink lock").limits = Some(limits);
+        self
+    }
+
+    /// The messages delivered so far, in order.
+    pub fn messages(&self) -> Vec<OutboundMessage> {
+        self.inner.lock().expect("memory sink lock").sent.clone()
+    }
+
+    /// How many calls to [`Sink::send`] were made.
+    pub fn calls(&self) -> usize {
+        self.inner.lock().expect("memory sink lock").calls
+    }
+
+    /// Forgets what was delivered.
+    pub fn clear(&self) {
+        let mut g = self.inner.lock().expect("memory sink lock");
+        g.sent.clear();
+        g.calls = 0;
+    }
+}
+
+#[async_trait]
+impl Sink for MemorySink {
+    async fn send(
+        &self,
+        _queue: &Queue,
+        batch: &[OutboundMessage],
+    ) -> Result<Vec<Result<(), SendError>>, SendError> {
+        let mut g = self.inner.lock().expect("memory sink lock");
+        g.calls += 1;
+        let mut results = Vec::with_capacity(batch.len());
+        for m in batch {
+            let body_failure =
+                g.fail_bodies.iter().find(|(needle, _)| m.body.contains(needle)).map(|(_, r)| *r);
+            let failure = body_failure.or_else(|| g.fail_next.pop_front());
+            match failure {
+                Some(retryable) => results.push(Err(SendError {
+                    retryable,
+                    message: "programmed failure of the memory sink".into(),
+                })),
+                None => {
+                    g.sent.push(m.clone());
+                    results.push(Ok(()));
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    fn limits(&self, _queue: &Queue) -> SinkLimits {
+        self.inner.lock().expect("memory sink lock").limits.unwrap_or_default()
+    }
+}
+
+/// A staged message and the record that produced it.
+pub(crate) struct Staged {
+    pub(crate) record: usize,
+    pub(crate) message: OutboundMessage,
+}
+
+/// The outcome of flushing: per record, the first delivery error.
+pub(crate) type Undelivered = BTreeMap<usize, String>;
+
+/// Sends the staged messages, batched per queue within each sink's limits, retrying retryable
+/// failures with backoff and jitter until `deadline`; returns what could not be delivered.
+pub(crate) async fn flush(
+    staged: Vec<Staged>,
+    sink_for: impl Fn(&Queue) -> Option<Arc<dyn Sink>>,
+    retry: RetryPolicy,
+    deadline: Option<Instant>,
+) -> Undelivered {
+    let mut undelivered = Undelivered::new();
+    let mut groups: BTreeMap<Queue, Vec<Staged>> = BTreeMap::new();
+    for s in staged {
+        groups.entry(s.message.queue.clone()).or_default().push(s);
+    }
+    let mut sends = Vec::new();
+    for (queue, entries) in groups {
+        match sink_for(&queue) {
+            Some(sink) => sends.push(flush_queue(queue, entries, sink, retry, deadline)),
+            None => {
+                for e in entries {
+                    undelivered
+                        .entry(e.record)
+                        .or_insert_with(|| format!("no sink for queue kind '{}'", queue.kind()));
+                }
+            }
+        }
+    }
+    for result in futures::future::join_all(sends).await {
+        for (record, why) in result {
+            undelivered.entry(record).or_insert(why);
+        }
+    }
+    undelivered
+}
+
+async fn flush_queue(
+    queue: Queue,
+    entries: Vec<Staged>,
+    sink: Arc<dyn Sink>,
+    retry: RetryPolicy,
+    deadline: Option<Instant>,
+) -> Undelivered {
+    let mut undelivered = Undelivered::new();
+    let limits = sink.limits(&queue);
+    let mut pending: Vec<(usize, Staged)> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let size = sink.entry_size(&e.message);
+        if size > limits.max_entry_bytes || size > limits.max_batch_bytes {
+            undelivered.entry(e.record).or_insert_with(|| {
+                format!(
+                    "message to {queue} is {size} bytes, over the sink's limit of {} bytes",
+                    limits.max_entry_bytes.min(limits.max_batch_bytes)
+                )
+            });
+        } else {
+            pending.push((size, e));
+        }
+    }
+    let mut attempt = 0u32;
+    while !pending.is_empty() {
+        attempt += 1;
+        let mut retry_next: Vec<(usize, Staged)> = Vec::new();
+        let mut last_error: BTreeMap<usize, String> = BTreeMap::new();
+        let mut start = 0;
+        while start < pending.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < pending.len()
+                && end - start < limits.max_entries.max(1)
+                && bytes + pending[end].0 <= limits.max_batch_bytes
+            {
+                bytes += pending[end].0;
+                end += 1;
+            }
+            let batch: Vec<OutboundMessage> =
+                pending[start..end].iter().map(|(_, s)| s.message.clone()).collect();
+            let results = match sink.send(&queue, &batch).await {
+                Ok(r) if r.len() == batch.len() => r,
+                Ok(r) => {
+                    let msg = format!(
+                        "the sink for {queue} returned {} results for {} messages",
+                        r.len(),
+                        batch.len()
+                    );
+                    vec![Err(SendError::permanent(msg)); batch.len()]
+                }
+                Err(e) => vec![Err(e); batch.len()],
+            };
+            for (i, result) in results.into_iter().enumerate() {
+                if let Err(e) = result {
+                    let (size, staged) = &pending[start + i];
+                    tracing::warn!(queue = %queue, attempt, retryable = e.retryable, error = %e.message, "outbound message not sent");
+                    if e.retryable {
+                        retry_next.push((
+                            *size,
+                            Staged { record: staged.record, message: staged.message.clone() },
+                        ));
+                        last_error.insert(staged.record, e.message);
+                    } else {
+                        undelivered
+                            .entry(staged.record)
+                            .or_insert_with(|| format!("sending to {queue} failed: {}", e.message));
+                    }
+                }
+            }
+            start = end;
+        }
+        if retry_next.is_empty() {
+            break;
+        }
+        let delay = retry.backoff(attempt - 1);
+        let out_of_time = deadline.is_some_and(|d| Instant::now() + delay >= d);
+        if attempt >= retry.max_attempts || out_of_time {
+            for (_, s) in retry_next {
+                let why = last_error.remove(&s.record).unwrap_or_default();
+                undelivered.entry(s.record).or_insert_with(|| {
+                    format!("sending to {queue} failed after {attempt} attempts: {why}")
+                });
+            }
+            break;
+        }
+        tokio::time::sleep(delay).await;
+        pending = retry_next;
+    }
+    undelivered
+}

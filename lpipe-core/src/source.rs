@@ -1,0 +1,373 @@
+//! Event sources: how a Lambda event becomes records, and how the batch's outcome becomes the
+//! Lambda response.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::error::{ErrorKind, InvocationError, Outcome, RecordError};
+
+/// One record of a batch, borrowed from the event's text where possible.
+#[derive(Debug)]
+pub struct Record<'e> {
+    /// Its identity in the source (SQS `messageId`, Kinesis `sequenceNumber`…), used in the
+    /// response to name failed records.
+    pub id: Option<Cow<'e, str>>,
+    /// Its ordering key (FIFO `MessageGroupId`, Kinesis partition key), if ordered.
+    pub ordering_key: Option<Cow<'e, str>>,
+    /// The lpipe message's JSON text, or why it could not be extracted (bad base64, say).
+    pub body: Result<Cow<'e, str>, RecordError>,
+}
+
+/// How a source orders its records, which decides what happens after a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ordering {
+    /// No order: a failure touches only its own record.
+    Unordered,
+    /// Records sharing an ordering key run in order; after a record fails, the rest of its
+    /// key are not run and are reported as failed too (SQS FIFO).
+    PerKey,
+    /// After a record fails, no later record of the batch is run; they are reported as failed
+    /// (Kinesis: Lambda replays from the lowest failed sequence number anyway).
+    StopOnFailure,
+}
+
+/// What happened to one record.
+#[derive(Debug)]
+pub struct RecordResult {
+    /// Its identity (see [`Record::id`]).
+    pub id: Option<String>,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The error, unless it succeeded.
+    pub error: Option<RecordError>,
+    /// Its output (see [`Returned::Output`](crate::Returned::Output)), if any.
+    pub output: Option<serde_json::Value>,
+}
+
+/// Counts of a batch's outcomes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Records in the batch.
+    pub received: usize,
+    /// Records that succeeded.
+    pub successes: usize,
+    /// Records dropped (acknowledged, never retried).
+    pub dropped: usize,
+    /// Records failed (kept for retry).
+    pub failed: usize,
+}
+
+/// The outcome of a batch, handed to [`EventSource::respond`].
+#[derive(Debug)]
+pub struct BatchResult {
+    /// One entry per record, in batch order.
+    pub records: Vec<RecordResult>,
+    /// The counts.
+    pub stats: Stats,
+}
+
+impl BatchResult {
+    /// The records that failed (kept for retry).
+    pub fn failed(&self) -> impl Iterator<Item = (usize, &RecordResult)> {
+        self.records.iter().enumerate().filter(|(_, r)| r.outcome == Outcome::Failed)
+    }
+
+    /// The outputs in record order (`null` where a record produced none), when at least one
+    /// record produced one.
+    pub fn outputs(&self) -> Option<Vec<serde_json::Value>> {
+        if self.records.iter().any(|r| r.output.is_some()) {
+            Some(
+                self.records
+                    .iter()
+                    .map(|r| r.output.clone().unwrap_or(serde_json::Value::Null))
+                    .collect(),
+            )
+        } else {
+            None
+        }
+    }
+
+    /// A one-line summary of the failed records, for invocation errors:
+    /// `record 0 (FailCatastrophically on path X: why); record 3 (…)`.
+    pub fn describe_failures(&self) -> String {
+        let mut out = String::new();
+        for (i, r) in self.failed() {
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            let id = r.id.clone().unwrap_or_else(|| i.to_string());
+            match &r.error {
+                Some(e) => out.push_str(&format!("record {id} ({e})")),
+                None => out.push_str(&format!("record {id}")),
+            }
+        }
+        out
+    }
+}
+
+/// A cheap look at an event, enough for sources to recognise their own: the shape and the
+/// first record's `eventSource`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventProbe {
+    /// The event is a JSON array.
+    pub is_array: bool,
+    /// The event is a JSON object.
+    pub is_object: bool,
+    /// The object has a `Records` array.
+    pub has_records: bool,
+    /// The first record's `eventSource` (or `EventSource`), e.g. `aws:sqs`.
+    pub first_event_source: Option<String>,
+    /// The object's `source` (EventBridge).
+    pub source: Option<String>,
+    /// The object has a `detail-type` key (EventBridge).
+    pub has_detail_type: bool,
+}
+
+impl EventProbe {
+    /// Probes an event. Reads the top-level keys and the first record only.
+    pub fn of(event: &str) -> EventProbe {
+        let mut probe = EventProbe::default();
+        let mut de = serde_json::Deserializer::from_str(event);
+        let _ = ProbeSeed(&mut probe).deserialize(&mut de);
+        probe
+    }
+}
+
+struct ProbeSeed<'p>(&'p mut EventProbe);
+
+impl<'de> DeserializeSeed<'de> for ProbeSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ProbeSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.0.is_array = true;
+        // Stop here: nothing else of an array matters.
+        Err(de::Error::custom("probe done"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.0.is_object = true;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "Records" => {
+                    self.0.has_records = true;
+                    map.next_value_seed(FirstRecordSeed(self.0))?;
+                }
+                "source" => self.0.source = map.next_value::<Option<String>>().ok().flatten(),
+                "detail-type" => {
+                    self.0.has_detail_type = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+struct FirstRecordSeed<'p>(&'p mut EventProbe);
+
+impl<'de> DeserializeSeed<'de> for FirstRecordSeed<'_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FirstRecordSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of records")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        #[derive(serde::Deserialize)]
+        struct First {
+            #[serde(rename = "eventSource", alias = "EventSource", default)]
+            event_source: Option<String>,
+        }
+        if let Some(first) = seq.next_element::<First>()? {
+            self.0.first_event_source = first.event_source;
+        }
+        // Stop here: the records themselves are the source's business.
+        Err(de::Error::custom("probe done"))
+    }
+}
+
+/// The event as a whole could not be read (not JSON, not the source's shape).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {source_name} event: {message}")]
+pub struct InvalidEvent {
+    /// The source that tried.
+    pub source_name: &'static str,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Turns Lambda events of one kind into records, and a batch's outcome into the response.
+///
+/// A source recognises its own events ([`EventSource::matches`]), so a pipeline can serve
+/// several. Sources register with [`inventory`] (see [`SourceRegistration`](crate::SourceRegistration)).
+#[async_trait]
+pub trait EventSource: Send + Sync + 'static {
+    /// The source's name (`raw`, `sqs`, …).
+    fn name(&self) -> &'static str;
+
+    /// Whether this event is one of this source's.
+    fn matches(&self, probe: &EventProbe) -> bool;
+
+    /// Splits the event into records.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidEvent`] when the event as a whole cannot be read; a single bad record is
+    /// reported in its [`Record::body`] instead.
+    fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent>;
+
+    /// How records are ordered.
+    fn ordering(&self) -> Ordering {
+        Ordering::Unordered
+    }
+
+    /// Builds the Lambda response, or fails the invocation.
+    async fn respond(&self, event: &str, batch: &BatchResult) -> Result<serde_json::Value, InvocationError>;
+}
+
+/// The source of direct invocations (and of constant rule inputs): the event is a JSON array
+/// of messages, objects or strings that hold JSON, or a single message.
+///
+/// The response is Python lpipe's `{"event": "Finished.", "stats": {…}, "output": […]}`, with
+/// `output` (one entry per record, in order; `null` where a record produced none) only when a
+/// record produced one. If any record failed, every record is still tried and then the
+/// invocation fails with an error naming the failed records.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawSource;
+
+impl RawSource {
+    /// The name it registers under.
+    pub const NAME: &'static str = "raw";
+}
+
+fn json_text<'e>(raw: &'e RawValue) -> Result<Cow<'e, str>, RecordError> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'{') => Ok(Cow::Borrowed(text)),
+        Some(b'"') => match serde_json::from_str::<&'e str>(text) {
+            Ok(s) => Ok(Cow::Borrowed(s)),
+            Err(_) => serde_json::from_str::<String>(text)
+                .map(Cow::Owned)
+                .map_err(|e| RecordError::invalid_payload(format!("bad string record: {e}"))),
+        },
+        _ => Err(RecordError::new(
+            ErrorKind::InvalidPayload,
+            format!("a record must be a JSON object or a string holding one, got {}", crate::kwargs::json_kind(text)),
+        )),
+    }
+}
+
+#[async_trait]
+impl EventSource for RawSource {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn matches(&self, probe: &EventProbe) -> bool {
+        probe.is_array || (probe.is_object && !probe.has_records)
+    }
+
+    fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
+        let invalid = |message: String| InvalidEvent { source_name: Self::NAME, message };
+        let trimmed = event.trim_start();
+        let elements: Vec<&'e RawValue> = if trimmed.starts_with('[') {
+            serde_json::from_str(event).map_err(|e| invalid(e.to_string()))?
+        } else {
+            vec![serde_json::from_str(event).map_err(|e| invalid(e.to_string()))?]
+        };
+        Ok(elements
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| Record { id: Some(Cow::Owned(i.to_string())), ordering_key: None, body: json_text(raw) })
+            .collect())
+    }
+
+    async fn respond(&self, _event: &str, batch: &BatchResult) -> Result<serde_json::Value, InvocationError> {
+        if batch.stats.failed > 0 {
+            return Err(InvocationError::new(
+                "FailCatastrophically",
+                format!(
+                    "Encountered catastrophic exceptions while handling one or more records: {}; stats: {}",
+                    batch.describe_failures(),
+                    serde_json::to_string(&batch.stats).unwrap_or_default()
+                ),
+            ));
+        }
+        let mut response = serde_json::json!({"event": "Finished.", "stats": batch.stats});
+        if let Some(outputs) = batch.outputs() {
+            response["output"] = serde_json::Value::Array(outputs);
+        }
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_reads_shape_and_first_event_source_only() {
+        let p = EventProbe::of(r#"{"Records": [{"eventSource": "aws:sqs"}, {"eventSource": "x"}, not json"#);
+        assert!(p.is_object && p.has_records);
+        assert_eq!(p.first_event_source.as_deref(), Some("aws:sqs"));
+        let p = EventProbe::of(r#"[{"path": "X"}]"#);
+        assert!(p.is_array && !p.is_object);
+        let p = EventProbe::of(r#"{"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}"#);
+        assert!(p.has_detail_type);
+        assert_eq!(p.source.as_deref(), Some("aws.events"));
+    }
+
+    #[test]
+    fn raw_records_are_objects_or_strings_holding_json() {
+        let event = r#"[{"path": "A", "kwargs": {}}, "{\"path\": \"B\", \"kwargs\": {}}", 5]"#;
+        let records = RawSource.decode(event).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].body.as_deref().unwrap(), r#"{"path": "A", "kwargs": {}}"#);
+        assert_eq!(records[1].body.as_deref().unwrap(), r#"{"path": "B", "kwargs": {}}"#);
+        let err = records[2].body.as_ref().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidPayload);
+        assert!(err.message().contains("a number"), "{err}");
+        let single = RawSource.decode(r#"{"path": "A", "kwargs": {}}"#).unwrap();
+        assert_eq!(single.len(), 1);
+        assert!(RawSource.decode("not json").is_err());
+    }
+}

@@ -1,0 +1,1 @@
+pub use lpipe_core::*;
