@@ -1,0 +1,64 @@
+//! The dispatch benchmark's workload: path PROCESS = [validate, enrich], [store], with typed
+//! arguments (see `shared/bench/README.md`).
+
+use lpipe::{Action, FailButContinue, Pipeline, PipelineBuilder};
+use serde::Deserialize;
+
+/// `validate(user_id: int, email: str)`.
+#[derive(Deserialize)]
+pub struct Validate {
+    /// The user.
+    pub user_id: i64,
+    /// Must contain an `@`.
+    pub email: String,
+}
+
+/// Drops the record when the email has no `@`.
+pub async fn validate(args: Validate) -> Result<(), FailButContinue> {
+    if args.email.contains('@') {
+        Ok(())
+    } else {
+        Err(FailButContinue::new(format!("user {}: bad email", args.user_id)))
+    }
+}
+
+/// `enrich(user_id: int, name: str, score: float = 0.0)`.
+#[derive(Deserialize)]
+pub struct Enrich {
+    /// The user.
+    pub user_id: i64,
+    /// Their name.
+    pub name: String,
+    /// Their score.
+    #[serde(default)]
+    pub score: f64,
+}
+
+/// Does nothing (observably).
+pub async fn enrich(args: Enrich) -> Result<(), FailButContinue> {
+    std::hint::black_box((args.user_id, &args.name, args.score));
+    Ok(())
+}
+
+/// `store(user_id: int, tags: list)`.
+#[derive(Deserialize)]
+pub struct Store {
+    /// The user.
+    pub user_id: i64,
+    /// Their tags.
+    pub tags: Vec<String>,
+}
+
+/// Does nothing (observably).
+pub async fn store(args: Store) -> Result<(), FailButContinue> {
+    std::hint::black_box((args.user_id, &args.tags));
+    Ok(())
+}
+
+/// The benchmark pipeline.
+pub fn pipeline() -> PipelineBuilder {
+    Pipeline::builder().path(
+        "PROCESS",
+        [Action::new().function(validate).function(enrich), Action::new().function(store)],
+    )
+}

@@ -1,0 +1,45 @@
+//! The dispatch benchmark: `bench EVENT_FILE` prints the response (stdout) and the time spent
+//! handling the event (stderr), like `shared/bench/baseline`.
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let Some(file) = std::env::args().nth(1) else {
+        eprintln!("usage: bench EVENT_FILE");
+        return ExitCode::from(2);
+    };
+    let event = match std::fs::read_to_string(&file) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("cannot read {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let pipeline = match lpipe_examples::bench::pipeline().build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = Instant::now();
+    let result = pipeline.handle(&event, lpipe::lambda_runtime::Context::default()).await;
+    let elapsed = started.elapsed();
+    let (text, code) = match result {
+        Ok(response) => (response.to_string(), ExitCode::SUCCESS),
+        Err(e) => (serde_json::to_string(&e).unwrap_or_default(), ExitCode::FAILURE),
+    };
+    println!("{text}");
+    let n = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["stats"]["received"].as_u64())
+        .unwrap_or(0)
+        .max(1);
+    eprintln!(
+        "handle={:.3}ms per_record_us={:.2}",
+        elapsed.as_secs_f64() * 1e3,
+        elapsed.as_secs_f64() * 1e6 / n as f64
+    );
+    code
+}
