@@ -18,7 +18,10 @@ pub async fn validate(args: Validate) -> Result<(), FailButContinue> {
     if args.email.contains('@') {
         Ok(())
     } else {
-        Err(FailButContinue::new(format!("user {}: bad email", args.user_id)))
+        Err(FailButContinue::new(format!(
+            "user {}: bad email",
+            args.user_id
+        )))
     }
 }
 
@@ -59,6 +62,9 @@ pub async fn store(args: Store) -> Result<(), FailButContinue> {
 pub fn pipeline() -> PipelineBuilder {
     Pipeline::builder().path(
         "PROCESS",
-        [Action::new().function(validate).function(enrich), Action::new().function(store)],
+        [
+            Action::new().function(validate).function(enrich),
+            Action::new().function(store),
+        ],
     )
 }

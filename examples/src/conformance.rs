@@ -5,8 +5,8 @@
 //! (defaults `test-sqs-queue` and `test-kinesis-stream`, the reference's fixture names).
 
 use lpipe::{
-    function, Action, BoxError, Context, FailButContinue, FailCatastrophically, NoParams, Payload, Pipeline,
-    PipelineBuilder, Queue,
+    function, Action, BoxError, Context, FailButContinue, FailCatastrophically, NoParams, Payload,
+    Pipeline, PipelineBuilder, Queue,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -115,13 +115,19 @@ pub async fn test_func_multi_trigger(_: NoParams) -> Result<Vec<Payload>, BoxErr
     Ok(vec![
         Payload::to_path(Path::TEST_TRIGGER_SECOND, &json!({}))?,
         Payload::to_path(Path::TEST_TRIGGER_SECOND, &json!({}))?,
-        Payload::to_queue(Queue::kinesis(kinesis_stream_name()).path("TEST_FUNC"), &json!({"foo": "bar"}))?,
+        Payload::to_queue(
+            Queue::kinesis(kinesis_stream_name()).path("TEST_FUNC"),
+            &json!({"foo": "bar"}),
+        )?,
     ])
 }
 
 /// Returns a payload for TEST_RAISE_CUSTOM_CONTINUE.
 pub async fn test_func_trigger_error(_: NoParams) -> Result<Payload, BoxError> {
-    Ok(Payload::to_path(Path::TEST_RAISE_CUSTOM_CONTINUE, &json!({}))?)
+    Ok(Payload::to_path(
+        Path::TEST_RAISE_CUSTOM_CONTINUE,
+        &json!({}),
+    )?)
 }
 
 /// `return_foobar`.
@@ -155,12 +161,16 @@ pub async fn throw_exception(_: NoParams) -> Result<(), BoxError> {
 
 /// `throw_custom_exception`: [`MyCustomException`].
 pub async fn throw_custom_exception(_: NoParams) -> Result<(), MyCustomException> {
-    Err(MyCustomException(FailCatastrophically::new("error message")))
+    Err(MyCustomException(FailCatastrophically::new(
+        "error message",
+    )))
 }
 
 /// `throw_custom_exception_continue`: [`MyCustomExceptionContinue`].
 pub async fn throw_custom_exception_continue(_: NoParams) -> Result<(), MyCustomExceptionContinue> {
-    Err(MyCustomExceptionContinue(FailButContinue::new("error message (continue)")))
+    Err(MyCustomExceptionContinue(FailButContinue::new(
+        "error message (continue)",
+    )))
 }
 
 /// Returns a payload for TEST_RAISE_CUSTOM.
@@ -169,8 +179,13 @@ pub async fn return_payload_throw_custom_exception(_: NoParams) -> Result<Payloa
 }
 
 /// Returns a payload for TEST_RAISE_CUSTOM_CONTINUE.
-pub async fn return_payload_throw_custom_exception_continue(_: NoParams) -> Result<Payload, BoxError> {
-    Ok(Payload::to_path(Path::TEST_RAISE_CUSTOM_CONTINUE, &json!({}))?)
+pub async fn return_payload_throw_custom_exception_continue(
+    _: NoParams,
+) -> Result<Payload, BoxError> {
+    Ok(Payload::to_path(
+        Path::TEST_RAISE_CUSTOM_CONTINUE,
+        &json!({}),
+    )?)
 }
 
 /// The reference's `PATHS`, as a pipeline builder (add sinks or a default path, then build).
@@ -180,11 +195,28 @@ pub fn pipeline() -> PipelineBuilder {
     let kinesis = kinesis_stream_name();
     Pipeline::builder()
         .path(TEST_FUNC, [Action::new().function(test_func)])
-        .path(TEST_FUNC_EXPLICIT_PARAMS, [Action::new().required_param("foo").function(test_func)])
-        .path(TEST_FUNC_NO_PARAMS, [Action::new().function(test_func_no_params)])
-        .path(TEST_FUNC_BLANK_PARAMS, [Action::new().required_params::<&str>([]).function(test_func_no_params)])
-        .path(TEST_PATH, [Action::new().required_param("foo").path(TEST_FUNC)])
-        .path(TEST_FUNC_AND_PATH, [Action::new().function(test_func).path(TEST_FUNC)])
+        .path(
+            TEST_FUNC_EXPLICIT_PARAMS,
+            [Action::new().required_param("foo").function(test_func)],
+        )
+        .path(
+            TEST_FUNC_NO_PARAMS,
+            [Action::new().function(test_func_no_params)],
+        )
+        .path(
+            TEST_FUNC_BLANK_PARAMS,
+            [Action::new()
+                .required_params::<&str>([])
+                .function(test_func_no_params)],
+        )
+        .path(
+            TEST_PATH,
+            [Action::new().required_param("foo").path(TEST_FUNC)],
+        )
+        .path(
+            TEST_FUNC_AND_PATH,
+            [Action::new().function(test_func).path(TEST_FUNC)],
+        )
         .path(
             MULTI_TEST_FUNC,
             [
@@ -197,34 +229,74 @@ pub fn pipeline() -> PipelineBuilder {
             MULTI_TEST_FUNC_NO_PARAMS,
             [
                 Action::new().function(test_func_no_params),
-                Action::new().function(test_func_no_params).path(TEST_FUNC_BLANK_PARAMS),
+                Action::new()
+                    .function(test_func_no_params)
+                    .path(TEST_FUNC_BLANK_PARAMS),
                 Action::new().path(TEST_FUNC_BLANK_PARAMS),
             ],
         )
-        .path_functions(TEST_BARE_FUNCS, [function(test_func), function(test_func_no_params)])
-        .path(TEST_RENAME_PARAM, [Action::new().required_param(("bar", "foo")).function(test_func)])
+        .path_functions(
+            TEST_BARE_FUNCS,
+            [function(test_func), function(test_func_no_params)],
+        )
+        .path(
+            TEST_RENAME_PARAM,
+            [Action::new()
+                .required_param(("bar", "foo"))
+                .function(test_func)],
+        )
         .path(
             TEST_KINESIS_QUEUE,
-            [Action::new().required_param("uri").queue(Queue::kinesis(&kinesis).path("TEST_FUNC"))],
+            [Action::new()
+                .required_param("uri")
+                .queue(Queue::kinesis(&kinesis).path("TEST_FUNC"))],
         )
-        .path(TEST_SQS_QUEUE, [Action::new().required_param("uri").queue(Queue::sqs(&sqs).path("TEST_FUNC"))])
-        .path(TEST_SQS_QUEUE_WITHOUT_PATH, [Action::new().required_param("uri").queue(Queue::sqs(&sqs))])
-        .path(TEST_FUNC_DEFAULT_PARAM, [Action::new().function(test_func_default_param)])
+        .path(
+            TEST_SQS_QUEUE,
+            [Action::new()
+                .required_param("uri")
+                .queue(Queue::sqs(&sqs).path("TEST_FUNC"))],
+        )
+        .path(
+            TEST_SQS_QUEUE_WITHOUT_PATH,
+            [Action::new().required_param("uri").queue(Queue::sqs(&sqs))],
+        )
+        .path(
+            TEST_FUNC_DEFAULT_PARAM,
+            [Action::new().function(test_func_default_param)],
+        )
         .path(TEST_SENTRY, [Action::new().function(throw_exception)])
         .path(TEST_RET, [Action::new().function(return_foobar)])
-        .path(TEST_TRIGGER_FIRST, [Action::new().function(test_func_trigger_first)])
+        .path(
+            TEST_TRIGGER_FIRST,
+            [Action::new().function(test_func_trigger_first)],
+        )
         .path(TEST_TRIGGER_SECOND, [Action::new().function(return_foobar)])
-        .path(TEST_MULTI_TRIGGER, [Action::new().function(test_func_multi_trigger)])
-        .path(TEST_DEFAULT_PATH, [Action::new().function(test_kwargs_passed_to_default_path)])
+        .path(
+            TEST_MULTI_TRIGGER,
+            [Action::new().function(test_func_multi_trigger)],
+        )
+        .path(
+            TEST_DEFAULT_PATH,
+            [Action::new().function(test_kwargs_passed_to_default_path)],
+        )
         .path(
             TEST_DEFAULT_PATH_INCLUDE_ALL,
-            [Action::new().function(test_kwargs_passed_to_default_path_include_all).include_all_params()],
+            [Action::new()
+                .function(test_kwargs_passed_to_default_path_include_all)
+                .include_all_params()],
         )
         .path_functions(TEST_TRIGGER_ERROR, [function(test_func_trigger_error)])
         .path_functions(TEST_RAISE, [function(throw_exception)])
         .path_functions(TEST_RAISE_CUSTOM, [function(throw_custom_exception)])
-        .path_functions(TEST_RAISE_CUSTOM_CONTINUE, [function(throw_custom_exception_continue)])
-        .path_functions(TEST_RETURN_PAYLOAD_RAISES, [function(return_payload_throw_custom_exception)])
+        .path_functions(
+            TEST_RAISE_CUSTOM_CONTINUE,
+            [function(throw_custom_exception_continue)],
+        )
+        .path_functions(
+            TEST_RETURN_PAYLOAD_RAISES,
+            [function(return_payload_throw_custom_exception)],
+        )
         .path_functions(
             TEST_RETURN_PAYLOAD_RAISES_CONTINUE,
             [function(return_payload_throw_custom_exception_continue)],

@@ -9,10 +9,16 @@ use lpipe_examples::conformance;
 use serde_json::Value;
 
 fn fixtures() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/conformance.json"))
-        .expect("fixture table");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/conformance.json"
+    ))
+    .expect("fixture table");
     let doc: Value = serde_json::from_str(&text).expect("fixture table is JSON");
-    doc["fixtures"].as_array().expect("a list of fixtures").clone()
+    doc["fixtures"]
+        .as_array()
+        .expect("a list of fixtures")
+        .clone()
 }
 
 fn builder_for(fixture: &Value) -> PipelineBuilder {
@@ -29,12 +35,17 @@ fn check(name: &str, fixture: &Value, response: &Value) {
     let expected = &fixture["response"];
     assert_eq!(response["event"], "Finished.", "{name}: {response}");
     for key in ["received", "successes"] {
-        assert_eq!(response["stats"][key], expected["stats"][key], "{name}: stats.{key} in {response}");
+        assert_eq!(
+            response["stats"][key], expected["stats"][key],
+            "{name}: stats.{key} in {response}"
+        );
     }
     let s = &response["stats"];
     assert_eq!(
         s["received"].as_u64().unwrap(),
-        s["successes"].as_u64().unwrap() + s["dropped"].as_u64().unwrap() + s["failed"].as_u64().unwrap(),
+        s["successes"].as_u64().unwrap()
+            + s["dropped"].as_u64().unwrap()
+            + s["failed"].as_u64().unwrap(),
         "{name}: every record has one outcome: {response}"
     );
     if let Some(output) = expected.get("output") {
@@ -49,32 +60,60 @@ async fn the_fixture_table_passes_through_the_raw_source() {
     for fixture in &fixtures {
         let name = fixture["name"].as_str().unwrap();
         let sink = MemorySink::new();
-        let pipeline = builder_for(fixture).record_outbound(sink.clone()).build().expect("the conformance graph is valid");
+        let pipeline = builder_for(fixture)
+            .record_outbound(sink.clone())
+            .build()
+            .expect("the conformance graph is valid");
         let event = fixture["payload"].to_string();
         let result = pipeline.handle(&event, lambda_context(0)).await;
         match fixture["error"].as_str() {
             Some(error_type) => {
                 let err = result.expect_err(name);
                 assert_eq!(err.error_type, error_type, "{name}");
-                assert!(err.error_message.contains("record 0"), "{name}: {}", err.error_message);
+                assert!(
+                    err.error_message.contains("record 0"),
+                    "{name}: {}",
+                    err.error_message
+                );
             }
-            None => check(name, fixture, &result.unwrap_or_else(|e| panic!("{name}: {e}"))),
+            None => check(
+                name,
+                fixture,
+                &result.unwrap_or_else(|e| panic!("{name}: {e}")),
+            ),
         }
         // What the queue paths forward.
-        let bodies: Vec<Value> = sink.messages().iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
-        let sent: Vec<String> = sink.messages().iter().map(|m| m.queue.to_string()).collect();
+        let bodies: Vec<Value> = sink
+            .messages()
+            .iter()
+            .map(|m| serde_json::from_str(&m.body).unwrap())
+            .collect();
+        let sent: Vec<String> = sink
+            .messages()
+            .iter()
+            .map(|m| m.queue.to_string())
+            .collect();
         match name {
             "KINESIS_OUTPUT" => {
                 assert_eq!(sent, ["kinesis:test-kinesis-stream (path TEST_FUNC)"]);
-                assert_eq!(bodies, [serde_json::json!({"path": "TEST_FUNC", "kwargs": {"uri": "foo"}})]);
+                assert_eq!(
+                    bodies,
+                    [serde_json::json!({"path": "TEST_FUNC", "kwargs": {"uri": "foo"}})]
+                );
             }
             "SQS_OUTPUT" => {
                 assert_eq!(sent, ["sqs:test-sqs-queue (path TEST_FUNC)"]);
-                assert_eq!(bodies, [serde_json::json!({"path": "TEST_FUNC", "kwargs": {"uri": "foo"}})]);
+                assert_eq!(
+                    bodies,
+                    [serde_json::json!({"path": "TEST_FUNC", "kwargs": {"uri": "foo"}})]
+                );
             }
             "SQS_OUTPUT_NO_PATH" => assert_eq!(bodies, [serde_json::json!({"uri": "foo"})]),
             "MULTI_TRIGGER_PATH" => {
-                assert_eq!(bodies, [serde_json::json!({"path": "TEST_FUNC", "kwargs": {"foo": "bar"}})])
+                assert_eq!(
+                    bodies,
+                    [serde_json::json!({"path": "TEST_FUNC", "kwargs": {"foo": "bar"}})]
+                )
             }
             _ => assert!(bodies.is_empty(), "{name} sends nothing: {bodies:?}"),
         }
@@ -84,7 +123,10 @@ async fn the_fixture_table_passes_through_the_raw_source() {
 #[tokio::test]
 async fn the_single_function_form_calls_test_func() {
     let pipeline = conformance::call_pipeline().build().unwrap();
-    let response = pipeline.handle(r#"[{"foo": "bar"}]"#, lambda_context(0)).await.unwrap();
+    let response = pipeline
+        .handle(r#"[{"foo": "bar"}]"#, lambda_context(0))
+        .await
+        .unwrap();
     assert_eq!(response["stats"]["received"], 1);
     assert_eq!(response["stats"]["successes"], 1);
 }
@@ -101,8 +143,13 @@ fn run_binary(args: &[&str], event: &str) -> (i32, Value, String) {
         .output()
         .expect("the conformance binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let json: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {stdout}"));
-    (output.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&output.stderr).to_string())
+    let json: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {stdout}"));
+    (
+        output.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
 }
 
 fn fastrand_name(s: &str) -> u64 {
@@ -125,7 +172,10 @@ fn the_conformance_binary_gives_lpipes_stats_for_every_fixture() {
             Some(error_type) => {
                 assert_eq!(code, 1, "{name}: an invocation error exits non-zero");
                 assert_eq!(json["errorType"], error_type, "{name}: {json}");
-                assert!(json["errorMessage"].as_str().unwrap().contains("record 0"), "{name}: {json}");
+                assert!(
+                    json["errorMessage"].as_str().unwrap().contains("record 0"),
+                    "{name}: {json}"
+                );
             }
             None => {
                 assert_eq!(code, 0, "{name}: {stderr}");
@@ -150,5 +200,6 @@ fn the_conformance_binary_has_the_call_form_and_rejects_bad_arguments() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("the default path NOT_A_PATH is not declared"));
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("the default path NOT_A_PATH is not declared"));
 }

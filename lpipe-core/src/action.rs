@@ -13,19 +13,28 @@ pub struct Param {
 
 impl From<&str> for Param {
     fn from(name: &str) -> Self {
-        Param { from: name.to_owned(), to: name.to_owned() }
+        Param {
+            from: name.to_owned(),
+            to: name.to_owned(),
+        }
     }
 }
 
 impl From<String> for Param {
     fn from(name: String) -> Self {
-        Param { to: name.clone(), from: name }
+        Param {
+            to: name.clone(),
+            from: name,
+        }
     }
 }
 
 impl From<(&str, &str)> for Param {
     fn from((from, to): (&str, &str)) -> Self {
-        Param { from: from.to_owned(), to: to.to_owned() }
+        Param {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        }
     }
 }
 
@@ -102,7 +111,8 @@ impl Action {
 
     /// Adds required parameters.
     pub fn required_params<P: Into<Param>>(mut self, params: impl IntoIterator<Item = P>) -> Self {
-        self.required_params.extend(params.into_iter().map(Into::into));
+        self.required_params
+            .extend(params.into_iter().map(Into::into));
         self
     }
 

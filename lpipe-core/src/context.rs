@@ -70,8 +70,14 @@ impl Context {
     /// A context for calling a function outside a pipeline (in unit tests of user code).
     pub fn for_test() -> Self {
         Context {
-            invocation: Arc::new(Invocation { lambda: lambda_runtime::Context::default(), state: None }),
-            record: Arc::new(RecordInfo { source: "test", ..RecordInfo::default() }),
+            invocation: Arc::new(Invocation {
+                lambda: lambda_runtime::Context::default(),
+                state: None,
+            }),
+            record: Arc::new(RecordInfo {
+                source: "test",
+                ..RecordInfo::default()
+            }),
             path: PathName::new("TEST"),
         }
     }
@@ -94,6 +100,9 @@ impl Context {
     /// The shared state given to [`PipelineBuilder::state`](crate::PipelineBuilder::state), if
     /// it is a `T`.
     pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.invocation.state.as_deref().and_then(|s| s.downcast_ref::<T>())
+        self.invocation
+            .state
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<T>())
     }
 }

@@ -44,7 +44,10 @@ fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
     if ctx.deadline == 0 {
         return None;
     }
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
     Some(Instant::now() + Duration::from_millis(ctx.deadline.saturating_sub(now_ms)))
 }
 
@@ -66,7 +69,9 @@ fn param_error(e: ParamError, function: &'static str, path: &PathName) -> Record
     } else {
         format!("bad parameter `{field}`: {inner}")
     };
-    RecordError::new(ErrorKind::InvalidPayload, message).at_path(path).in_function(function)
+    RecordError::new(ErrorKind::InvalidPayload, message)
+        .at_path(path)
+        .in_function(function)
 }
 
 impl Pipeline {
@@ -86,20 +91,28 @@ impl Pipeline {
         let inner = &self.inner;
         let source = match &inner.source {
             Some(s) => s.clone(),
-            None => inner.registry.detect(&EventProbe::of(event)).ok_or_else(|| {
-                InvocationError::new(
-                    "InvalidEvent",
-                    format!(
-                        "no registered event source recognises this event (registered: {})",
-                        inner.registry.source_names().join(", ")
-                    ),
-                )
-            })?,
+            None => inner
+                .registry
+                .detect(&EventProbe::of(event))
+                .ok_or_else(|| {
+                    InvocationError::new(
+                        "InvalidEvent",
+                        format!(
+                            "no registered event source recognises this event (registered: {})",
+                            inner.registry.source_names().join(", ")
+                        ),
+                    )
+                })?,
         };
-        let records = source.decode(event).map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
+        let records = source
+            .decode(event)
+            .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
         let deadline = deadline_of(&lambda);
         let request_id = lambda.request_id.clone();
-        let invocation = Arc::new(Invocation { lambda, state: inner.state.clone() });
+        let invocation = Arc::new(Invocation {
+            lambda,
+            state: inner.state.clone(),
+        });
         let ordering = source.ordering();
 
         let mut results: Vec<RecordResult> = Vec::with_capacity(records.len());
@@ -112,17 +125,25 @@ impl Pipeline {
             let id = record.id.as_deref();
             let key = record.ordering_key.as_deref();
             let blocked = match (ordering, key) {
-                (Ordering::StopOnFailure, _) => stopped.clone().map(|why| format!("not run: {why}")),
-                (Ordering::PerKey, Some(k)) if failed_keys.contains(k) => {
-                    Some(format!("not run: an earlier record of ordering key {k} failed"))
+                (Ordering::StopOnFailure, _) => {
+                    stopped.clone().map(|why| format!("not run: {why}"))
                 }
+                (Ordering::PerKey, Some(k)) if failed_keys.contains(k) => Some(format!(
+                    "not run: an earlier record of ordering key {k} failed"
+                )),
                 _ => None,
             };
             let late = deadline.is_some_and(|d| Instant::now() + inner.deadline_margin >= d);
             let (result, kwargs) = if let Some(why) = blocked {
                 (Err(RecordError::new(ErrorKind::NotRun, why)), None)
             } else if late {
-                (Err(RecordError::new(ErrorKind::NotRun, "not run: the invocation's deadline is too close")), None)
+                (
+                    Err(RecordError::new(
+                        ErrorKind::NotRun,
+                        "not run: the invocation's deadline is too close",
+                    )),
+                    None,
+                )
             } else {
                 let info = Arc::new(RecordInfo {
                     index,
@@ -131,16 +152,34 @@ impl Pipeline {
                     ordering_key: key.map(str::to_owned),
                 });
                 let mut outbox = Vec::new();
-                let span = tracing::info_span!("record", id = id.unwrap_or(""), path = tracing::field::Empty);
-                let mut exec = Exec { invocation: invocation.clone(), record: info, outbox: &mut outbox };
+                let span = tracing::info_span!(
+                    "record",
+                    id = id.unwrap_or(""),
+                    path = tracing::field::Empty
+                );
+                let mut exec = Exec {
+                    invocation: invocation.clone(),
+                    record: info,
+                    outbox: &mut outbox,
+                };
                 let (result, kwargs) = match &record.body {
                     Ok(body) => self.run_record(body, &mut exec).instrument(span).await,
-                    Err(e) => (Err(RecordError::new(e.kind(), e.message().to_owned())), None),
+                    Err(e) => (
+                        Err(RecordError::new(e.kind(), e.message().to_owned())),
+                        None,
+                    ),
                 };
                 match &result {
-                    Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged { record: index, message })),
+                    Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
+                        record: index,
+                        message,
+                    })),
                     Err(e) if !outbox.is_empty() => {
-                        tracing::warn!(record = id.unwrap_or(""), discarded = outbox.len(), "{e}; its outbound messages are not sent");
+                        tracing::warn!(
+                            record = id.unwrap_or(""),
+                            discarded = outbox.len(),
+                            "{e}; its outbound messages are not sent"
+                        );
                     }
                     Err(_) => {}
                 }
@@ -162,12 +201,22 @@ impl Pipeline {
                 }
             }
             // Kwargs are kept only for reporting what did not succeed.
-            kwargs_of.push(if outcome == Outcome::Success { None } else { kwargs });
-            results.push(RecordResult { id: id.map(str::to_owned), outcome, error, output });
+            kwargs_of.push(if outcome == Outcome::Success {
+                None
+            } else {
+                kwargs
+            });
+            results.push(RecordResult {
+                id: id.map(str::to_owned),
+                outcome,
+                error,
+                output,
+            });
         }
 
         if !staged.is_empty() {
-            let undelivered = sink::flush(staged, |q| self.sink_for(q.kind()), inner.retry, deadline).await;
+            let undelivered =
+                sink::flush(staged, |q| self.sink_for(q.kind()), inner.retry, deadline).await;
             for (index, why) in undelivered {
                 let r = &mut results[index];
                 if r.outcome != Outcome::Failed {
@@ -178,7 +227,10 @@ impl Pipeline {
             }
         }
 
-        let mut stats = Stats { received: results.len(), ..Stats::default() };
+        let mut stats = Stats {
+            received: results.len(),
+            ..Stats::default()
+        };
         for (i, r) in results.iter().enumerate() {
             match r.outcome {
                 Outcome::Success => stats.successes += 1,
@@ -202,12 +254,26 @@ impl Pipeline {
             }
         }
         inner.reporter.flush().await;
-        tracing::info!(source = source.name(), received = stats.received, successes = stats.successes, dropped = stats.dropped, failed = stats.failed, "batch finished");
-        let batch = BatchResult { records: results, stats };
+        tracing::info!(
+            source = source.name(),
+            received = stats.received,
+            successes = stats.successes,
+            dropped = stats.dropped,
+            failed = stats.failed,
+            "batch finished"
+        );
+        let batch = BatchResult {
+            records: results,
+            stats,
+        };
         source.respond(event, &batch).await
     }
 
-    async fn run_record(&self, body: &str, exec: &mut Exec<'_>) -> (Result<Output, RecordError>, Option<Kwargs>) {
+    async fn run_record(
+        &self,
+        body: &str,
+        exec: &mut Exec<'_>,
+    ) -> (Result<Output, RecordError>, Option<Kwargs>) {
         let (path, kwargs) = match self.parse_message(body) {
             Ok(pk) => pk,
             Err(e) => return (Err(e), None),
@@ -220,18 +286,25 @@ impl Pipeline {
 
     fn parse_message(&self, body: &str) -> Result<(PathName, Kwargs), RecordError> {
         if let Some(default) = &self.inner.default_path {
-            let raw: Box<RawValue> = serde_json::from_str(body)
-                .map_err(|e| RecordError::invalid_payload(format!("the record is not valid JSON: {e}")))?;
-            let kwargs = Kwargs::from_raw(raw).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
+            let raw: Box<RawValue> = serde_json::from_str(body).map_err(|e| {
+                RecordError::invalid_payload(format!("the record is not valid JSON: {e}"))
+            })?;
+            let kwargs =
+                Kwargs::from_raw(raw).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
             return Ok((default.clone(), kwargs));
         }
         let message: Message<'_> = serde_json::from_str(body).map_err(|e| {
-            RecordError::invalid_payload(format!("the record is not an lpipe message {{\"path\", \"kwargs\"}}: {e}"))
+            RecordError::invalid_payload(format!(
+                "the record is not an lpipe message {{\"path\", \"kwargs\"}}: {e}"
+            ))
         })?;
         let (Some(path), Some(kwargs)) = (message.path, message.kwargs) else {
-            return Err(RecordError::invalid_payload("'path' or 'kwargs' missing from payload"));
+            return Err(RecordError::invalid_payload(
+                "'path' or 'kwargs' missing from payload",
+            ));
         };
-        let kwargs = Kwargs::from_raw(kwargs.to_owned()).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
+        let kwargs = Kwargs::from_raw(kwargs.to_owned())
+            .map_err(|e| RecordError::invalid_payload(e.to_string()))?;
         match self.lookup(&path) {
             Some((name, _)) => Ok((name.clone(), kwargs)),
             None => Err(self.unknown_path(&path)),
@@ -239,10 +312,24 @@ impl Pipeline {
     }
 
     fn unknown_path(&self, path: &str) -> RecordError {
-        let known: Vec<&str> = self.inner.path_order.iter().take(20).map(PathName::as_str).collect();
+        let known: Vec<&str> = self
+            .inner
+            .path_order
+            .iter()
+            .take(20)
+            .map(PathName::as_str)
+            .collect();
         RecordError::new(
             ErrorKind::InvalidPath,
-            format!("unknown path '{path}' (this pipeline has: {}{})", known.join(", "), if self.inner.path_order.len() > 20 { ", …" } else { "" }),
+            format!(
+                "unknown path '{path}' (this pipeline has: {}{})",
+                known.join(", "),
+                if self.inner.path_order.len() > 20 {
+                    ", …"
+                } else {
+                    ""
+                }
+            ),
         )
     }
 
@@ -257,10 +344,15 @@ impl Pipeline {
             if depth > self.inner.max_depth {
                 return Err(self.too_deep(path));
             }
-            let (name, actions) = self.lookup(path.as_str()).ok_or_else(|| self.unknown_path(path.as_str()))?;
+            let (name, actions) = self
+                .lookup(path.as_str())
+                .ok_or_else(|| self.unknown_path(path.as_str()))?;
             let mut output = None;
             for action in actions {
-                output = self.run_action(name, action, kwargs, depth, exec).await.map_err(|e| e.at_path(name))?;
+                output = self
+                    .run_action(name, action, kwargs, depth, exec)
+                    .await
+                    .map_err(|e| e.at_path(name))?;
             }
             Ok(output)
         }
@@ -289,9 +381,13 @@ impl Pipeline {
         let required = if action.required_params.is_empty() {
             None
         } else {
-            let names = action.required_params.iter().map(|p| (p.from.as_str(), p.to.as_str()));
+            let names = action
+                .required_params
+                .iter()
+                .map(|p| (p.from.as_str(), p.to.as_str()));
             Some(kwargs.select(names, true).map_err(|m| {
-                RecordError::invalid_payload(format!("missing required parameter '{}'", m.0)).at_path(path)
+                RecordError::invalid_payload(format!("missing required parameter '{}'", m.0))
+                    .at_path(path)
             })?)
         };
         let fn_kwargs: Cow<'_, Kwargs> = match &required {
@@ -303,24 +399,40 @@ impl Pipeline {
         // Every function's parameters are checked before any function runs.
         let mut prepared = Vec::with_capacity(action.functions.len());
         for f in &action.functions {
-            let call = f.inner.prepare(&fn_kwargs).map_err(|e| param_error(e, f.name, path))?;
+            let call = f
+                .inner
+                .prepare(&fn_kwargs)
+                .map_err(|e| param_error(e, f.name, path))?;
             prepared.push((f.name, call));
         }
 
         let mut output = None;
         for (name, call) in prepared {
-            let ctx = Context { invocation: exec.invocation.clone(), record: exec.record.clone(), path: path.clone() };
+            let ctx = Context {
+                invocation: exec.invocation.clone(),
+                record: exec.record.clone(),
+                path: path.clone(),
+            };
             let span = tracing::debug_span!("function", name);
-            let result = AssertUnwindSafe(async move { call(ctx).await }).catch_unwind().instrument(span).await;
+            let result = AssertUnwindSafe(async move { call(ctx).await })
+                .catch_unwind()
+                .instrument(span)
+                .await;
             let returned = match result {
                 Err(panic) => {
-                    return Err(RecordError::new(ErrorKind::Panic, format!("panicked: {}", panic_message(&*panic)))
-                        .at_path(path)
-                        .in_function(name))
+                    return Err(RecordError::new(
+                        ErrorKind::Panic,
+                        format!("panicked: {}", panic_message(&*panic)),
+                    )
+                    .at_path(path)
+                    .in_function(name))
                 }
                 Ok(Err(e)) => {
                     let kind = ErrorKind::classify(&*e);
-                    return Err(RecordError::new(kind, e.to_string()).at_path(path).in_function(name).with_source(e));
+                    return Err(RecordError::new(kind, e.to_string())
+                        .at_path(path)
+                        .in_function(name)
+                        .with_source(e));
                 }
                 Ok(Ok(r)) => r,
             };
@@ -330,7 +442,10 @@ impl Pipeline {
                 Returned::Payloads(payloads) => {
                     let mut last = None;
                     for p in payloads {
-                        last = self.run_payload(p, depth + 1, exec).await.map_err(|e| e.in_function(name))?;
+                        last = self
+                            .run_payload(p, depth + 1, exec)
+                            .await
+                            .map_err(|e| e.in_function(name))?;
                     }
                     last
                 }
@@ -344,17 +459,33 @@ impl Pipeline {
             fn_kwargs
         } else if action.functions.is_empty() {
             Cow::Owned(Kwargs::empty())
-        } else if action.functions.iter().any(|f| f.params == crate::Params::Any) {
+        } else if action
+            .functions
+            .iter()
+            .any(|f| f.params == crate::Params::Any)
+        {
             Cow::Borrowed(kwargs)
         } else {
-            let names = action.functions.iter().filter_map(|f| f.params.fields()).flatten().map(|n| (*n, *n));
-            Cow::Owned(kwargs.select(names, false).unwrap_or_else(|_| Kwargs::empty()))
+            let names = action
+                .functions
+                .iter()
+                .filter_map(|f| f.params.fields())
+                .flatten()
+                .map(|n| (*n, *n));
+            Cow::Owned(
+                kwargs
+                    .select(names, false)
+                    .unwrap_or_else(|_| Kwargs::empty()),
+            )
         };
         for p in &action.paths {
             output = self.run_path(p, &forward, depth + 1, exec).await?;
         }
         for q in &action.queues {
-            exec.outbox.push(OutboundMessage { queue: q.clone(), body: q.message_body(&forward) });
+            exec.outbox.push(OutboundMessage {
+                queue: q.clone(),
+                body: q.message_body(&forward),
+            });
             output = None;
         }
         Ok(output)
@@ -379,8 +510,14 @@ impl Pipeline {
                     self.run_path(&name, &payload.kwargs, depth, exec).await
                 }
                 Target::Queue(queue) => {
-                    crate::pipeline::check_queue(&queue, &self.inner.registry, self.inner.catch_all_sink.as_ref())
-                        .map_err(|m| RecordError::new(ErrorKind::Undeliverable, format!("returned payload: {m}")))?;
+                    crate::pipeline::check_queue(
+                        &queue,
+                        &self.inner.registry,
+                        self.inner.catch_all_sink.as_ref(),
+                    )
+                    .map_err(|m| {
+                        RecordError::new(ErrorKind::Undeliverable, format!("returned payload: {m}"))
+                    })?;
                     let body = queue.message_body(&payload.kwargs);
                     exec.outbox.push(OutboundMessage { queue, body });
                     Ok(None)

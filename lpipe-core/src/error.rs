@@ -203,7 +203,13 @@ pub struct RecordError {
 impl RecordError {
     /// A record error of this class.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), path: None, function: None, source: None }
+        Self {
+            kind,
+            message: message.into(),
+            path: None,
+            function: None,
+            source: None,
+        }
     }
 
     /// An [`ErrorKind::InvalidPayload`] error.
@@ -274,7 +280,9 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -306,12 +314,18 @@ pub struct InvocationError {
 impl InvocationError {
     /// An invocation error.
     pub fn new(error_type: impl Into<String>, error_message: impl Into<String>) -> Self {
-        Self { error_type: error_type.into(), error_message: error_message.into() }
+        Self {
+            error_type: error_type.into(),
+            error_message: error_message.into(),
+        }
     }
 }
 
 impl From<InvocationError> for lambda_runtime::Diagnostic {
     fn from(e: InvocationError) -> Self {
-        lambda_runtime::Diagnostic { error_type: e.error_type, error_message: e.error_message }
+        lambda_runtime::Diagnostic {
+            error_type: e.error_type,
+            error_message: e.error_message,
+        }
     }
 }

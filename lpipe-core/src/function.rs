@@ -54,7 +54,9 @@ impl<T: serde::Serialize> IntoReturn for Output<T> {
         match serde_json::to_value(self.0) {
             Ok(serde_json::Value::Null) => Returned::Nothing,
             Ok(v) => Returned::Output(v),
-            Err(e) => Returned::Output(serde_json::Value::String(format!("<unserializable output: {e}>"))),
+            Err(e) => Returned::Output(serde_json::Value::String(format!(
+                "<unserializable output: {e}>"
+            ))),
         }
     }
 }
@@ -131,7 +133,10 @@ pub struct Function {
 
 impl std::fmt::Debug for Function {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Function").field("name", &self.name).field("params", &self.params).finish()
+        f.debug_struct("Function")
+            .field("name", &self.name)
+            .field("params", &self.params)
+            .finish()
     }
 }
 
@@ -220,8 +225,13 @@ where
     fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
         Ok(Box::new(move |_ctx| {
-            async move { (self.f)(args).await.map(IntoReturn::into_return).map_err(Into::into) }
-                .boxed()
+            async move {
+                (self.f)(args)
+                    .await
+                    .map(IntoReturn::into_return)
+                    .map_err(Into::into)
+            }
+            .boxed()
         }))
     }
 }
@@ -237,8 +247,13 @@ where
     fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
         Ok(Box::new(move |ctx| {
-            async move { (self.f)(args, ctx).await.map(IntoReturn::into_return).map_err(Into::into) }
-                .boxed()
+            async move {
+                (self.f)(args, ctx)
+                    .await
+                    .map(IntoReturn::into_return)
+                    .map_err(Into::into)
+            }
+            .boxed()
         }))
     }
 }
@@ -256,7 +271,11 @@ where
         Function {
             name: short_name::<F>(),
             params: params.clone(),
-            inner: Arc::new(Holder::<F, ArgsOnly<A>> { f: self, params, _marker: PhantomData }),
+            inner: Arc::new(Holder::<F, ArgsOnly<A>> {
+                f: self,
+                params,
+                _marker: PhantomData,
+            }),
         }
     }
 }
@@ -274,7 +293,11 @@ where
         Function {
             name: short_name::<F>(),
             params: params.clone(),
-            inner: Arc::new(Holder::<F, ArgsAndContext<A>> { f: self, params, _marker: PhantomData }),
+            inner: Arc::new(Holder::<F, ArgsAndContext<A>> {
+                f: self,
+                params,
+                _marker: PhantomData,
+            }),
         }
     }
 }

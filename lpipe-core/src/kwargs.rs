@@ -163,7 +163,9 @@ impl Kwargs {
             }
         }
         out.push('}');
-        Ok(Kwargs(RawValue::from_string(out).expect("built from valid JSON parts")))
+        Ok(Kwargs(
+            RawValue::from_string(out).expect("built from valid JSON parts"),
+        ))
     }
 
     /// These kwargs with the entries of `overrides` added (replacing equal keys).
@@ -223,7 +225,9 @@ mod tests {
     #[test]
     fn select_renames_and_reports_the_missing_key() {
         let k = Kwargs::from_json(r#"{"bar": "x", "n": [1, 2], "q\"uote": 1}"#).unwrap();
-        let s = k.select([("bar", "foo"), ("n", "n"), ("absent", "absent")], false).unwrap();
+        let s = k
+            .select([("bar", "foo"), ("n", "n"), ("absent", "absent")], false)
+            .unwrap();
         assert_eq!(s.to_value(), json!({"foo": "x", "n": [1, 2]}));
         let err = k.select([("absent", "absent")], true).unwrap_err();
         assert_eq!(err.to_string(), "missing parameter 'absent'");
@@ -240,7 +244,10 @@ mod tests {
 
     #[test]
     fn only_objects_are_kwargs() {
-        assert!(matches!(Kwargs::from_json("[1]"), Err(KwargsError::NotAnObject("an array"))));
+        assert!(matches!(
+            Kwargs::from_json("[1]"),
+            Err(KwargsError::NotAnObject("an array"))
+        ));
         assert!(Kwargs::from_json("{}").is_ok());
     }
 }

@@ -23,8 +23,8 @@ pub mod testing;
 pub use action::{Action, Param};
 pub use context::{Context, RecordInfo};
 pub use error::{
-    BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvalidConfigurationError, InvocationError, Outcome,
-    RecordError,
+    BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvalidConfigurationError,
+    InvocationError, Outcome, RecordError,
 };
 pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned};
 pub use kwargs::{Kwargs, KwargsError};
@@ -37,7 +37,8 @@ pub use report::{CapturedReport, CapturingReporter, NoReporter, Report, Reporter
 pub use runtime::{init_logging, run, run_lambda, run_local, LocalOptions};
 pub use sink::{MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits};
 pub use source::{
-    BatchResult, EventProbe, EventSource, InvalidEvent, Ordering, RawSource, Record, RecordResult, Stats,
+    BatchResult, EventProbe, EventSource, InvalidEvent, Ordering, RawSource, Record, RecordResult,
+    Stats,
 };
 
 /// Re-exported for implementing [`EventSource`], [`Sink`] and [`Reporter`].

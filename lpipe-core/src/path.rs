@@ -39,7 +39,8 @@ pub(crate) fn normalize(name: &str) -> String {
 
 /// Looks a name up without allocating when it is already normalised.
 pub(crate) fn needs_normalizing(name: &str) -> bool {
-    name.bytes().any(|b| b == b'.' || b.is_ascii_lowercase() || b.is_ascii_whitespace())
+    name.bytes()
+        .any(|b| b == b'.' || b.is_ascii_lowercase() || b.is_ascii_whitespace())
 }
 
 impl Borrow<str> for PathName {
@@ -158,7 +159,13 @@ mod tests {
 
     #[test]
     fn names_are_case_insensitive_and_accept_a_prefix() {
-        for raw in ["TEST_FUNC", "test_func", "Path.TEST_FUNC", "Path.test_func", " test_func "] {
+        for raw in [
+            "TEST_FUNC",
+            "test_func",
+            "Path.TEST_FUNC",
+            "Path.test_func",
+            " test_func ",
+        ] {
             assert_eq!(PathName::new(raw).as_str(), "TEST_FUNC", "{raw}");
         }
         assert!(!needs_normalizing("TEST_FUNC"));

@@ -130,7 +130,10 @@ impl Pipeline {
 
     /// The paths, in declaration order, with their actions.
     pub fn paths(&self) -> impl Iterator<Item = (&PathName, &[Action])> {
-        self.inner.path_order.iter().map(|p| (p, self.inner.paths[p].as_slice()))
+        self.inner
+            .path_order
+            .iter()
+            .map(|p| (p, self.inner.paths[p].as_slice()))
     }
 
     /// The default path, if messages are bare kwargs.
@@ -144,12 +147,17 @@ impl Pipeline {
     }
 
     pub(crate) fn sink_for(&self, kind: &QueueKind) -> Option<Arc<dyn Sink>> {
-        self.inner.catch_all_sink.clone().or_else(|| self.inner.registry.sink(kind))
+        self.inner
+            .catch_all_sink
+            .clone()
+            .or_else(|| self.inner.registry.sink(kind))
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<(&PathName, &[Action])> {
         let found = if crate::path::needs_normalizing(name) {
-            self.inner.paths.get_key_value(crate::path::normalize(name).as_str())
+            self.inner
+                .paths
+                .get_key_value(crate::path::normalize(name).as_str())
         } else {
             self.inner.paths.get_key_value(name)
         };
@@ -160,13 +168,24 @@ impl Pipeline {
 impl PipelineBuilder {
     /// Declares a path: a name (a string or a [`path_enum!`](crate::path_enum) variant) and its
     /// actions, in order.
-    pub fn path<A: Into<Action>>(mut self, name: impl IntoPathName, actions: impl IntoIterator<Item = A>) -> Self {
-        self.paths.push((name.into_path_name(), actions.into_iter().map(Into::into).collect()));
+    pub fn path<A: Into<Action>>(
+        mut self,
+        name: impl IntoPathName,
+        actions: impl IntoIterator<Item = A>,
+    ) -> Self {
+        self.paths.push((
+            name.into_path_name(),
+            actions.into_iter().map(Into::into).collect(),
+        ));
         self
     }
 
     /// Declares a path as a list of bare functions: sugar for one action calling them all.
-    pub fn path_functions(self, name: impl IntoPathName, functions: impl IntoIterator<Item = Function>) -> Self {
+    pub fn path_functions(
+        self,
+        name: impl IntoPathName,
+        functions: impl IntoIterator<Item = Function>,
+    ) -> Self {
         self.path(name, [Action::new().functions(functions)])
     }
 
@@ -267,7 +286,9 @@ impl PipelineBuilder {
                 return err("a path has an empty name".into());
             }
             if paths.contains_key(&name) {
-                return err(format!("path {name} is declared twice (names match case-insensitively)"));
+                return err(format!(
+                    "path {name} is declared twice (names match case-insensitively)"
+                ));
             }
             if actions.is_empty() {
                 return err(format!("path {name} has no actions"));
@@ -275,7 +296,8 @@ impl PipelineBuilder {
             path_order.push(name.clone());
             paths.insert(name, actions);
         }
-        let catch_all_sink: Option<Arc<dyn Sink>> = self.record_outbound.map(|s| Arc::new(s) as Arc<dyn Sink>);
+        let catch_all_sink: Option<Arc<dyn Sink>> =
+            self.record_outbound.map(|s| Arc::new(s) as Arc<dyn Sink>);
         for name in &path_order {
             for (i, action) in paths[name].iter().enumerate() {
                 let at = format!("action {} of path {name}", i + 1);
@@ -288,7 +310,8 @@ impl PipelineBuilder {
                     }
                 }
                 for q in &action.queues {
-                    check_queue(q, &registry, catch_all_sink.as_ref()).map_err(|m| InvalidConfigurationError(format!("{at}: {m}")))?;
+                    check_queue(q, &registry, catch_all_sink.as_ref())
+                        .map_err(|m| InvalidConfigurationError(format!("{at}: {m}")))?;
                 }
                 for param in &action.required_params {
                     if param.from.is_empty() || param.to.is_empty() {
@@ -336,7 +359,11 @@ impl PipelineBuilder {
     }
 }
 
-pub(crate) fn check_queue(q: &Queue, registry: &Registry, catch_all: Option<&Arc<dyn Sink>>) -> Result<(), String> {
+pub(crate) fn check_queue(
+    q: &Queue,
+    registry: &Registry,
+    catch_all: Option<&Arc<dyn Sink>>,
+) -> Result<(), String> {
     if q.target().is_empty() {
         return Err(format!("queue of kind '{}' has an empty target", q.kind()));
     }

@@ -72,7 +72,12 @@ pub struct Queue {
 impl Queue {
     /// A queue of any kind.
     pub fn new(kind: QueueKind, target: impl AsRef<str>) -> Self {
-        Queue { kind, target: target.as_ref().into(), path: None, options: BTreeMap::new() }
+        Queue {
+            kind,
+            target: target.as_ref().into(),
+            path: None,
+            options: BTreeMap::new(),
+        }
     }
 
     /// An SQS queue by name, URL or ARN.
@@ -195,7 +200,10 @@ impl Payload {
         path: impl IntoPathName,
         kwargs: &(impl Serialize + ?Sized),
     ) -> Result<Self, KwargsError> {
-        Ok(Payload { target: Target::Path(path.into_path_name()), kwargs: Kwargs::from_serialize(kwargs)? })
+        Ok(Payload {
+            target: Target::Path(path.into_path_name()),
+            kwargs: Kwargs::from_serialize(kwargs)?,
+        })
     }
 
     /// A payload forwarded to a queue.
@@ -204,6 +212,9 @@ impl Payload {
     ///
     /// When `kwargs` does not serialize to a JSON object.
     pub fn to_queue(queue: Queue, kwargs: &(impl Serialize + ?Sized)) -> Result<Self, KwargsError> {
-        Ok(Payload { target: Target::Queue(queue), kwargs: Kwargs::from_serialize(kwargs)? })
+        Ok(Payload {
+            target: Target::Queue(queue),
+            kwargs: Kwargs::from_serialize(kwargs)?,
+        })
     }
 }

@@ -56,7 +56,8 @@ impl Registry {
     /// Everything registered with `inventory` by the linked crates.
     pub fn from_inventory() -> Self {
         let mut registry = Registry::empty();
-        let mut sources: Vec<&SourceRegistration> = inventory::iter::<SourceRegistration>().collect();
+        let mut sources: Vec<&SourceRegistration> =
+            inventory::iter::<SourceRegistration>().collect();
         sources.sort_by_key(|s| s.name);
         for s in sources {
             registry = registry.with_source((s.build)());

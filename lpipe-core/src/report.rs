@@ -77,11 +77,14 @@ impl CapturingReporter {
 
 impl Reporter for CapturingReporter {
     fn report(&self, r: &Report<'_>) {
-        self.reports.lock().expect("reporter lock").push(CapturedReport {
-            record_id: r.record_id.map(str::to_owned),
-            outcome: r.outcome,
-            kind: r.error.kind(),
-            message: r.error.to_string(),
-        });
+        self.reports
+            .lock()
+            .expect("reporter lock")
+            .push(CapturedReport {
+                record_id: r.record_id.map(str::to_owned),
+                outcome: r.outcome,
+                kind: r.error.kind(),
+                message: r.error.to_string(),
+            });
     }
 }

@@ -29,14 +29,25 @@ impl LocalOptions {
     ///
     /// A message naming an argument that is not understood.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
-        let mut opts = LocalOptions { send: std::env::var("LPIPE_SEND").is_ok_and(|v| v == "1" || v == "true"), ..Default::default() };
+        let mut opts = LocalOptions {
+            send: std::env::var("LPIPE_SEND").is_ok_and(|v| v == "1" || v == "true"),
+            ..Default::default()
+        };
         for arg in args {
             match arg.as_str() {
                 "--send" => opts.send = true,
                 "-" => opts.event_file = None,
-                a if a.starts_with("--") => return Err(format!("unknown option {a} (expected [--send] [EVENT_FILE])")),
+                a if a.starts_with("--") => {
+                    return Err(format!(
+                        "unknown option {a} (expected [--send] [EVENT_FILE])"
+                    ))
+                }
                 a if opts.event_file.is_none() => opts.event_file = Some(PathBuf::from(a)),
-                a => return Err(format!("unexpected argument {a} (expected [--send] [EVENT_FILE])")),
+                a => {
+                    return Err(format!(
+                        "unexpected argument {a} (expected [--send] [EVENT_FILE])"
+                    ))
+                }
             }
         }
         Ok(opts)
@@ -118,7 +129,11 @@ pub async fn run_lambda(builder: PipelineBuilder) -> ExitCode {
 pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode {
     init_logging();
     let recorder = MemorySink::new();
-    let builder = if opts.send { builder } else { builder.record_outbound(recorder.clone()) };
+    let builder = if opts.send {
+        builder
+    } else {
+        builder.record_outbound(recorder.clone())
+    };
     let pipeline = match builder.build() {
         Ok(p) => p,
         Err(e) => {
@@ -135,14 +150,20 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
     };
     let mut context = lambda_runtime::Context::default();
     context.request_id = "local".to_owned();
-    let mut config = lambda_runtime::Config::default();
-    config.function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_owned());
+    let config = lambda_runtime::Config {
+        function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
+            .unwrap_or_else(|_| "local".to_owned()),
+        ..Default::default()
+    };
     context.env_config = std::sync::Arc::new(config);
     let result = pipeline.handle(&event, context).await;
     let messages = recorder.messages();
     if !opts.send && !messages.is_empty() {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "outbound messages (recorded, not sent; pass --send to send them):");
+        let _ = writeln!(
+            err,
+            "outbound messages (recorded, not sent; pass --send to send them):"
+        );
         for m in &messages {
             let _ = writeln!(err, "  -> {}: {}", m.queue, m.body);
         }
@@ -162,10 +183,13 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
 
 fn read_event(file: Option<&PathBuf>) -> Result<String, String> {
     match file {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("cannot read event file {}: {e}", path.display())),
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read event file {}: {e}", path.display())),
         None => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).map_err(|e| format!("cannot read the event from stdin: {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| format!("cannot read the event from stdin: {e}"))?;
             Ok(s)
         }
     }

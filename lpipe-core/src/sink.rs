@@ -22,7 +22,11 @@ pub struct SinkLimits {
 
 impl Default for SinkLimits {
     fn default() -> Self {
-        SinkLimits { max_entries: 10, max_entry_bytes: 256 * 1024, max_batch_bytes: 256 * 1024 }
+        SinkLimits {
+            max_entries: 10,
+            max_entry_bytes: 256 * 1024,
+            max_batch_bytes: 256 * 1024,
+        }
     }
 }
 
@@ -49,12 +53,18 @@ pub struct SendError {
 impl SendError {
     /// A failure worth retrying.
     pub fn retryable(message: impl Into<String>) -> Self {
-        SendError { retryable: true, message: message.into() }
+        SendError {
+            retryable: true,
+            message: message.into(),
+        }
     }
 
     /// A failure that retrying will not fix.
     pub fn permanent(message: impl Into<String>) -> Self {
-        SendError { retryable: false, message: message.into() }
+        SendError {
+            retryable: false,
+            message: message.into(),
+        }
     }
 }
 
@@ -129,7 +139,10 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16)).min(self.max_delay);
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
         let millis = exp.as_millis().max(1) as u64;
         Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
     }
@@ -174,7 +187,11 @@ impl MemorySink {
 
     /// Every message whose body contains `needle` fails, on every attempt.
     pub fn fail_bodies_containing(&self, needle: impl Into<String>, retryable: bool) {
-        self.inner.lock().expect("memory sink lock").fail_bodies.push((needle.into(), retryable));
+        self.inner
+            .lock()
+            .expect("memory sink lock")
+            .fail_bodies
+            .push((needle.into(), retryable));
     }
 
     /// Overrides the limits it declares.
@@ -212,8 +229,11 @@ impl Sink for MemorySink {
         g.calls += 1;
         let mut results = Vec::with_capacity(batch.len());
         for m in batch {
-            let body_failure =
-                g.fail_bodies.iter().find(|(needle, _)| m.body.contains(needle)).map(|(_, r)| *r);
+            let body_failure = g
+                .fail_bodies
+                .iter()
+                .find(|(needle, _)| m.body.contains(needle))
+                .map(|(_, r)| *r);
             let failure = body_failure.or_else(|| g.fail_next.pop_front());
             match failure {
                 Some(retryable) => results.push(Err(SendError {
@@ -230,7 +250,11 @@ impl Sink for MemorySink {
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {
-        self.inner.lock().expect("memory sink lock").limits.unwrap_or_default()
+        self.inner
+            .lock()
+            .expect("memory sink lock")
+            .limits
+            .unwrap_or_default()
     }
 }
 
@@ -316,8 +340,10 @@ async fn flush_queue(
                 bytes += pending[end].0;
                 end += 1;
             }
-            let batch: Vec<OutboundMessage> =
-                pending[start..end].iter().map(|(_, s)| s.message.clone()).collect();
+            let batch: Vec<OutboundMessage> = pending[start..end]
+                .iter()
+                .map(|(_, s)| s.message.clone())
+                .collect();
             let results = match sink.send(&queue, &batch).await {
                 Ok(r) if r.len() == batch.len() => r,
                 Ok(r) => {
@@ -337,7 +363,10 @@ async fn flush_queue(
                     if e.retryable {
                         retry_next.push((
                             *size,
-                            Staged { record: staged.record, message: staged.message.clone() },
+                            Staged {
+                                record: staged.record,
+                                message: staged.message.clone(),
+                            },
                         ));
                         last_error.insert(staged.record, e.message);
                     } else {

@@ -74,7 +74,10 @@ pub struct BatchResult {
 impl BatchResult {
     /// The records that failed (kept for retry).
     pub fn failed(&self) -> impl Iterator<Item = (usize, &RecordResult)> {
-        self.records.iter().enumerate().filter(|(_, r)| r.outcome == Outcome::Failed)
+        self.records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.outcome == Outcome::Failed)
     }
 
     /// The outputs in record order (`null` where a record produced none), when at least one
@@ -261,7 +264,11 @@ pub trait EventSource: Send + Sync + 'static {
     }
 
     /// Builds the Lambda response, or fails the invocation.
-    async fn respond(&self, event: &str, batch: &BatchResult) -> Result<serde_json::Value, InvocationError>;
+    async fn respond(
+        &self,
+        event: &str,
+        batch: &BatchResult,
+    ) -> Result<serde_json::Value, InvocationError>;
 }
 
 /// The source of direct invocations (and of constant rule inputs): the event is a JSON array
@@ -291,7 +298,10 @@ fn json_text<'e>(raw: &'e RawValue) -> Result<Cow<'e, str>, RecordError> {
         },
         _ => Err(RecordError::new(
             ErrorKind::InvalidPayload,
-            format!("a record must be a JSON object or a string holding one, got {}", crate::kwargs::json_kind(text)),
+            format!(
+                "a record must be a JSON object or a string holding one, got {}",
+                crate::kwargs::json_kind(text)
+            ),
         )),
     }
 }
@@ -307,7 +317,10 @@ impl EventSource for RawSource {
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
-        let invalid = |message: String| InvalidEvent { source_name: Self::NAME, message };
+        let invalid = |message: String| InvalidEvent {
+            source_name: Self::NAME,
+            message,
+        };
         let trimmed = event.trim_start();
         let elements: Vec<&'e RawValue> = if trimmed.starts_with('[') {
             serde_json::from_str(event).map_err(|e| invalid(e.to_string()))?
@@ -317,11 +330,19 @@ impl EventSource for RawSource {
         Ok(elements
             .into_iter()
             .enumerate()
-            .map(|(i, raw)| Record { id: Some(Cow::Owned(i.to_string())), ordering_key: None, body: json_text(raw) })
+            .map(|(i, raw)| Record {
+                id: Some(Cow::Owned(i.to_string())),
+                ordering_key: None,
+                body: json_text(raw),
+            })
             .collect())
     }
 
-    async fn respond(&self, _event: &str, batch: &BatchResult) -> Result<serde_json::Value, InvocationError> {
+    async fn respond(
+        &self,
+        _event: &str,
+        batch: &BatchResult,
+    ) -> Result<serde_json::Value, InvocationError> {
         if batch.stats.failed > 0 {
             return Err(InvocationError::new(
                 "FailCatastrophically",
@@ -346,12 +367,16 @@ mod tests {
 
     #[test]
     fn probe_reads_shape_and_first_event_source_only() {
-        let p = EventProbe::of(r#"{"Records": [{"eventSource": "aws:sqs"}, {"eventSource": "x"}, not json"#);
+        let p = EventProbe::of(
+            r#"{"Records": [{"eventSource": "aws:sqs"}, {"eventSource": "x"}, not json"#,
+        );
         assert!(p.is_object && p.has_records);
         assert_eq!(p.first_event_source.as_deref(), Some("aws:sqs"));
         let p = EventProbe::of(r#"[{"path": "X"}]"#);
         assert!(p.is_array && !p.is_object);
-        let p = EventProbe::of(r#"{"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}"#);
+        let p = EventProbe::of(
+            r#"{"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}"#,
+        );
         assert!(p.has_detail_type);
         assert_eq!(p.source.as_deref(), Some("aws.events"));
     }
@@ -361,8 +386,14 @@ mod tests {
         let event = r#"[{"path": "A", "kwargs": {}}, "{\"path\": \"B\", \"kwargs\": {}}", 5]"#;
         let records = RawSource.decode(event).unwrap();
         assert_eq!(records.len(), 3);
-        assert_eq!(records[0].body.as_deref().unwrap(), r#"{"path": "A", "kwargs": {}}"#);
-        assert_eq!(records[1].body.as_deref().unwrap(), r#"{"path": "B", "kwargs": {}}"#);
+        assert_eq!(
+            records[0].body.as_deref().unwrap(),
+            r#"{"path": "A", "kwargs": {}}"#
+        );
+        assert_eq!(
+            records[1].body.as_deref().unwrap(),
+            r#"{"path": "B", "kwargs": {}}"#
+        );
         let err = records[2].body.as_ref().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidPayload);
         assert!(err.message().contains("a number"), "{err}");

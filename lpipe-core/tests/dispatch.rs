@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use lpipe_core::testing::{lambda_context, message, raw_event};
 use lpipe_core::{
-    async_trait, Action, BatchResult, BoxError, CapturingReporter, ErrorKind, EventProbe, EventSource,
-    FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink, NoParams, Ordering, Outcome,
-    Payload, Pipeline, PipelineBuilder, Queue, QueueKind, Record, Registry, RetryPolicy, SinkLimits,
+    async_trait, Action, BatchResult, BoxError, CapturingReporter, ErrorKind, EventProbe,
+    EventSource, FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink,
+    NoParams, Ordering, Outcome, Payload, Pipeline, PipelineBuilder, Queue, QueueKind, Record,
+    Registry, RetryPolicy, SinkLimits,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -37,12 +38,18 @@ async fn typed(_: Typed) -> Result<(), BoxError> {
 }
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) }
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(2),
+    }
 }
 
 async fn run(builder: PipelineBuilder, messages: &[Value]) -> Result<Value, InvocationError> {
     let pipeline = builder.build().expect("valid pipeline");
-    pipeline.handle(&raw_event(messages), lambda_context(0)).await
+    pipeline
+        .handle(&raw_event(messages), lambda_context(0))
+        .await
 }
 
 #[tokio::test]
@@ -54,24 +61,37 @@ async fn a_panic_drops_only_its_record() {
         .reporter(reporter.clone());
     let response = run(
         builder,
-        &[message("OK", json!({"foo": "a"})), message("BOOM", json!({})), message("OK", json!({"foo": "b"}))],
+        &[
+            message("OK", json!({"foo": "a"})),
+            message("BOOM", json!({})),
+            message("OK", json!({"foo": "b"})),
+        ],
     )
     .await
     .unwrap();
-    assert_eq!(response["stats"], json!({"received": 3, "successes": 2, "dropped": 1, "failed": 0}));
+    assert_eq!(
+        response["stats"],
+        json!({"received": 3, "successes": 2, "dropped": 1, "failed": 0})
+    );
     assert_eq!(response["output"], json!(["a", null, "b"]));
     let reports = reporter.reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].record_id.as_deref(), Some("1"));
     assert_eq!(reports[0].kind, ErrorKind::Panic);
     assert_eq!(reports[0].outcome, Outcome::Dropped);
-    assert!(reports[0].message.contains("boom at the user's own code"), "{}", reports[0].message);
+    assert!(
+        reports[0].message.contains("boom at the user's own code"),
+        "{}",
+        reports[0].message
+    );
 }
 
 #[tokio::test]
 async fn a_mistyped_or_missing_parameter_names_the_field_and_the_path() {
     let reporter = CapturingReporter::new();
-    let builder = Pipeline::builder().path("TYPED", [Action::new().function(typed)]).reporter(reporter.clone());
+    let builder = Pipeline::builder()
+        .path("TYPED", [Action::new().function(typed)])
+        .reporter(reporter.clone());
     let response = run(
         builder,
         &[
@@ -86,16 +106,34 @@ async fn a_mistyped_or_missing_parameter_names_the_field_and_the_path() {
     assert_eq!(response["stats"]["dropped"], 2);
     let reports = reporter.reports();
     assert_eq!(reports[0].kind, ErrorKind::InvalidPayload);
-    assert!(reports[0].message.contains("`user_id`"), "{}", reports[0].message);
-    assert!(reports[0].message.contains("path TYPED"), "{}", reports[0].message);
-    assert!(reports[0].message.contains("in typed"), "{}", reports[0].message);
-    assert!(reports[1].message.contains("missing field `user_id`"), "{}", reports[1].message);
+    assert!(
+        reports[0].message.contains("`user_id`"),
+        "{}",
+        reports[0].message
+    );
+    assert!(
+        reports[0].message.contains("path TYPED"),
+        "{}",
+        reports[0].message
+    );
+    assert!(
+        reports[0].message.contains("in typed"),
+        "{}",
+        reports[0].message
+    );
+    assert!(
+        reports[1].message.contains("missing field `user_id`"),
+        "{}",
+        reports[1].message
+    );
 }
 
 #[tokio::test]
 async fn bad_messages_are_dropped_with_their_reason() {
     let reporter = CapturingReporter::new();
-    let builder = Pipeline::builder().path("OK", [Action::new().function(needs_foo)]).reporter(reporter.clone());
+    let builder = Pipeline::builder()
+        .path("OK", [Action::new().function(needs_foo)])
+        .reporter(reporter.clone());
     let response = run(
         builder,
         &[
@@ -108,7 +146,10 @@ async fn bad_messages_are_dropped_with_their_reason() {
     )
     .await
     .unwrap();
-    assert_eq!(response["stats"], json!({"received": 5, "successes": 0, "dropped": 5, "failed": 0}));
+    assert_eq!(
+        response["stats"],
+        json!({"received": 5, "successes": 0, "dropped": 5, "failed": 0})
+    );
     let kinds: Vec<ErrorKind> = reporter.reports().iter().map(|r| r.kind).collect();
     assert_eq!(
         kinds,
@@ -120,28 +161,49 @@ async fn bad_messages_are_dropped_with_their_reason() {
             ErrorKind::InvalidPayload
         ]
     );
-    assert!(reporter.reports()[1].message.contains("unknown path 'NOPE'"));
+    assert!(reporter.reports()[1]
+        .message
+        .contains("unknown path 'NOPE'"));
 }
 
 #[test]
 fn the_build_names_what_is_wrong_with_the_graph() {
     let err = |b: PipelineBuilder| b.build().err().expect("the build must fail").to_string();
-    let e = err(Pipeline::builder().path("A", [Action::new().function(needs_foo).path("MISSING_PATH")]));
-    assert!(e.contains("runs path MISSING_PATH, which is not declared"), "{e}");
+    let e = err(Pipeline::builder().path(
+        "A",
+        [Action::new().function(needs_foo).path("MISSING_PATH")],
+    ));
+    assert!(
+        e.contains("runs path MISSING_PATH, which is not declared"),
+        "{e}"
+    );
     assert!(e.contains("action 1 of path A"), "{e}");
     let e = err(Pipeline::builder().path("A", [Action::new()]));
-    assert!(e.contains("action 1 of path A has no functions, paths or queues"), "{e}");
-    let e = err(Pipeline::builder().path("A", [Action::new().function(needs_foo)]).path("a", [Action::new().function(needs_foo)]));
+    assert!(
+        e.contains("action 1 of path A has no functions, paths or queues"),
+        "{e}"
+    );
+    let e = err(Pipeline::builder()
+        .path("A", [Action::new().function(needs_foo)])
+        .path("a", [Action::new().function(needs_foo)]));
     assert!(e.contains("path A is declared twice"), "{e}");
-    let e = err(Pipeline::builder().path("A", [Action::new().queue(Queue::sqs("q"))]).registry(Registry::empty()));
+    let e = err(Pipeline::builder()
+        .path("A", [Action::new().queue(Queue::sqs("q"))])
+        .registry(Registry::empty()));
     assert!(e.contains("kind 'sqs', which has no sink"), "{e}");
-    let e = err(Pipeline::builder().path("A", [Action::new().path("B")]).path("B", [Action::new().path("A")]));
+    let e = err(Pipeline::builder()
+        .path("A", [Action::new().path("B")])
+        .path("B", [Action::new().path("A")]));
     assert!(e.contains("cycle: A -> B -> A"), "{e}");
-    let e = err(Pipeline::builder().path("A", [Action::new().function(needs_foo)]).default_path("B"));
+    let e = err(Pipeline::builder()
+        .path("A", [Action::new().function(needs_foo)])
+        .default_path("B"));
     assert!(e.contains("default path B"), "{e}");
     let e = err(Pipeline::builder().path("A", Vec::<Action>::new()));
     assert!(e.contains("path A has no actions"), "{e}");
-    let e = err(Pipeline::builder().path("A", [Action::new().function(needs_foo)]).only_source("sqs"));
+    let e = err(Pipeline::builder()
+        .path("A", [Action::new().function(needs_foo)])
+        .only_source("sqs"));
     assert!(e.contains("event source 'sqs' is not registered"), "{e}");
     assert!(e.starts_with("InvalidConfigurationError"), "{e}");
 }
@@ -158,14 +220,34 @@ async fn a_returned_payload_loop_stops_at_the_depth_bound() {
         .path("OK", [Action::new().function(needs_foo)])
         .max_depth(8)
         .reporter(reporter.clone());
-    let err = run(builder, &[message("LOOP", json!({})), message("OK", json!({"foo": "x"}))]).await.unwrap_err();
+    let err = run(
+        builder,
+        &[
+            message("LOOP", json!({})),
+            message("OK", json!({"foo": "x"})),
+        ],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.error_type, "FailCatastrophically");
-    assert!(err.error_message.contains("record 0"), "{}", err.error_message);
-    assert!(!err.error_message.contains("record 1"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("record 0"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        !err.error_message.contains("record 1"),
+        "{}",
+        err.error_message
+    );
     let reports = reporter.reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].kind, ErrorKind::DepthExceeded);
-    assert!(reports[0].message.contains("bound of 8"), "{}", reports[0].message);
+    assert!(
+        reports[0].message.contains("bound of 8"),
+        "{}",
+        reports[0].message
+    );
 }
 
 async fn fail_hard(_: NoParams) -> Result<(), FailCatastrophically> {
@@ -184,13 +266,31 @@ async fn the_error_classes_decide_the_outcome_and_every_record_is_tried() {
         .path("OK", [Action::new().function(needs_foo)]);
     let err = run(
         builder,
-        &[message("HARD", json!({})), message("SOFT", json!({})), message("OK", json!({"foo": "x"}))],
+        &[
+            message("HARD", json!({})),
+            message("SOFT", json!({})),
+            message("OK", json!({"foo": "x"})),
+        ],
     )
     .await
     .unwrap_err();
-    assert!(err.error_message.contains("record 0 (FailCatastrophically in fail_hard on path HARD: downstream is down)"), "{}", err.error_message);
-    assert!(err.error_message.contains(r#""successes":1"#), "{}", err.error_message);
-    assert!(err.error_message.contains(r#""dropped":1"#), "{}", err.error_message);
+    assert!(
+        err.error_message.contains(
+            "record 0 (FailCatastrophically in fail_hard on path HARD: downstream is down)"
+        ),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message.contains(r#""successes":1"#),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message.contains(r#""dropped":1"#),
+        "{}",
+        err.error_message
+    );
 }
 
 #[derive(Deserialize)]
@@ -207,13 +307,33 @@ async fn forwarded_kwargs_follow_python_lpipe() {
     let sink = MemorySink::new();
     let builder = Pipeline::builder()
         // The union of the functions' parameters that are present.
-        .path("UNION", [Action::new().function(needs_foo).queue(Queue::sqs("q").path("NEXT"))])
+        .path(
+            "UNION",
+            [Action::new()
+                .function(needs_foo)
+                .queue(Queue::sqs("q").path("NEXT"))],
+        )
         // Required params, renamed; the functions receive the same.
-        .path("RENAME", [Action::new().required_param(("bar", "foo")).function(forward_check).queue(Queue::sqs("q"))])
+        .path(
+            "RENAME",
+            [Action::new()
+                .required_param(("bar", "foo"))
+                .function(forward_check)
+                .queue(Queue::sqs("q"))],
+        )
         // Everything.
-        .path("ALL", [Action::new().function(needs_foo).include_all_params().queue(Queue::sqs("q"))])
+        .path(
+            "ALL",
+            [Action::new()
+                .function(needs_foo)
+                .include_all_params()
+                .queue(Queue::sqs("q"))],
+        )
         // Nothing, for an action with only queues.
-        .path("NOTHING", [Action::new().queue(Queue::custom_kind_for_test())])
+        .path(
+            "NOTHING",
+            [Action::new().queue(Queue::custom_kind_for_test())],
+        )
         .record_outbound(sink.clone());
     let response = run(
         builder,
@@ -227,10 +347,20 @@ async fn forwarded_kwargs_follow_python_lpipe() {
     .await
     .unwrap();
     assert_eq!(response["stats"]["successes"], 4, "{response}");
-    let bodies: Vec<Value> = sink.messages().iter().map(|m| serde_json::from_str(&m.body).unwrap()).collect();
-    assert!(bodies.contains(&json!({"path": "NEXT", "kwargs": {"foo": "a"}})), "{bodies:?}");
+    let bodies: Vec<Value> = sink
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .collect();
+    assert!(
+        bodies.contains(&json!({"path": "NEXT", "kwargs": {"foo": "a"}})),
+        "{bodies:?}"
+    );
     assert!(bodies.contains(&json!({"foo": "b"})), "{bodies:?}");
-    assert!(bodies.contains(&json!({"foo": "c", "extra": 1})), "{bodies:?}");
+    assert!(
+        bodies.contains(&json!({"foo": "c", "extra": 1})),
+        "{bodies:?}"
+    );
     assert!(bodies.contains(&json!({})), "{bodies:?}");
 }
 
@@ -245,7 +375,10 @@ impl CustomKind for Queue {
 }
 
 async fn forward_then_drop(_: NoParams) -> Result<Vec<Payload>, BoxError> {
-    Ok(vec![Payload::to_queue(Queue::sqs("q"), &json!({"n": 1}))?, Payload::to_path("SOFT", &json!({}))?])
+    Ok(vec![
+        Payload::to_queue(Queue::sqs("q"), &json!({"n": 1}))?,
+        Payload::to_path("SOFT", &json!({}))?,
+    ])
 }
 
 #[tokio::test]
@@ -263,9 +396,16 @@ async fn a_dropped_record_sends_nothing() {
 
 #[tokio::test]
 async fn outbound_messages_are_batched_within_the_sink_limits() {
-    let sink = MemorySink::new().with_limits(SinkLimits { max_entries: 10, max_entry_bytes: 200, max_batch_bytes: 1000 });
+    let sink = MemorySink::new().with_limits(SinkLimits {
+        max_entries: 10,
+        max_entry_bytes: 200,
+        max_batch_bytes: 1000,
+    });
     let builder = Pipeline::builder()
-        .path("FWD", [Action::new().include_all_params().queue(Queue::sqs("q"))])
+        .path(
+            "FWD",
+            [Action::new().include_all_params().queue(Queue::sqs("q"))],
+        )
         .sink(QueueKind::SQS, sink.clone())
         .registry(Registry::from_inventory());
     let mut messages: Vec<Value> = (0..25).map(|i| message("FWD", json!({"i": i}))).collect();
@@ -274,16 +414,38 @@ async fn outbound_messages_are_batched_within_the_sink_limits() {
     // 25 small messages in 3 calls; the oversized one fails its record only.
     assert_eq!(sink.messages().len(), 25);
     assert_eq!(sink.calls(), 3);
-    assert!(err.error_message.contains("record 25 (Undeliverable"), "{}", err.error_message);
-    assert!(err.error_message.contains("over the sink's limit of 200 bytes"), "{}", err.error_message);
-    assert!(err.error_message.contains(r#""successes":25"#), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("record 25 (Undeliverable"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message
+            .contains("over the sink's limit of 200 bytes"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message.contains(r#""successes":25"#),
+        "{}",
+        err.error_message
+    );
 
     // The byte limit per call splits batches too: 8 messages of ~150 bytes, 1000 bytes a call.
-    let sink = MemorySink::new().with_limits(SinkLimits { max_entries: 10, max_entry_bytes: 200, max_batch_bytes: 1000 });
+    let sink = MemorySink::new().with_limits(SinkLimits {
+        max_entries: 10,
+        max_entry_bytes: 200,
+        max_batch_bytes: 1000,
+    });
     let builder = Pipeline::builder()
-        .path("FWD", [Action::new().include_all_params().queue(Queue::sqs("q"))])
+        .path(
+            "FWD",
+            [Action::new().include_all_params().queue(Queue::sqs("q"))],
+        )
         .record_outbound(sink.clone());
-    let messages: Vec<Value> = (0..8).map(|i| message("FWD", json!({"i": i, "pad": "y".repeat(140)}))).collect();
+    let messages: Vec<Value> = (0..8)
+        .map(|i| message("FWD", json!({"i": i, "pad": "y".repeat(140)})))
+        .collect();
     run(builder, &messages).await.unwrap();
     assert_eq!(sink.messages().len(), 8);
     assert_eq!(sink.calls(), 2);
@@ -295,7 +457,10 @@ async fn failed_entries_are_retried_and_then_fail_exactly_their_records() {
     let sink = MemorySink::new();
     sink.fail_next(2, true);
     let builder = Pipeline::builder()
-        .path("FWD", [Action::new().include_all_params().queue(Queue::sqs("q"))])
+        .path(
+            "FWD",
+            [Action::new().include_all_params().queue(Queue::sqs("q"))],
+        )
         .record_outbound(sink.clone())
         .retry_policy(fast_retry());
     let messages: Vec<Value> = (0..5).map(|i| message("FWD", json!({"i": i}))).collect();
@@ -308,17 +473,45 @@ async fn failed_entries_are_retried_and_then_fail_exactly_their_records() {
     let sink = MemorySink::new();
     sink.fail_bodies_containing("\"poison\"", true);
     let builder = Pipeline::builder()
-        .path("FWD", [Action::new().include_all_params().queue(Queue::sqs("q"))])
+        .path(
+            "FWD",
+            [Action::new().include_all_params().queue(Queue::sqs("q"))],
+        )
         .record_outbound(sink.clone())
         .retry_policy(fast_retry());
     let messages: Vec<Value> = (0..5)
-        .map(|i| message("FWD", if i % 2 == 1 { json!({"i": i, "k": "poison"}) } else { json!({"i": i}) }))
+        .map(|i| {
+            message(
+                "FWD",
+                if i % 2 == 1 {
+                    json!({"i": i, "k": "poison"})
+                } else {
+                    json!({"i": i})
+                },
+            )
+        })
         .collect();
     let err = run(builder, &messages).await.unwrap_err();
-    assert!(err.error_message.contains("record 1 (Undeliverable"), "{}", err.error_message);
-    assert!(err.error_message.contains("record 3 (Undeliverable"), "{}", err.error_message);
-    assert!(err.error_message.contains("after 3 attempts"), "{}", err.error_message);
-    assert!(!err.error_message.contains("record 0"), "{}", err.error_message);
+    assert!(
+        err.error_message.contains("record 1 (Undeliverable"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message.contains("record 3 (Undeliverable"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        err.error_message.contains("after 3 attempts"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        !err.error_message.contains("record 0"),
+        "{}",
+        err.error_message
+    );
     assert_eq!(sink.messages().len(), 3);
     assert_eq!(sink.calls(), 3);
 
@@ -326,22 +519,54 @@ async fn failed_entries_are_retried_and_then_fail_exactly_their_records() {
     let sink = MemorySink::new();
     sink.fail_next(1, false);
     let builder = Pipeline::builder()
-        .path("FWD", [Action::new().include_all_params().queue(Queue::sqs("q"))])
+        .path(
+            "FWD",
+            [Action::new().include_all_params().queue(Queue::sqs("q"))],
+        )
         .record_outbound(sink.clone())
         .retry_policy(fast_retry());
-    let err = run(builder, &[message("FWD", json!({"i": 0})), message("FWD", json!({"i": 1}))]).await.unwrap_err();
-    assert!(err.error_message.contains("record 0 (Undeliverable"), "{}", err.error_message);
-    assert!(!err.error_message.contains("record 1"), "{}", err.error_message);
+    let err = run(
+        builder,
+        &[
+            message("FWD", json!({"i": 0})),
+            message("FWD", json!({"i": 1})),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.error_message.contains("record 0 (Undeliverable"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        !err.error_message.contains("record 1"),
+        "{}",
+        err.error_message
+    );
     assert_eq!(sink.calls(), 1);
 }
 
 #[tokio::test]
 async fn the_single_function_form_and_the_default_path_take_bare_kwargs() {
     let pipeline = Pipeline::from_function(needs_foo).build().unwrap();
-    let response = pipeline.handle(r#"[{"foo": "x"}, {"nofoo": 1}]"#, lambda_context(0)).await.unwrap();
-    assert_eq!(response["stats"], json!({"received": 2, "successes": 1, "dropped": 1, "failed": 0}));
-    let pipeline = Pipeline::builder().path("A", [Action::new().function(needs_foo)]).default_path("a").build().unwrap();
-    let response = pipeline.handle(r#"{"foo": "single"}"#, lambda_context(0)).await.unwrap();
+    let response = pipeline
+        .handle(r#"[{"foo": "x"}, {"nofoo": 1}]"#, lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["stats"],
+        json!({"received": 2, "successes": 1, "dropped": 1, "failed": 0})
+    );
+    let pipeline = Pipeline::builder()
+        .path("A", [Action::new().function(needs_foo)])
+        .default_path("a")
+        .build()
+        .unwrap();
+    let response = pipeline
+        .handle(r#"{"foo": "single"}"#, lambda_context(0))
+        .await
+        .unwrap();
     assert_eq!(response["output"], json!(["single"]));
 }
 
@@ -353,10 +578,18 @@ async fn records_are_not_started_when_the_deadline_is_too_close() {
         .build()
         .unwrap();
     let err = pipeline
-        .handle(&raw_event(&[message("OK", json!({"foo": "x"}))]), lambda_context(1000))
+        .handle(
+            &raw_event(&[message("OK", json!({"foo": "x"}))]),
+            lambda_context(1000),
+        )
         .await
         .unwrap_err();
-    assert!(err.error_message.contains("record 0 (NotRun: not run: the invocation's deadline is too close)"), "{}", err.error_message);
+    assert!(
+        err.error_message
+            .contains("record 0 (NotRun: not run: the invocation's deadline is too close)"),
+        "{}",
+        err.error_message
+    );
 }
 
 /// A source whose records carry ordering keys: `{"Records": [{"key": …, "msg": {…}}]}`.
@@ -384,8 +617,10 @@ impl EventSource for Keyed {
         probe.has_records
     }
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
-        let e: KeyedEvent<'e> =
-            serde_json::from_str(event).map_err(|e| InvalidEvent { source_name: "keyed", message: e.to_string() })?;
+        let e: KeyedEvent<'e> = serde_json::from_str(event).map_err(|e| InvalidEvent {
+            source_name: "keyed",
+            message: e.to_string(),
+        })?;
         Ok(e.records
             .into_iter()
             .enumerate()
@@ -400,13 +635,17 @@ impl EventSource for Keyed {
         self.0
     }
     async fn respond(&self, _event: &str, batch: &BatchResult) -> Result<Value, InvocationError> {
-        let failed: Vec<&str> = batch.failed().filter_map(|(_, r)| r.id.as_deref()).collect();
+        let failed: Vec<&str> = batch
+            .failed()
+            .filter_map(|(_, r)| r.id.as_deref())
+            .collect();
         Ok(json!({"failed": failed, "stats": batch.stats}))
     }
 }
 
 fn keyed_event() -> String {
-    let rec = |key: &str, path: &str| json!({"key": key, "msg": message(path, json!({"foo": "x"}))});
+    let rec =
+        |key: &str, path: &str| json!({"key": key, "msg": message(path, json!({"foo": "x"}))});
     json!({"Records": [
         rec("g1", "OK"), rec("g1", "HARD"), rec("g2", "OK"), rec("g1", "OK"), rec("g2", "SOFT"), rec("g2", "OK")
     ]})
@@ -426,26 +665,54 @@ fn keyed_pipeline(ordering: Ordering) -> Pipeline {
 
 #[tokio::test]
 async fn ordered_sources_stop_a_key_or_the_batch_after_a_failure() {
-    let per_key = keyed_pipeline(Ordering::PerKey).handle(&keyed_event(), lambda_context(0)).await.unwrap();
+    let per_key = keyed_pipeline(Ordering::PerKey)
+        .handle(&keyed_event(), lambda_context(0))
+        .await
+        .unwrap();
     // r1 failed; r3 (same key) is not run and fails too; g2 carries on (a drop does not block).
     assert_eq!(per_key["failed"], json!(["r1", "r3"]));
-    assert_eq!(per_key["stats"], json!({"received": 6, "successes": 3, "dropped": 1, "failed": 2}));
+    assert_eq!(
+        per_key["stats"],
+        json!({"received": 6, "successes": 3, "dropped": 1, "failed": 2})
+    );
 
-    let stop = keyed_pipeline(Ordering::StopOnFailure).handle(&keyed_event(), lambda_context(0)).await.unwrap();
+    let stop = keyed_pipeline(Ordering::StopOnFailure)
+        .handle(&keyed_event(), lambda_context(0))
+        .await
+        .unwrap();
     assert_eq!(stop["failed"], json!(["r1", "r2", "r3", "r4", "r5"]));
 
-    let unordered = keyed_pipeline(Ordering::Unordered).handle(&keyed_event(), lambda_context(0)).await.unwrap();
+    let unordered = keyed_pipeline(Ordering::Unordered)
+        .handle(&keyed_event(), lambda_context(0))
+        .await
+        .unwrap();
     assert_eq!(unordered["failed"], json!(["r1"]));
 }
 
 #[tokio::test]
 async fn an_event_no_source_recognises_fails_the_invocation_with_the_registered_names() {
-    let pipeline =
-        Pipeline::builder().path("OK", [Action::new().function(needs_foo)]).registry(Registry::from_inventory()).build().unwrap();
-    let err = pipeline.handle(r#"{"Records": [{"eventSource": "aws:unknown"}]}"#, lambda_context(0)).await.unwrap_err();
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(needs_foo)])
+        .registry(Registry::from_inventory())
+        .build()
+        .unwrap();
+    let err = pipeline
+        .handle(
+            r#"{"Records": [{"eventSource": "aws:unknown"}]}"#,
+            lambda_context(0),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "InvalidEvent");
-    assert!(err.error_message.contains("registered: raw"), "{}", err.error_message);
-    let err = pipeline.handle("[not json", lambda_context(0)).await.unwrap_err();
+    assert!(
+        err.error_message.contains("registered: raw"),
+        "{}",
+        err.error_message
+    );
+    let err = pipeline
+        .handle("[not json", lambda_context(0))
+        .await
+        .unwrap_err();
     assert_eq!(err.error_type, "InvalidEvent");
 }
 
@@ -456,12 +723,22 @@ struct Clients {
 
 async fn with_state(args: Foo, ctx: lpipe_core::Context) -> Result<String, BoxError> {
     let clients = ctx.state::<Clients>().ok_or("no state")?;
-    Ok(format!("{}{}@{}#{}", clients.prefix, args.foo, ctx.path(), ctx.record().id().unwrap_or("")))
+    Ok(format!(
+        "{}{}@{}#{}",
+        clients.prefix,
+        args.foo,
+        ctx.path(),
+        ctx.record().id().unwrap_or("")
+    ))
 }
 
 #[tokio::test]
 async fn functions_see_the_context_and_the_shared_state() {
-    let builder = Pipeline::builder().path("S", [Action::new().function(with_state)]).state(Clients { prefix: ">" });
-    let response = run(builder, &[message("s", json!({"foo": "x"}))]).await.unwrap();
+    let builder = Pipeline::builder()
+        .path("S", [Action::new().function(with_state)])
+        .state(Clients { prefix: ">" });
+    let response = run(builder, &[message("s", json!({"foo": "x"}))])
+        .await
+        .unwrap();
     assert_eq!(response["output"], json!([">x@S#0"]));
 }

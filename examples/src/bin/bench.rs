@@ -24,11 +24,16 @@ async fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let result = pipeline.handle(&event, lpipe::lambda_runtime::Context::default()).await;
+    let result = pipeline
+        .handle(&event, lpipe::lambda_runtime::Context::default())
+        .await;
     let elapsed = started.elapsed();
     let (text, code) = match result {
         Ok(response) => (response.to_string(), ExitCode::SUCCESS),
-        Err(e) => (serde_json::to_string(&e).unwrap_or_default(), ExitCode::FAILURE),
+        Err(e) => (
+            serde_json::to_string(&e).unwrap_or_default(),
+            ExitCode::FAILURE,
+        ),
     };
     println!("{text}");
     let n = serde_json::from_str::<serde_json::Value>(&text)

@@ -30,7 +30,11 @@ async fn main() -> ExitCode {
             _ => rest.push(arg),
         }
     }
-    let mut builder = if call { conformance::call_pipeline() } else { conformance::pipeline() };
+    let mut builder = if call {
+        conformance::call_pipeline()
+    } else {
+        conformance::pipeline()
+    };
     if let Some(p) = default_path {
         if call {
             eprintln!("--call and --default-path exclude each other\n{USAGE}");
