@@ -32,6 +32,17 @@ struct Exec<'r> {
     outbox: &'r mut Vec<OutboundMessage>,
 }
 
+impl Exec<'_> {
+    fn push(&mut self, queue: crate::Queue, body: String) {
+        let record = match &self.record.id {
+            Some(id) => id.clone(),
+            None => self.record.index.to_string(),
+        };
+        let id = format!("{record}:{}", self.outbox.len());
+        self.outbox.push(OutboundMessage { queue, body, id });
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Message<'a> {
     #[serde(borrow, default)]
@@ -399,25 +410,22 @@ impl Pipeline {
         // Every function's parameters are checked before any function runs.
         let mut prepared = Vec::with_capacity(action.functions.len());
         for f in &action.functions {
+            let ctx = Context {
+                invocation: exec.invocation.clone(),
+                record: exec.record.clone(),
+                path: path.clone(),
+            };
             let call = f
                 .inner
-                .prepare(&fn_kwargs)
+                .prepare(&fn_kwargs, ctx)
                 .map_err(|e| param_error(e, f.name, path))?;
             prepared.push((f.name, call));
         }
 
         let mut output = None;
         for (name, call) in prepared {
-            let ctx = Context {
-                invocation: exec.invocation.clone(),
-                record: exec.record.clone(),
-                path: path.clone(),
-            };
             let span = tracing::debug_span!("function", name);
-            let result = AssertUnwindSafe(async move { call(ctx).await })
-                .catch_unwind()
-                .instrument(span)
-                .await;
+            let result = AssertUnwindSafe(call).catch_unwind().instrument(span).await;
             let returned = match result {
                 Err(panic) => {
                     return Err(RecordError::new(
@@ -482,10 +490,8 @@ impl Pipeline {
             output = self.run_path(p, &forward, depth + 1, exec).await?;
         }
         for q in &action.queues {
-            exec.outbox.push(OutboundMessage {
-                queue: q.clone(),
-                body: q.message_body(&forward),
-            });
+            let body = q.message_body(&forward);
+            exec.push(q.clone(), body);
             output = None;
         }
         Ok(output)
@@ -513,13 +519,16 @@ impl Pipeline {
                     crate::pipeline::check_queue(
                         &queue,
                         &self.inner.registry,
-                        self.inner.catch_all_sink.as_ref(),
+                        self.inner
+                            .catch_all_sink
+                            .as_ref()
+                            .or(self.inner.fallback_sink.as_ref()),
                     )
                     .map_err(|m| {
                         RecordError::new(ErrorKind::Undeliverable, format!("returned payload: {m}"))
                     })?;
                     let body = queue.message_body(&payload.kwargs);
-                    exec.outbox.push(OutboundMessage { queue, body });
+                    exec.push(queue, body);
                     Ok(None)
                 }
             }

@@ -172,14 +172,14 @@ pub fn function<M>(f: impl IntoFunction<M>) -> Function {
     f.into_function()
 }
 
-pub(crate) type Prepared<'a> =
-    Box<dyn FnOnce(Context) -> BoxFuture<'a, Result<Returned, BoxError>> + Send + 'a>;
+/// A call whose arguments are deserialized, ready to be awaited.
+pub(crate) type Prepared<'a> = BoxFuture<'a, Result<Returned, BoxError>>;
 
 pub(crate) type ParamError = serde_path_to_error::Error<serde_json::Error>;
 
 pub(crate) trait ErasedFunction: Send + Sync + 'static {
-    /// Deserializes the arguments; the returned closure runs the function.
-    fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError>;
+    /// Deserializes the arguments; the returned future runs the function.
+    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError>;
 }
 
 fn short_name<F>() -> &'static str {
@@ -222,17 +222,15 @@ where
     R: IntoReturn + 'static,
     E: Into<BoxError> + 'static,
 {
-    fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError> {
+    fn prepare<'a>(&'a self, kwargs: &Kwargs, _ctx: Context) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
-        Ok(Box::new(move |_ctx| {
-            async move {
-                (self.f)(args)
-                    .await
-                    .map(IntoReturn::into_return)
-                    .map_err(Into::into)
-            }
-            .boxed()
-        }))
+        Ok(async move {
+            (self.f)(args)
+                .await
+                .map(IntoReturn::into_return)
+                .map_err(Into::into)
+        }
+        .boxed())
     }
 }
 
@@ -244,17 +242,15 @@ where
     R: IntoReturn + 'static,
     E: Into<BoxError> + 'static,
 {
-    fn prepare<'a>(&'a self, kwargs: &Kwargs) -> Result<Prepared<'a>, ParamError> {
+    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
-        Ok(Box::new(move |ctx| {
-            async move {
-                (self.f)(args, ctx)
-                    .await
-                    .map(IntoReturn::into_return)
-                    .map_err(Into::into)
-            }
-            .boxed()
-        }))
+        Ok(async move {
+            (self.f)(args, ctx)
+                .await
+                .map(IntoReturn::into_return)
+                .map_err(Into::into)
+        }
+        .boxed())
     }
 }
 

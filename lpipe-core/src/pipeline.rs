@@ -56,6 +56,7 @@ pub(crate) struct Inner {
     pub(crate) default_path: Option<PathName>,
     pub(crate) registry: Registry,
     pub(crate) catch_all_sink: Option<Arc<dyn Sink>>,
+    pub(crate) fallback_sink: Option<Arc<dyn Sink>>,
     pub(crate) source: Option<Arc<dyn EventSource>>,
     pub(crate) reporter: Arc<dyn Reporter>,
     pub(crate) max_depth: usize,
@@ -73,6 +74,7 @@ pub struct PipelineBuilder {
     sinks: Vec<(QueueKind, Arc<dyn Sink>)>,
     sources: Vec<Arc<dyn EventSource>>,
     record_outbound: Option<MemorySink>,
+    record_unsendable: Option<MemorySink>,
     source: Option<String>,
     reporter: Arc<dyn Reporter>,
     max_depth: usize,
@@ -91,6 +93,7 @@ impl Default for PipelineBuilder {
             sinks: Vec::new(),
             sources: Vec::new(),
             record_outbound: None,
+            record_unsendable: None,
             source: None,
             reporter: Arc::new(NoReporter),
             max_depth: 32,
@@ -151,6 +154,7 @@ impl Pipeline {
             .catch_all_sink
             .clone()
             .or_else(|| self.inner.registry.sink(kind))
+            .or_else(|| self.inner.fallback_sink.clone())
     }
 
     pub(crate) fn lookup(&self, name: &str) -> Option<(&PathName, &[Action])> {
@@ -226,6 +230,14 @@ impl PipelineBuilder {
         self
     }
 
+    /// Records the messages of queue kinds that have no sink in this sink instead of failing
+    /// the build (the local mode with `--send`: kinds whose plugin is not enabled are recorded
+    /// and printed, with a warning, while the others are sent).
+    pub fn record_unsendable(mut self, sink: MemorySink) -> Self {
+        self.record_unsendable = Some(sink);
+        self
+    }
+
     /// Reports dropped and failed records to this reporter.
     pub fn reporter(mut self, reporter: impl Reporter) -> Self {
         self.reporter = Arc::new(reporter);
@@ -296,6 +308,8 @@ impl PipelineBuilder {
             path_order.push(name.clone());
             paths.insert(name, actions);
         }
+        let fallback_sink: Option<Arc<dyn Sink>> =
+            self.record_unsendable.map(|s| Arc::new(s) as Arc<dyn Sink>);
         let catch_all_sink: Option<Arc<dyn Sink>> =
             self.record_outbound.map(|s| Arc::new(s) as Arc<dyn Sink>);
         for name in &path_order {
@@ -310,8 +324,18 @@ impl PipelineBuilder {
                     }
                 }
                 for q in &action.queues {
-                    check_queue(q, &registry, catch_all_sink.as_ref())
-                        .map_err(|m| InvalidConfigurationError(format!("{at}: {m}")))?;
+                    if catch_all_sink.is_none()
+                        && fallback_sink.is_some()
+                        && registry.sink(q.kind()).is_none()
+                    {
+                        tracing::warn!(queue = %q, "no sink for queue kind '{}': its messages are recorded, not sent", q.kind());
+                    }
+                    check_queue(
+                        q,
+                        &registry,
+                        catch_all_sink.as_ref().or(fallback_sink.as_ref()),
+                    )
+                    .map_err(|m| InvalidConfigurationError(format!("{at}: {m}")))?;
                 }
                 for param in &action.required_params {
                     if param.from.is_empty() || param.to.is_empty() {
@@ -348,6 +372,7 @@ impl PipelineBuilder {
                 default_path: self.default_path,
                 registry,
                 catch_all_sink,
+                fallback_sink,
                 source,
                 reporter: self.reporter,
                 max_depth: self.max_depth,

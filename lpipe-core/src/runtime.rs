@@ -130,7 +130,7 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
     init_logging();
     let recorder = MemorySink::new();
     let builder = if opts.send {
-        builder
+        builder.record_unsendable(recorder.clone())
     } else {
         builder.record_outbound(recorder.clone())
     };
@@ -158,11 +158,16 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
     context.env_config = std::sync::Arc::new(config);
     let result = pipeline.handle(&event, context).await;
     let messages = recorder.messages();
-    if !opts.send && !messages.is_empty() {
+    if !messages.is_empty() {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(
             err,
-            "outbound messages (recorded, not sent; pass --send to send them):"
+            "outbound messages (recorded, not sent{}):",
+            if opts.send {
+                ": their queue kind has no sink"
+            } else {
+                "; pass --send to send them"
+            }
         );
         for m in &messages {
             let _ = writeln!(err, "  -> {}: {}", m.queue, m.body);

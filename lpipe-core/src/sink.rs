@@ -37,6 +37,10 @@ pub struct OutboundMessage {
     pub queue: Queue,
     /// The JSON body: `{"path": …, "kwargs": …}`, or bare kwargs for a queue without a path.
     pub body: String,
+    /// A stable identity: the id of the record that produced it and its position among that
+    /// record's messages (`"<record id>:<n>"`). The same when the record is retried, so sinks
+    /// can derive deduplication ids from it (SQS FIFO).
+    pub id: String,
 }
 
 /// Why a message (or a whole call) was not sent.

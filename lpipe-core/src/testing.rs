@@ -36,3 +36,38 @@ pub fn lambda_context(millis: u64) -> lambda_runtime::Context {
     }
     ctx
 }
+
+/// The endpoint of the `moto_server` the test command started (`LPIPE_MOTO_ENDPOINT`), for
+/// tests against real AWS APIs.
+///
+/// When it is not set the test cannot run: this prints why (`SKIPPED <test>: …`) and returns
+/// `None`, unless `LPIPE_REQUIRE_MOTO=1`, in which case it panics, so a test run that is meant
+/// to use moto can never pass without it.
+pub fn moto_endpoint(test: &str) -> Option<String> {
+    match std::env::var("LPIPE_MOTO_ENDPOINT") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let why = "no moto_server: LPIPE_MOTO_ENDPOINT is not set (./scripts/test starts one)";
+            if std::env::var("LPIPE_REQUIRE_MOTO").as_deref() == Ok("1") {
+                panic!("{test}: {why}, but LPIPE_REQUIRE_MOTO=1");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+/// A name that no other test run uses (for queues and streams on a shared server).
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}

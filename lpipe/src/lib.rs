@@ -43,14 +43,61 @@
 //!
 //! ## Features
 //!
-//! | feature | what it adds |
-//! | --- | --- |
-//! | `test-kit` | event builders for tests (`lpipe::testing`) |
+//! | feature | what it adds | event sources | queue kinds |
+//! | --- | --- | --- | --- |
+//! | (always) | the core | `raw` | (custom sinks, `MemorySink`) |
+//! | `sqs` | [`sqs`]: Amazon SQS | `sqs` | `sqs` |
+//! | `test-kit` | event builders for tests ([`testing`]) | | |
 //!
-//! The event source of direct invocations (`raw`), the in-memory sink and the capturing
-//! reporter are always available. The SQS, Kinesis, CloudWatch/EventBridge and Sentry plugins
-//! arrive as the features `sqs`, `kinesis`, `cloudwatch` and `sentry`.
+//! A feature that is off compiles none of its crate. Kinesis, CloudWatch/EventBridge and Sentry
+//! arrive as the features `kinesis`, `cloudwatch` and `sentry`. [`registry()`] lists what the
+//! enabled features registered.
 #![warn(missing_docs)]
 
 #[doc(inline)]
 pub use lpipe_core::*;
+
+/// Amazon SQS: event source and sink (feature `sqs`).
+#[cfg(feature = "sqs")]
+#[doc(inline)]
+pub use lpipe_sqs as sqs;
+
+use std::process::ExitCode;
+
+/// Makes sure the enabled plugin crates are linked, so their registrations are seen (a crate
+/// that nothing refers to may be left out by the linker).
+fn link_plugins() {
+    #[cfg(feature = "sqs")]
+    std::hint::black_box(lpipe_sqs::link());
+}
+
+/// The event sources and sink kinds registered by the enabled features.
+///
+/// # Examples
+///
+/// ```
+/// let registry = lpipe::registry();
+/// assert!(registry.source_names().contains(&"raw"));
+/// ```
+pub fn registry() -> Registry {
+    link_plugins();
+    Registry::from_inventory()
+}
+
+/// Runs a pipeline under Lambda or locally; see [`lpipe_core::run`].
+pub async fn run(builder: PipelineBuilder) -> ExitCode {
+    link_plugins();
+    lpipe_core::run(builder).await
+}
+
+/// Runs a pipeline under the Lambda runtime; see [`lpipe_core::run_lambda`].
+pub async fn run_lambda(builder: PipelineBuilder) -> ExitCode {
+    link_plugins();
+    lpipe_core::run_lambda(builder).await
+}
+
+/// Runs a pipeline once on a local event; see [`lpipe_core::run_local`].
+pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode {
+    link_plugins();
+    lpipe_core::run_local(builder, opts).await
+}

@@ -1,0 +1,60 @@
+//! Amazon SQS for [lpipe](https://crates.io/crates/lpipe): an event source and a sink.
+//!
+//! - [`SqsSource`] decodes SQS Lambda events (`eventSource: "aws:sqs"`; the lpipe message is
+//!   the record's `body`) and answers with a partial batch response
+//!   (`{"batchItemFailures": [{"itemIdentifier": messageId}], "stats": …}`) for mappings with
+//!   `ReportBatchItemFailures`, or, in the classic mode of Python lpipe
+//!   ([`SqsSource::classic`]), deletes the acknowledged messages and fails the invocation so
+//!   only the failed ones return. FIFO records (`MessageGroupId`) run in group order; after a
+//!   failure the rest of that group is not run and is reported as failed too.
+//! - [`SqsSink`] sends to queues of kind `sqs` (name, URL or ARN) with SendMessageBatch,
+//!   within the API's limits, retrying the entries AWS says can be retried.
+//!
+//! Both register themselves with the lpipe registry when this crate is linked (the `sqs`
+//! feature of the `lpipe` facade). Clients are built once per process from the standard AWS
+//! configuration (`aws-config`: region, credentials, `AWS_ENDPOINT_URL` /
+//! `AWS_ENDPOINT_URL_SQS`).
+#![warn(missing_docs)]
+
+mod sink;
+mod source;
+
+use std::sync::{Arc, OnceLock};
+
+use lpipe_core::{EventSource, Sink, SinkRegistration, SourceRegistration};
+
+pub use sink::{SqsSink, SQS_MAX_BATCH_BYTES, SQS_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES};
+pub use source::{SqsMode, SqsSource};
+
+/// The SQS client shared by everything in this crate that was not given one: built once per
+/// process from the standard AWS configuration.
+pub async fn shared_client() -> aws_sdk_sqs::Client {
+    static CLIENT: tokio::sync::OnceCell<aws_sdk_sqs::Client> = tokio::sync::OnceCell::const_new();
+    CLIENT
+        .get_or_init(|| async {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            aws_sdk_sqs::Client::new(&config)
+        })
+        .await
+        .clone()
+}
+
+fn build_source() -> Arc<dyn EventSource> {
+    Arc::new(SqsSource::new())
+}
+
+fn build_sink() -> Arc<dyn Sink> {
+    static SINK: OnceLock<SqsSink> = OnceLock::new();
+    Arc::new(SINK.get_or_init(SqsSink::new).clone())
+}
+
+lpipe_core::inventory::submit! { SourceRegistration { name: SqsSource::NAME, build: build_source } }
+lpipe_core::inventory::submit! { SinkRegistration { kind: "sqs", build: build_sink } }
+
+/// Makes sure this crate's registrations are linked into the final binary (the `lpipe` facade
+/// calls it; a crate nothing refers to may be left out by the linker).
+#[doc(hidden)]
+#[inline(never)]
+pub fn link() -> &'static str {
+    SqsSource::NAME
+}

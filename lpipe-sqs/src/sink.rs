@@ -1,0 +1,331 @@
+//! The SQS sink: SendMessageBatch within the API's limits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
+
+use crate::source::parse_queue_arn;
+
+/// Messages per SendMessageBatch call.
+pub const SQS_MAX_ENTRIES: usize = 10;
+/// Bytes per message (1 MiB since 2025; it was 256 KiB before).
+pub const SQS_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// Bytes per SendMessageBatch call.
+pub const SQS_MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Sends to queues of kind `sqs`, targeted by name (its URL is looked up once with GetQueueUrl
+/// and cached), URL or ARN.
+///
+/// Per queue options ([`Queue::option`]):
+/// - `message_group_id`: the FIFO `MessageGroupId` of every message;
+/// - `message_group_key`: a kwarg whose value is the `MessageGroupId` (e.g. `user_id`).
+///
+/// Without either, a FIFO message's group is derived from its body, so equal messages keep
+/// their order. The FIFO `MessageDeduplicationId` is derived from the message's identity (its
+/// record and position, stable when the record is retried) and its body, so a retried record
+/// does not send twice within SQS's five-minute window, and distinct messages never collide.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Action, Pipeline, Queue, QueueKind};
+/// use lpipe_sqs::{SqsSink, SQS_MAX_ENTRIES};
+/// let pipeline = Pipeline::builder()
+///     .path("A", [Action::new().include_all_params().queue(Queue::sqs("orders.fifo").option("message_group_key", "customer"))])
+///     .sink(QueueKind::SQS, SqsSink::new())
+///     .build()
+///     .unwrap();
+/// # let _ = (pipeline, SQS_MAX_ENTRIES);
+/// ```
+#[derive(Clone, Default)]
+pub struct SqsSink {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    client: Option<aws_sdk_sqs::Client>,
+    urls: Mutex<HashMap<String, String>>,
+    limits: Mutex<Option<SinkLimits>>,
+    batch_calls: AtomicUsize,
+}
+
+impl SqsSink {
+    /// A sink using the shared client (see [`shared_client`](crate::shared_client)).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sink using this client.
+    pub fn with_client(client: aws_sdk_sqs::Client) -> Self {
+        SqsSink {
+            inner: Arc::new(Inner {
+                client: Some(client),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Overrides the limits (AWS has raised them before).
+    pub fn with_limits(self, limits: SinkLimits) -> Self {
+        *self.inner.limits.lock().expect("limits lock") = Some(limits);
+        self
+    }
+
+    /// SendMessageBatch calls made so far.
+    pub fn batch_calls(&self) -> usize {
+        self.inner.batch_calls.load(AtomicOrdering::Relaxed)
+    }
+
+    async fn client(&self) -> aws_sdk_sqs::Client {
+        match &self.inner.client {
+            Some(c) => c.clone(),
+            None => crate::shared_client().await,
+        }
+    }
+
+    async fn queue_url(
+        &self,
+        client: &aws_sdk_sqs::Client,
+        target: &str,
+    ) -> Result<String, SendError> {
+        if target.starts_with("https://") || target.starts_with("http://") {
+            return Ok(target.to_owned());
+        }
+        if let Some(url) = self.inner.urls.lock().expect("url cache lock").get(target) {
+            return Ok(url.clone());
+        }
+        let request = match parse_queue_arn(target) {
+            Some((account, name)) => client
+                .get_queue_url()
+                .queue_name(name)
+                .queue_owner_aws_account_id(account),
+            None => client.get_queue_url().queue_name(target),
+        };
+        let url = request
+            .send()
+            .await
+            .map_err(|e| classify(&e, &format!("GetQueueUrl for queue '{target}'")))?
+            .queue_url
+            .ok_or_else(|| {
+                SendError::permanent(format!("GetQueueUrl for queue '{target}' returned no URL"))
+            })?;
+        self.inner
+            .urls
+            .lock()
+            .expect("url cache lock")
+            .insert(target.to_owned(), url.clone());
+        Ok(url)
+    }
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+    what: &str,
+) -> SendError {
+    let detail = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("");
+            let retryable = matches!(
+                code,
+                "ThrottlingException"
+                    | "RequestThrottled"
+                    | "ServiceUnavailable"
+                    | "InternalError"
+                    | "InternalFailure"
+                    | "KmsThrottled"
+            );
+            let message = match code {
+                "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => {
+                    format!("{what}: the queue does not exist ({code})")
+                }
+                _ => format!("{what} failed: {detail}"),
+            };
+            SendError { retryable, message }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SendError::retryable(format!("{what} failed: {detail}"))
+        }
+        _ => SendError::permanent(format!("{what} failed: {detail}")),
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms.
+fn fnv1a(seed: u64, parts: &[&str]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn digest(parts: &[&str]) -> String {
+    format!(
+        "{:016x}{:016x}",
+        fnv1a(0, parts),
+        fnv1a(0x9e37_79b9_7f4a_7c15, parts)
+    )
+}
+
+fn group_id(queue: &Queue, message: &OutboundMessage) -> String {
+    if let Some(g) = queue.get_option("message_group_id") {
+        return g.to_owned();
+    }
+    if let Some(key) = queue.get_option("message_group_key") {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&message.body) {
+            let kwargs = if queue.consumer_path().is_some() {
+                &v["kwargs"]
+            } else {
+                &v
+            };
+            match &kwargs[key] {
+                serde_json::Value::Null => {}
+                serde_json::Value::String(s) => return s.chars().take(128).collect(),
+                other => return other.to_string().chars().take(128).collect(),
+            }
+        }
+    }
+    digest(&[&message.body])
+}
+
+#[async_trait]
+impl Sink for SqsSink {
+    async fn send(
+        &self,
+        queue: &Queue,
+        batch: &[OutboundMessage],
+    ) -> Result<Vec<Result<(), SendError>>, SendError> {
+        let client = self.client().await;
+        let url = self.queue_url(&client, queue.target()).await?;
+        let fifo = url.ends_with(".fifo");
+        let mut entries = Vec::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            let mut entry = SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(&m.body);
+            if fifo {
+                entry = entry
+                    .message_group_id(group_id(queue, m))
+                    .message_deduplication_id(digest(&[&m.id, &m.body]));
+            }
+            entries.push(
+                entry
+                    .build()
+                    .map_err(|e| SendError::permanent(format!("bad SQS entry: {e}")))?,
+            );
+        }
+        self.inner.batch_calls.fetch_add(1, AtomicOrdering::Relaxed);
+        let out = client
+            .send_message_batch()
+            .queue_url(&url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify(&e, &format!("SendMessageBatch to {url}")))?;
+        let mut results: Vec<Result<(), SendError>> = (0..batch.len())
+            .map(|_| {
+                Err(SendError::retryable(
+                    "SendMessageBatch returned no result for this entry",
+                ))
+            })
+            .collect();
+        for s in out.successful {
+            if let Some(r) = s.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *r = Ok(());
+            }
+        }
+        for f in out.failed {
+            if let Some(r) = f.id.parse::<usize>().ok().and_then(|i| results.get_mut(i)) {
+                *r = Err(SendError {
+                    retryable: !f.sender_fault,
+                    message: format!("{}: {}", f.code, f.message.unwrap_or_default()),
+                });
+            }
+        }
+        Ok(results)
+    }
+
+    fn limits(&self, _queue: &Queue) -> SinkLimits {
+        self.inner
+            .limits
+            .lock()
+            .expect("limits lock")
+            .unwrap_or(SinkLimits {
+                max_entries: SQS_MAX_ENTRIES,
+                max_entry_bytes: SQS_MAX_MESSAGE_BYTES,
+                max_batch_bytes: SQS_MAX_BATCH_BYTES,
+            })
+    }
+
+    fn validate(&self, queue: &Queue) -> Result<(), String> {
+        let t = queue.target();
+        if t.starts_with("arn:") && parse_queue_arn(t).is_none() {
+            return Err(format!(
+                "'{t}' is not an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME)"
+            ));
+        }
+        if queue.get_option("message_group_id").is_some()
+            && queue.get_option("message_group_key").is_some()
+        {
+            return Err("set message_group_id or message_group_key, not both".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str, id: &str) -> OutboundMessage {
+        OutboundMessage {
+            queue: Queue::sqs("q.fifo"),
+            body: body.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+
+    #[test]
+    fn fifo_ids_are_stable_and_distinct() {
+        assert_eq!(digest(&["a", "b"]), digest(&["a", "b"]));
+        assert_ne!(digest(&["a", "b"]), digest(&["ab", ""]));
+        assert_eq!(digest(&["x"]).len(), 32);
+        let q = Queue::sqs("q.fifo").option("message_group_key", "user");
+        assert_eq!(
+            group_id(&q, &msg(r#"{"user": "ann", "n": 1}"#, "1:0")),
+            "ann"
+        );
+        assert_eq!(group_id(&q, &msg(r#"{"user": 7}"#, "1:0")), "7");
+        let q = Queue::sqs("q.fifo")
+            .path("P")
+            .option("message_group_key", "user");
+        assert_eq!(
+            group_id(
+                &q,
+                &msg(r#"{"path": "P", "kwargs": {"user": "bob"}}"#, "1:0")
+            ),
+            "bob"
+        );
+        let q = Queue::sqs("q.fifo").option("message_group_id", "all");
+        assert_eq!(group_id(&q, &msg("{}", "1:0")), "all");
+    }
+
+    #[test]
+    fn validation_names_a_bad_arn() {
+        let e = SqsSink::new()
+            .validate(&Queue::sqs("arn:aws:sns:x"))
+            .unwrap_err();
+        assert!(e.contains("not an SQS queue ARN"), "{e}");
+        assert!(SqsSink::new()
+            .validate(&Queue::sqs("arn:aws:sqs:us-east-1:123456789012:q"))
+            .is_ok());
+    }
+}

@@ -1,0 +1,342 @@
+//! The SQS event source.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use aws_lambda_events::sqs::SqsBatchResponse;
+use lpipe_core::{
+    async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, Ordering,
+    Outcome, Record, RecordError,
+};
+use serde::Deserialize;
+
+/// How failures are reported to the event source mapping.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqsMode {
+    /// A partial batch response listing the failed records; the mapping must have
+    /// `FunctionResponseTypes: ["ReportBatchItemFailures"]`.
+    #[default]
+    PartialBatch,
+    /// Python lpipe's mode, for mappings without `ReportBatchItemFailures`: delete every
+    /// acknowledged message (successes and dropped ones) with DeleteMessageBatch, then fail the
+    /// invocation so that only the failed messages return after their visibility timeout.
+    Classic,
+}
+
+/// The SQS event source. See the [crate docs](crate).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Action, NoParams, Pipeline};
+/// use lpipe_sqs::SqsSource;
+/// async fn f(_: NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+/// // A mapping without ReportBatchItemFailures: the classic mode, chosen explicitly.
+/// let pipeline = Pipeline::builder()
+///     .path("A", [Action::new().function(f)])
+///     .event_source(SqsSource::classic())
+///     .build()
+///     .unwrap();
+/// # let _ = pipeline;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct SqsSource {
+    mode: SqsMode,
+    client: Option<aws_sdk_sqs::Client>,
+}
+
+impl SqsSource {
+    /// The name it registers under.
+    pub const NAME: &'static str = "sqs";
+
+    /// The default: partial batch responses.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The classic mode (see [`SqsMode::Classic`]).
+    pub fn classic() -> Self {
+        SqsSource {
+            mode: SqsMode::Classic,
+            client: None,
+        }
+    }
+
+    /// Uses this client for DeleteMessageBatch in the classic mode, instead of the shared one.
+    pub fn with_client(mut self, client: aws_sdk_sqs::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> SqsMode {
+        self.mode
+    }
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<SqsRecord<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SqsRecord<'a> {
+    #[serde(rename = "messageId", borrow, default)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    body: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    attributes: Option<Attributes<'a>>,
+    #[serde(rename = "eventSourceARN", borrow, default)]
+    event_source_arn: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Attributes<'a> {
+    #[serde(rename = "MessageGroupId", borrow, default)]
+    message_group_id: Option<Cow<'a, str>>,
+}
+
+/// What the classic mode needs to delete a message.
+#[derive(Deserialize)]
+struct Receipt<'a> {
+    #[serde(rename = "messageId", borrow, default)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(rename = "receiptHandle", borrow, default)]
+    receipt_handle: Option<Cow<'a, str>>,
+    #[serde(rename = "eventSourceARN", borrow, default)]
+    event_source_arn: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ReceiptEvent<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<Receipt<'a>>,
+}
+
+fn invalid(message: impl Into<String>) -> InvalidEvent {
+    InvalidEvent {
+        source_name: SqsSource::NAME,
+        message: message.into(),
+    }
+}
+
+/// `arn:aws:sqs:REGION:ACCOUNT:NAME` → (account, name).
+pub(crate) fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some("sqs"), Some(_region), Some(account), Some(name)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    (!account.is_empty() && !name.is_empty()).then_some((account, name))
+}
+
+#[async_trait]
+impl EventSource for SqsSource {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn matches(&self, probe: &EventProbe) -> bool {
+        probe.first_event_source.as_deref() == Some("aws:sqs")
+    }
+
+    fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
+        let event: Event<'e> = serde_json::from_str(event).map_err(|e| invalid(e.to_string()))?;
+        Ok(event
+            .records
+            .into_iter()
+            .map(|r| {
+                let fifo_queue = r
+                    .event_source_arn
+                    .as_deref()
+                    .is_some_and(|a| a.ends_with(".fifo"));
+                let group = r.attributes.and_then(|a| a.message_group_id);
+                let ordering_key = match (group, fifo_queue) {
+                    (Some(g), _) => Some(g),
+                    // A FIFO queue's record without a group: keep the whole queue in order.
+                    (None, true) => r.event_source_arn.clone(),
+                    (None, false) => None,
+                };
+                Record {
+                    id: r.message_id.filter(|id| !id.is_empty()),
+                    ordering_key,
+                    body: r
+                        .body
+                        .ok_or_else(|| RecordError::invalid_payload("the SQS record has no body")),
+                }
+            })
+            .collect())
+    }
+
+    fn ordering(&self) -> Ordering {
+        Ordering::PerKey
+    }
+
+    async fn respond(
+        &self,
+        event: &str,
+        batch: &BatchResult,
+    ) -> Result<serde_json::Value, InvocationError> {
+        let mut unreportable = Vec::new();
+        let mut response = SqsBatchResponse::default();
+        let mut seen = HashSet::new();
+        for (index, record) in batch.failed() {
+            match record.id.as_deref() {
+                Some(id) if !id.is_empty() => {
+                    if seen.insert(id) {
+                        response.add_failure(id);
+                    }
+                }
+                _ => unreportable.push(index),
+            }
+        }
+        if !unreportable.is_empty() {
+            tracing::error!(
+                records = ?unreportable,
+                "failed SQS records have no messageId and cannot be reported individually; failing the whole invocation so they are retried"
+            );
+            return Err(InvocationError::new(
+                "UnreportableFailure",
+                format!(
+                    "records at positions {unreportable:?} failed and have no messageId to report: {}",
+                    batch.describe_failures()
+                ),
+            ));
+        }
+        if self.mode == SqsMode::Classic && batch.stats.failed > 0 {
+            let deleted = self.delete_acknowledged(event, batch).await;
+            return Err(InvocationError::new(
+                "FailCatastrophically",
+                format!(
+                    "Encountered catastrophic exceptions while handling one or more records: {}; {deleted}; stats: {}",
+                    batch.describe_failures(),
+                    serde_json::to_string(&batch.stats).unwrap_or_default()
+                ),
+            ));
+        }
+        let mut value = serde_json::to_value(&response)
+            .map_err(|e| InvocationError::new("Serialization", e.to_string()))?;
+        value["stats"] = serde_json::to_value(batch.stats).unwrap_or_default();
+        Ok(value)
+    }
+}
+
+impl SqsSource {
+    /// Deletes the acknowledged messages of the batch; returns a summary for the error message.
+    async fn delete_acknowledged(&self, event: &str, batch: &BatchResult) -> String {
+        let receipts: ReceiptEvent<'_> = match serde_json::from_str(event) {
+            Ok(r) => r,
+            Err(e) => {
+                return format!(
+                    "acknowledged messages not deleted: the event could not be re-read: {e}"
+                )
+            }
+        };
+        let mut by_queue: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+        let mut skipped = 0usize;
+        for (receipt, result) in receipts.records.iter().zip(&batch.records) {
+            if result.outcome == Outcome::Failed {
+                continue;
+            }
+            match (
+                &receipt.event_source_arn,
+                &receipt.receipt_handle,
+                &receipt.message_id,
+            ) {
+                (Some(arn), Some(handle), Some(id)) => {
+                    by_queue.entry(arn).or_default().push((id, handle))
+                }
+                _ => skipped += 1,
+            }
+        }
+        let client = match &self.client {
+            Some(c) => c.clone(),
+            None => crate::shared_client().await,
+        };
+        let (mut deleted, mut not_deleted) = (0usize, skipped);
+        for (arn, messages) in by_queue {
+            let Some((account, name)) = parse_queue_arn(arn) else {
+                tracing::warn!(arn, "cannot derive a queue URL from this eventSourceARN; its acknowledged messages are not deleted");
+                not_deleted += messages.len();
+                continue;
+            };
+            let url = match client
+                .get_queue_url()
+                .queue_name(name)
+                .queue_owner_aws_account_id(account)
+                .send()
+                .await
+            {
+                Ok(out) => out.queue_url.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(arn, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "GetQueueUrl failed; acknowledged messages are not deleted and will be redelivered");
+                    not_deleted += messages.len();
+                    continue;
+                }
+            };
+            for chunk in messages.chunks(10) {
+                let entries: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, handle))| {
+                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(*handle)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                match client
+                    .delete_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        deleted += out.successful.len();
+                        for f in &out.failed {
+                            tracing::warn!(id = f.id, code = f.code, message = ?f.message, "an acknowledged message was not deleted and will be redelivered");
+                        }
+                        not_deleted += out.failed.len();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "DeleteMessageBatch failed; acknowledged messages will be redelivered");
+                        not_deleted += chunk.len();
+                    }
+                }
+            }
+        }
+        format!("{deleted} acknowledged messages deleted, {not_deleted} not deleted")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_arns_give_account_and_name() {
+        assert_eq!(
+            parse_queue_arn("arn:aws:sqs:us-east-2:123456789012:my-queue"),
+            Some(("123456789012", "my-queue"))
+        );
+        assert_eq!(
+            parse_queue_arn("arn:aws:sqs:us-east-2:123456789012:q.fifo"),
+            Some(("123456789012", "q.fifo"))
+        );
+        assert_eq!(
+            parse_queue_arn("arn:aws:sns:us-east-2:123456789012:topic"),
+            None
+        );
+        assert_eq!(parse_queue_arn("my-queue"), None);
+    }
+}

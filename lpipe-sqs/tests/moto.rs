@@ -1,0 +1,410 @@
+//! The SQS source and sink against a real SQS API: the moto_server started by the test command
+//! (`./scripts/test`). Without it these tests say they are skipped, unless
+//! `LPIPE_REQUIRE_MOTO=1`, when they fail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use lpipe_core::testing::{lambda_context, message, moto_endpoint, raw_event, unique_name};
+use lpipe_core::{
+    Action, BoxError, FailButContinue, FailCatastrophically, NoParams, Pipeline, Queue, QueueKind,
+    Registry, RetryPolicy,
+};
+use lpipe_sqs::{SqsSink, SqsSource};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+async fn client() -> aws_sdk_sqs::Client {
+    // The standard AWS configuration: the test command points AWS_ENDPOINT_URL at moto.
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+async fn create_queue(client: &aws_sdk_sqs::Client, name: &str, fifo: bool) -> String {
+    let mut req = client.create_queue().queue_name(name);
+    if fifo {
+        req = req.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    req.send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue URL")
+}
+
+/// Every message in the queue (deleting them), in the order received.
+async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(30)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return all;
+        }
+        let entries: Vec<_> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        client
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        all.extend(messages);
+    }
+}
+
+fn forwarding_pipeline(sink: &SqsSink, target: &str) -> Pipeline {
+    Pipeline::builder()
+        .path(
+            "FWD",
+            [Action::new()
+                .include_all_params()
+                .queue(Queue::sqs(target).path("NEXT"))],
+        )
+        .registry(Registry::from_inventory())
+        .sink(QueueKind::SQS, sink.clone())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten() {
+    if moto_endpoint("forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten").is_none() {
+        return;
+    }
+    let client = client().await;
+    for n in [1usize, 10, 11, 1000] {
+        let name = unique_name("fwd");
+        let url = create_queue(&client, &name, false).await;
+        let sink = SqsSink::with_client(client.clone());
+        let pipeline = forwarding_pipeline(&sink, &name);
+        // Every third message is equal to the one before it: equal bodies must both arrive.
+        let messages: Vec<Value> = (0..n)
+            .map(|i| message("FWD", json!({"i": i - i % 3 / 2})))
+            .collect();
+        let response = pipeline
+            .handle(&raw_event(&messages), lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], n, "n={n}: {response}");
+        assert_eq!(
+            sink.batch_calls(),
+            n.div_ceil(10),
+            "n={n}: SendMessageBatch calls"
+        );
+        let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+        for m in &messages {
+            let body = json!({"path": "NEXT", "kwargs": m["kwargs"]}).to_string();
+            *expected.entry(body).or_default() += 1;
+        }
+        let mut received: BTreeMap<String, usize> = BTreeMap::new();
+        for m in drain(&client, &url).await {
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            *received.entry(body.to_string()).or_default() += 1;
+        }
+        assert_eq!(
+            received, expected,
+            "n={n}: exactly the sent messages arrive, duplicates included"
+        );
+    }
+}
+
+#[tokio::test]
+async fn queues_are_targeted_by_name_url_or_arn() {
+    if moto_endpoint("queues_are_targeted_by_name_url_or_arn").is_none() {
+        return;
+    }
+    let client = client().await;
+    let name = unique_name("target");
+    let url = create_queue(&client, &name, false).await;
+    let arn = client
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    for target in [name.as_str(), url.as_str(), arn.as_str()] {
+        let sink = SqsSink::with_client(client.clone());
+        let pipeline = forwarding_pipeline(&sink, target);
+        let response = pipeline
+            .handle(
+                &raw_event(&[message("FWD", json!({"t": target}))]),
+                lambda_context(0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], 1, "{target}: {response}");
+        let got = drain(&client, &url).await;
+        assert_eq!(got.len(), 1, "{target}");
+        assert!(got[0].body().unwrap().contains(target), "{target}");
+    }
+}
+
+#[tokio::test]
+async fn fifo_forwarding_keeps_group_order() {
+    if moto_endpoint("fifo_forwarding_keeps_group_order").is_none() {
+        return;
+    }
+    let client = client().await;
+    let name = format!("{}.fifo", unique_name("order"));
+    let url = create_queue(&client, &name, true).await;
+    let sink = SqsSink::with_client(client.clone());
+    let pipeline = Pipeline::builder()
+        .path(
+            "FWD",
+            [Action::new()
+                .include_all_params()
+                .queue(Queue::sqs(&name).option("message_group_key", "user"))],
+        )
+        .registry(Registry::empty())
+        .event_source(lpipe_core::RawSource)
+        .sink(QueueKind::SQS, sink.clone())
+        .build()
+        .unwrap();
+    let messages: Vec<Value> = (0..45)
+        .map(|i| message("FWD", json!({"user": format!("u{}", i % 3), "seq": i})))
+        .collect();
+    let response = pipeline
+        .handle(&raw_event(&messages), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(response["stats"]["successes"], 45, "{response}");
+    let received = drain(&client, &url).await;
+    assert_eq!(received.len(), 45);
+    let mut per_group: HashMap<String, Vec<i64>> = HashMap::new();
+    for m in &received {
+        let group = m.attributes().unwrap()
+            [&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId]
+            .clone();
+        let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+        assert_eq!(
+            body["user"],
+            group.as_str(),
+            "the group comes from the message_group_key kwarg"
+        );
+        per_group
+            .entry(group)
+            .or_default()
+            .push(body["seq"].as_i64().unwrap());
+    }
+    assert_eq!(per_group.len(), 3);
+    for (group, seqs) in per_group {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            seqs, sorted,
+            "group {group} arrives in the order it was sent"
+        );
+        assert_eq!(seqs.len(), 15);
+    }
+}
+
+async fn ok(_: NoParams) -> Result<(), BoxError> {
+    Ok(())
+}
+
+async fn drop_it(_: NoParams) -> Result<(), FailButContinue> {
+    Err(FailButContinue::new("dropped on purpose"))
+}
+
+async fn keep_it(_: NoParams) -> Result<(), FailCatastrophically> {
+    Err(FailCatastrophically::new("kept on purpose"))
+}
+
+/// An SQS Lambda event made of messages received from a real queue.
+fn lambda_event(messages: &[aws_sdk_sqs::types::Message], arn: &str) -> String {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "x",
+                    "ApproximateFirstReceiveTimestamp": "1"},
+                "messageAttributes": {}, "md5OfBody": m.md5_of_body(), "eventSource": "aws:sqs",
+                "eventSourceARN": arn, "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({"Records": records}).to_string()
+}
+
+#[tokio::test]
+async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
+    if moto_endpoint("the_classic_mode_deletes_exactly_the_acknowledged_messages").is_none() {
+        return;
+    }
+    let client = client().await;
+    let name = unique_name("classic");
+    let url = create_queue(&client, &name, false).await;
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    for (i, path) in ["OK", "KEEP", "DROP", "OK", "KEEP"].iter().enumerate() {
+        client
+            .send_message()
+            .queue_url(&url)
+            .message_body(json!({"path": path, "kwargs": {"i": i}}).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut received = Vec::new();
+    while received.len() < 5 {
+        let out = client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(2)
+            .send()
+            .await
+            .unwrap();
+        received.extend(out.messages.unwrap_or_default());
+    }
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(ok)])
+        .path("DROP", [Action::new().function(drop_it)])
+        .path("KEEP", [Action::new().function(keep_it)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::classic().with_client(client.clone()))
+        .build()
+        .unwrap();
+    let err = pipeline
+        .handle(&lambda_event(&received, &arn), lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "FailCatastrophically");
+    assert!(
+        err.error_message
+            .contains("3 acknowledged messages deleted, 0 not deleted"),
+        "{}",
+        err.error_message
+    );
+
+    // After the visibility timeout only the two failed messages come back.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let back = drain(&client, &url).await;
+    let mut paths: Vec<String> = back
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(m.body().unwrap()).unwrap()["path"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["KEEP", "KEEP"]);
+}
+
+#[derive(Deserialize)]
+struct Route {
+    #[allow(dead_code)]
+    n: i64,
+}
+
+async fn route(_: Route) -> Result<(), BoxError> {
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_queue_fails_the_records_that_targeted_it_and_no_others() {
+    if moto_endpoint("a_missing_queue_fails_the_records_that_targeted_it_and_no_others").is_none() {
+        return;
+    }
+    let client = client().await;
+    let good = unique_name("good");
+    let url = create_queue(&client, &good, false).await;
+    let sink = SqsSink::with_client(client.clone());
+    let pipeline = Pipeline::builder()
+        .path(
+            "TO_GOOD",
+            [Action::new().function(route).queue(Queue::sqs(&good))],
+        )
+        .path(
+            "TO_MISSING",
+            [Action::new()
+                .function(route)
+                .queue(Queue::sqs(unique_name("missing")))],
+        )
+        .registry(Registry::from_inventory())
+        .sink(QueueKind::SQS, sink.clone())
+        .retry_policy(RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+        })
+        .build()
+        .unwrap();
+    let records: Vec<Value> = (0..4)
+        .map(|i| {
+            let path = if i % 2 == 0 { "TO_GOOD" } else { "TO_MISSING" };
+            json!({"messageId": format!("m{i}"), "receiptHandle": "rh", "eventSource": "aws:sqs",
+                   "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:src",
+                   "body": json!({"path": path, "kwargs": {"n": i}}).to_string()})
+        })
+        .collect();
+    let response = pipeline
+        .handle(&json!({"Records": records}).to_string(), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "m1"}, {"itemIdentifier": "m3"}])
+    );
+    assert_eq!(
+        response["stats"],
+        json!({"received": 4, "successes": 2, "dropped": 0, "failed": 2})
+    );
+    assert_eq!(drain(&client, &url).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_oversized_message_fails_its_record_only() {
+    if moto_endpoint("an_oversized_message_fails_its_record_only").is_none() {
+        return;
+    }
+    let client = client().await;
+    let name = unique_name("big");
+    let url = create_queue(&client, &name, false).await;
+    let sink = SqsSink::with_client(client.clone());
+    let pipeline = forwarding_pipeline(&sink, &name);
+    let big = "x".repeat(lpipe_sqs::SQS_MAX_MESSAGE_BYTES);
+    let event = json!({"Records": [
+        {"messageId": "small", "receiptHandle": "rh", "eventSource": "aws:sqs",
+         "body": json!({"path": "FWD", "kwargs": {"s": "small"}}).to_string()},
+        {"messageId": "big", "receiptHandle": "rh", "eventSource": "aws:sqs",
+         "body": json!({"path": "FWD", "kwargs": {"s": big}}).to_string()},
+    ]});
+    let response = pipeline
+        .handle(&event.to_string(), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "big"}])
+    );
+    let got = drain(&client, &url).await;
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body().unwrap().contains("small"));
+}

@@ -1,0 +1,145 @@
+//! The SQS source without a server: decoding, partial batch responses, FIFO ordering.
+
+use lpipe_core::testing::lambda_context;
+use lpipe_core::{
+    Action, BoxError, FailCatastrophically, InvocationError, NoParams, Pipeline, PipelineBuilder,
+    Registry,
+};
+use lpipe_sqs::SqsSource;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const SAMPLE: &str = include_str!("fixtures/sqs-event.json");
+
+#[derive(Deserialize)]
+struct Greet {
+    name: String,
+}
+
+async fn greet(args: Greet) -> Result<String, BoxError> {
+    Ok(format!("hello {}", args.name))
+}
+
+async fn retry_me(_: NoParams) -> Result<(), FailCatastrophically> {
+    Err(FailCatastrophically::new(
+        "the downstream service is unavailable",
+    ))
+}
+
+fn builder() -> PipelineBuilder {
+    Pipeline::builder()
+        .path("GREET", [Action::new().function(greet)])
+        .path("RETRY_ME", [Action::new().function(retry_me)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::new())
+}
+
+async fn handle(builder: PipelineBuilder, event: &str) -> Result<Value, InvocationError> {
+    builder
+        .build()
+        .unwrap()
+        .handle(event, lambda_context(0))
+        .await
+}
+
+#[test]
+fn the_fixture_is_an_aws_sqs_event() {
+    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(SAMPLE).unwrap();
+    assert_eq!(event.records.len(), 4);
+    let again: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+    assert_eq!(event, again);
+}
+
+#[tokio::test]
+async fn only_catastrophic_failures_are_listed_for_retry() {
+    let response = handle(builder(), SAMPLE).await.unwrap();
+    // A mistyped parameter and a body that is not JSON are dropped; RETRY_ME is kept.
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "4d3f5a21-1111-4b8f-8e2c-3c7f5b2dae12"}])
+    );
+    assert_eq!(
+        response["stats"],
+        json!({"received": 4, "successes": 1, "dropped": 2, "failed": 1})
+    );
+}
+
+#[tokio::test]
+async fn the_source_is_detected_among_the_registered_ones() {
+    let pipeline = Pipeline::builder()
+        .path("GREET", [Action::new().function(greet)])
+        .path("RETRY_ME", [Action::new().function(retry_me)])
+        .registry(Registry::from_inventory().with_source(std::sync::Arc::new(SqsSource::new())))
+        .build()
+        .unwrap();
+    let response = pipeline.handle(SAMPLE, lambda_context(0)).await.unwrap();
+    assert_eq!(response["stats"]["received"], 4);
+    assert!(response.get("batchItemFailures").is_some());
+}
+
+fn fifo_record(id: &str, group: &str, path: &str) -> Value {
+    json!({
+        "messageId": id, "receiptHandle": format!("rh-{id}"),
+        "body": json!({"path": path, "kwargs": {"name": id}}).to_string(),
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "x",
+            "ApproximateFirstReceiveTimestamp": "1", "MessageGroupId": group,
+            "MessageDeduplicationId": id, "SequenceNumber": "1"},
+        "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-2:123456789012:q.fifo", "awsRegion": "us-east-2"
+    })
+}
+
+#[tokio::test]
+async fn a_fifo_failure_fails_the_rest_of_its_group_only() {
+    let event = json!({"Records": [
+        fifo_record("a1", "A", "GREET"),
+        fifo_record("a2", "A", "RETRY_ME"),
+        fifo_record("b1", "B", "GREET"),
+        fifo_record("a3", "A", "GREET"),
+        fifo_record("b2", "B", "GREET"),
+    ]});
+    let response = handle(builder(), &event.to_string()).await.unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "a2"}, {"itemIdentifier": "a3"}])
+    );
+    assert_eq!(
+        response["stats"],
+        json!({"received": 5, "successes": 3, "dropped": 0, "failed": 2})
+    );
+}
+
+#[tokio::test]
+async fn a_failed_record_without_message_id_fails_the_invocation() {
+    let mut event: Value = serde_json::from_str(SAMPLE).unwrap();
+    event["Records"][3]
+        .as_object_mut()
+        .unwrap()
+        .remove("messageId");
+    let err = handle(builder(), &event.to_string()).await.unwrap_err();
+    assert_eq!(err.error_type, "UnreportableFailure");
+    assert!(err.error_message.contains("[3]"), "{}", err.error_message);
+
+    // An empty messageId is no identifier either.
+    let mut event: Value = serde_json::from_str(SAMPLE).unwrap();
+    event["Records"][3]["messageId"] = json!("");
+    assert_eq!(
+        handle(builder(), &event.to_string())
+            .await
+            .unwrap_err()
+            .error_type,
+        "UnreportableFailure"
+    );
+}
+
+#[tokio::test]
+async fn a_record_without_body_is_dropped_alone() {
+    let mut event: Value = serde_json::from_str(SAMPLE).unwrap();
+    event["Records"][0].as_object_mut().unwrap().remove("body");
+    let response = handle(builder(), &event.to_string()).await.unwrap();
+    assert_eq!(
+        response["stats"],
+        json!({"received": 4, "successes": 0, "dropped": 3, "failed": 1})
+    );
+}

@@ -1,0 +1,16 @@
+//! Which event sources and sink kinds each feature set registers. Run with each feature set
+//! (`scripts/test` does): the expectation follows the features this test was compiled with.
+
+#[test]
+fn the_registry_matches_the_enabled_features() {
+    let registry = lpipe::registry();
+    let mut sources = vec!["raw"];
+    let mut sinks: Vec<String> = Vec::new();
+    if cfg!(feature = "sqs") {
+        sources.push("sqs");
+        sinks.push("sqs".into());
+    }
+    sources.sort_unstable();
+    assert_eq!(registry.source_names(), sources);
+    assert_eq!(registry.sink_kinds(), sinks);
+}
