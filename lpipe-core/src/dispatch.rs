@@ -22,7 +22,7 @@ use crate::pipeline::Pipeline;
 use crate::queue::{Payload, Target};
 use crate::report::Report;
 use crate::sink::{self, OutboundMessage, Staged};
-use crate::source::{BatchResult, EventProbe, Ordering, RecordResult, Stats};
+use crate::source::{BatchResult, EventProbe, Ordering, Record, RecordResult, Stats};
 
 type Output = Option<serde_json::Value>;
 
@@ -49,6 +49,36 @@ struct Message<'a> {
     path: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     kwargs: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct IndexedMessage<'a> {
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kwargs: Option<crate::kwargs_de::Entries<'a>>,
+}
+
+/// The kwargs object of a parsed message, from the positions of its entries in `body`: the
+/// object runs from the `{` before the first key to the `}` after the last value (only
+/// whitespace and the key's quote lie between). `None` for an empty object.
+fn indexed_kwargs(body: &str, entries: &[(&str, &RawValue)]) -> Option<Kwargs> {
+    let base = body.as_ptr() as usize;
+    let offset = |s: &str| s.as_ptr() as usize - base;
+    let (first_key, _) = entries.first()?;
+    let (_, last_value) = entries.last()?;
+    let open = body[..offset(first_key)].rfind('{')?;
+    let after = offset(last_value.get()) + last_value.get().len();
+    let close = after + body[after..].find('}')?;
+    let text = &body[open..=close];
+    let index = entries
+        .iter()
+        .map(|(k, v)| crate::kwargs::Entry {
+            key: ((offset(k) - open) as u32, k.len() as u32),
+            value: ((offset(v.get()) - open) as u32, v.get().len() as u32),
+        })
+        .collect();
+    Some(Kwargs::from_parsed(text, index))
 }
 
 fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
@@ -129,12 +159,18 @@ impl Pipeline {
         let mut results: Vec<RecordResult> = Vec::with_capacity(records.len());
         let mut kwargs_of: Vec<Option<Kwargs>> = Vec::new();
         let mut staged: Vec<Staged> = Vec::new();
-        let mut failed_keys: HashSet<&str> = HashSet::new();
+        let mut failed_keys: HashSet<String> = HashSet::new();
         let mut stopped: Option<String> = None;
 
-        for (index, record) in records.iter().enumerate() {
-            let id = record.id.as_deref();
-            let key = record.ordering_key.as_deref();
+        for (index, record) in records.into_iter().enumerate() {
+            // The record is consumed: its body is freed as soon as it has run.
+            let Record {
+                id,
+                ordering_key,
+                body,
+            } = record;
+            let mut id: Option<String> = id.map(Cow::into_owned);
+            let key = ordering_key.as_deref();
             let blocked = match (ordering, key) {
                 (Ordering::StopOnFailure, _) => {
                     stopped.clone().map(|why| format!("not run: {why}"))
@@ -156,29 +192,35 @@ impl Pipeline {
                     None,
                 )
             } else {
+                let span = if tracing::level_enabled!(tracing::Level::INFO) {
+                    tracing::info_span!(
+                        "record",
+                        id = id.as_deref().unwrap_or(""),
+                        path = tracing::field::Empty
+                    )
+                } else {
+                    tracing::Span::none()
+                };
                 let info = Arc::new(RecordInfo {
                     index,
-                    id: id.map(str::to_owned),
+                    id: id.take(),
                     source: source.name(),
                     ordering_key: key.map(str::to_owned),
                 });
                 let mut outbox = Vec::new();
-                let span = tracing::info_span!(
-                    "record",
-                    id = id.unwrap_or(""),
-                    path = tracing::field::Empty
-                );
                 let mut exec = Exec {
                     invocation: invocation.clone(),
                     record: info,
                     outbox: &mut outbox,
                 };
-                let (result, kwargs) = match &record.body {
-                    Ok(body) => self.run_record(body, &mut exec).instrument(span).await,
-                    Err(e) => (
-                        Err(RecordError::new(e.kind(), e.message().to_owned())),
-                        None,
-                    ),
+                let (result, kwargs) = match body {
+                    Ok(body) => self.run_record(&body, &mut exec).instrument(span).await,
+                    Err(e) => (Err(e), None),
+                };
+                // Take the id back from the record's context (a copy if a function kept it).
+                id = match Arc::try_unwrap(exec.record) {
+                    Ok(info) => info.id,
+                    Err(shared) => shared.id.clone(),
                 };
                 match &result {
                     Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
@@ -187,7 +229,7 @@ impl Pipeline {
                     })),
                     Err(e) if !outbox.is_empty() => {
                         tracing::warn!(
-                            record = id.unwrap_or(""),
+                            record = id.as_deref().unwrap_or(""),
                             discarded = outbox.len(),
                             "{e}; its outbound messages are not sent"
                         );
@@ -203,10 +245,13 @@ impl Pipeline {
             if outcome == Outcome::Failed {
                 match (ordering, key) {
                     (Ordering::StopOnFailure, _) if stopped.is_none() => {
-                        stopped = Some(format!("an earlier record ({}) failed", id.unwrap_or("?")));
+                        stopped = Some(format!(
+                            "an earlier record ({}) failed",
+                            id.as_deref().unwrap_or("?")
+                        ));
                     }
                     (Ordering::PerKey, Some(k)) => {
-                        failed_keys.insert(k);
+                        failed_keys.insert(k.to_owned());
                     }
                     _ => {}
                 }
@@ -218,7 +263,7 @@ impl Pipeline {
                 kwargs
             });
             results.push(RecordResult {
-                id: id.map(str::to_owned),
+                id,
                 outcome,
                 error,
                 output,
@@ -291,7 +336,7 @@ impl Pipeline {
         };
         tracing::Span::current().record("path", path.as_str());
         tracing::debug!(kwargs = %kwargs, "record received");
-        let result = self.run_path(&path, &kwargs, 0, exec).await;
+        let result = self.run_path_unboxed(&path, &kwargs, 0, exec).await;
         (result, Some(kwargs))
     }
 
@@ -303,6 +348,21 @@ impl Pipeline {
             let kwargs =
                 Kwargs::from_raw(raw).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
             return Ok((default.clone(), kwargs));
+        }
+        // The fast path: one scan finds the path and every kwarg. It declines (and the general
+        // path below runs, with its precise errors) on keys with escapes, empty kwargs or any
+        // error.
+        if let Ok(IndexedMessage {
+            path: Some(path),
+            kwargs: Some(entries),
+        }) = serde_json::from_str::<IndexedMessage<'_>>(body)
+        {
+            if let Some(kwargs) = indexed_kwargs(body, &entries.0) {
+                return match self.lookup(&path) {
+                    Some((name, _)) => Ok((name.clone(), kwargs)),
+                    None => Err(self.unknown_path(&path)),
+                };
+            }
         }
         let message: Message<'_> = serde_json::from_str(body).map_err(|e| {
             RecordError::invalid_payload(format!(
@@ -344,6 +404,7 @@ impl Pipeline {
         )
     }
 
+    /// Runs a path nested in another (boxed: paths recurse).
     fn run_path<'a>(
         &'a self,
         path: &'a PathName,
@@ -351,23 +412,31 @@ impl Pipeline {
         depth: usize,
         exec: &'a mut Exec<'_>,
     ) -> BoxFuture<'a, Result<Output, RecordError>> {
-        async move {
-            if depth > self.inner.max_depth {
-                return Err(self.too_deep(path));
-            }
-            let (name, actions) = self
-                .lookup(path.as_str())
-                .ok_or_else(|| self.unknown_path(path.as_str()))?;
-            let mut output = None;
-            for action in actions {
-                output = self
-                    .run_action(name, action, kwargs, depth, exec)
-                    .await
-                    .map_err(|e| e.at_path(name))?;
-            }
-            Ok(output)
+        self.run_path_unboxed(path, kwargs, depth, exec).boxed()
+    }
+
+    /// Runs a path's actions in order.
+    async fn run_path_unboxed(
+        &self,
+        path: &PathName,
+        kwargs: &Kwargs,
+        depth: usize,
+        exec: &mut Exec<'_>,
+    ) -> Result<Output, RecordError> {
+        if depth > self.inner.max_depth {
+            return Err(self.too_deep(path));
         }
-        .boxed()
+        let (name, actions) = self
+            .lookup(path.as_str())
+            .ok_or_else(|| self.unknown_path(path.as_str()))?;
+        let mut output = None;
+        for action in actions {
+            output = self
+                .run_action(name, action, kwargs, depth, exec)
+                .await
+                .map_err(|e| e.at_path(name))?;
+        }
+        Ok(output)
     }
 
     fn too_deep(&self, path: &PathName) -> RecordError {
@@ -407,57 +476,32 @@ impl Pipeline {
             None => Cow::Borrowed(kwargs),
         };
 
-        // Every function's parameters are checked before any function runs.
-        let mut prepared = Vec::with_capacity(action.functions.len());
-        for f in &action.functions {
-            let ctx = Context {
-                invocation: exec.invocation.clone(),
-                record: exec.record.clone(),
-                path: path.clone(),
-            };
+        let context = |exec: &Exec<'_>| Context {
+            invocation: exec.invocation.clone(),
+            record: exec.record.clone(),
+            path: path.clone(),
+        };
+        let mut output = None;
+        if let [f] = action.functions.as_slice() {
+            // The common case, without collecting the prepared calls.
             let call = f
                 .inner
-                .prepare(&fn_kwargs, ctx)
+                .prepare(&fn_kwargs, context(exec))
                 .map_err(|e| param_error(e, f.name, path))?;
-            prepared.push((f.name, call));
-        }
-
-        let mut output = None;
-        for (name, call) in prepared {
-            let span = tracing::debug_span!("function", name);
-            let result = AssertUnwindSafe(call).catch_unwind().instrument(span).await;
-            let returned = match result {
-                Err(panic) => {
-                    return Err(RecordError::new(
-                        ErrorKind::Panic,
-                        format!("panicked: {}", panic_message(&*panic)),
-                    )
-                    .at_path(path)
-                    .in_function(name))
-                }
-                Ok(Err(e)) => {
-                    let kind = ErrorKind::classify(&*e);
-                    return Err(RecordError::new(kind, e.to_string())
-                        .at_path(path)
-                        .in_function(name)
-                        .with_source(e));
-                }
-                Ok(Ok(r)) => r,
-            };
-            output = match returned {
-                Returned::Nothing => None,
-                Returned::Output(v) => Some(v),
-                Returned::Payloads(payloads) => {
-                    let mut last = None;
-                    for p in payloads {
-                        last = self
-                            .run_payload(p, depth + 1, exec)
-                            .await
-                            .map_err(|e| e.in_function(name))?;
-                    }
-                    last
-                }
-            };
+            output = self.call_function(f.name, call, path, depth, exec).await?;
+        } else if !action.functions.is_empty() {
+            // Every function's parameters are checked before any function runs.
+            let mut prepared = Vec::with_capacity(action.functions.len());
+            for f in &action.functions {
+                let call = f
+                    .inner
+                    .prepare(&fn_kwargs, context(exec))
+                    .map_err(|e| param_error(e, f.name, path))?;
+                prepared.push((f.name, call));
+            }
+            for (name, call) in prepared {
+                output = self.call_function(name, call, path, depth, exec).await?;
+            }
         }
 
         if action.paths.is_empty() && action.queues.is_empty() {
@@ -497,6 +541,57 @@ impl Pipeline {
         Ok(output)
     }
 
+    /// Runs one prepared function call, turning panics and errors into record errors and
+    /// running the payloads it returns.
+    async fn call_function(
+        &self,
+        name: &'static str,
+        call: crate::function::Prepared<'_>,
+        path: &PathName,
+        depth: usize,
+        exec: &mut Exec<'_>,
+    ) -> Result<Output, RecordError> {
+        // A span per function only when someone listens at debug level: spans cost per call.
+        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!("function", name)
+        } else {
+            tracing::Span::none()
+        };
+        let result = AssertUnwindSafe(call).catch_unwind().instrument(span).await;
+        let returned = match result {
+            Err(panic) => {
+                return Err(RecordError::new(
+                    ErrorKind::Panic,
+                    format!("panicked: {}", panic_message(&*panic)),
+                )
+                .at_path(path)
+                .in_function(name))
+            }
+            Ok(Err(e)) => {
+                let kind = ErrorKind::classify(&*e);
+                return Err(RecordError::new(kind, e.to_string())
+                    .at_path(path)
+                    .in_function(name)
+                    .with_source(e));
+            }
+            Ok(Ok(r)) => r,
+        };
+        Ok(match returned {
+            Returned::Nothing => None,
+            Returned::Output(v) => Some(v),
+            Returned::Payloads(payloads) => {
+                let mut last = None;
+                for p in payloads {
+                    last = self
+                        .run_payload(p, depth + 1, exec)
+                        .await
+                        .map_err(|e| e.in_function(name))?;
+                }
+                last
+            }
+        })
+    }
+
     fn run_payload<'a>(
         &'a self,
         payload: Payload,
@@ -534,5 +629,34 @@ impl Pipeline {
             }
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(body: &str) -> Option<String> {
+        let m: IndexedMessage<'_> = serde_json::from_str(body).ok()?;
+        indexed_kwargs(body, &m.kwargs?.0).map(|k| k.as_str().to_owned())
+    }
+
+    #[test]
+    fn the_kwargs_slice_is_the_whole_object() {
+        assert_eq!(
+            index(r#"{"path":"X","kwargs": { "a" : 1 , "b":"x}" } , "z": 1}"#).as_deref(),
+            Some(r#"{ "a" : 1 , "b":"x}" }"#)
+        );
+        assert_eq!(
+            index(r#"{"kwargs":{"a":{"b":[1,{"c":2}]}},"path":"X"}"#).as_deref(),
+            Some(r#"{"a":{"b":[1,{"c":2}]}}"#)
+        );
+        assert_eq!(index(r#"{"path":"X","kwargs":{}}"#), None);
+        let k = index(r#"{"path":"X","kwargs":{ "a" : [1, 2] ,"b": null}}"#).unwrap();
+        let kwargs = Kwargs::from_json(&k).unwrap();
+        assert_eq!(
+            kwargs.to_value(),
+            serde_json::json!({"a": [1, 2], "b": null})
+        );
     }
 }

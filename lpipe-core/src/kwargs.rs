@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -25,7 +26,19 @@ use serde_json::value::RawValue;
 /// assert!(kwargs.contains("plan"));
 /// ```
 #[derive(Clone)]
-pub struct Kwargs(Box<RawValue>);
+pub struct Kwargs {
+    /// The JSON text of an object; valid JSON by construction.
+    text: Box<str>,
+    /// Where each entry's key and value sit in `raw`, found once, on first use.
+    index: OnceLock<Option<Vec<Entry>>>,
+}
+
+/// Byte ranges of one entry's key (without quotes) and value in the kwargs text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    pub(crate) key: (u32, u32),
+    pub(crate) value: (u32, u32),
+}
 
 /// The kwargs were not a JSON object, or could not be serialized.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +69,50 @@ pub(crate) fn json_kind(text: &str) -> &'static str {
 }
 
 impl Kwargs {
+    fn new(raw: Box<RawValue>) -> Self {
+        Kwargs {
+            text: Box::<str>::from(raw),
+            index: OnceLock::new(),
+        }
+    }
+
+    /// Kwargs from a slice of a message that serde_json has just parsed as an object, with its
+    /// entries already located (offsets relative to `text`): no second scan.
+    pub(crate) fn from_parsed(text: &str, entries: Vec<Entry>) -> Self {
+        let index = OnceLock::new();
+        let _ = index.set(Some(entries));
+        Kwargs {
+            text: text.into(),
+            index,
+        }
+    }
+
+    /// The entries' positions, or `None` when a key has escapes (then the slow path runs).
+    pub(crate) fn index(&self) -> Option<&[Entry]> {
+        self.index
+            .get_or_init(|| {
+                let text = self.as_str();
+                let base = text.as_ptr() as usize;
+                let offset = |s: &str| (s.as_ptr() as usize - base) as u32;
+                let map: Vec<(&str, &RawValue)> =
+                    serde_json::from_str::<crate::kwargs_de::Entries<'_>>(text)
+                        .ok()?
+                        .0;
+                Some(
+                    map.into_iter()
+                        .map(|(k, v)| Entry {
+                            key: (offset(k), k.len() as u32),
+                            value: (offset(v.get()), v.get().len() as u32),
+                        })
+                        .collect(),
+                )
+            })
+            .as_deref()
+    }
+
     /// `{}`.
     pub fn empty() -> Self {
-        Kwargs(RawValue::from_string("{}".to_owned()).expect("valid JSON"))
+        Kwargs::new(RawValue::from_string("{}".to_owned()).expect("valid JSON"))
     }
 
     /// Kwargs from already-validated JSON text of an object.
@@ -68,7 +122,7 @@ impl Kwargs {
     /// [`KwargsError::NotAnObject`] when the JSON is not an object.
     pub fn from_raw(raw: Box<RawValue>) -> Result<Self, KwargsError> {
         match json_kind(raw.get()) {
-            "an object" => Ok(Kwargs(raw)),
+            "an object" => Ok(Kwargs::new(raw)),
             other => Err(KwargsError::NotAnObject(other)),
         }
     }
@@ -95,12 +149,7 @@ impl Kwargs {
 
     /// The JSON text.
     pub fn as_str(&self) -> &str {
-        self.0.get()
-    }
-
-    /// The JSON text as a raw value.
-    pub fn as_raw(&self) -> &RawValue {
-        &self.0
+        &self.text
     }
 
     /// Parses the kwargs into a [`serde_json::Value`] (allocates; for inspection and tests).
@@ -117,8 +166,22 @@ impl Kwargs {
     pub fn deserialize<T: DeserializeOwned>(
         &self,
     ) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
-        let mut de = serde_json::Deserializer::from_str(self.as_str());
-        serde_path_to_error::deserialize(&mut de)
+        // The fast path: plain serde_json. Only when it fails is the input parsed again, with
+        // the path-tracking deserializer, to name the offending field.
+        let fast = match self.index() {
+            Some(entries) => T::deserialize(crate::kwargs_de::Indexed {
+                text: self.as_str(),
+                entries: entries.iter().map(|e| (e.key, e.value)),
+            }),
+            None => serde_json::from_str(self.as_str()),
+        };
+        match fast {
+            Ok(value) => Ok(value),
+            Err(_) => {
+                let mut de = serde_json::Deserializer::from_str(self.as_str());
+                serde_path_to_error::deserialize(&mut de)
+            }
+        }
     }
 
     /// Whether a key is present.
@@ -163,7 +226,7 @@ impl Kwargs {
             }
         }
         out.push('}');
-        Ok(Kwargs(
+        Ok(Kwargs::new(
             RawValue::from_string(out).expect("built from valid JSON parts"),
         ))
     }
@@ -184,7 +247,7 @@ impl Kwargs {
             out.push_str(v.get());
         }
         out.push('}');
-        Kwargs(RawValue::from_string(out).expect("built from valid JSON parts"))
+        Kwargs::new(RawValue::from_string(out).expect("built from valid JSON parts"))
     }
 }
 
@@ -213,7 +276,9 @@ impl PartialEq for Kwargs {
 
 impl Serialize for Kwargs {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        // The text is valid JSON by construction: embed it as is.
+        let raw: &RawValue = serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
     }
 }
 

@@ -7,6 +7,7 @@ mod dispatch;
 mod error;
 mod function;
 mod kwargs;
+mod kwargs_de;
 mod params;
 mod path;
 mod pipeline;
