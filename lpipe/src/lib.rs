@@ -46,7 +46,7 @@
 //! | feature | what it adds | event sources | queue kinds |
 //! | --- | --- | --- | --- |
 //! | (always) | the core | `raw` | (custom sinks, `MemorySink`) |
-//! | `sqs` | [`sqs`]: Amazon SQS | `sqs` | `sqs` |
+//! | `sqs` | `lpipe::sqs`: Amazon SQS | `sqs` | `sqs` |
 //! | `test-kit` | event builders for tests ([`testing`]) | | |
 //!
 //! A feature that is off compiles none of its crate. Kinesis, CloudWatch/EventBridge and Sentry
