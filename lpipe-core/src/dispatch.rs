@@ -168,6 +168,7 @@ impl Pipeline {
                 id,
                 ordering_key,
                 body,
+                path: source_path,
             } = record;
             let mut id: Option<String> = id.map(Cow::into_owned);
             let key = ordering_key.as_deref();
@@ -214,7 +215,11 @@ impl Pipeline {
                     outbox: &mut outbox,
                 };
                 let (result, kwargs) = match body {
-                    Ok(body) => self.run_record(&body, &mut exec).instrument(span).await,
+                    Ok(body) => {
+                        self.run_record(&body, source_path.as_deref(), &mut exec)
+                            .instrument(span)
+                            .await
+                    }
                     Err(e) => (Err(e), None),
                 };
                 // Take the id back from the record's context (a copy if a function kept it).
@@ -328,9 +333,14 @@ impl Pipeline {
     async fn run_record(
         &self,
         body: &str,
+        source_path: Option<&str>,
         exec: &mut Exec<'_>,
     ) -> (Result<Output, RecordError>, Option<Kwargs>) {
-        let (path, kwargs) = match self.parse_message(body) {
+        let parsed = match source_path {
+            Some(path) => self.parse_kwargs_for(path, body),
+            None => self.parse_message(body),
+        };
+        let (path, kwargs) = match parsed {
             Ok(pk) => pk,
             Err(e) => return (Err(e), None),
         };
@@ -338,6 +348,16 @@ impl Pipeline {
         tracing::debug!(kwargs = %kwargs, "record received");
         let result = self.run_path_unboxed(&path, &kwargs, 0, exec).await;
         (result, Some(kwargs))
+    }
+
+    /// The body is the kwargs of a path the source chose.
+    fn parse_kwargs_for(&self, path: &str, body: &str) -> Result<(PathName, Kwargs), RecordError> {
+        let kwargs =
+            Kwargs::from_json(body).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
+        match self.lookup(path) {
+            Some((name, _)) => Ok((name.clone(), kwargs)),
+            None => Err(self.unknown_path(path)),
+        }
     }
 
     fn parse_message(&self, body: &str) -> Result<(PathName, Kwargs), RecordError> {

@@ -36,7 +36,9 @@ pub use queue::{Payload, Queue, QueueKind, Target};
 pub use registry::{Registry, SinkRegistration, SourceRegistration};
 pub use report::{CapturedReport, CapturingReporter, NoReporter, Report, Reporter};
 pub use runtime::{init_logging, run, run_lambda, run_local, LocalOptions};
-pub use sink::{MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits};
+pub use sink::{
+    stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,
+};
 pub use source::{
     BatchResult, EventProbe, EventSource, InvalidEvent, Ordering, RawSource, Record, RecordResult,
     Stats,

@@ -43,6 +43,53 @@ pub struct OutboundMessage {
     pub id: String,
 }
 
+impl OutboundMessage {
+    /// The value of one of the message's kwargs, as a string (strings as they are, other
+    /// values as JSON): for sinks that derive a group or partition key from a kwarg.
+    pub fn kwarg_value(&self, name: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.body).ok()?;
+        let kwargs = if self.queue.consumer_path().is_some() {
+            &v["kwargs"]
+        } else {
+            &v
+        };
+        match &kwargs[name] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// A digest of some strings, 32 hex characters, stable across builds and platforms (two
+/// FNV-1a hashes): for sinks that derive keys and deduplication ids from messages.
+///
+/// # Examples
+///
+/// ```
+/// let a = lpipe_core::stable_digest(&["record-1:0", "{}"]);
+/// assert_eq!(a, lpipe_core::stable_digest(&["record-1:0", "{}"]));
+/// assert_ne!(a, lpipe_core::stable_digest(&["record-1:1", "{}"]));
+/// assert_eq!(a.len(), 32);
+/// ```
+pub fn stable_digest(parts: &[&str]) -> String {
+    fn fnv1a(seed: u64, parts: &[&str]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+        for part in parts {
+            for b in part.bytes().chain(std::iter::once(0xff)) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+    format!(
+        "{:016x}{:016x}",
+        fnv1a(0, parts),
+        fnv1a(0x9e37_79b9_7f4a_7c15, parts)
+    )
+}
+
 /// Why a message (or a whole call) was not sent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

@@ -20,7 +20,36 @@ pub struct Record<'e> {
     /// Its ordering key (FIFO `MessageGroupId`, Kinesis partition key), if ordered.
     pub ordering_key: Option<Cow<'e, str>>,
     /// The lpipe message's JSON text, or why it could not be extracted (bad base64, say).
+    /// When [`Record::path`] is set, the body is the kwargs object instead.
     pub body: Result<Cow<'e, str>, RecordError>,
+    /// The path, when the source decided it (EventBridge routes by `detail-type`, or unpacks a
+    /// directed message from `detail`); the body is then the kwargs. `None`: the body is a
+    /// message, or bare kwargs for the pipeline's default path.
+    pub path: Option<Cow<'e, str>>,
+}
+
+impl<'e> Record<'e> {
+    /// A record whose body is an lpipe message (or bare kwargs for a default path).
+    pub fn new(id: Option<Cow<'e, str>>, body: Result<Cow<'e, str>, RecordError>) -> Self {
+        Record {
+            id,
+            ordering_key: None,
+            body,
+            path: None,
+        }
+    }
+
+    /// Sets the ordering key.
+    pub fn ordering_key(mut self, key: Option<Cow<'e, str>>) -> Self {
+        self.ordering_key = key;
+        self
+    }
+
+    /// Sets the path chosen by the source; the body is then the kwargs.
+    pub fn with_path(mut self, path: Cow<'e, str>) -> Self {
+        self.path = Some(path);
+        self
+    }
 }
 
 /// How a source orders its records, which decides what happens after a failure.
@@ -330,11 +359,7 @@ impl EventSource for RawSource {
         Ok(elements
             .into_iter()
             .enumerate()
-            .map(|(i, raw)| Record {
-                id: Some(Cow::Owned(i.to_string())),
-                ordering_key: None,
-                body: json_text(raw),
-            })
+            .map(|(i, raw)| Record::new(Some(Cow::Owned(i.to_string())), json_text(raw)))
             .collect())
     }
 

@@ -624,10 +624,12 @@ impl EventSource for Keyed {
         Ok(e.records
             .into_iter()
             .enumerate()
-            .map(|(i, r)| Record {
-                id: Some(Cow::Owned(format!("r{i}"))),
-                ordering_key: Some(Cow::Owned(r.key)),
-                body: Ok(Cow::Borrowed(r.msg.get())),
+            .map(|(i, r)| {
+                Record::new(
+                    Some(Cow::Owned(format!("r{i}"))),
+                    Ok(Cow::Borrowed(r.msg.get())),
+                )
+                .ordering_key(Some(Cow::Owned(r.key)))
             })
             .collect())
     }

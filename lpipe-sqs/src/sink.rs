@@ -22,7 +22,7 @@ pub const SQS_MAX_BATCH_BYTES: usize = 1024 * 1024;
 ///
 /// Per queue options ([`Queue::option`]):
 /// - `message_group_id`: the FIFO `MessageGroupId` of every message;
-/// - `message_group_key`: a kwarg whose value is the `MessageGroupId` (e.g. `user_id`).
+/// - `message_group_id_from`: a kwarg whose value is the `MessageGroupId` (e.g. `user_id`).
 ///
 /// Without either, a FIFO message's group is derived from its body, so equal messages keep
 /// their order. The FIFO `MessageDeduplicationId` is derived from the message's identity (its
@@ -35,7 +35,7 @@ pub const SQS_MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// use lpipe_core::{Action, Pipeline, Queue, QueueKind};
 /// use lpipe_sqs::{SqsSink, SQS_MAX_ENTRIES};
 /// let pipeline = Pipeline::builder()
-///     .path("A", [Action::new().include_all_params().queue(Queue::sqs("orders.fifo").option("message_group_key", "customer"))])
+///     .path("A", [Action::new().include_all_params().queue(Queue::sqs("orders.fifo").option("message_group_id_from", "customer"))])
 ///     .sink(QueueKind::SQS, SqsSink::new())
 ///     .build()
 ///     .unwrap();
@@ -155,42 +155,17 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     }
 }
 
-/// FNV-1a, 64 bits: stable across builds and platforms.
-fn fnv1a(seed: u64, parts: &[&str]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-    for part in parts {
-        for b in part.bytes().chain(std::iter::once(0xff)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
 fn digest(parts: &[&str]) -> String {
-    format!(
-        "{:016x}{:016x}",
-        fnv1a(0, parts),
-        fnv1a(0x9e37_79b9_7f4a_7c15, parts)
-    )
+    lpipe_core::stable_digest(parts)
 }
 
 fn group_id(queue: &Queue, message: &OutboundMessage) -> String {
     if let Some(g) = queue.get_option("message_group_id") {
         return g.to_owned();
     }
-    if let Some(key) = queue.get_option("message_group_key") {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&message.body) {
-            let kwargs = if queue.consumer_path().is_some() {
-                &v["kwargs"]
-            } else {
-                &v
-            };
-            match &kwargs[key] {
-                serde_json::Value::Null => {}
-                serde_json::Value::String(s) => return s.chars().take(128).collect(),
-                other => return other.to_string().chars().take(128).collect(),
-            }
+    if let Some(name) = queue.get_option("message_group_id_from") {
+        if let Some(value) = message.kwarg_value(name) {
+            return value.chars().take(128).collect();
         }
     }
     digest(&[&message.body])
@@ -273,9 +248,9 @@ impl Sink for SqsSink {
             ));
         }
         if queue.get_option("message_group_id").is_some()
-            && queue.get_option("message_group_key").is_some()
+            && queue.get_option("message_group_id_from").is_some()
         {
-            return Err("set message_group_id or message_group_key, not both".into());
+            return Err("set message_group_id or message_group_id_from, not both".into());
         }
         Ok(())
     }
@@ -285,11 +260,11 @@ impl Sink for SqsSink {
 mod tests {
     use super::*;
 
-    fn msg(body: &str, id: &str) -> OutboundMessage {
+    fn msg(queue: &Queue, body: &str) -> OutboundMessage {
         OutboundMessage {
-            queue: Queue::sqs("q.fifo"),
+            queue: queue.clone(),
             body: body.to_owned(),
-            id: id.to_owned(),
+            id: "1:0".to_owned(),
         }
     }
 
@@ -297,25 +272,20 @@ mod tests {
     fn fifo_ids_are_stable_and_distinct() {
         assert_eq!(digest(&["a", "b"]), digest(&["a", "b"]));
         assert_ne!(digest(&["a", "b"]), digest(&["ab", ""]));
-        assert_eq!(digest(&["x"]).len(), 32);
-        let q = Queue::sqs("q.fifo").option("message_group_key", "user");
-        assert_eq!(
-            group_id(&q, &msg(r#"{"user": "ann", "n": 1}"#, "1:0")),
-            "ann"
-        );
-        assert_eq!(group_id(&q, &msg(r#"{"user": 7}"#, "1:0")), "7");
+        let q = Queue::sqs("q.fifo").option("message_group_id_from", "user");
+        assert_eq!(group_id(&q, &msg(&q, r#"{"user": "ann", "n": 1}"#)), "ann");
+        assert_eq!(group_id(&q, &msg(&q, r#"{"user": 7}"#)), "7");
         let q = Queue::sqs("q.fifo")
             .path("P")
-            .option("message_group_key", "user");
+            .option("message_group_id_from", "user");
         assert_eq!(
-            group_id(
-                &q,
-                &msg(r#"{"path": "P", "kwargs": {"user": "bob"}}"#, "1:0")
-            ),
+            group_id(&q, &msg(&q, r#"{"path": "P", "kwargs": {"user": "bob"}}"#)),
             "bob"
         );
         let q = Queue::sqs("q.fifo").option("message_group_id", "all");
-        assert_eq!(group_id(&q, &msg("{}", "1:0")), "all");
+        assert_eq!(group_id(&q, &msg(&q, "{}")), "all");
+        let q = Queue::sqs("q.fifo");
+        assert_eq!(group_id(&q, &msg(&q, "{}")), digest(&["{}"]));
     }
 
     #[test]

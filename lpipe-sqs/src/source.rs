@@ -165,13 +165,12 @@ impl EventSource for SqsSource {
                     (None, true) => r.event_source_arn.clone(),
                     (None, false) => None,
                 };
-                Record {
-                    id: r.message_id.filter(|id| !id.is_empty()),
-                    ordering_key,
-                    body: r
-                        .body
+                Record::new(
+                    r.message_id.filter(|id| !id.is_empty()),
+                    r.body
                         .ok_or_else(|| RecordError::invalid_payload("the SQS record has no body")),
-                }
+                )
+                .ordering_key(ordering_key)
             })
             .collect())
     }

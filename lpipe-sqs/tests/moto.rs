@@ -177,7 +177,7 @@ async fn fifo_forwarding_keeps_group_order() {
             "FWD",
             [Action::new()
                 .include_all_params()
-                .queue(Queue::sqs(&name).option("message_group_key", "user"))],
+                .queue(Queue::sqs(&name).option("message_group_id_from", "user"))],
         )
         .registry(Registry::empty())
         .event_source(lpipe_core::RawSource)
@@ -203,7 +203,7 @@ async fn fifo_forwarding_keeps_group_order() {
         assert_eq!(
             body["user"],
             group.as_str(),
-            "the group comes from the message_group_key kwarg"
+            "the group comes from the message_group_id_from kwarg"
         );
         per_group
             .entry(group)

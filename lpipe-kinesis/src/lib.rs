@@ -1,0 +1,62 @@
+//! Amazon Kinesis Data Streams for [lpipe](https://crates.io/crates/lpipe): an event source and
+//! a sink.
+//!
+//! - [`KinesisSource`] decodes Kinesis Lambda events (`eventSource: "aws:kinesis"`; the lpipe
+//!   message is the base64 `kinesis.data`). Records run in batch order; after a record fails,
+//!   the later records are not run (Lambda replays the shard from the lowest failed sequence
+//!   number, so running them would only repeat side effects) and are reported with it. The
+//!   response is a partial batch response (`{"batchItemFailures": [{"itemIdentifier":
+//!   sequenceNumber}], "stats": …}`), or, for mappings without `ReportBatchItemFailures`
+//!   ([`KinesisSource::without_partial_responses`]), a failed invocation.
+//! - [`KinesisSink`] sends to queues of kind `kinesis` (a stream name or ARN) with PutRecords,
+//!   within the API's limits, retrying the records AWS reports as throttled or failed
+//!   internally.
+//!
+//! Both register themselves when this crate is linked (the `kinesis` feature of `lpipe`).
+#![warn(missing_docs)]
+
+mod sink;
+mod source;
+
+use std::sync::{Arc, OnceLock};
+
+use lpipe_core::{EventSource, Sink, SinkRegistration, SourceRegistration};
+
+pub use sink::{
+    KinesisSink, KINESIS_MAX_BATCH_BYTES, KINESIS_MAX_RECORDS, KINESIS_MAX_RECORD_BYTES,
+};
+pub use source::KinesisSource;
+
+/// The Kinesis client shared by everything in this crate that was not given one: built once per
+/// process from the standard AWS configuration (`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_KINESIS`
+/// included).
+pub async fn shared_client() -> aws_sdk_kinesis::Client {
+    static CLIENT: tokio::sync::OnceCell<aws_sdk_kinesis::Client> =
+        tokio::sync::OnceCell::const_new();
+    CLIENT
+        .get_or_init(|| async {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            aws_sdk_kinesis::Client::new(&config)
+        })
+        .await
+        .clone()
+}
+
+fn build_source() -> Arc<dyn EventSource> {
+    Arc::new(KinesisSource::new())
+}
+
+fn build_sink() -> Arc<dyn Sink> {
+    static SINK: OnceLock<KinesisSink> = OnceLock::new();
+    Arc::new(SINK.get_or_init(KinesisSink::new).clone())
+}
+
+lpipe_core::inventory::submit! { SourceRegistration { name: KinesisSource::NAME, build: build_source } }
+lpipe_core::inventory::submit! { SinkRegistration { kind: "kinesis", build: build_sink } }
+
+/// Makes sure this crate's registrations are linked into the final binary.
+#[doc(hidden)]
+#[inline(never)]
+pub fn link() -> &'static str {
+    KinesisSource::NAME
+}

@@ -1,0 +1,162 @@
+//! The Kinesis event source.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use aws_lambda_events::streams::KinesisEventResponse;
+use base64::Engine;
+use lpipe_core::{
+    async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, Ordering,
+    Record, RecordError,
+};
+use serde::Deserialize;
+
+/// The Kinesis event source. See the [crate docs](crate).
+#[derive(Clone, Copy, Debug)]
+pub struct KinesisSource {
+    partial_responses: bool,
+}
+
+impl Default for KinesisSource {
+    fn default() -> Self {
+        KinesisSource {
+            partial_responses: true,
+        }
+    }
+}
+
+impl KinesisSource {
+    /// The name it registers under.
+    pub const NAME: &'static str = "kinesis";
+
+    /// Partial batch responses (the mapping has `ReportBatchItemFailures`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// For mappings without `ReportBatchItemFailures`: a catastrophic failure fails the
+    /// invocation, and Lambda retries the batch.
+    pub fn without_partial_responses() -> Self {
+        KinesisSource {
+            partial_responses: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<KinesisRecord<'a>>,
+}
+
+#[derive(Deserialize)]
+struct KinesisRecord<'a> {
+    #[serde(borrow, default)]
+    kinesis: Option<Payload<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(rename = "sequenceNumber", borrow, default)]
+    sequence_number: Option<Cow<'a, str>>,
+    #[serde(rename = "partitionKey", borrow, default)]
+    partition_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
+}
+
+fn decode_data(data: Option<&str>) -> Result<Cow<'static, str>, RecordError> {
+    let data =
+        data.ok_or_else(|| RecordError::invalid_payload("the Kinesis record has no data"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.as_bytes())
+        .map_err(|e| {
+            RecordError::invalid_payload(format!("the Kinesis record's data is not base64: {e}"))
+        })?;
+    String::from_utf8(bytes).map(Cow::Owned).map_err(|e| {
+        RecordError::invalid_payload(format!("the Kinesis record's data is not UTF-8: {e}"))
+    })
+}
+
+#[async_trait]
+impl EventSource for KinesisSource {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn matches(&self, probe: &EventProbe) -> bool {
+        probe.first_event_source.as_deref() == Some("aws:kinesis")
+    }
+
+    fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
+        let event: Event<'e> = serde_json::from_str(event).map_err(|e| InvalidEvent {
+            source_name: Self::NAME,
+            message: e.to_string(),
+        })?;
+        Ok(event
+            .records
+            .into_iter()
+            .map(|r| match r.kinesis {
+                Some(k) => Record::new(
+                    k.sequence_number.filter(|s| !s.is_empty()),
+                    decode_data(k.data.as_deref()),
+                )
+                .ordering_key(k.partition_key),
+                None => Record::new(
+                    None,
+                    Err(RecordError::invalid_payload(
+                        "the record has no 'kinesis' object",
+                    )),
+                ),
+            })
+            .collect())
+    }
+
+    fn ordering(&self) -> Ordering {
+        Ordering::StopOnFailure
+    }
+
+    async fn respond(
+        &self,
+        _event: &str,
+        batch: &BatchResult,
+    ) -> Result<serde_json::Value, InvocationError> {
+        if !self.partial_responses && batch.stats.failed > 0 {
+            return Err(InvocationError::new(
+                "FailCatastrophically",
+                format!(
+                    "Encountered catastrophic exceptions while handling one or more records: {}; stats: {}",
+                    batch.describe_failures(),
+                    serde_json::to_string(&batch.stats).unwrap_or_default()
+                ),
+            ));
+        }
+        let mut response = KinesisEventResponse::default();
+        let mut seen = HashSet::new();
+        let mut unreportable = Vec::new();
+        for (index, record) in batch.failed() {
+            match record.id.as_deref() {
+                Some(id) if !id.is_empty() => {
+                    if seen.insert(id) {
+                        response.add_failure(id);
+                    }
+                }
+                _ => unreportable.push(index),
+            }
+        }
+        if !unreportable.is_empty() {
+            tracing::error!(records = ?unreportable, "failed Kinesis records have no sequenceNumber; failing the whole invocation so they are retried");
+            return Err(InvocationError::new(
+                "UnreportableFailure",
+                format!(
+                    "records at positions {unreportable:?} failed and have no sequenceNumber to report: {}",
+                    batch.describe_failures()
+                ),
+            ));
+        }
+        let mut value = serde_json::to_value(&response)
+            .map_err(|e| InvocationError::new("Serialization", e.to_string()))?;
+        value["stats"] = serde_json::to_value(batch.stats).unwrap_or_default();
+        Ok(value)
+    }
+}
