@@ -744,3 +744,28 @@ async fn functions_see_the_context_and_the_shared_state() {
         .unwrap();
     assert_eq!(response["output"], json!([">x@S#0"]));
 }
+
+#[tokio::test]
+async fn kinds_without_a_sink_can_be_recorded_instead_of_failing_the_build() {
+    // The local mode with --send: kinds whose plugin is off are recorded, the others sent.
+    let recorded = MemorySink::new();
+    let sent = MemorySink::new();
+    let builder = Pipeline::builder()
+        .path(
+            "FWD",
+            [Action::new()
+                .include_all_params()
+                .queue(Queue::sqs("q"))
+                .queue(Queue::kinesis("s"))],
+        )
+        .registry(Registry::from_inventory())
+        .sink(QueueKind::SQS, sent.clone())
+        .record_unsendable(recorded.clone());
+    run(builder, &[message("FWD", json!({"a": 1}))])
+        .await
+        .unwrap();
+    assert_eq!(sent.messages().len(), 1);
+    assert_eq!(sent.messages()[0].queue.kind(), &QueueKind::SQS);
+    assert_eq!(recorded.messages().len(), 1);
+    assert_eq!(recorded.messages()[0].queue.kind(), &QueueKind::KINESIS);
+}

@@ -47,11 +47,12 @@
 //! | --- | --- | --- | --- |
 //! | (always) | the core | `raw` | (custom sinks, `MemorySink`) |
 //! | `sqs` | `lpipe::sqs`: Amazon SQS | `sqs` | `sqs` |
+//! | `kinesis` | `lpipe::kinesis`: Amazon Kinesis Data Streams | `kinesis` | `kinesis` |
+//! | `cloudwatch` | `lpipe::cloudwatch`: CloudWatch Events / EventBridge | `cloudwatch` | `eventbridge` |
 //! | `test-kit` | event builders for tests ([`testing`]) | | |
 //!
-//! A feature that is off compiles none of its crate. Kinesis, CloudWatch/EventBridge and Sentry
-//! arrive as the features `kinesis`, `cloudwatch` and `sentry`. [`registry()`] lists what the
-//! enabled features registered.
+//! A feature that is off compiles none of its crate. Sentry reporting arrives as the feature
+//! `sentry`. [`registry()`] lists what the enabled features registered.
 #![warn(missing_docs)]
 
 #[doc(inline)]
@@ -62,6 +63,16 @@ pub use lpipe_core::*;
 #[doc(inline)]
 pub use lpipe_sqs as sqs;
 
+/// Amazon Kinesis Data Streams: event source and sink (feature `kinesis`).
+#[cfg(feature = "kinesis")]
+#[doc(inline)]
+pub use lpipe_kinesis as kinesis;
+
+/// CloudWatch Events / EventBridge: event source and sink (feature `cloudwatch`).
+#[cfg(feature = "cloudwatch")]
+#[doc(inline)]
+pub use lpipe_cloudwatch as cloudwatch;
+
 use std::process::ExitCode;
 
 /// Makes sure the enabled plugin crates are linked, so their registrations are seen (a crate
@@ -69,6 +80,10 @@ use std::process::ExitCode;
 fn link_plugins() {
     #[cfg(feature = "sqs")]
     std::hint::black_box(lpipe_sqs::link());
+    #[cfg(feature = "kinesis")]
+    std::hint::black_box(lpipe_kinesis::link());
+    #[cfg(feature = "cloudwatch")]
+    std::hint::black_box(lpipe_cloudwatch::link());
 }
 
 /// The event sources and sink kinds registered by the enabled features.

@@ -10,6 +10,15 @@ fn the_registry_matches_the_enabled_features() {
         sources.push("sqs");
         sinks.push("sqs".into());
     }
+    if cfg!(feature = "kinesis") {
+        sources.push("kinesis");
+        sinks.push("kinesis".into());
+    }
+    if cfg!(feature = "cloudwatch") {
+        sources.push("cloudwatch");
+        sinks.push("eventbridge".into());
+    }
+    sinks.sort_unstable();
     sources.sort_unstable();
     assert_eq!(registry.source_names(), sources);
     assert_eq!(registry.sink_kinds(), sinks);

@@ -1,0 +1,201 @@
+//! The EventBridge sink: PutEvents within the API's limits.
+
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_cloudwatchevents::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_cloudwatchevents::types::PutEventsRequestEntry;
+use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
+
+/// Entries per PutEvents call.
+pub const EVENTBRIDGE_MAX_ENTRIES: usize = 10;
+/// Bytes per PutEvents call (and so per entry), counted as AWS documents: the UTF-8 bytes of
+/// each entry's `Source`, `DetailType`, `Detail` and `Resources`, plus 14 for a `Time`.
+pub const EVENTBRIDGE_MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// The `source` of events when the queue sets none.
+pub const DEFAULT_SOURCE: &str = "lpipe";
+
+/// Sends to queues of kind `eventbridge`, targeted by bus name or ARN, with PutEvents; the
+/// message is the event's `detail`.
+///
+/// Per queue options ([`Queue::option`]): `source` (default `lpipe`) and `detail_type`
+/// (default: the queue's path, or `lpipe.message` without one).
+#[derive(Clone, Default)]
+pub struct EventBridgeSink {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    client: Option<aws_sdk_cloudwatchevents::Client>,
+    limits: Mutex<Option<SinkLimits>>,
+    calls: AtomicUsize,
+}
+
+impl EventBridgeSink {
+    /// A sink using the shared client (see [`shared_client`](crate::shared_client)).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A sink using this client.
+    pub fn with_client(client: aws_sdk_cloudwatchevents::Client) -> Self {
+        EventBridgeSink {
+            inner: Arc::new(Inner {
+                client: Some(client),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Overrides the limits.
+    pub fn with_limits(self, limits: SinkLimits) -> Self {
+        *self.inner.limits.lock().expect("limits lock") = Some(limits);
+        self
+    }
+
+    /// PutEvents calls made so far.
+    pub fn put_events_calls(&self) -> usize {
+        self.inner.calls.load(AtomicOrdering::Relaxed)
+    }
+}
+
+fn source_of(queue: &Queue) -> &str {
+    queue.get_option("source").unwrap_or(DEFAULT_SOURCE)
+}
+
+fn detail_type_of(queue: &Queue) -> &str {
+    queue
+        .get_option("detail_type")
+        .or_else(|| queue.consumer_path().map(|p| p.as_str()))
+        .unwrap_or("lpipe.message")
+}
+
+fn retryable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "InternalFailure" | "ThrottlingException" | "InternalException" | "ServiceUnavailable"
+    )
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: &SdkError<E, R>,
+    what: &str,
+) -> SendError {
+    let detail = aws_sdk_cloudwatchevents::error::DisplayErrorContext(e).to_string();
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("");
+            SendError {
+                retryable: retryable_code(code),
+                message: format!("{what} failed ({code}): {detail}"),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SendError::retryable(format!("{what} failed: {detail}"))
+        }
+        _ => SendError::permanent(format!("{what} failed: {detail}")),
+    }
+}
+
+#[async_trait]
+impl Sink for EventBridgeSink {
+    async fn send(
+        &self,
+        queue: &Queue,
+        batch: &[OutboundMessage],
+    ) -> Result<Vec<Result<(), SendError>>, SendError> {
+        let client = match &self.inner.client {
+            Some(c) => c.clone(),
+            None => crate::shared_client().await,
+        };
+        let entries: Vec<PutEventsRequestEntry> = batch
+            .iter()
+            .map(|m| {
+                PutEventsRequestEntry::builder()
+                    .source(source_of(queue))
+                    .detail_type(detail_type_of(queue))
+                    .detail(&m.body)
+                    .event_bus_name(queue.target())
+                    .build()
+            })
+            .collect();
+        self.inner.calls.fetch_add(1, AtomicOrdering::Relaxed);
+        let out = client
+            .put_events()
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify(&e, &format!("PutEvents to bus '{}'", queue.target())))?;
+        let results = out.entries.unwrap_or_default();
+        if results.len() != batch.len() {
+            return Err(SendError::retryable(format!(
+                "PutEvents returned {} results for {} entries",
+                results.len(),
+                batch.len()
+            )));
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| match r.error_code {
+                None => Ok(()),
+                Some(code) => Err(SendError {
+                    retryable: retryable_code(&code),
+                    message: format!("{code}: {}", r.error_message.unwrap_or_default()),
+                }),
+            })
+            .collect())
+    }
+
+    fn limits(&self, _queue: &Queue) -> SinkLimits {
+        self.inner
+            .limits
+            .lock()
+            .expect("limits lock")
+            .unwrap_or(SinkLimits {
+                max_entries: EVENTBRIDGE_MAX_ENTRIES,
+                max_entry_bytes: EVENTBRIDGE_MAX_BATCH_BYTES,
+                max_batch_bytes: EVENTBRIDGE_MAX_BATCH_BYTES,
+            })
+    }
+
+    fn entry_size(&self, message: &OutboundMessage) -> usize {
+        source_of(&message.queue).len() + detail_type_of(&message.queue).len() + message.body.len()
+    }
+
+    fn validate(&self, queue: &Queue) -> Result<(), String> {
+        let t = queue.target();
+        if t.starts_with("arn:") && !t.contains(":events:") {
+            return Err(format!(
+                "'{t}' is not an event bus ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)"
+            ));
+        }
+        if source_of(queue).is_empty() || detail_type_of(queue).is_empty() {
+            return Err("source and detail_type must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_sizes_count_source_detail_type_and_detail() {
+        let sink = EventBridgeSink::new();
+        let q = Queue::eventbridge("bus")
+            .option("source", "app")
+            .path("NEXT");
+        let m = OutboundMessage {
+            queue: q,
+            body: r#"{"a":1}"#.into(),
+            id: "0:0".into(),
+        };
+        assert_eq!(sink.entry_size(&m), 3 + 4 + 7);
+        let q = Queue::eventbridge("bus");
+        assert_eq!(detail_type_of(&q), "lpipe.message");
+        assert_eq!(source_of(&q), "lpipe");
+    }
+}

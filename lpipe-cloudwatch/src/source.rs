@@ -1,0 +1,128 @@
+//! The CloudWatch Events / EventBridge event source.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use lpipe_core::{
+    async_trait, BatchResult, EventProbe, EventSource, IntoPathName, InvalidEvent, InvocationError,
+    PathName, Record, RecordError,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The CloudWatch Events / EventBridge source. See the [crate docs](crate).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_cloudwatch::CloudWatchSource;
+/// use lpipe_core::{Action, NoParams, Pipeline};
+/// async fn nightly(_: NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+/// let pipeline = Pipeline::builder()
+///     .path("NIGHTLY", [Action::new().function(nightly)])
+///     .event_source(CloudWatchSource::new().route("Scheduled Event", "NIGHTLY"))
+///     .build()
+///     .unwrap();
+/// # let _ = pipeline;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct CloudWatchSource {
+    routes: HashMap<String, PathName>,
+}
+
+impl CloudWatchSource {
+    /// The name it registers under.
+    pub const NAME: &'static str = "cloudwatch";
+
+    /// A source without routes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `path` for events of this `detail-type`, with the event's `detail` as kwargs.
+    pub fn route(mut self, detail_type: impl Into<String>, path: impl IntoPathName) -> Self {
+        self.routes
+            .insert(detail_type.into(), path.into_path_name());
+        self
+    }
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "detail-type", borrow, default)]
+    detail_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    detail: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Directed<'a> {
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    #[serde(borrow)]
+    kwargs: &'a RawValue,
+}
+
+#[async_trait]
+impl EventSource for CloudWatchSource {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn matches(&self, probe: &EventProbe) -> bool {
+        probe.is_object && probe.has_detail_type && !probe.has_records
+    }
+
+    fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
+        let event: Event<'e> = serde_json::from_str(event).map_err(|e| InvalidEvent {
+            source_name: Self::NAME,
+            message: e.to_string(),
+        })?;
+        let detail = event
+            .detail
+            .map(RawValue::get)
+            .filter(|d| d.trim() != "null")
+            .unwrap_or("{}");
+        let detail_type = event.detail_type.as_deref().unwrap_or("");
+        let record = if let Some(path) = self.routes.get(detail_type) {
+            Record::new(event.id, Ok(Cow::Borrowed(detail)))
+                .with_path(Cow::Owned(path.as_str().to_owned()))
+        } else if let Ok(directed) = serde_json::from_str::<Directed<'e>>(detail) {
+            Record::new(event.id, Ok(Cow::Borrowed(directed.kwargs.get()))).with_path(directed.path)
+        } else if detail.trim_start().starts_with('{') {
+            // Bare kwargs, for the pipeline's default path.
+            Record::new(event.id, Ok(Cow::Borrowed(detail)))
+        } else {
+            Record::new(
+                event.id,
+                Err(RecordError::invalid_payload(format!(
+                    "the event's detail must be a JSON object (detail-type '{detail_type}')"
+                ))),
+            )
+        };
+        Ok(vec![record])
+    }
+
+    async fn respond(
+        &self,
+        _event: &str,
+        batch: &BatchResult,
+    ) -> Result<serde_json::Value, InvocationError> {
+        if batch.stats.failed > 0 {
+            return Err(InvocationError::new(
+                "FailCatastrophically",
+                format!(
+                    "the event failed and is left to the rule's retry policy: {}",
+                    batch.describe_failures()
+                ),
+            ));
+        }
+        let mut response = serde_json::json!({"event": "Finished.", "stats": batch.stats});
+        if let Some(outputs) = batch.outputs() {
+            response["output"] = serde_json::Value::Array(outputs);
+        }
+        Ok(response)
+    }
+}
