@@ -81,8 +81,12 @@ fn indexed_kwargs(body: &str, entries: &[(&str, &RawValue)]) -> Option<Kwargs> {
     Some(Kwargs::from_parsed(text, index))
 }
 
+/// Deadlines before this (2001-09-09 in Unix milliseconds) are not timestamps: local
+/// emulators send the timeout itself (`cargo lambda watch` sends 600000). Those are ignored.
+const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
+
 fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
-    if ctx.deadline == 0 {
+    if ctx.deadline < PLAUSIBLE_DEADLINE_MS {
         return None;
     }
     let now_ms = SystemTime::now()
@@ -149,6 +153,11 @@ impl Pipeline {
             .decode(event)
             .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
         let deadline = deadline_of(&lambda);
+        tracing::debug!(
+            deadline_ms = lambda.deadline,
+            remaining_ms = ?deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis()),
+            "invocation deadline"
+        );
         let request_id = lambda.request_id.clone();
         let invocation = Arc::new(Invocation {
             lambda,

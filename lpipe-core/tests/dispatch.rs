@@ -769,3 +769,19 @@ async fn kinds_without_a_sink_can_be_recorded_instead_of_failing_the_build() {
     assert_eq!(recorded.messages().len(), 1);
     assert_eq!(recorded.messages()[0].queue.kind(), &QueueKind::KINESIS);
 }
+
+#[tokio::test]
+async fn a_deadline_that_is_not_a_timestamp_is_ignored() {
+    // `cargo lambda watch` sends its timeout (600000) as the deadline.
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(needs_foo)])
+        .build()
+        .unwrap();
+    let mut ctx = lambda_context(0);
+    ctx.deadline = 600_000;
+    let response = pipeline
+        .handle(&raw_event(&[message("OK", json!({"foo": "x"}))]), ctx)
+        .await
+        .unwrap();
+    assert_eq!(response["stats"]["successes"], 1);
+}
