@@ -9,3 +9,5 @@
 
 pub mod bench;
 pub mod conformance;
+pub mod graph;
+pub mod webhook;

@@ -8,6 +8,7 @@ mod error;
 mod function;
 mod kwargs;
 mod kwargs_de;
+mod mermaid;
 mod params;
 mod path;
 mod pipeline;

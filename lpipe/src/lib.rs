@@ -49,10 +49,11 @@
 //! | `sqs` | `lpipe::sqs`: Amazon SQS | `sqs` | `sqs` |
 //! | `kinesis` | `lpipe::kinesis`: Amazon Kinesis Data Streams | `kinesis` | `kinesis` |
 //! | `cloudwatch` | `lpipe::cloudwatch`: CloudWatch Events / EventBridge | `cloudwatch` | `eventbridge` |
+//! | `sentry` | `lpipe::sentry`: a `Reporter` sending failures to Sentry | | |
 //! | `test-kit` | event builders for tests ([`testing`]) | | |
 //!
-//! A feature that is off compiles none of its crate. Sentry reporting arrives as the feature
-//! `sentry`. [`registry()`] lists what the enabled features registered.
+//! A feature that is off compiles none of its crate. [`registry()`] lists the event sources and
+//! sink kinds the enabled features registered.
 #![warn(missing_docs)]
 
 #[doc(inline)]
@@ -72,6 +73,11 @@ pub use lpipe_kinesis as kinesis;
 #[cfg(feature = "cloudwatch")]
 #[doc(inline)]
 pub use lpipe_cloudwatch as cloudwatch;
+
+/// Sentry: a reporter for dropped and failed records (feature `sentry`).
+#[cfg(feature = "sentry")]
+#[doc(inline)]
+pub use lpipe_sentry as sentry;
 
 use std::process::ExitCode;
 

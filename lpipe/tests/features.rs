@@ -19,6 +19,11 @@ fn the_registry_matches_the_enabled_features() {
         sinks.push("eventbridge".into());
     }
     sinks.sort_unstable();
+    #[cfg(feature = "sentry")]
+    {
+        // The reporter is there, and off without a DSN.
+        assert!(!lpipe::sentry::SentryReporter::disabled().is_enabled());
+    }
     sources.sort_unstable();
     assert_eq!(registry.source_names(), sources);
     assert_eq!(registry.sink_kinds(), sinks);

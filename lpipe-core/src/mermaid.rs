@@ -1,0 +1,90 @@
+//! The graph as a Mermaid flowchart, generated from the pipeline itself so that diagrams in
+//! docs cannot drift from the code.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::pipeline::Pipeline;
+
+fn id(prefix: &str, name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}_{clean}")
+}
+
+fn label(text: &str) -> String {
+    text.replace('"', "#quot;")
+}
+
+impl Pipeline {
+    /// The graph as a [Mermaid](https://mermaid.js.org) flowchart: paths are stadiums, actions
+    /// boxes naming their functions, queues cylinders naming the consumer's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Action, NoParams, Pipeline, Queue};
+    /// async fn check(_: NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+    /// let pipeline = Pipeline::builder()
+    ///     .path("IN", [Action::new().function(check).path("OUT")])
+    ///     .path("OUT", [Action::new().queue(Queue::sqs("next").path("CONSUME"))])
+    ///     .record_outbound(lpipe_core::MemorySink::new())
+    ///     .build()
+    ///     .unwrap();
+    /// let chart = pipeline.to_mermaid();
+    /// assert!(chart.starts_with("flowchart LR"));
+    /// assert!(chart.contains(r#"path_IN_1["check"]"#));
+    /// assert!(chart.contains(r#"queue_1[("sqs: next")]"#));
+    /// ```
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        let mut queues: BTreeMap<String, String> = BTreeMap::new();
+        for (path, _) in self.paths() {
+            let _ = writeln!(
+                out,
+                "  {}([\"{}\"])",
+                id("path", path.as_str()),
+                label(path.as_str())
+            );
+        }
+        for (path, actions) in self.paths() {
+            let pid = id("path", path.as_str());
+            let mut previous = pid.clone();
+            for (i, action) in actions.iter().enumerate() {
+                let aid = format!("{pid}_{}", i + 1);
+                let names: Vec<&str> = action.get_functions().iter().map(|f| f.name()).collect();
+                let text = if names.is_empty() {
+                    format!("action {}", i + 1)
+                } else {
+                    names.join(", ")
+                };
+                let _ = writeln!(out, "  {aid}[\"{}\"]", label(&text));
+                let _ = writeln!(out, "  {previous} --> {aid}");
+                for p in action.get_paths() {
+                    let _ = writeln!(out, "  {aid} --> {}", id("path", p.as_str()));
+                }
+                for q in action.get_queues() {
+                    let key = format!("{}: {}", q.kind(), q.target());
+                    let n = queues.len() + 1;
+                    let qid = queues.entry(key.clone()).or_insert_with(|| {
+                        let qid = format!("queue_{n}");
+                        let _ = writeln!(out, "  {qid}[(\"{}\")]", label(&key));
+                        qid
+                    });
+                    match q.consumer_path() {
+                        Some(p) => {
+                            let _ = writeln!(out, "  {aid} -->|\"{}\"| {qid}", label(p.as_str()));
+                        }
+                        None => {
+                            let _ = writeln!(out, "  {aid} --> {qid}");
+                        }
+                    }
+                }
+                previous = aid;
+            }
+        }
+        out
+    }
+}
