@@ -111,18 +111,10 @@ impl EventSource for CloudWatchSource {
         batch: &BatchResult,
     ) -> Result<serde_json::Value, InvocationError> {
         if batch.stats.failed > 0 {
-            return Err(InvocationError::new(
-                "FailCatastrophically",
-                format!(
-                    "the event failed and is left to the rule's retry policy: {}",
-                    batch.describe_failures()
-                ),
-            ));
+            return Err(
+                batch.catastrophic_error(Some("the event is left to the rule's retry policy"))
+            );
         }
-        let mut response = serde_json::json!({"event": "Finished.", "stats": batch.stats});
-        if let Some(outputs) = batch.outputs() {
-            response["output"] = serde_json::Value::Array(outputs);
-        }
-        Ok(response)
+        Ok(batch.finished_response())
     }
 }

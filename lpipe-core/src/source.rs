@@ -124,6 +124,70 @@ impl BatchResult {
         }
     }
 
+    /// The error that fails an invocation because records failed (for sources that report
+    /// failures by failing the invocation): names the failed records and gives the stats.
+    pub fn catastrophic_error(&self, detail: Option<&str>) -> InvocationError {
+        let mut message = format!(
+            "Encountered catastrophic exceptions while handling one or more records: {}",
+            self.describe_failures()
+        );
+        if let Some(detail) = detail {
+            message.push_str("; ");
+            message.push_str(detail);
+        }
+        message.push_str("; stats: ");
+        message.push_str(&serde_json::to_string(&self.stats).unwrap_or_default());
+        InvocationError::new("FailCatastrophically", message)
+    }
+
+    /// Python lpipe's response to a direct invocation:
+    /// `{"event": "Finished.", "stats": {…}, "output": […]}`, `output` only when a record
+    /// produced one.
+    pub fn finished_response(&self) -> serde_json::Value {
+        let mut response = serde_json::json!({"event": "Finished.", "stats": self.stats});
+        if let Some(outputs) = self.outputs() {
+            response["output"] = serde_json::Value::Array(outputs);
+        }
+        response
+    }
+
+    /// The identities to list in a partial batch response: each failed record's id, once.
+    ///
+    /// # Errors
+    ///
+    /// When a failed record has no id (`id_name` says what it should have been, e.g.
+    /// `messageId`), it cannot be reported alone: the error fails the invocation so that the
+    /// whole batch is retried rather than the record lost.
+    pub fn failed_ids(&self, id_name: &str) -> Result<Vec<&str>, InvocationError> {
+        let mut ids = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut unreportable = Vec::new();
+        for (index, record) in self.failed() {
+            match record.id.as_deref() {
+                Some(id) if !id.is_empty() => {
+                    if seen.insert(id) {
+                        ids.push(id);
+                    }
+                }
+                _ => unreportable.push(index),
+            }
+        }
+        if unreportable.is_empty() {
+            return Ok(ids);
+        }
+        tracing::error!(
+            records = ?unreportable,
+            "failed records have no {id_name} and cannot be reported individually; failing the whole invocation so they are retried"
+        );
+        Err(InvocationError::new(
+            "UnreportableFailure",
+            format!(
+                "records at positions {unreportable:?} failed and have no {id_name} to report: {}",
+                self.describe_failures()
+            ),
+        ))
+    }
+
     /// A one-line summary of the failed records, for invocation errors:
     /// `record 0 (FailCatastrophically on path X: why); record 3 (…)`.
     pub fn describe_failures(&self) -> String {
@@ -369,20 +433,9 @@ impl EventSource for RawSource {
         batch: &BatchResult,
     ) -> Result<serde_json::Value, InvocationError> {
         if batch.stats.failed > 0 {
-            return Err(InvocationError::new(
-                "FailCatastrophically",
-                format!(
-                    "Encountered catastrophic exceptions while handling one or more records: {}; stats: {}",
-                    batch.describe_failures(),
-                    serde_json::to_string(&batch.stats).unwrap_or_default()
-                ),
-            ));
+            return Err(batch.catastrophic_error(None));
         }
-        let mut response = serde_json::json!({"event": "Finished.", "stats": batch.stats});
-        if let Some(outputs) = batch.outputs() {
-            response["output"] = serde_json::Value::Array(outputs);
-        }
-        Ok(response)
+        Ok(batch.finished_response())
     }
 }
 

@@ -1,7 +1,6 @@
 //! The Kinesis event source.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use aws_lambda_events::streams::KinesisEventResponse;
 use base64::Engine;
@@ -122,37 +121,11 @@ impl EventSource for KinesisSource {
         batch: &BatchResult,
     ) -> Result<serde_json::Value, InvocationError> {
         if !self.partial_responses && batch.stats.failed > 0 {
-            return Err(InvocationError::new(
-                "FailCatastrophically",
-                format!(
-                    "Encountered catastrophic exceptions while handling one or more records: {}; stats: {}",
-                    batch.describe_failures(),
-                    serde_json::to_string(&batch.stats).unwrap_or_default()
-                ),
-            ));
+            return Err(batch.catastrophic_error(None));
         }
         let mut response = KinesisEventResponse::default();
-        let mut seen = HashSet::new();
-        let mut unreportable = Vec::new();
-        for (index, record) in batch.failed() {
-            match record.id.as_deref() {
-                Some(id) if !id.is_empty() => {
-                    if seen.insert(id) {
-                        response.add_failure(id);
-                    }
-                }
-                _ => unreportable.push(index),
-            }
-        }
-        if !unreportable.is_empty() {
-            tracing::error!(records = ?unreportable, "failed Kinesis records have no sequenceNumber; failing the whole invocation so they are retried");
-            return Err(InvocationError::new(
-                "UnreportableFailure",
-                format!(
-                    "records at positions {unreportable:?} failed and have no sequenceNumber to report: {}",
-                    batch.describe_failures()
-                ),
-            ));
+        for id in batch.failed_ids("sequenceNumber")? {
+            response.add_failure(id);
         }
         let mut value = serde_json::to_value(&response)
             .map_err(|e| InvocationError::new("Serialization", e.to_string()))?;

@@ -1,7 +1,7 @@
 //! The SQS event source.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use aws_lambda_events::sqs::SqsBatchResponse;
 use lpipe_core::{
@@ -184,42 +184,13 @@ impl EventSource for SqsSource {
         event: &str,
         batch: &BatchResult,
     ) -> Result<serde_json::Value, InvocationError> {
-        let mut unreportable = Vec::new();
         let mut response = SqsBatchResponse::default();
-        let mut seen = HashSet::new();
-        for (index, record) in batch.failed() {
-            match record.id.as_deref() {
-                Some(id) if !id.is_empty() => {
-                    if seen.insert(id) {
-                        response.add_failure(id);
-                    }
-                }
-                _ => unreportable.push(index),
-            }
-        }
-        if !unreportable.is_empty() {
-            tracing::error!(
-                records = ?unreportable,
-                "failed SQS records have no messageId and cannot be reported individually; failing the whole invocation so they are retried"
-            );
-            return Err(InvocationError::new(
-                "UnreportableFailure",
-                format!(
-                    "records at positions {unreportable:?} failed and have no messageId to report: {}",
-                    batch.describe_failures()
-                ),
-            ));
+        for id in batch.failed_ids("messageId")? {
+            response.add_failure(id);
         }
         if self.mode == SqsMode::Classic && batch.stats.failed > 0 {
             let deleted = self.delete_acknowledged(event, batch).await;
-            return Err(InvocationError::new(
-                "FailCatastrophically",
-                format!(
-                    "Encountered catastrophic exceptions while handling one or more records: {}; {deleted}; stats: {}",
-                    batch.describe_failures(),
-                    serde_json::to_string(&batch.stats).unwrap_or_default()
-                ),
-            ));
+            return Err(batch.catastrophic_error(Some(&deleted)));
         }
         let mut value = serde_json::to_value(&response)
             .map_err(|e| InvocationError::new("Serialization", e.to_string()))?;
