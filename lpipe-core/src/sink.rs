@@ -163,6 +163,13 @@ pub trait Sink: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the queue keeps order (an SQS FIFO queue). For such a queue, once a batch has a
+    /// failed entry, the outbox sends no later batch in that attempt: the failed entries are
+    /// retried first, and what follows them goes after.
+    fn ordered(&self, _queue: &Queue) -> bool {
+        false
+    }
+
     /// Called once before each invocation's sends, for sinks that cache per invocation.
     async fn prepare(&self) {}
 }
@@ -220,8 +227,10 @@ struct MemoryInner {
     sent: Vec<OutboundMessage>,
     calls: usize,
     fail_next: VecDeque<bool>,
-    fail_bodies: Vec<(String, bool)>,
+    /// (needle, retryable, failures left: None for always)
+    fail_bodies: Vec<(String, bool, Option<usize>)>,
     limits: Option<SinkLimits>,
+    ordered: bool,
 }
 
 impl MemorySink {
@@ -242,12 +251,32 @@ impl MemorySink {
             .lock()
             .expect("memory sink lock")
             .fail_bodies
-            .push((needle.into(), retryable));
+            .push((needle.into(), retryable, None));
+    }
+
+    /// The next `times` offers of messages whose body contains `needle` fail.
+    pub fn fail_bodies_containing_times(
+        &self,
+        needle: impl Into<String>,
+        retryable: bool,
+        times: usize,
+    ) {
+        self.inner
+            .lock()
+            .expect("memory sink lock")
+            .fail_bodies
+            .push((needle.into(), retryable, Some(times)));
     }
 
     /// Overrides the limits it declares.
     pub fn with_limits(self, limits: SinkLimits) -> Self {
         self.inner.lock().expect("memory sink lock").limits = Some(limits);
+        self
+    }
+
+    /// Declares its queues ordered (see [`Sink::ordered`]).
+    pub fn ordered(self) -> Self {
+        self.inner.lock().expect("memory sink lock").ordered = true;
         self
     }
 
@@ -282,9 +311,14 @@ impl Sink for MemorySink {
         for m in batch {
             let body_failure = g
                 .fail_bodies
-                .iter()
-                .find(|(needle, _)| m.body.contains(needle))
-                .map(|(_, r)| *r);
+                .iter_mut()
+                .find(|(needle, _, left)| m.body.contains(needle.as_str()) && *left != Some(0))
+                .map(|(_, retryable, left)| {
+                    if let Some(n) = left {
+                        *n -= 1;
+                    }
+                    *retryable
+                });
             let failure = body_failure.or_else(|| g.fail_next.pop_front());
             match failure {
                 Some(retryable) => results.push(Err(SendError {
@@ -306,6 +340,10 @@ impl Sink for MemorySink {
             .expect("memory sink lock")
             .limits
             .unwrap_or_default()
+    }
+
+    fn ordered(&self, _queue: &Queue) -> bool {
+        self.inner.lock().expect("memory sink lock").ordered
     }
 }
 
@@ -361,6 +399,7 @@ async fn flush_queue(
 ) -> Undelivered {
     let mut undelivered = Undelivered::new();
     let limits = sink.limits(&queue);
+    let ordered = sink.ordered(&queue);
     let mut pending: Vec<(usize, Staged)> = Vec::with_capacity(entries.len());
     for e in entries {
         let size = sink.entry_size(&e.message);
@@ -428,6 +467,19 @@ async fn flush_queue(
                 }
             }
             start = end;
+            if ordered && !retry_next.is_empty() && start < pending.len() {
+                // Keep the queue's order: what follows a failure waits for its retry.
+                for (size, staged) in &pending[start..] {
+                    retry_next.push((
+                        *size,
+                        Staged {
+                            record: staged.record,
+                            message: staged.message.clone(),
+                        },
+                    ));
+                }
+                break;
+            }
         }
         if retry_next.is_empty() {
             break;

@@ -785,3 +785,80 @@ async fn a_deadline_that_is_not_a_timestamp_is_ignored() {
         .unwrap();
     assert_eq!(response["stats"]["successes"], 1);
 }
+
+fn ordered_run(sink: &MemorySink) -> PipelineBuilder {
+    Pipeline::builder()
+        .path(
+            "FWD",
+            [Action::new()
+                .include_all_params()
+                .queue(Queue::sqs("q.fifo"))],
+        )
+        .record_outbound(sink.clone())
+        .retry_policy(RetryPolicy {
+            max_attempts: 2,
+            ..fast_retry()
+        })
+}
+
+fn delivered_order(sink: &MemorySink) -> Vec<i64> {
+    sink.messages()
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<Value>(&m.body).unwrap()["i"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_ordered_queue_sends_nothing_after_a_failure_until_it_is_retried() {
+    let messages: Vec<Value> = (0..6)
+        .map(|i| {
+            message(
+                "FWD",
+                if i == 1 {
+                    json!({"i": i, "k": "poison"})
+                } else {
+                    json!({"i": i})
+                },
+            )
+        })
+        .collect();
+    let limits = SinkLimits {
+        max_entries: 2,
+        max_entry_bytes: 1000,
+        max_batch_bytes: 10_000,
+    };
+
+    // Message 1 fails once: the batches after it wait for its retry, so order holds.
+    let sink = MemorySink::new().with_limits(limits).ordered();
+    sink.fail_bodies_containing_times("\"poison\"", true, 1);
+    let response = run(ordered_run(&sink), &messages).await.unwrap();
+    assert_eq!(response["stats"]["successes"], 6);
+    assert_eq!(delivered_order(&sink), [0, 1, 2, 3, 4, 5]);
+    // Attempt 1: [0, 1] (1 fails), stop. Attempt 2: [1, 2], [3, 4], [5].
+    assert_eq!(sink.calls(), 4);
+
+    // Message 1 always fails: what was queued behind it is not sent either; those records
+    // fail (kept, retried by the source) rather than overtake it.
+    let sink = MemorySink::new().with_limits(limits).ordered();
+    sink.fail_bodies_containing("\"poison\"", true);
+    let err = run(ordered_run(&sink), &messages).await.unwrap_err();
+    assert_eq!(delivered_order(&sink), [0, 2]);
+    for r in [1, 3, 4, 5] {
+        assert!(
+            err.error_message
+                .contains(&format!("record {r} (Undeliverable")),
+            "{}",
+            err.error_message
+        );
+    }
+
+    // An unordered queue sends everything else in the first attempt.
+    let sink = MemorySink::new().with_limits(limits);
+    sink.fail_bodies_containing("\"poison\"", true);
+    let _ = run(ordered_run(&sink), &messages).await.unwrap_err();
+    assert_eq!(delivered_order(&sink), [0, 2, 3, 4, 5]);
+}

@@ -240,6 +240,11 @@ impl Sink for SqsSink {
             })
     }
 
+    fn ordered(&self, queue: &Queue) -> bool {
+        // FIFO queue names end with .fifo, whether given as name, URL or ARN.
+        queue.target().ends_with(".fifo")
+    }
+
     fn validate(&self, queue: &Queue) -> Result<(), String> {
         let t = queue.target();
         if t.starts_with("arn:") && parse_queue_arn(t).is_none() {
