@@ -113,7 +113,9 @@ macro_rules! output_values {
 output_values!(bool, String, &'static str, i32, i64, u32, u64, f64);
 
 /// Something that can be made a pipeline function: an async function or closure of one of the
-/// two shapes in the [module docs](self). `M` is a marker that keeps the shapes apart.
+/// two shapes `async fn(A) -> Result<R, E>` and `async fn(A, Context) -> Result<R, E>`
+/// (`A: DeserializeOwned`, `R: IntoReturn`, `E: Into<BoxError>`). `M` is a marker that keeps
+/// the shapes apart.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an lpipe function",
     note = "an lpipe function is `async fn(args: A) -> Result<R, E>` or `async fn(args: A, ctx: lpipe::Context) -> Result<R, E>`, with `A: serde::de::DeserializeOwned` (use `lpipe::NoParams` for none), `R: lpipe::IntoReturn` and `E: Into<lpipe::BoxError>`"
