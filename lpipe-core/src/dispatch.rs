@@ -70,15 +70,7 @@ fn indexed_kwargs(body: &str, entries: &[(&str, &RawValue)]) -> Option<Kwargs> {
     let open = body[..offset(first_key)].rfind('{')?;
     let after = offset(last_value.get()) + last_value.get().len();
     let close = after + body[after..].find('}')?;
-    let text = &body[open..=close];
-    let index = entries
-        .iter()
-        .map(|(k, v)| crate::kwargs::Entry {
-            key: ((offset(k) - open) as u32, k.len() as u32),
-            value: ((offset(v.get()) - open) as u32, v.get().len() as u32),
-        })
-        .collect();
-    Some(Kwargs::from_parsed(text, index))
+    Some(Kwargs::from_parsed(&body[open..=close], entries))
 }
 
 /// Deadlines before this (2001-09-09 in Unix milliseconds) are not timestamps: local

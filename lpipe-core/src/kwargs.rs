@@ -36,8 +36,8 @@ pub struct Kwargs {
 /// Byte ranges of one entry's key (without quotes) and value in the kwargs text.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
-    pub(crate) key: (u32, u32),
-    pub(crate) value: (u32, u32),
+    key: (u32, u32),
+    value: (u32, u32),
 }
 
 /// The kwargs were not a JSON object, or could not be serialized.
@@ -77,10 +77,10 @@ impl Kwargs {
     }
 
     /// Kwargs from a slice of a message that serde_json has just parsed as an object, with its
-    /// entries already located (offsets relative to `text`): no second scan.
-    pub(crate) fn from_parsed(text: &str, entries: Vec<Entry>) -> Self {
+    /// entries (borrowed from `text`) already found: no second scan.
+    pub(crate) fn from_parsed(text: &str, entries: &[(&str, &RawValue)]) -> Self {
         let index = OnceLock::new();
-        let _ = index.set(Some(entries));
+        let _ = index.set(Some(locate(text, entries)));
         Kwargs {
             text: text.into(),
             index,
@@ -92,20 +92,8 @@ impl Kwargs {
         self.index
             .get_or_init(|| {
                 let text = self.as_str();
-                let base = text.as_ptr() as usize;
-                let offset = |s: &str| (s.as_ptr() as usize - base) as u32;
-                let map: Vec<(&str, &RawValue)> =
-                    serde_json::from_str::<crate::kwargs_de::Entries<'_>>(text)
-                        .ok()?
-                        .0;
-                Some(
-                    map.into_iter()
-                        .map(|(k, v)| Entry {
-                            key: (offset(k), k.len() as u32),
-                            value: (offset(v.get()), v.get().len() as u32),
-                        })
-                        .collect(),
-                )
+                let entries = serde_json::from_str::<crate::kwargs_de::Entries<'_>>(text).ok()?;
+                Some(locate(text, &entries.0))
             })
             .as_deref()
     }
@@ -249,6 +237,19 @@ impl Kwargs {
         out.push('}');
         Kwargs::new(RawValue::from_string(out).expect("built from valid JSON parts"))
     }
+}
+
+/// The positions in `text` of entries borrowed from it.
+fn locate(text: &str, entries: &[(&str, &RawValue)]) -> Vec<Entry> {
+    let base = text.as_ptr() as usize;
+    let offset = |s: &str| (s.as_ptr() as usize - base) as u32;
+    entries
+        .iter()
+        .map(|(k, v)| Entry {
+            key: (offset(k), k.len() as u32),
+            value: (offset(v.get()), v.get().len() as u32),
+        })
+        .collect()
 }
 
 fn push_key(out: &mut String, key: &str) {

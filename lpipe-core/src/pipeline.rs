@@ -81,7 +81,6 @@ pub struct PipelineBuilder {
     retry: RetryPolicy,
     state: Option<Arc<dyn Any + Send + Sync>>,
     deadline_margin: Duration,
-    call_form: bool,
 }
 
 impl Default for PipelineBuilder {
@@ -100,7 +99,6 @@ impl Default for PipelineBuilder {
             retry: RetryPolicy::default(),
             state: None,
             deadline_margin: Duration::from_millis(500),
-            call_form: false,
         }
     }
 }
@@ -125,10 +123,9 @@ impl Pipeline {
     /// # let _ = pipeline;
     /// ```
     pub fn from_function<M>(f: impl IntoFunction<M>) -> PipelineBuilder {
-        let mut b = PipelineBuilder::default().path(AUTO_PATH, [Action::new().function(f)]);
-        b.default_path = Some(PathName::new(AUTO_PATH));
-        b.call_form = true;
-        b
+        PipelineBuilder::default()
+            .path(AUTO_PATH, [Action::new().function(f)])
+            .default_path(AUTO_PATH)
     }
 
     /// The paths, in declaration order, with their actions.
@@ -364,7 +361,6 @@ impl PipelineBuilder {
             },
             None => None,
         };
-        let _ = self.call_form;
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 paths,

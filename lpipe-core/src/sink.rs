@@ -169,9 +169,6 @@ pub trait Sink: Send + Sync + 'static {
     fn ordered(&self, _queue: &Queue) -> bool {
         false
     }
-
-    /// Called once before each invocation's sends, for sinks that cache per invocation.
-    async fn prepare(&self) {}
 }
 
 /// How failed entries are retried.
