@@ -34,8 +34,7 @@ pub async fn shared_client() -> aws_sdk_cloudwatchevents::Client {
         tokio::sync::OnceCell::const_new();
     CLIENT
         .get_or_init(|| async {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            aws_sdk_cloudwatchevents::Client::new(&config)
+            aws_sdk_cloudwatchevents::Client::new(&lpipe_aws::sdk_config().await)
         })
         .await
         .clone()

@@ -1,9 +1,7 @@
 //! The EventBridge sink: PutEvents within the API's limits.
 
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use aws_sdk_cloudwatchevents::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatchevents::types::PutEventsRequestEntry;
 use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
 
@@ -29,8 +27,7 @@ pub struct EventBridgeSink {
 #[derive(Default)]
 struct Inner {
     client: Option<aws_sdk_cloudwatchevents::Client>,
-    limits: Mutex<Option<SinkLimits>>,
-    calls: AtomicUsize,
+    state: lpipe_aws::SinkState,
 }
 
 impl EventBridgeSink {
@@ -51,13 +48,13 @@ impl EventBridgeSink {
 
     /// Overrides the limits.
     pub fn with_limits(self, limits: SinkLimits) -> Self {
-        *self.inner.limits.lock().expect("limits lock") = Some(limits);
+        self.inner.state.set_limits(limits);
         self
     }
 
     /// PutEvents calls made so far.
     pub fn put_events_calls(&self) -> usize {
-        self.inner.calls.load(AtomicOrdering::Relaxed)
+        self.inner.state.calls()
     }
 }
 
@@ -72,32 +69,13 @@ fn detail_type_of(queue: &Queue) -> &str {
         .unwrap_or("lpipe.message")
 }
 
-fn retryable_code(code: &str) -> bool {
-    matches!(
-        code,
-        "InternalFailure" | "ThrottlingException" | "InternalException" | "ServiceUnavailable"
-    )
-}
-
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-    what: &str,
-) -> SendError {
-    let detail = aws_sdk_cloudwatchevents::error::DisplayErrorContext(e).to_string();
-    match e {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("");
-            SendError {
-                retryable: retryable_code(code),
-                message: format!("{what} failed ({code}): {detail}"),
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            SendError::retryable(format!("{what} failed: {detail}"))
-        }
-        _ => SendError::permanent(format!("{what} failed: {detail}")),
-    }
-}
+/// Error codes worth retrying.
+const RETRYABLE: &[&str] = &[
+    "InternalFailure",
+    "ThrottlingException",
+    "InternalException",
+    "ServiceUnavailable",
+];
 
 #[async_trait]
 impl Sink for EventBridgeSink {
@@ -121,13 +99,19 @@ impl Sink for EventBridgeSink {
                     .build()
             })
             .collect();
-        self.inner.calls.fetch_add(1, AtomicOrdering::Relaxed);
+        self.inner.state.count_call();
         let out = client
             .put_events()
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| classify(&e, &format!("PutEvents to bus '{}'", queue.target())))?;
+            .map_err(|e| {
+                lpipe_aws::classify(
+                    &e,
+                    &format!("PutEvents to bus '{}'", queue.target()),
+                    RETRYABLE,
+                )
+            })?;
         let results = out.entries.unwrap_or_default();
         if results.len() != batch.len() {
             return Err(SendError::retryable(format!(
@@ -141,7 +125,7 @@ impl Sink for EventBridgeSink {
             .map(|r| match r.error_code {
                 None => Ok(()),
                 Some(code) => Err(SendError {
-                    retryable: retryable_code(&code),
+                    retryable: RETRYABLE.contains(&code.as_str()),
                     message: format!("{code}: {}", r.error_message.unwrap_or_default()),
                 }),
             })
@@ -149,15 +133,11 @@ impl Sink for EventBridgeSink {
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {
-        self.inner
-            .limits
-            .lock()
-            .expect("limits lock")
-            .unwrap_or(SinkLimits {
-                max_entries: EVENTBRIDGE_MAX_ENTRIES,
-                max_entry_bytes: EVENTBRIDGE_MAX_BATCH_BYTES,
-                max_batch_bytes: EVENTBRIDGE_MAX_BATCH_BYTES,
-            })
+        self.inner.state.limits_or(SinkLimits {
+            max_entries: EVENTBRIDGE_MAX_ENTRIES,
+            max_entry_bytes: EVENTBRIDGE_MAX_BATCH_BYTES,
+            max_batch_bytes: EVENTBRIDGE_MAX_BATCH_BYTES,
+        })
     }
 
     fn entry_size(&self, message: &OutboundMessage) -> usize {

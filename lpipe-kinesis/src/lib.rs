@@ -34,10 +34,7 @@ pub async fn shared_client() -> aws_sdk_kinesis::Client {
     static CLIENT: tokio::sync::OnceCell<aws_sdk_kinesis::Client> =
         tokio::sync::OnceCell::const_new();
     CLIENT
-        .get_or_init(|| async {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            aws_sdk_kinesis::Client::new(&config)
-        })
+        .get_or_init(|| async { aws_sdk_kinesis::Client::new(&lpipe_aws::sdk_config().await) })
         .await
         .clone()
 }

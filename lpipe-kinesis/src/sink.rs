@@ -1,9 +1,7 @@
 //! The Kinesis sink: PutRecords within the API's limits.
 
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use lpipe_core::{async_trait, stable_digest, OutboundMessage, Queue, SendError, Sink, SinkLimits};
@@ -31,8 +29,7 @@ pub struct KinesisSink {
 #[derive(Default)]
 struct Inner {
     client: Option<aws_sdk_kinesis::Client>,
-    limits: Mutex<Option<SinkLimits>>,
-    calls: AtomicUsize,
+    state: lpipe_aws::SinkState,
 }
 
 impl KinesisSink {
@@ -53,13 +50,13 @@ impl KinesisSink {
 
     /// Overrides the limits (AWS has raised them before).
     pub fn with_limits(self, limits: SinkLimits) -> Self {
-        *self.inner.limits.lock().expect("limits lock") = Some(limits);
+        self.inner.state.set_limits(limits);
         self
     }
 
     /// PutRecords calls made so far.
     pub fn put_records_calls(&self) -> usize {
-        self.inner.calls.load(AtomicOrdering::Relaxed)
+        self.inner.state.calls()
     }
 }
 
@@ -76,37 +73,15 @@ fn partition_key(message: &OutboundMessage) -> String {
     stable_digest(&[&message.body])
 }
 
-fn retryable_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "InternalFailure"
-            | "ServiceUnavailable"
-            | "KMSThrottlingException"
-            | "LimitExceededException"
-            | "ThrottlingException"
-    )
-}
-
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-    what: &str,
-) -> SendError {
-    let detail = aws_sdk_kinesis::error::DisplayErrorContext(e).to_string();
-    match e {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("");
-            SendError {
-                retryable: retryable_code(code),
-                message: format!("{what} failed ({code}): {detail}"),
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            SendError::retryable(format!("{what} failed: {detail}"))
-        }
-        _ => SendError::permanent(format!("{what} failed: {detail}")),
-    }
-}
+/// Error codes worth retrying.
+const RETRYABLE: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSThrottlingException",
+    "LimitExceededException",
+    "ThrottlingException",
+];
 
 #[async_trait]
 impl Sink for KinesisSink {
@@ -135,11 +110,10 @@ impl Sink for KinesisSink {
         } else {
             request.stream_name(target)
         };
-        self.inner.calls.fetch_add(1, AtomicOrdering::Relaxed);
-        let out = request
-            .send()
-            .await
-            .map_err(|e| classify(&e, &format!("PutRecords to stream '{target}'")))?;
+        self.inner.state.count_call();
+        let out = request.send().await.map_err(|e| {
+            lpipe_aws::classify(&e, &format!("PutRecords to stream '{target}'"), RETRYABLE)
+        })?;
         if out.records.len() != batch.len() {
             return Err(SendError::retryable(format!(
                 "PutRecords returned {} results for {} records",
@@ -153,7 +127,7 @@ impl Sink for KinesisSink {
             .map(|r| match r.error_code {
                 None => Ok(()),
                 Some(code) => Err(SendError {
-                    retryable: retryable_code(&code),
+                    retryable: RETRYABLE.contains(&code.as_str()),
                     message: format!("{code}: {}", r.error_message.unwrap_or_default()),
                 }),
             })
@@ -161,15 +135,11 @@ impl Sink for KinesisSink {
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {
-        self.inner
-            .limits
-            .lock()
-            .expect("limits lock")
-            .unwrap_or(SinkLimits {
-                max_entries: KINESIS_MAX_RECORDS,
-                max_entry_bytes: KINESIS_MAX_RECORD_BYTES,
-                max_batch_bytes: KINESIS_MAX_BATCH_BYTES,
-            })
+        self.inner.state.limits_or(SinkLimits {
+            max_entries: KINESIS_MAX_RECORDS,
+            max_entry_bytes: KINESIS_MAX_RECORD_BYTES,
+            max_batch_bytes: KINESIS_MAX_BATCH_BYTES,
+        })
     }
 
     fn entry_size(&self, message: &OutboundMessage) -> usize {

@@ -31,10 +31,7 @@ pub use source::{SqsMode, SqsSource};
 pub async fn shared_client() -> aws_sdk_sqs::Client {
     static CLIENT: tokio::sync::OnceCell<aws_sdk_sqs::Client> = tokio::sync::OnceCell::const_new();
     CLIENT
-        .get_or_init(|| async {
-            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            aws_sdk_sqs::Client::new(&config)
-        })
+        .get_or_init(|| async { aws_sdk_sqs::Client::new(&lpipe_aws::sdk_config().await) })
         .await
         .clone()
 }

@@ -1,10 +1,8 @@
 //! The SQS sink: SendMessageBatch within the API's limits.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
 
@@ -50,8 +48,7 @@ pub struct SqsSink {
 struct Inner {
     client: Option<aws_sdk_sqs::Client>,
     urls: Mutex<HashMap<String, String>>,
-    limits: Mutex<Option<SinkLimits>>,
-    batch_calls: AtomicUsize,
+    state: lpipe_aws::SinkState,
 }
 
 impl SqsSink {
@@ -72,13 +69,13 @@ impl SqsSink {
 
     /// Overrides the limits (AWS has raised them before).
     pub fn with_limits(self, limits: SinkLimits) -> Self {
-        *self.inner.limits.lock().expect("limits lock") = Some(limits);
+        self.inner.state.set_limits(limits);
         self
     }
 
     /// SendMessageBatch calls made so far.
     pub fn batch_calls(&self) -> usize {
-        self.inner.batch_calls.load(AtomicOrdering::Relaxed)
+        self.inner.state.calls()
     }
 
     async fn client(&self) -> aws_sdk_sqs::Client {
@@ -123,35 +120,26 @@ impl SqsSink {
     }
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: &SdkError<E, R>,
-    what: &str,
-) -> SendError {
-    let detail = aws_sdk_sqs::error::DisplayErrorContext(e).to_string();
-    match e {
-        SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("");
-            let retryable = matches!(
-                code,
-                "ThrottlingException"
-                    | "RequestThrottled"
-                    | "ServiceUnavailable"
-                    | "InternalError"
-                    | "InternalFailure"
-                    | "KmsThrottled"
-            );
-            let message = match code {
-                "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => {
-                    format!("{what}: the queue does not exist ({code})")
-                }
-                _ => format!("{what} failed: {detail}"),
-            };
-            SendError { retryable, message }
+/// SQS error codes worth retrying.
+const RETRYABLE: &[&str] = &[
+    "ThrottlingException",
+    "RequestThrottled",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "KmsThrottled",
+];
+
+fn classify<E, R>(e: &aws_sdk_sqs::error::SdkError<E, R>, what: &str) -> SendError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match lpipe_aws::error_code(e) {
+        Some(code @ ("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")) => {
+            SendError::permanent(format!("{what}: the queue does not exist ({code})"))
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            SendError::retryable(format!("{what} failed: {detail}"))
-        }
-        _ => SendError::permanent(format!("{what} failed: {detail}")),
+        _ => lpipe_aws::classify(e, what, RETRYABLE),
     }
 }
 
@@ -197,7 +185,7 @@ impl Sink for SqsSink {
                     .map_err(|e| SendError::permanent(format!("bad SQS entry: {e}")))?,
             );
         }
-        self.inner.batch_calls.fetch_add(1, AtomicOrdering::Relaxed);
+        self.inner.state.count_call();
         let out = client
             .send_message_batch()
             .queue_url(&url)
@@ -229,15 +217,11 @@ impl Sink for SqsSink {
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {
-        self.inner
-            .limits
-            .lock()
-            .expect("limits lock")
-            .unwrap_or(SinkLimits {
-                max_entries: SQS_MAX_ENTRIES,
-                max_entry_bytes: SQS_MAX_MESSAGE_BYTES,
-                max_batch_bytes: SQS_MAX_BATCH_BYTES,
-            })
+        self.inner.state.limits_or(SinkLimits {
+            max_entries: SQS_MAX_ENTRIES,
+            max_entry_bytes: SQS_MAX_MESSAGE_BYTES,
+            max_batch_bytes: SQS_MAX_BATCH_BYTES,
+        })
     }
 
     fn ordered(&self, queue: &Queue) -> bool {

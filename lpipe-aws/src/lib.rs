@@ -1,0 +1,86 @@
+//! Plumbing shared by lpipe's AWS plugins (`lpipe-sqs`, `lpipe-kinesis`, `lpipe-cloudwatch`):
+//! the AWS configuration loaded once per process whichever plugins are enabled, the
+//! classification of SDK errors into retryable and permanent [`SendError`]s, and the limits and
+//! call counter every sink keeps. Not for direct use.
+#![warn(missing_docs)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lpipe_core::{SendError, SinkLimits};
+
+/// The standard AWS configuration (`aws-config`: region, credentials, `AWS_ENDPOINT_URL` and
+/// the service-specific endpoint variables), loaded once per process and shared by every
+/// plugin's client.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> =
+        tokio::sync::OnceCell::const_new();
+    CONFIG
+        .get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+        .await
+        .clone()
+}
+
+/// The service's error code, when the service answered with one.
+pub fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str> {
+    match e {
+        SdkError::ServiceError(se) => se.err().code(),
+        _ => None,
+    }
+}
+
+/// Turns an SDK error from `what` (e.g. "PutRecords to stream 's'") into a [`SendError`]:
+/// a service error is retryable when its code is one of `retryable_codes`; timeouts,
+/// connection and response failures are retryable; anything else is permanent.
+pub fn classify<E, R>(e: &SdkError<E, R>, what: &str, retryable_codes: &[&str]) -> SendError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(e).to_string();
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("");
+            SendError {
+                retryable: retryable_codes.contains(&code),
+                message: format!("{what} failed ({code}): {detail}"),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SendError::retryable(format!("{what} failed: {detail}"))
+        }
+        _ => SendError::permanent(format!("{what} failed: {detail}")),
+    }
+}
+
+/// What every AWS sink keeps: limits overridden by the user, and the number of API calls made.
+#[derive(Debug, Default)]
+pub struct SinkState {
+    limits: Mutex<Option<SinkLimits>>,
+    calls: AtomicUsize,
+}
+
+impl SinkState {
+    /// Overrides the sink's limits.
+    pub fn set_limits(&self, limits: SinkLimits) {
+        *self.limits.lock().expect("limits lock") = Some(limits);
+    }
+
+    /// The overridden limits, else `default`.
+    pub fn limits_or(&self, default: SinkLimits) -> SinkLimits {
+        self.limits.lock().expect("limits lock").unwrap_or(default)
+    }
+
+    /// Counts one API call.
+    pub fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// API calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
