@@ -1,6 +1,6 @@
 //! Sinks send outbound messages for one kind of queue; the outbox batches and retries them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -163,11 +163,19 @@ pub trait Sink: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Whether the queue keeps order (an SQS FIFO queue). For such a queue, once a batch has a
-    /// failed entry, the outbox sends no later batch in that attempt: the failed entries are
-    /// retried first, and what follows them goes after.
-    fn ordered(&self, _queue: &Queue) -> bool {
-        false
+    /// The ordering key of a message, for queues that keep order per key (an SQS FIFO queue's
+    /// `MessageGroupId`, a Kinesis partition key); `None` (the default) for no order to keep.
+    ///
+    /// Messages with the same key reach the queue in the order they were staged, across
+    /// retries: once one of them fails, the outbox sends none of the later ones with that key
+    /// until it has been delivered, and if it cannot be, the later ones are not sent either
+    /// (their records fail and are retried by the source rather than overtake it). Messages
+    /// with other keys carry on. A retried message is the last of its key in its call. One
+    /// gap remains: in a message's first call, the service may accept entries with its key that
+    /// follow it in that call although it failed; ruling that out would take one call per
+    /// message and key.
+    fn order_key(&self, _message: &OutboundMessage) -> Option<String> {
+        None
     }
 }
 
@@ -227,7 +235,15 @@ struct MemoryInner {
     /// (needle, retryable, failures left: None for always)
     fail_bodies: Vec<(String, bool, Option<usize>)>,
     limits: Option<SinkLimits>,
-    ordered: bool,
+    order: MemoryOrder,
+}
+
+#[derive(Clone, Default)]
+enum MemoryOrder {
+    #[default]
+    None,
+    Whole,
+    ByKwarg(String),
 }
 
 impl MemorySink {
@@ -271,9 +287,16 @@ impl MemorySink {
         self
     }
 
-    /// Declares its queues ordered (see [`Sink::ordered`]).
+    /// Declares every message of a queue to share one ordering key (see [`Sink::order_key`]).
     pub fn ordered(self) -> Self {
-        self.inner.lock().expect("memory sink lock").ordered = true;
+        self.inner.lock().expect("memory sink lock").order = MemoryOrder::Whole;
+        self
+    }
+
+    /// Declares a message's ordering key to be the value of its kwarg `name` (like an SQS FIFO
+    /// queue with `message_group_id_from`); messages without it keep no order.
+    pub fn ordered_by_kwarg(self, name: impl Into<String>) -> Self {
+        self.inner.lock().expect("memory sink lock").order = MemoryOrder::ByKwarg(name.into());
         self
     }
 
@@ -339,8 +362,12 @@ impl Sink for MemorySink {
             .unwrap_or_default()
     }
 
-    fn ordered(&self, _queue: &Queue) -> bool {
-        self.inner.lock().expect("memory sink lock").ordered
+    fn order_key(&self, message: &OutboundMessage) -> Option<String> {
+        match &self.inner.lock().expect("memory sink lock").order {
+            MemoryOrder::None => None,
+            MemoryOrder::Whole => Some(String::new()),
+            MemoryOrder::ByKwarg(name) => message.kwarg_value(name),
+        }
     }
 }
 
@@ -387,6 +414,17 @@ pub(crate) async fn flush(
     undelivered
 }
 
+/// A message waiting to be sent to one queue.
+struct Pending {
+    size: usize,
+    key: Option<String>,
+    staged: Staged,
+    /// Why it is waiting, if an earlier attempt did not deliver it.
+    why: Option<String>,
+    /// Whether the service refused it before (not merely held back).
+    failed: bool,
+}
+
 async fn flush_queue(
     queue: Queue,
     entries: Vec<Staged>,
@@ -396,8 +434,7 @@ async fn flush_queue(
 ) -> Undelivered {
     let mut undelivered = Undelivered::new();
     let limits = sink.limits(&queue);
-    let ordered = sink.ordered(&queue);
-    let mut pending: Vec<(usize, Staged)> = Vec::with_capacity(entries.len());
+    let mut pending: Vec<Pending> = Vec::with_capacity(entries.len());
     for e in entries {
         let size = sink.entry_size(&e.message);
         if size > limits.max_entry_bytes || size > limits.max_batch_bytes {
@@ -408,74 +445,97 @@ async fn flush_queue(
                 )
             });
         } else {
-            pending.push((size, e));
+            pending.push(Pending {
+                size,
+                key: sink.order_key(&e.message),
+                staged: e,
+                why: None,
+                failed: false,
+            });
         }
     }
+    // Ordering keys whose message failed for good: nothing later with that key is sent.
+    let mut given_up: BTreeMap<String, String> = BTreeMap::new();
     let mut attempt = 0u32;
     while !pending.is_empty() {
         attempt += 1;
-        let mut retry_next: Vec<(usize, Staged)> = Vec::new();
-        let mut last_error: BTreeMap<usize, String> = BTreeMap::new();
-        let mut start = 0;
-        while start < pending.len() {
-            let mut end = start;
+        // Keys with a message waiting for a retry: later messages with that key wait too.
+        let mut waiting: BTreeSet<String> = BTreeSet::new();
+        let mut retry_next: Vec<Pending> = Vec::new();
+        let mut queued = pending.into_iter().peekable();
+        loop {
+            // The next call: messages in staging order, within the limits, leaving out (and
+            // holding back) those whose key has an undelivered message before them.
+            let mut batch: Vec<Pending> = Vec::new();
             let mut bytes = 0;
-            while end < pending.len()
-                && end - start < limits.max_entries.max(1)
-                && bytes + pending[end].0 <= limits.max_batch_bytes
-            {
-                bytes += pending[end].0;
-                end += 1;
+            // Keys of retried messages in this call: a later message with the same key goes
+            // in a later call, once the retry is known to have been delivered.
+            let mut retried: BTreeSet<String> = BTreeSet::new();
+            while batch.len() < limits.max_entries.max(1) {
+                let Some(next) = queued.peek() else { break };
+                if let Some(key) = &next.key {
+                    if let Some(why) = given_up.get(key) {
+                        let p = queued.next().expect("peeked");
+                        undelivered.entry(p.staged.record).or_insert_with(|| {
+                            format!("not sent to {queue}, so as not to overtake an earlier message with its ordering key, which could not be delivered: {why}")
+                        });
+                        continue;
+                    }
+                    if waiting.contains(key) {
+                        let mut p = queued.next().expect("peeked");
+                        p.why.get_or_insert_with(|| {
+                            "held back behind an earlier message with its ordering key".into()
+                        });
+                        retry_next.push(p);
+                        continue;
+                    }
+                }
+                if bytes + next.size > limits.max_batch_bytes
+                    || next.key.as_deref().is_some_and(|k| retried.contains(k))
+                {
+                    break;
+                }
+                bytes += next.size;
+                let p = queued.next().expect("peeked");
+                if let (true, Some(key)) = (p.failed, &p.key) {
+                    retried.insert(key.clone());
+                }
+                batch.push(p);
             }
-            let batch: Vec<OutboundMessage> = pending[start..end]
-                .iter()
-                .map(|(_, s)| s.message.clone())
-                .collect();
-            let results = match sink.send(&queue, &batch).await {
-                Ok(r) if r.len() == batch.len() => r,
+            if batch.is_empty() {
+                break;
+            }
+            let messages: Vec<OutboundMessage> =
+                batch.iter().map(|p| p.staged.message.clone()).collect();
+            let results = match sink.send(&queue, &messages).await {
+                Ok(r) if r.len() == messages.len() => r,
                 Ok(r) => {
                     let msg = format!(
                         "the sink for {queue} returned {} results for {} messages",
                         r.len(),
-                        batch.len()
+                        messages.len()
                     );
-                    vec![Err(SendError::permanent(msg)); batch.len()]
+                    vec![Err(SendError::permanent(msg)); messages.len()]
                 }
-                Err(e) => vec![Err(e); batch.len()],
+                Err(e) => vec![Err(e); messages.len()],
             };
-            for (i, result) in results.into_iter().enumerate() {
-                if let Err(e) = result {
-                    let (size, staged) = &pending[start + i];
-                    tracing::warn!(queue = %queue, attempt, retryable = e.retryable, error = %e.message, "outbound message not sent");
-                    if e.retryable {
-                        retry_next.push((
-                            *size,
-                            Staged {
-                                record: staged.record,
-                                message: staged.message.clone(),
-                            },
-                        ));
-                        last_error.insert(staged.record, e.message);
-                    } else {
-                        undelivered
-                            .entry(staged.record)
-                            .or_insert_with(|| format!("sending to {queue} failed: {}", e.message));
+            for (mut p, result) in batch.into_iter().zip(results) {
+                let Err(e) = result else { continue };
+                tracing::warn!(queue = %queue, attempt, retryable = e.retryable, error = %e.message, "outbound message not sent");
+                if e.retryable {
+                    if let Some(key) = &p.key {
+                        waiting.insert(key.clone());
                     }
+                    p.why = Some(e.message);
+                    p.failed = true;
+                    retry_next.push(p);
+                } else {
+                    let why = format!("sending to {queue} failed: {}", e.message);
+                    if let Some(key) = &p.key {
+                        given_up.entry(key.clone()).or_insert_with(|| why.clone());
+                    }
+                    undelivered.entry(p.staged.record).or_insert(why);
                 }
-            }
-            start = end;
-            if ordered && !retry_next.is_empty() && start < pending.len() {
-                // Keep the queue's order: what follows a failure waits for its retry.
-                for (size, staged) in &pending[start..] {
-                    retry_next.push((
-                        *size,
-                        Staged {
-                            record: staged.record,
-                            message: staged.message.clone(),
-                        },
-                    ));
-                }
-                break;
             }
         }
         if retry_next.is_empty() {
@@ -484,9 +544,9 @@ async fn flush_queue(
         let delay = retry.backoff(attempt - 1);
         let out_of_time = deadline.is_some_and(|d| Instant::now() + delay >= d);
         if attempt >= retry.max_attempts || out_of_time {
-            for (_, s) in retry_next {
-                let why = last_error.remove(&s.record).unwrap_or_default();
-                undelivered.entry(s.record).or_insert_with(|| {
+            for p in retry_next {
+                let why = p.why.unwrap_or_default();
+                undelivered.entry(p.staged.record).or_insert_with(|| {
                     format!("sending to {queue} failed after {attempt} attempts: {why}")
                 });
             }

@@ -838,16 +838,18 @@ async fn an_ordered_queue_sends_nothing_after_a_failure_until_it_is_retried() {
     let response = run(ordered_run(&sink), &messages).await.unwrap();
     assert_eq!(response["stats"]["successes"], 6);
     assert_eq!(delivered_order(&sink), [0, 1, 2, 3, 4, 5]);
-    // Attempt 1: [0, 1] (1 fails), stop. Attempt 2: [1, 2], [3, 4], [5].
+    // Attempt 1: [0, 1] (1 fails), the rest held back. Attempt 2: [1], [2, 3], [4, 5].
     assert_eq!(sink.calls(), 4);
 
-    // Message 1 always fails: what was queued behind it is not sent either; those records
-    // fail (kept, retried by the source) rather than overtake it.
+    // Message 1 always fails: it is retried alone (nothing of its key rides in its call), and
+    // what was queued behind it is not sent either; those records fail (kept, retried by the
+    // source) rather than overtake it.
     let sink = MemorySink::new().with_limits(limits).ordered();
     sink.fail_bodies_containing("\"poison\"", true);
     let err = run(ordered_run(&sink), &messages).await.unwrap_err();
-    assert_eq!(delivered_order(&sink), [0, 2]);
-    for r in [1, 3, 4, 5] {
+    assert_eq!(delivered_order(&sink), [0]);
+    assert_eq!(sink.calls(), 2);
+    for r in [1, 2, 3, 4, 5] {
         assert!(
             err.error_message
                 .contains(&format!("record {r} (Undeliverable")),
@@ -855,10 +857,68 @@ async fn an_ordered_queue_sends_nothing_after_a_failure_until_it_is_retried() {
             err.error_message
         );
     }
+    assert!(
+        err.error_message
+            .contains("held back behind an earlier message"),
+        "{}",
+        err.error_message
+    );
 
     // An unordered queue sends everything else in the first attempt.
     let sink = MemorySink::new().with_limits(limits);
     sink.fail_bodies_containing("\"poison\"", true);
     let _ = run(ordered_run(&sink), &messages).await.unwrap_err();
     assert_eq!(delivered_order(&sink), [0, 2, 3, 4, 5]);
+}
+
+#[tokio::test]
+async fn an_ordered_queue_holds_back_only_the_failed_key() {
+    // Keys alternate: even messages have key "a", odd ones "b"; message 1 ("b") always fails.
+    let messages: Vec<Value> = (0..8)
+        .map(|i| {
+            let mut kwargs = json!({"i": i, "g": if i % 2 == 0 { "a" } else { "b" }});
+            if i == 1 {
+                kwargs["k"] = json!("poison");
+            }
+            message("FWD", kwargs)
+        })
+        .collect();
+    let limits = SinkLimits {
+        max_entries: 2,
+        max_entry_bytes: 1000,
+        max_batch_bytes: 10_000,
+    };
+    let sink = MemorySink::new().with_limits(limits).ordered_by_kwarg("g");
+    sink.fail_bodies_containing("\"poison\"", true);
+    let err = run(ordered_run(&sink), &messages).await.unwrap_err();
+    // Key "a" is delivered whole and in order; 3, 5 and 7 ("b") wait behind 1 and fail with
+    // it.
+    assert_eq!(delivered_order(&sink), [0, 2, 4, 6]);
+    for r in [1, 3, 5, 7] {
+        assert!(
+            err.error_message
+                .contains(&format!("record {r} (Undeliverable")),
+            "{}",
+            err.error_message
+        );
+    }
+    for r in [0, 2, 4, 6] {
+        assert!(
+            !err.error_message.contains(&format!("record {r} (")),
+            "{}",
+            err.error_message
+        );
+    }
+
+    // A permanent failure gives its key up at once: nothing later with that key is sent, and
+    // the error says why.
+    let sink = MemorySink::new().with_limits(limits).ordered_by_kwarg("g");
+    sink.fail_bodies_containing("\"poison\"", false);
+    let err = run(ordered_run(&sink), &messages).await.unwrap_err();
+    assert_eq!(delivered_order(&sink), [0, 2, 4, 6]);
+    assert!(
+        err.error_message.contains("so as not to overtake"),
+        "{}",
+        err.error_message
+    );
 }

@@ -166,6 +166,11 @@ impl Sink for KinesisSink {
         }
         Ok(())
     }
+
+    fn order_key(&self, message: &OutboundMessage) -> Option<String> {
+        // Kinesis keeps order per partition key (one shard each).
+        Some(partition_key(message))
+    }
 }
 
 #[cfg(test)]
@@ -193,5 +198,11 @@ mod tests {
         let a = partition_key(&m(Queue::kinesis("s"), r#"{"a": 1}"#));
         assert_eq!(a, partition_key(&m(Queue::kinesis("s"), r#"{"a": 1}"#)));
         assert_ne!(a, partition_key(&m(Queue::kinesis("s"), r#"{"a": 2}"#)));
+        // The outbox keeps order per partition key.
+        let q = Queue::kinesis("s").option("partition_key_from", "u");
+        assert_eq!(
+            KinesisSink::new().order_key(&m(q, r#"{"u": "ann"}"#)),
+            Some("ann".to_owned())
+        );
     }
 }

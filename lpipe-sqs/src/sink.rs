@@ -224,9 +224,13 @@ impl Sink for SqsSink {
         })
     }
 
-    fn ordered(&self, queue: &Queue) -> bool {
+    fn order_key(&self, message: &OutboundMessage) -> Option<String> {
         // FIFO queue names end with .fifo, whether given as name, URL or ARN.
-        queue.target().ends_with(".fifo")
+        let queue = &message.queue;
+        queue
+            .target()
+            .ends_with(".fifo")
+            .then(|| group_id(queue, message))
     }
 
     fn validate(&self, queue: &Queue) -> Result<(), String> {
@@ -275,6 +279,19 @@ mod tests {
         assert_eq!(group_id(&q, &msg(&q, "{}")), "all");
         let q = Queue::sqs("q.fifo");
         assert_eq!(group_id(&q, &msg(&q, "{}")), digest(&["{}"]));
+    }
+
+    #[test]
+    fn fifo_queues_keep_order_per_message_group() {
+        let sink = SqsSink::new();
+        let q = Queue::sqs("https://sqs.us-east-1.amazonaws.com/1/q.fifo")
+            .option("message_group_id_from", "user");
+        assert_eq!(
+            sink.order_key(&msg(&q, r#"{"user": "ann"}"#)),
+            Some("ann".to_owned())
+        );
+        let q = Queue::sqs("q").option("message_group_id_from", "user");
+        assert_eq!(sink.order_key(&msg(&q, r#"{"user": "ann"}"#)), None);
     }
 
     #[test]
