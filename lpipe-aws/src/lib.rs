@@ -34,7 +34,8 @@ pub fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str
 
 /// Turns an SDK error from `what` (e.g. "PutRecords to stream 's'") into a [`SendError`]:
 /// a service error is retryable when its code is one of `retryable_codes`; timeouts,
-/// connection and response failures are retryable; anything else is permanent.
+/// connection and response failures are retryable; anything else (missing credentials among
+/// them) is permanent.
 pub fn classify<E, R>(e: &SdkError<E, R>, what: &str, retryable_codes: &[&str]) -> SendError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -49,7 +50,12 @@ where
                 message: format!("{what} failed ({code}): {detail}"),
             }
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            SendError::retryable(format!("{what} failed: {detail}"))
+        }
+        // Connection failures and timeouts may pass; a request that could not be signed
+        // (no credentials, an unusable credentials provider) and other local faults will not.
+        SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() => {
             SendError::retryable(format!("{what} failed: {detail}"))
         }
         _ => SendError::permanent(format!("{what} failed: {detail}")),

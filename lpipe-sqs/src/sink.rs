@@ -281,6 +281,43 @@ mod tests {
         assert_eq!(group_id(&q, &msg(&q, "{}")), digest(&["{}"]));
     }
 
+    fn client(credentials: bool) -> aws_sdk_sqs::Client {
+        let mut config = aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            // Nothing listens on the discard port: connections are refused at once.
+            .endpoint_url("http://127.0.0.1:9");
+        if credentials {
+            config = config.credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ));
+        }
+        aws_sdk_sqs::Client::from_conf(config.build())
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_are_not_retried_but_refused_connections_are() {
+        let q = Queue::sqs("http://127.0.0.1:9/000000000000/q");
+        let batch = [msg(&q, "{}")];
+        let e = SqsSink::with_client(client(false))
+            .send(&q, &batch)
+            .await
+            .unwrap_err();
+        assert!(!e.retryable, "{}", e.message);
+        assert!(e.message.contains("SendMessageBatch to"), "{}", e.message);
+        assert!(
+            e.message.to_lowercase().contains("credentials"),
+            "{}",
+            e.message
+        );
+
+        let e = SqsSink::with_client(client(true))
+            .send(&q, &batch)
+            .await
+            .unwrap_err();
+        assert!(e.retryable, "{}", e.message);
+    }
+
     #[test]
     fn fifo_queues_keep_order_per_message_group() {
         let sink = SqsSink::new();
