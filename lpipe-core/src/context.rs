@@ -32,6 +32,9 @@ pub struct Context {
 pub(crate) struct Invocation {
     pub(crate) lambda: lambda_runtime::Context,
     pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
+    /// Prefixes outbound message ids when record ids are not stable (see
+    /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)).
+    pub(crate) message_scope: Option<String>,
 }
 
 /// The record a function is running for.
@@ -73,6 +76,7 @@ impl Context {
             invocation: Arc::new(Invocation {
                 lambda: lambda_runtime::Context::default(),
                 state: None,
+                message_scope: None,
             }),
             record: Arc::new(RecordInfo {
                 source: "test",

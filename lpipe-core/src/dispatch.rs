@@ -34,11 +34,17 @@ struct Exec<'r> {
 
 impl Exec<'_> {
     fn push(&mut self, queue: crate::Queue, body: String) {
-        let record = match &self.record.id {
-            Some(id) => id.clone(),
-            None => self.record.index.to_string(),
+        let n = self.outbox.len();
+        let scope = self.invocation.message_scope.as_deref();
+        let id = match (&self.record.id, scope) {
+            (Some(id), None) => format!("{id}:{n}"),
+            (Some(id), Some(scope)) => format!("{scope}/{id}:{n}"),
+            // Without an id, the position is all there is: scope it by the request.
+            (None, _) => format!(
+                "{}/{}:{n}",
+                self.invocation.lambda.request_id, self.record.index
+            ),
         };
-        let id = format!("{record}:{}", self.outbox.len());
         self.outbox.push(OutboundMessage { queue, body, id });
     }
 }
@@ -151,9 +157,11 @@ impl Pipeline {
             "invocation deadline"
         );
         let request_id = lambda.request_id.clone();
+        let message_scope = (!source.stable_record_ids()).then(|| request_id.clone());
         let invocation = Arc::new(Invocation {
             lambda,
             state: inner.state.clone(),
+            message_scope,
         });
         let ordering = source.ordering();
 

@@ -149,7 +149,16 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
         }
     };
     let mut context = lambda_runtime::Context::default();
-    context.request_id = "local".to_owned();
+    // Unique per run, as Lambda's are per invocation (outbound message ids of the raw source
+    // are scoped by it, and FIFO deduplication ids derive from those).
+    context.request_id = format!(
+        "local-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
     let config = lambda_runtime::Config {
         function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
             .unwrap_or_else(|_| "local".to_owned()),

@@ -38,8 +38,10 @@ pub struct OutboundMessage {
     /// The JSON body: `{"path": …, "kwargs": …}`, or bare kwargs for a queue without a path.
     pub body: String,
     /// A stable identity: the id of the record that produced it and its position among that
-    /// record's messages (`"<record id>:<n>"`). The same when the record is retried, so sinks
-    /// can derive deduplication ids from it (SQS FIFO).
+    /// record's messages (`"<record id>:<n>"`, prefixed with the Lambda request id,
+    /// `"<request id>/<record id>:<n>"`, for sources whose record ids are positions; see
+    /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)). The same
+    /// when the record is retried, so sinks can derive deduplication ids from it (SQS FIFO).
     pub id: String,
 }
 

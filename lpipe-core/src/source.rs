@@ -356,6 +356,15 @@ pub trait EventSource: Send + Sync + 'static {
         Ordering::Unordered
     }
 
+    /// Whether a record's id names it beyond this invocation, and stays the same when the
+    /// record is delivered again (an SQS `messageId`, a Kinesis sequence number, an
+    /// EventBridge event id). When not, the ids of the outbound messages (from which sinks
+    /// derive deduplication ids) are scoped by the Lambda request id, which Lambda keeps
+    /// across the retries of an asynchronous invocation.
+    fn stable_record_ids(&self) -> bool {
+        true
+    }
+
     /// Builds the Lambda response, or fails the invocation.
     async fn respond(
         &self,
@@ -407,6 +416,11 @@ impl EventSource for RawSource {
 
     fn matches(&self, probe: &EventProbe) -> bool {
         probe.is_array || (probe.is_object && !probe.has_records)
+    }
+
+    fn stable_record_ids(&self) -> bool {
+        // Record ids are positions in the event.
+        false
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {

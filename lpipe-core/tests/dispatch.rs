@@ -666,6 +666,46 @@ fn keyed_pipeline(ordering: Ordering) -> Pipeline {
 }
 
 #[tokio::test]
+async fn outbound_ids_are_scoped_by_the_request_when_record_ids_are_positions() {
+    let sink = MemorySink::new();
+    let pipeline = ordered_run(&sink).build().unwrap();
+    let mut ids = Vec::new();
+    for request in ["req-a", "req-b", "req-a"] {
+        let mut ctx = lambda_context(0);
+        ctx.request_id = request.to_owned();
+        let event = raw_event(&[message("FWD", json!({"i": 1}))]);
+        pipeline.handle(&event, ctx).await.unwrap();
+        ids.push(sink.messages().last().unwrap().id.clone());
+    }
+    // Two invocations forwarding the same message from the same position: distinct ids (a
+    // FIFO queue must not deduplicate them); a retry of one invocation: the same id.
+    assert_eq!(ids[0], "req-a/0:0");
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(ids[0], ids[2]);
+
+    // A source whose record ids are its own (SQS message ids, ...) keeps them as they are.
+    let sink = MemorySink::new();
+    let pipeline = Pipeline::builder()
+        .path(
+            "OK",
+            [Action::new().function(needs_foo).queue(Queue::sqs("q"))],
+        )
+        .path("HARD", [Action::new().function(fail_hard)])
+        .path("SOFT", [Action::new().function(fail_soft)])
+        .registry(Registry::empty())
+        .event_source(Keyed(Ordering::Unordered))
+        .record_outbound(sink.clone())
+        .build()
+        .unwrap();
+    pipeline
+        .handle(&keyed_event(), lambda_context(0))
+        .await
+        .unwrap();
+    let ids: Vec<String> = sink.messages().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["r0:0", "r2:0", "r3:0", "r5:0"]);
+}
+
+#[tokio::test]
 async fn ordered_sources_stop_a_key_or_the_batch_after_a_failure() {
     let per_key = keyed_pipeline(Ordering::PerKey)
         .handle(&keyed_event(), lambda_context(0))
