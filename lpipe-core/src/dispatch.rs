@@ -34,18 +34,40 @@ struct Exec<'r> {
 
 impl Exec<'_> {
     fn push(&mut self, queue: crate::Queue, body: String) {
-        let n = self.outbox.len();
-        let scope = self.invocation.message_scope.as_deref();
-        let id = match (&self.record.id, scope) {
-            (Some(id), None) => format!("{id}:{n}"),
-            (Some(id), Some(scope)) => format!("{scope}/{id}:{n}"),
-            // Without an id, the position is all there is: scope it by the request.
-            (None, _) => format!(
-                "{}/{}:{n}",
-                self.invocation.lambda.request_id, self.record.index
-            ),
-        };
+        let id = outbound_id(
+            &self.invocation,
+            self.record.id.as_deref(),
+            self.record.index,
+            self.outbox.len(),
+        );
         self.outbox.push(OutboundMessage { queue, body, id });
+    }
+}
+
+/// The id of a record's `n`th outbound message (see [`OutboundMessage::id`]).
+fn outbound_id(
+    invocation: &Invocation,
+    record_id: Option<&str>,
+    index: usize,
+    n: impl std::fmt::Display,
+) -> String {
+    match (record_id, invocation.message_scope.as_deref()) {
+        (Some(id), None) => format!("{id}:{n}"),
+        (Some(id), Some(scope)) => format!("{scope}/{id}:{n}"),
+        // Without an id, the position is all there is: scope it by the request.
+        (None, _) => format!("{}/{index}:{n}", invocation.lambda.request_id),
+    }
+}
+
+/// What a dropped record sends to the dead-letter queue: its body as it came, or, when its
+/// source chose its path, the message that names that path.
+fn dead_letter_body(body: &str, source_path: Option<&str>) -> String {
+    match source_path {
+        Some(path) if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() => {
+            let path = serde_json::to_string(path).expect("a string serializes");
+            format!("{{\"path\":{path},\"kwargs\":{body}}}")
+        }
+        _ => body.to_owned(),
     }
 }
 
@@ -223,13 +245,15 @@ impl Pipeline {
                     record: info,
                     outbox: &mut outbox,
                 };
-                let (result, kwargs) = match body {
+                let (result, kwargs, body) = match body {
                     Ok(body) => {
-                        self.run_record(&body, source_path.as_deref(), &mut exec)
+                        let (result, kwargs) = self
+                            .run_record(&body, source_path.as_deref(), &mut exec)
                             .instrument(span)
-                            .await
+                            .await;
+                        (result, kwargs, Some(body))
                     }
-                    Err(e) => (Err(e), None),
+                    Err(e) => (Err(e), None, None),
                 };
                 // Take the id back from the record's context (a copy if a function kept it).
                 id = match Arc::try_unwrap(exec.record) {
@@ -249,6 +273,29 @@ impl Pipeline {
                         );
                     }
                     Err(_) => {}
+                }
+                if let (Some(queue), Err(e)) = (&inner.dead_letter, &result) {
+                    if e.outcome() == Outcome::Dropped {
+                        match &body {
+                            Some(body) => staged.push(Staged {
+                                record: index,
+                                message: OutboundMessage {
+                                    queue: queue.clone(),
+                                    body: dead_letter_body(body, source_path.as_deref()),
+                                    id: outbound_id(
+                                        &invocation,
+                                        id.as_deref(),
+                                        index,
+                                        "dead-letter",
+                                    ),
+                                },
+                            }),
+                            None => tracing::warn!(
+                                record = id.as_deref().unwrap_or(""),
+                                "the record's body could not be read, so it is not sent to the dead-letter queue {queue}"
+                            ),
+                        }
+                    }
                 }
                 (result, kwargs)
             };
@@ -289,11 +336,17 @@ impl Pipeline {
                 sink::flush(staged, |q| self.sink_for(q.kind()), inner.retry, deadline).await;
             for (index, why) in undelivered {
                 let r = &mut results[index];
-                if r.outcome != Outcome::Failed {
-                    r.outcome = Outcome::Failed;
-                    r.output = None;
-                    r.error = Some(RecordError::new(ErrorKind::Undeliverable, why));
-                }
+                let why = match (r.outcome, &r.error) {
+                    (Outcome::Failed, _) => continue,
+                    // Only its dead-letter message was staged: say why it was going there.
+                    (Outcome::Dropped, Some(dropped)) => {
+                        format!("{why} (the record was dropped, and is kept because it could not be sent to the dead-letter queue: {dropped})")
+                    }
+                    _ => why,
+                };
+                r.outcome = Outcome::Failed;
+                r.output = None;
+                r.error = Some(RecordError::new(ErrorKind::Undeliverable, why));
             }
         }
 
@@ -687,5 +740,16 @@ mod tests {
             kwargs.to_value(),
             serde_json::json!({"a": [1, 2], "b": null})
         );
+    }
+
+    #[test]
+    fn dead_letters_name_the_path_their_source_chose() {
+        assert_eq!(dead_letter_body(r#"{"a": 1}"#, None), r#"{"a": 1}"#);
+        assert_eq!(
+            dead_letter_body(r#"{"a": 1}"#, Some("NIGHTLY")),
+            r#"{"path":"NIGHTLY","kwargs":{"a": 1}}"#
+        );
+        // Not JSON: as it came.
+        assert_eq!(dead_letter_body("{oops", Some("NIGHTLY")), "{oops");
     }
 }

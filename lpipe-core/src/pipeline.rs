@@ -50,6 +50,19 @@ pub struct Pipeline {
     pub(crate) inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("Pipeline")
+            .field("paths", &inner.path_order)
+            .field("default_path", &inner.default_path)
+            .field("sources", &inner.registry.source_names())
+            .field("sink_kinds", &inner.registry.sink_kinds())
+            .field("dead_letter", &inner.dead_letter)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) paths: HashMap<PathName, Vec<Action>>,
     pub(crate) path_order: Vec<PathName>,
@@ -63,6 +76,7 @@ pub(crate) struct Inner {
     pub(crate) retry: RetryPolicy,
     pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) deadline_margin: Duration,
+    pub(crate) dead_letter: Option<Queue>,
 }
 
 /// Builds a [`Pipeline`]. Every problem of the graph is found by [`PipelineBuilder::build`].
@@ -81,6 +95,7 @@ pub struct PipelineBuilder {
     retry: RetryPolicy,
     state: Option<Arc<dyn Any + Send + Sync>>,
     deadline_margin: Duration,
+    dead_letter: Option<Queue>,
 }
 
 impl Default for PipelineBuilder {
@@ -99,6 +114,7 @@ impl Default for PipelineBuilder {
             retry: RetryPolicy::default(),
             state: None,
             deadline_margin: Duration::from_millis(500),
+            dead_letter: None,
         }
     }
 }
@@ -268,6 +284,34 @@ impl PipelineBuilder {
         self
     }
 
+    /// Forwards every dropped record to this queue, as it came: the record's body verbatim
+    /// (for a record whose path its source chose, such as an EventBridge route, the message
+    /// `{"path": …, "kwargs": body}`), so that it can be inspected and replayed, for example
+    /// by an SQS redrive to the source queue. Why it was dropped is logged and reported as
+    /// usual.
+    ///
+    /// The message goes out with the batch's other outbound messages; if it cannot be
+    /// delivered, the record fails instead (kept and retried by its source). A record whose
+    /// body could not be read at all (invalid base64, not UTF-8) is only dropped, with a
+    /// warning. The queue must have no path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Action, Pipeline, Queue};
+    /// # async fn work(_: lpipe_core::NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+    /// let pipeline = Pipeline::builder()
+    ///     .path("WORK", [Action::new().function(work)])
+    ///     .dead_letter_queue(Queue::sqs("work-dropped"))
+    ///     .record_outbound(lpipe_core::MemorySink::new())
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn dead_letter_queue(mut self, queue: Queue) -> Self {
+        self.dead_letter = Some(queue);
+        self
+    }
+
     /// Validates the graph and builds the pipeline.
     ///
     /// # Errors
@@ -275,7 +319,8 @@ impl PipelineBuilder {
     /// [`InvalidConfigurationError`] naming the offender: no paths; a duplicate path name; a
     /// path with no actions; an action with nothing to do; an action or the default path
     /// naming an unknown path; paths that run each other in a cycle; a queue whose kind has
-    /// no sink, or that its sink rejects; an unknown event source name.
+    /// no sink, or that its sink rejects; a dead-letter queue with a path or without a sink; an
+    /// unknown event source name.
     pub fn build(self) -> Result<Pipeline, InvalidConfigurationError> {
         let err = |m: String| Err(InvalidConfigurationError(m));
         if self.paths.is_empty() {
@@ -341,6 +386,19 @@ impl PipelineBuilder {
                 }
             }
         }
+        if let Some(q) = &self.dead_letter {
+            if q.consumer_path().is_some() {
+                return err(format!(
+                    "the dead-letter queue {q} has a path: it receives records as they came, so give it none"
+                ));
+            }
+            check_queue(
+                q,
+                &registry,
+                catch_all_sink.as_ref().or(fallback_sink.as_ref()),
+            )
+            .map_err(|m| InvalidConfigurationError(format!("the dead-letter queue: {m}")))?;
+        }
         if let Some(d) = &self.default_path {
             if !paths.contains_key(d) {
                 return err(format!("the default path {d} is not declared"));
@@ -375,6 +433,7 @@ impl PipelineBuilder {
                 retry: self.retry,
                 state: self.state,
                 deadline_margin: self.deadline_margin,
+                dead_letter: self.dead_letter,
             }),
         })
     }

@@ -168,7 +168,7 @@ async fn bad_messages_are_dropped_with_their_reason() {
 
 #[test]
 fn the_build_names_what_is_wrong_with_the_graph() {
-    let err = |b: PipelineBuilder| b.build().err().expect("the build must fail").to_string();
+    let err = |b: PipelineBuilder| b.build().expect_err("the build must fail").to_string();
     let e = err(Pipeline::builder().path(
         "A",
         [Action::new().function(needs_foo).path("MISSING_PATH")],
@@ -960,5 +960,119 @@ async fn an_ordered_queue_holds_back_only_the_failed_key() {
         err.error_message.contains("so as not to overtake"),
         "{}",
         err.error_message
+    );
+}
+
+fn dead_letter_pipeline(sink: &MemorySink) -> PipelineBuilder {
+    Pipeline::builder()
+        .path(
+            "OK",
+            [Action::new().function(needs_foo).queue(Queue::sqs("next"))],
+        )
+        .path("HARD", [Action::new().function(fail_hard)])
+        .path("SOFT", [Action::new().function(fail_soft)])
+        .path("BOOM", [Action::new().function(boom)])
+        .dead_letter_queue(Queue::sqs("dropped"))
+        .record_outbound(sink.clone())
+        .retry_policy(fast_retry())
+}
+
+#[tokio::test]
+async fn dropped_records_go_to_the_dead_letter_queue_verbatim() {
+    let sink = MemorySink::new();
+    let messages = [
+        message("OK", json!({"foo": "a"})),
+        message("SOFT", json!({"foo": "b"})),
+        message("HARD", json!({"foo": "c"})),
+        message("BOOM", json!({})),
+        message("OK", json!({"foo": 5})),
+        message("NOWHERE", json!({})),
+        json!("{not json"),
+    ];
+    let err = run(dead_letter_pipeline(&sink), &messages)
+        .await
+        .unwrap_err();
+    // Only the catastrophic failure is kept; the rest were dropped or succeeded.
+    assert!(
+        err.error_message.contains("record 2 ("),
+        "{}",
+        err.error_message
+    );
+    let to = |queue: &str| -> Vec<String> {
+        sink.messages()
+            .into_iter()
+            .filter(|m| m.queue.target() == queue)
+            .map(|m| m.body)
+            .collect()
+    };
+    assert_eq!(to("next").len(), 1);
+    // Every dropped record, as it came: a FailButContinue, a panic, a mistyped parameter, an
+    // unknown path, a body that is not JSON.
+    let expected: Vec<String> = [1, 3, 4, 5]
+        .iter()
+        .map(|&i| messages[i].to_string())
+        .chain(["{not json".to_owned()])
+        .collect();
+    assert_eq!(to("dropped"), expected);
+    let ids: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.queue.target() == "dropped")
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids[0], "test-request/1:dead-letter");
+}
+
+#[tokio::test]
+async fn a_dropped_record_that_cannot_reach_the_dead_letter_queue_is_kept() {
+    let sink = MemorySink::new();
+    sink.fail_bodies_containing("\"SOFT\"", false);
+    let err = run(
+        dead_letter_pipeline(&sink),
+        &[
+            message("SOFT", json!({"foo": "b"})),
+            message("OK", json!({"foo": "a"})),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "FailCatastrophically");
+    assert!(
+        err.error_message.contains("record 0 (Undeliverable")
+            && err
+                .error_message
+                .contains("could not be sent to the dead-letter queue")
+            && err.error_message.contains("not for us"),
+        "{}",
+        err.error_message
+    );
+    assert!(
+        !err.error_message.contains("record 1 ("),
+        "{}",
+        err.error_message
+    );
+}
+
+#[test]
+fn a_dead_letter_queue_is_checked_when_the_pipeline_is_built() {
+    let base = || Pipeline::builder().path("OK", [Action::new().function(needs_foo)]);
+    let e = base()
+        .dead_letter_queue(Queue::sqs("dropped").path("OK"))
+        .record_outbound(MemorySink::new())
+        .build()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("dead-letter queue sqs:dropped (path OK) has a path"),
+        "{e}"
+    );
+    let e = base()
+        .registry(Registry::empty())
+        .dead_letter_queue(Queue::new(QueueKind::custom("tape"), "t"))
+        .build()
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("the dead-letter queue: queue") && e.to_string().contains("'tape'"),
+        "{e}"
     );
 }

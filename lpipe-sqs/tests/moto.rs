@@ -408,3 +408,80 @@ async fn an_oversized_message_fails_its_record_only() {
     assert_eq!(got.len(), 1);
     assert!(got[0].body().unwrap().contains("small"));
 }
+
+#[tokio::test]
+async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
+    if moto_endpoint("dropped_records_reach_the_dead_letter_queue_as_they_came").is_none() {
+        return;
+    }
+    let client = client().await;
+    let source = unique_name("dlq-source");
+    let dead = unique_name("dlq");
+    let dead_url = create_queue(&client, &dead, false).await;
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{source}");
+    let bodies = [
+        json!({"path": "OK", "kwargs": {"i": 0}}).to_string(),
+        json!({"path": "DROP", "kwargs": {"i": 1}}).to_string(),
+        "not json at all".to_owned(),
+        json!({"path": "KEEP", "kwargs": {"i": 3}}).to_string(),
+        json!({"path": "NOWHERE", "kwargs": {"i": 4}}).to_string(),
+    ];
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            json!({"messageId": format!("m{i}"), "receiptHandle": "h", "body": body,
+                "attributes": {}, "messageAttributes": {}, "md5OfBody": "",
+                "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"})
+        })
+        .collect();
+    let sink = SqsSink::with_client(client.clone());
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(ok)])
+        .path("DROP", [Action::new().function(drop_it)])
+        .path("KEEP", [Action::new().function(keep_it)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::new())
+        .sink(QueueKind::SQS, sink)
+        .dead_letter_queue(Queue::sqs(&dead))
+        .build()
+        .unwrap();
+    let response = pipeline
+        .handle(&json!({"Records": records}).to_string(), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "m3"}])
+    );
+    assert_eq!(response["stats"]["dropped"], 3);
+    let mut received: Vec<String> = drain(&client, &dead_url)
+        .await
+        .iter()
+        .map(|m| m.body().unwrap().to_owned())
+        .collect();
+    received.sort();
+    let mut expected = vec![bodies[1].clone(), bodies[2].clone(), bodies[4].clone()];
+    expected.sort();
+    assert_eq!(received, expected);
+
+    // A dead-letter queue that does not exist: the dropped records are kept instead.
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(ok)])
+        .path("DROP", [Action::new().function(drop_it)])
+        .path("KEEP", [Action::new().function(keep_it)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::new())
+        .sink(QueueKind::SQS, SqsSink::with_client(client.clone()))
+        .dead_letter_queue(Queue::sqs(unique_name("no-such-dlq")))
+        .build()
+        .unwrap();
+    let response = pipeline
+        .handle(&json!({"Records": records}).to_string(), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}, {"itemIdentifier": "m4"}])
+    );
+}

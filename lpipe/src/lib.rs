@@ -4,7 +4,9 @@
 //! lists of **actions**); an action calls your async functions with typed parameters (a serde
 //! struct is the signature), runs further paths, and forwards messages to **queues** that
 //! usually feed other lpipe Lambdas. Every record of a batch ends as a success, is dropped
-//! (logged and reported) or fails and is kept for retry.
+//! (logged, reported, and forwarded to a
+//! [dead-letter queue](PipelineBuilder::dead_letter_queue) if there is one) or fails and is
+//! kept for retry.
 //!
 //! A Rust port of the Python package lpipe 4.2.0, in its vocabulary.
 //!
