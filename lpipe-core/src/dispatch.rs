@@ -59,6 +59,58 @@ fn outbound_id(
     }
 }
 
+/// What the records of one batch share while they run.
+struct BatchRun<'b> {
+    source: &'b dyn crate::EventSource,
+    invocation: &'b Arc<Invocation>,
+    ordering: Ordering,
+    deadline: Option<Instant>,
+    /// For [`Ordering::StopOnFailure`]: why records no longer start.
+    stopped: std::sync::Mutex<Option<String>>,
+}
+
+/// One record, run (or not).
+struct Done {
+    index: usize,
+    result: RecordResult,
+    /// Kept only for reporting what did not succeed.
+    kwargs: Option<Kwargs>,
+    staged: Vec<Staged>,
+}
+
+/// A record's run and its ordering key.
+struct OneRun {
+    key: Option<String>,
+    done: Done,
+}
+
+/// Splits a batch into lanes that may run concurrently; the records of a lane run one after
+/// another. Unordered records get a lane each, and keyed records share their key's lane (a
+/// record without a key gets its own).
+fn lanes(records: Vec<Record<'_>>, ordering: Ordering) -> Vec<Vec<(usize, Record<'_>)>> {
+    let numbered = records.into_iter().enumerate();
+    match ordering {
+        Ordering::Unordered => numbered.map(|r| vec![r]).collect(),
+        Ordering::PerKey | Ordering::StopOnFailure => {
+            let mut lanes: Vec<Vec<(usize, Record<'_>)>> = Vec::new();
+            let mut lane_of: std::collections::HashMap<String, usize> = Default::default();
+            for (index, record) in numbered {
+                match record.ordering_key.as_deref() {
+                    Some(key) => match lane_of.get(key) {
+                        Some(&lane) => lanes[lane].push((index, record)),
+                        None => {
+                            lane_of.insert(key.to_owned(), lanes.len());
+                            lanes.push(vec![(index, record)]);
+                        }
+                    },
+                    None => lanes.push(vec![(index, record)]),
+                }
+            }
+            lanes
+        }
+    }
+}
+
 /// What a dropped record sends to the dead-letter queue: its body as it came, or, when its
 /// source chose its path, the message that names that path.
 fn dead_letter_body(body: &str, source_path: Option<&str>) -> String {
@@ -185,150 +237,35 @@ impl Pipeline {
             state: inner.state.clone(),
             message_scope,
         });
-        let ordering = source.ordering();
+        let batch = BatchRun {
+            source: source.as_ref(),
+            invocation: &invocation,
+            ordering: source.ordering(),
+            deadline,
+            stopped: std::sync::Mutex::new(None),
+        };
+        let mut done: Vec<Done> = if inner.concurrency <= 1 || records.len() <= 1 {
+            self.run_lane(records.into_iter().enumerate(), &batch).await
+        } else {
+            let lanes = lanes(records, batch.ordering);
+            use futures::StreamExt;
+            let mut done: Vec<Done> = futures::stream::iter(lanes)
+                .map(|lane| self.run_lane(lane.into_iter(), &batch))
+                .buffer_unordered(inner.concurrency)
+                .flat_map(futures::stream::iter)
+                .collect()
+                .await;
+            done.sort_unstable_by_key(|d| d.index);
+            done
+        };
 
-        let mut results: Vec<RecordResult> = Vec::with_capacity(records.len());
-        let mut kwargs_of: Vec<Option<Kwargs>> = Vec::new();
+        let mut results: Vec<RecordResult> = Vec::with_capacity(done.len());
+        let mut kwargs_of: Vec<Option<Kwargs>> = Vec::with_capacity(done.len());
         let mut staged: Vec<Staged> = Vec::new();
-        let mut failed_keys: HashSet<String> = HashSet::new();
-        let mut stopped: Option<String> = None;
-
-        for (index, record) in records.into_iter().enumerate() {
-            // The record is consumed: its body is freed as soon as it has run.
-            let Record {
-                id,
-                ordering_key,
-                body,
-                path: source_path,
-            } = record;
-            let mut id: Option<String> = id.map(Cow::into_owned);
-            let key = ordering_key.as_deref();
-            let blocked = match (ordering, key) {
-                (Ordering::StopOnFailure, _) => {
-                    stopped.clone().map(|why| format!("not run: {why}"))
-                }
-                (Ordering::PerKey, Some(k)) if failed_keys.contains(k) => Some(format!(
-                    "not run: an earlier record of ordering key {k} failed"
-                )),
-                _ => None,
-            };
-            let late = deadline.is_some_and(|d| Instant::now() + inner.deadline_margin >= d);
-            let (result, kwargs) = if let Some(why) = blocked {
-                (Err(RecordError::new(ErrorKind::NotRun, why)), None)
-            } else if late {
-                (
-                    Err(RecordError::new(
-                        ErrorKind::NotRun,
-                        "not run: the invocation's deadline is too close",
-                    )),
-                    None,
-                )
-            } else {
-                let span = if tracing::level_enabled!(tracing::Level::INFO) {
-                    tracing::info_span!(
-                        "record",
-                        id = id.as_deref().unwrap_or(""),
-                        path = tracing::field::Empty
-                    )
-                } else {
-                    tracing::Span::none()
-                };
-                let info = Arc::new(RecordInfo {
-                    index,
-                    id: id.take(),
-                    source: source.name(),
-                    ordering_key: key.map(str::to_owned),
-                });
-                let mut outbox = Vec::new();
-                let mut exec = Exec {
-                    invocation: invocation.clone(),
-                    record: info,
-                    outbox: &mut outbox,
-                };
-                let (result, kwargs, body) = match body {
-                    Ok(body) => {
-                        let (result, kwargs) = self
-                            .run_record(&body, source_path.as_deref(), &mut exec)
-                            .instrument(span)
-                            .await;
-                        (result, kwargs, Some(body))
-                    }
-                    Err(e) => (Err(e), None, None),
-                };
-                // Take the id back from the record's context (a copy if a function kept it).
-                id = match Arc::try_unwrap(exec.record) {
-                    Ok(info) => info.id,
-                    Err(shared) => shared.id.clone(),
-                };
-                match &result {
-                    Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
-                        record: index,
-                        message,
-                    })),
-                    Err(e) if !outbox.is_empty() => {
-                        tracing::warn!(
-                            record = id.as_deref().unwrap_or(""),
-                            discarded = outbox.len(),
-                            "{e}; its outbound messages are not sent"
-                        );
-                    }
-                    Err(_) => {}
-                }
-                if let (Some(queue), Err(e)) = (&inner.dead_letter, &result) {
-                    if e.outcome() == Outcome::Dropped {
-                        match &body {
-                            Some(body) => staged.push(Staged {
-                                record: index,
-                                message: OutboundMessage {
-                                    queue: queue.clone(),
-                                    body: dead_letter_body(body, source_path.as_deref()),
-                                    id: outbound_id(
-                                        &invocation,
-                                        id.as_deref(),
-                                        index,
-                                        "dead-letter",
-                                    ),
-                                },
-                            }),
-                            None => tracing::warn!(
-                                record = id.as_deref().unwrap_or(""),
-                                "the record's body could not be read, so it is not sent to the dead-letter queue {queue}"
-                            ),
-                        }
-                    }
-                }
-                (result, kwargs)
-            };
-            let (outcome, error, output) = match result {
-                Ok(output) => (Outcome::Success, None, output),
-                Err(e) => (e.outcome(), Some(e), None),
-            };
-            if outcome == Outcome::Failed {
-                match (ordering, key) {
-                    (Ordering::StopOnFailure, _) if stopped.is_none() => {
-                        stopped = Some(format!(
-                            "an earlier record ({}) failed",
-                            id.as_deref().unwrap_or("?")
-                        ));
-                    }
-                    (Ordering::PerKey, Some(k)) => {
-                        failed_keys.insert(k.to_owned());
-                    }
-                    _ => {}
-                }
-            }
-            // Kwargs are kept only for reporting what did not succeed.
-            kwargs_of.push(if outcome == Outcome::Success {
-                None
-            } else {
-                kwargs
-            });
-            results.push(RecordResult {
-                id,
-                outcome,
-                error,
-                output,
-            });
+        for d in done.drain(..) {
+            results.push(d.result);
+            kwargs_of.push(d.kwargs);
+            staged.extend(d.staged);
         }
 
         if !staged.is_empty() {
@@ -390,6 +327,184 @@ impl Pipeline {
             stats,
         };
         source.respond(event, &batch).await
+    }
+
+    /// Runs the records of one lane in order.
+    async fn run_lane<'e>(
+        &self,
+        lane: impl ExactSizeIterator<Item = (usize, Record<'e>)>,
+        batch: &BatchRun<'_>,
+    ) -> Vec<Done> {
+        let mut done = Vec::with_capacity(lane.len());
+        let mut failed_keys: HashSet<String> = HashSet::new();
+        for (index, record) in lane {
+            let blocked = match (batch.ordering, record.ordering_key.as_deref()) {
+                (Ordering::StopOnFailure, _) => batch
+                    .stopped
+                    .lock()
+                    .expect("stop lock")
+                    .clone()
+                    .map(|why| format!("not run: {why}")),
+                (Ordering::PerKey, Some(k)) if failed_keys.contains(k) => Some(format!(
+                    "not run: an earlier record of ordering key {k} failed"
+                )),
+                _ => None,
+            };
+            let d = self.run_one(index, record, blocked, batch).await;
+            if d.done.result.outcome == Outcome::Failed {
+                match batch.ordering {
+                    Ordering::StopOnFailure => {
+                        let mut stopped = batch.stopped.lock().expect("stop lock");
+                        if stopped.is_none() {
+                            *stopped = Some(format!(
+                                "record {} failed",
+                                d.done.result.id.as_deref().unwrap_or("?")
+                            ));
+                        }
+                    }
+                    Ordering::PerKey => {
+                        if let Some(k) = d.key.clone() {
+                            failed_keys.insert(k);
+                        }
+                    }
+                    Ordering::Unordered => {}
+                }
+            }
+            done.push(d.done);
+        }
+        done
+    }
+
+    /// Runs one record, unless `blocked` says why not.
+    async fn run_one(
+        &self,
+        index: usize,
+        record: Record<'_>,
+        blocked: Option<String>,
+        batch: &BatchRun<'_>,
+    ) -> OneRun {
+        let inner = &self.inner;
+        // The record is consumed: its body is freed as soon as it has run.
+        let Record {
+            id,
+            ordering_key,
+            body,
+            path: source_path,
+        } = record;
+        let mut id: Option<String> = id.map(Cow::into_owned);
+        let key: Option<String> = ordering_key.map(Cow::into_owned);
+        let mut staged = Vec::new();
+        let late = batch
+            .deadline
+            .is_some_and(|d| Instant::now() + inner.deadline_margin >= d);
+        let (result, kwargs) = if let Some(why) = blocked {
+            (Err(RecordError::new(ErrorKind::NotRun, why)), None)
+        } else if late {
+            (
+                Err(RecordError::new(
+                    ErrorKind::NotRun,
+                    "not run: the invocation's deadline is too close",
+                )),
+                None,
+            )
+        } else {
+            let span = if tracing::level_enabled!(tracing::Level::INFO) {
+                tracing::info_span!(
+                    "record",
+                    id = id.as_deref().unwrap_or(""),
+                    path = tracing::field::Empty
+                )
+            } else {
+                tracing::Span::none()
+            };
+            let info = Arc::new(RecordInfo {
+                index,
+                id: id.take(),
+                source: batch.source.name(),
+                ordering_key: key.clone(),
+            });
+            let mut outbox = Vec::new();
+            let mut exec = Exec {
+                invocation: batch.invocation.clone(),
+                record: info,
+                outbox: &mut outbox,
+            };
+            let (result, kwargs, body) = match body {
+                Ok(body) => {
+                    let (result, kwargs) = self
+                        .run_record(&body, source_path.as_deref(), &mut exec)
+                        .instrument(span)
+                        .await;
+                    (result, kwargs, Some(body))
+                }
+                Err(e) => (Err(e), None, None),
+            };
+            // Take the id back from the record's context (a copy if a function kept it).
+            id = match Arc::try_unwrap(exec.record) {
+                Ok(info) => info.id,
+                Err(shared) => shared.id.clone(),
+            };
+            match &result {
+                Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
+                    record: index,
+                    message,
+                })),
+                Err(e) if !outbox.is_empty() => {
+                    tracing::warn!(
+                        record = id.as_deref().unwrap_or(""),
+                        discarded = outbox.len(),
+                        "{e}; its outbound messages are not sent"
+                    );
+                }
+                Err(_) => {}
+            }
+            if let (Some(queue), Err(e)) = (&inner.dead_letter, &result) {
+                if e.outcome() == Outcome::Dropped {
+                    match &body {
+                        Some(body) => staged.push(Staged {
+                            record: index,
+                            message: OutboundMessage {
+                                queue: queue.clone(),
+                                body: dead_letter_body(body, source_path.as_deref()),
+                                id: outbound_id(
+                                    batch.invocation,
+                                    id.as_deref(),
+                                    index,
+                                    "dead-letter",
+                                ),
+                            },
+                        }),
+                        None => tracing::warn!(
+                            record = id.as_deref().unwrap_or(""),
+                            "the record's body could not be read, so it is not sent to the dead-letter queue {queue}"
+                        ),
+                    }
+                }
+            }
+            (result, kwargs)
+        };
+        let (outcome, error, output) = match result {
+            Ok(output) => (Outcome::Success, None, output),
+            Err(e) => (e.outcome(), Some(e), None),
+        };
+        OneRun {
+            key,
+            done: Done {
+                index,
+                result: RecordResult {
+                    id,
+                    outcome,
+                    error,
+                    output,
+                },
+                kwargs: if outcome == Outcome::Success {
+                    None
+                } else {
+                    kwargs
+                },
+                staged,
+            },
+        }
     }
 
     async fn run_record(

@@ -77,6 +77,7 @@ pub(crate) struct Inner {
     pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) deadline_margin: Duration,
     pub(crate) dead_letter: Option<Queue>,
+    pub(crate) concurrency: usize,
 }
 
 /// Builds a [`Pipeline`]. Every problem of the graph is found by [`PipelineBuilder::build`].
@@ -96,6 +97,7 @@ pub struct PipelineBuilder {
     state: Option<Arc<dyn Any + Send + Sync>>,
     deadline_margin: Duration,
     dead_letter: Option<Queue>,
+    concurrency: usize,
 }
 
 impl Default for PipelineBuilder {
@@ -115,6 +117,7 @@ impl Default for PipelineBuilder {
             state: None,
             deadline_margin: Duration::from_millis(500),
             dead_letter: None,
+            concurrency: 1,
         }
     }
 }
@@ -284,6 +287,27 @@ impl PipelineBuilder {
         self
     }
 
+    /// Runs up to `n` records of a batch at once (default 1: one after another). Worth it when
+    /// functions wait on I/O (HTTP calls, databases).
+    ///
+    /// Order is kept where the source has one: records sharing an ordering key (an SQS FIFO
+    /// message group, a Kinesis partition key) still run one after another, and after one
+    /// fails the rest of its key are not run, as with `n = 1`. Unordered records (standard SQS
+    /// queues, direct invocations) run independently. For Kinesis, where a failure stops the
+    /// batch, a failure stops records from *starting*; records of other partition keys that
+    /// were already running finish (Lambda replays the shard from the lowest failed sequence
+    /// number, which may repeat them). The response, outputs and outbound messages stay in
+    /// record order.
+    ///
+    /// # Panics
+    ///
+    /// If `n` is 0.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        assert!(n > 0, "concurrency must be at least 1");
+        self.concurrency = n;
+        self
+    }
+
     /// Forwards every dropped record to this queue, as it came: the record's body verbatim
     /// (for a record whose path its source chose, such as an EventBridge route, the message
     /// `{"path": …, "kwargs": body}`), so that it can be inspected and replayed, for example
@@ -434,6 +458,7 @@ impl PipelineBuilder {
                 state: self.state,
                 deadline_margin: self.deadline_margin,
                 dead_letter: self.dead_letter,
+                concurrency: self.concurrency,
             }),
         })
     }

@@ -2,6 +2,7 @@
 //! bound, the outbox's batching and retries, ordering and deadlines.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lpipe_core::testing::{lambda_context, message, raw_event};
@@ -1074,5 +1075,142 @@ fn a_dead_letter_queue_is_checked_when_the_pipeline_is_built() {
     assert!(
         e.to_string().contains("the dead-letter queue: queue") && e.to_string().contains("'tape'"),
         "{e}"
+    );
+}
+
+/// Counts how many calls of `slow` are in flight, and the most there ever were, per key.
+#[derive(Default)]
+struct InFlight {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    per_key: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    order: std::sync::Mutex<Vec<(String, i64)>>,
+}
+
+#[derive(Deserialize)]
+struct Slow {
+    #[serde(default)]
+    key: String,
+    i: i64,
+    #[serde(default)]
+    fail: bool,
+    #[serde(default = "fifty")]
+    ms: u64,
+}
+
+fn fifty() -> u64 {
+    50
+}
+
+async fn slow(args: Slow, ctx: lpipe_core::Context) -> Result<i64, FailCatastrophically> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let state = ctx.state::<Arc<InFlight>>().expect("state");
+    let now = state.now.fetch_add(1, SeqCst) + 1;
+    state.most.fetch_max(now, SeqCst);
+    {
+        let mut per_key = state.per_key.lock().unwrap();
+        let n = per_key.entry(args.key.clone()).or_default();
+        *n += 1;
+        // Unkeyed records ("") may overlap.
+        assert!(
+            args.key.is_empty() || *n == 1,
+            "two records of key {} ran at once",
+            args.key
+        );
+    }
+    state.order.lock().unwrap().push((args.key.clone(), args.i));
+    tokio::time::sleep(Duration::from_millis(args.ms)).await;
+    *state.per_key.lock().unwrap().get_mut(&args.key).unwrap() -= 1;
+    state.now.fetch_sub(1, SeqCst);
+    if args.fail {
+        return Err(FailCatastrophically::new("failed on purpose"));
+    }
+    Ok(args.i)
+}
+
+fn slow_pipeline(state: &Arc<InFlight>, concurrency: usize) -> PipelineBuilder {
+    Pipeline::builder()
+        .path("SLOW", [Action::new().function(slow)])
+        .state(state.clone())
+        .concurrency(concurrency)
+}
+
+// Tokio's clock is paused in these tests: the sleeps take no time and end in a fixed order.
+#[tokio::test(start_paused = true)]
+async fn records_run_concurrently_up_to_the_limit_and_answer_in_order() {
+    for (concurrency, expected_most) in [(1, 1), (4, 4)] {
+        let state = Arc::new(InFlight::default());
+        let messages: Vec<Value> = (0..10).map(|i| message("SLOW", json!({"i": i}))).collect();
+        let response = run(slow_pipeline(&state, concurrency), &messages)
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], 10);
+        assert_eq!(response["output"], json!((0..10).collect::<Vec<_>>()));
+        assert_eq!(
+            state.most.load(std::sync::atomic::Ordering::SeqCst),
+            expected_most,
+            "concurrency {concurrency}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_records_of_one_key_run_in_order_and_stop_after_a_failure() {
+    let rec = |key: &str, i: i64, fail: bool| {
+        // The failing record is quicker (30 ms against 50).
+        let ms = if fail { 30 } else { 50 };
+        json!({"key": key, "msg": message("SLOW", json!({"key": key, "i": i, "fail": fail, "ms": ms}))})
+    };
+    let event = json!({"Records": [
+        rec("a", 0, false), rec("b", 1, false), rec("a", 2, true), rec("c", 3, false),
+        rec("b", 4, false), rec("a", 5, false), rec("c", 6, false), rec("b", 7, false)
+    ]})
+    .to_string();
+    let state = Arc::new(InFlight::default());
+    let response = slow_pipeline(&state, 8)
+        .registry(Registry::empty())
+        .event_source(Keyed(Ordering::PerKey))
+        .build()
+        .unwrap()
+        .handle(&event, lambda_context(0))
+        .await
+        .unwrap();
+    // r2 failed; r5 (key a, after it) was not run; b and c ran whole.
+    assert_eq!(response["failed"], json!(["r2", "r5"]));
+    assert_eq!(response["stats"]["successes"], 6);
+    // Three keys ran side by side (the per-key assertion in `slow` checks no key overlapped).
+    assert_eq!(state.most.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let order = state.order.lock().unwrap().clone();
+    for key in ["a", "b", "c"] {
+        let seen: Vec<i64> = order
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, i)| *i)
+            .collect();
+        let expected: Vec<i64> = match key {
+            "a" => vec![0, 2],
+            "b" => vec![1, 4, 7],
+            _ => vec![3, 6],
+        };
+        assert_eq!(seen, expected, "key {key}");
+    }
+
+    // Stop-on-failure (Kinesis): nothing starts after the failure; every record not run is
+    // reported with it.
+    let state = Arc::new(InFlight::default());
+    let response = slow_pipeline(&state, 8)
+        .registry(Registry::empty())
+        .event_source(Keyed(Ordering::StopOnFailure))
+        .build()
+        .unwrap()
+        .handle(&event, lambda_context(0))
+        .await
+        .unwrap();
+    // At 0 ms r0, r1 and r3 start; at 50 ms r2, r4 and r6; at 80 ms r2 fails, so at 100 ms
+    // neither r5 nor r7 starts. r4 and r6, already running, finish.
+    assert_eq!(response["failed"], json!(["r2", "r5", "r7"]));
+    assert_eq!(
+        response["stats"],
+        json!({"received": 8, "successes": 5, "dropped": 0, "failed": 3})
     );
 }

@@ -99,15 +99,21 @@ async fn a_fifo_failure_fails_the_rest_of_its_group_only() {
         fifo_record("a3", "A", "GREET"),
         fifo_record("b2", "B", "GREET"),
     ]});
-    let response = handle(builder(), &event.to_string()).await.unwrap();
-    assert_eq!(
-        response["batchItemFailures"],
-        json!([{"itemIdentifier": "a2"}, {"itemIdentifier": "a3"}])
-    );
-    assert_eq!(
-        response["stats"],
-        json!({"received": 5, "successes": 3, "dropped": 0, "failed": 2})
-    );
+    // One record at a time, and groups side by side: the same outcome.
+    for concurrency in [1, 4] {
+        let response = handle(builder().concurrency(concurrency), &event.to_string())
+            .await
+            .unwrap();
+        assert_eq!(
+            response["batchItemFailures"],
+            json!([{"itemIdentifier": "a2"}, {"itemIdentifier": "a3"}]),
+            "concurrency {concurrency}"
+        );
+        assert_eq!(
+            response["stats"],
+            json!({"received": 5, "successes": 3, "dropped": 0, "failed": 2})
+        );
+    }
 }
 
 #[tokio::test]
