@@ -78,10 +78,33 @@ struct Done {
     staged: Vec<Staged>,
 }
 
-/// A record's run and its ordering key.
-struct OneRun {
-    key: Option<String>,
-    done: Done,
+/// Where the records of a lane go once run.
+trait Collect: Send {
+    fn collect(&mut self, done: Done);
+}
+
+/// A batch's records, run, in record order.
+#[derive(Default)]
+struct Collected {
+    results: Vec<RecordResult>,
+    kwargs_of: Vec<Option<Kwargs>>,
+    staged: Vec<Staged>,
+}
+
+impl Collect for Collected {
+    #[inline]
+    fn collect(&mut self, done: Done) {
+        self.results.push(done.result);
+        self.kwargs_of.push(done.kwargs);
+        self.staged.extend(done.staged);
+    }
+}
+
+impl Collect for Vec<Done> {
+    #[inline]
+    fn collect(&mut self, done: Done) {
+        self.push(done);
+    }
 }
 
 /// Splits a batch into lanes that may run concurrently; the records of a lane run one after
@@ -244,29 +267,37 @@ impl Pipeline {
             deadline,
             stopped: std::sync::Mutex::new(None),
         };
-        let mut done: Vec<Done> = if inner.concurrency <= 1 || records.len() <= 1 {
-            self.run_lane(records.into_iter().enumerate(), &batch).await
+        let mut collected = Collected {
+            results: Vec::with_capacity(records.len()),
+            kwargs_of: Vec::with_capacity(records.len()),
+            staged: Vec::new(),
+        };
+        if inner.concurrency <= 1 || records.len() <= 1 {
+            self.run_lane(records.into_iter().enumerate(), &batch, &mut collected)
+                .await;
         } else {
-            let lanes = lanes(records, batch.ordering);
             use futures::StreamExt;
+            let lanes = lanes(records, batch.ordering);
             let mut done: Vec<Done> = futures::stream::iter(lanes)
-                .map(|lane| self.run_lane(lane.into_iter(), &batch))
+                .map(|lane| async {
+                    let mut done = Vec::with_capacity(lane.len());
+                    self.run_lane(lane.into_iter(), &batch, &mut done).await;
+                    done
+                })
                 .buffer_unordered(inner.concurrency)
                 .flat_map(futures::stream::iter)
                 .collect()
                 .await;
             done.sort_unstable_by_key(|d| d.index);
-            done
-        };
-
-        let mut results: Vec<RecordResult> = Vec::with_capacity(done.len());
-        let mut kwargs_of: Vec<Option<Kwargs>> = Vec::with_capacity(done.len());
-        let mut staged: Vec<Staged> = Vec::new();
-        for d in done.drain(..) {
-            results.push(d.result);
-            kwargs_of.push(d.kwargs);
-            staged.extend(d.staged);
+            for d in done {
+                collected.collect(d);
+            }
         }
+        let Collected {
+            mut results,
+            kwargs_of,
+            staged,
+        } = collected;
 
         if !staged.is_empty() {
             let undelivered =
@@ -332,10 +363,10 @@ impl Pipeline {
     /// Runs the records of one lane in order.
     async fn run_lane<'e>(
         &self,
-        lane: impl ExactSizeIterator<Item = (usize, Record<'e>)>,
+        lane: impl Iterator<Item = (usize, Record<'e>)> + Send,
         batch: &BatchRun<'_>,
-    ) -> Vec<Done> {
-        let mut done = Vec::with_capacity(lane.len());
+        out: &mut impl Collect,
+    ) {
         let mut failed_keys: HashSet<String> = HashSet::new();
         for (index, record) in lane {
             let blocked = match (batch.ordering, record.ordering_key.as_deref()) {
@@ -350,29 +381,9 @@ impl Pipeline {
                 )),
                 _ => None,
             };
-            let d = self.run_one(index, record, blocked, batch).await;
-            if d.done.result.outcome == Outcome::Failed {
-                match batch.ordering {
-                    Ordering::StopOnFailure => {
-                        let mut stopped = batch.stopped.lock().expect("stop lock");
-                        if stopped.is_none() {
-                            *stopped = Some(format!(
-                                "record {} failed",
-                                d.done.result.id.as_deref().unwrap_or("?")
-                            ));
-                        }
-                    }
-                    Ordering::PerKey => {
-                        if let Some(k) = d.key.clone() {
-                            failed_keys.insert(k);
-                        }
-                    }
-                    Ordering::Unordered => {}
-                }
-            }
-            done.push(d.done);
+            self.run_one(index, record, blocked, batch, &mut failed_keys, out)
+                .await;
         }
-        done
     }
 
     /// Runs one record, unless `blocked` says why not.
@@ -382,7 +393,9 @@ impl Pipeline {
         record: Record<'_>,
         blocked: Option<String>,
         batch: &BatchRun<'_>,
-    ) -> OneRun {
+        failed_keys: &mut HashSet<String>,
+        out: &mut impl Collect,
+    ) {
         let inner = &self.inner;
         // The record is consumed: its body is freed as soon as it has run.
         let Record {
@@ -487,24 +500,37 @@ impl Pipeline {
             Ok(output) => (Outcome::Success, None, output),
             Err(e) => (e.outcome(), Some(e), None),
         };
-        OneRun {
-            key,
-            done: Done {
-                index,
-                result: RecordResult {
-                    id,
-                    outcome,
-                    error,
-                    output,
-                },
-                kwargs: if outcome == Outcome::Success {
-                    None
-                } else {
-                    kwargs
-                },
-                staged,
-            },
+        if outcome == Outcome::Failed {
+            match batch.ordering {
+                Ordering::StopOnFailure => {
+                    let mut stopped = batch.stopped.lock().expect("stop lock");
+                    if stopped.is_none() {
+                        *stopped = Some(format!("record {} failed", id.as_deref().unwrap_or("?")));
+                    }
+                }
+                Ordering::PerKey => {
+                    if let Some(k) = key {
+                        failed_keys.insert(k);
+                    }
+                }
+                Ordering::Unordered => {}
+            }
         }
+        out.collect(Done {
+            index,
+            result: RecordResult {
+                id,
+                outcome,
+                error,
+                output,
+            },
+            kwargs: if outcome == Outcome::Success {
+                None
+            } else {
+                kwargs
+            },
+            staged,
+        });
     }
 
     async fn run_record(
