@@ -30,14 +30,17 @@ def main():
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     suffix = uuid.uuid4().hex[:8]
     mailer_queue, sqs_queue, stream = f"e2e-mailer-{suffix}", f"e2e-sqs-{suffix}", f"e2e-stream-{suffix}"
+    dropped_queue = f"e2e-dropped-{suffix}"
     sqs = boto3.client("sqs", endpoint_url=endpoint)
     kinesis = boto3.client("kinesis", endpoint_url=endpoint)
     mailer_url = sqs.create_queue(QueueName=mailer_queue)["QueueUrl"]
+    dropped_url = sqs.create_queue(QueueName=dropped_queue)["QueueUrl"]
     sqs.create_queue(QueueName=sqs_queue)
     kinesis.create_stream(StreamName=stream, ShardCount=1)
 
     port = free_port()
-    env = dict(os.environ, GRAPH_MAILER_QUEUE=mailer_queue, TEST_SQS_QUEUE=sqs_queue, TEST_KINESIS_STREAM=stream)
+    env = dict(os.environ, GRAPH_MAILER_QUEUE=mailer_queue, GRAPH_DROPPED_QUEUE=dropped_queue,
+               TEST_SQS_QUEUE=sqs_queue, TEST_KINESIS_STREAM=stream)
     log_path = os.path.join(tempfile.mkdtemp(), "cargo-lambda-watch.log")
     log = open(log_path, "w")
     watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
@@ -76,6 +79,9 @@ def main():
         got = sqs.receive_message(QueueUrl=mailer_url, MaxNumberOfMessages=10).get("Messages", [])
         check(len(got) == 2 and all(json.loads(m["Body"])["path"] == "SEND_WELCOME" for m in got),
               f"the welcome messages reached the mailer's queue: {got}")
+        dropped = sqs.receive_message(QueueUrl=dropped_url, MaxNumberOfMessages=10).get("Messages", [])
+        check(len(dropped) == 1 and json.loads(dropped[0]["Body"])["kwargs"]["name"] == "Bob",
+              f"the dropped signup reached the dead-letter queue as it came: {dropped}")
 
         print("graph-mailer (SQS, the second Lambda, on what the first sent):", file=sys.stderr)
         records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],

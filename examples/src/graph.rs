@@ -3,7 +3,8 @@
 //! The *signup* Lambda ([`signup`]) validates a signup, stores the user (whose function returns
 //! a payload for the AUDIT path), and forwards a welcome message to an SQS queue whose consumer
 //! is the *mailer* Lambda ([`mailer`]), path SEND_WELCOME. The queue name comes from
-//! `GRAPH_MAILER_QUEUE` (default `lpipe-graph-mailer`).
+//! `GRAPH_MAILER_QUEUE` (default `lpipe-graph-mailer`). Dropped signups go, as they came, to
+//! the dead-letter queue `GRAPH_DROPPED_QUEUE` (default `lpipe-graph-signup-dropped`).
 
 use lpipe::{
     Action, FailButContinue, FailCatastrophically, Payload, Pipeline, PipelineBuilder, Queue,
@@ -19,6 +20,11 @@ lpipe::path_enum! {
 /// The welcome queue (`GRAPH_MAILER_QUEUE`).
 pub fn mailer_queue() -> String {
     std::env::var("GRAPH_MAILER_QUEUE").unwrap_or_else(|_| "lpipe-graph-mailer".to_owned())
+}
+
+/// The signup Lambda's dead-letter queue (`GRAPH_DROPPED_QUEUE`).
+pub fn dropped_queue() -> String {
+    std::env::var("GRAPH_DROPPED_QUEUE").unwrap_or_else(|_| "lpipe-graph-signup-dropped".to_owned())
 }
 
 /// A signup.
@@ -119,6 +125,7 @@ pub fn signup() -> PipelineBuilder {
         )
         .path(STORE_USER, [Action::new().function(store_user)])
         .path(AUDIT, [Action::new().function(audit)])
+        .dead_letter_queue(Queue::sqs(dropped_queue()))
 }
 
 /// The mailer Lambda, which consumes the welcome queue.

@@ -24,8 +24,16 @@ async fn the_graph_spans_two_lambdas() {
         response["stats"],
         json!({"received": 4, "successes": 2, "dropped": 1, "failed": 1})
     );
-    let sent = sink.messages();
+    let (sent, dropped): (Vec<_>, Vec<_>) = sink
+        .messages()
+        .into_iter()
+        .partition(|m| m.queue.target() == "lpipe-graph-mailer");
     assert_eq!(sent.len(), 2);
+    // Bob's signup went to the dead-letter queue as it came.
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].queue.target(), "lpipe-graph-signup-dropped");
+    let bob: Value = serde_json::from_str(&dropped[0].body).unwrap();
+    assert_eq!(bob["kwargs"]["name"], "Bob");
     assert_eq!(
         sent[0].queue.to_string(),
         "sqs:lpipe-graph-mailer (path SEND_WELCOME)"

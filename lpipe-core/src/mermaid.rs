@@ -20,7 +20,8 @@ fn label(text: &str) -> String {
 
 impl Pipeline {
     /// The graph as a [Mermaid](https://mermaid.js.org) flowchart: paths are stadiums, actions
-    /// boxes naming their functions, queues cylinders naming the consumer's path.
+    /// boxes naming their functions, queues cylinders naming the consumer's path, and the
+    /// dead-letter queue, if any, fed by a "dropped records" node.
     ///
     /// # Examples
     ///
@@ -30,10 +31,12 @@ impl Pipeline {
     /// let pipeline = Pipeline::builder()
     ///     .path("IN", [Action::new().function(check).path("OUT")])
     ///     .path("OUT", [Action::new().queue(Queue::sqs("next").path("CONSUME"))])
+    ///     .dead_letter_queue(Queue::sqs("dropped"))
     ///     .record_outbound(lpipe_core::MemorySink::new())
     ///     .build()
     ///     .unwrap();
     /// let chart = pipeline.to_mermaid();
+    /// assert!(chart.contains(r#"dropped{{"dropped records"}} -.-> dead_letter[("sqs: dropped")]"#));
     /// assert!(chart.starts_with("flowchart LR"));
     /// assert!(chart.contains(r#"path_IN_1["check"]"#));
     /// assert!(chart.contains(r#"queue_1[("sqs: next")]"#));
@@ -84,6 +87,13 @@ impl Pipeline {
                 }
                 previous = aid;
             }
+        }
+        if let Some(q) = &self.inner.dead_letter {
+            let _ = writeln!(
+                out,
+                "  dropped{{{{\"dropped records\"}}}} -.-> dead_letter[(\"{}\")]",
+                label(&format!("{}: {}", q.kind(), q.target()))
+            );
         }
         out
     }
