@@ -409,6 +409,19 @@ async fn an_oversized_message_fails_its_record_only() {
     assert!(got[0].body().unwrap().contains("small"));
 }
 
+fn dead_letter_pipeline(client: &aws_sdk_sqs::Client, dead_letter_queue: &str) -> Pipeline {
+    Pipeline::builder()
+        .path("OK", [Action::new().function(ok)])
+        .path("DROP", [Action::new().function(drop_it)])
+        .path("KEEP", [Action::new().function(keep_it)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::new())
+        .sink(QueueKind::SQS, SqsSink::with_client(client.clone()))
+        .dead_letter_queue(Queue::sqs(dead_letter_queue))
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
     if moto_endpoint("dropped_records_reach_the_dead_letter_queue_as_they_came").is_none() {
@@ -435,18 +448,7 @@ async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
                 "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1"})
         })
         .collect();
-    let sink = SqsSink::with_client(client.clone());
-    let pipeline = Pipeline::builder()
-        .path("OK", [Action::new().function(ok)])
-        .path("DROP", [Action::new().function(drop_it)])
-        .path("KEEP", [Action::new().function(keep_it)])
-        .registry(Registry::empty())
-        .event_source(SqsSource::new())
-        .sink(QueueKind::SQS, sink)
-        .dead_letter_queue(Queue::sqs(&dead))
-        .build()
-        .unwrap();
-    let response = pipeline
+    let response = dead_letter_pipeline(&client, &dead)
         .handle(&json!({"Records": records}).to_string(), lambda_context(0))
         .await
         .unwrap();
@@ -466,17 +468,7 @@ async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
     assert_eq!(received, expected);
 
     // A dead-letter queue that does not exist: the dropped records are kept instead.
-    let pipeline = Pipeline::builder()
-        .path("OK", [Action::new().function(ok)])
-        .path("DROP", [Action::new().function(drop_it)])
-        .path("KEEP", [Action::new().function(keep_it)])
-        .registry(Registry::empty())
-        .event_source(SqsSource::new())
-        .sink(QueueKind::SQS, SqsSink::with_client(client.clone()))
-        .dead_letter_queue(Queue::sqs(unique_name("no-such-dlq")))
-        .build()
-        .unwrap();
-    let response = pipeline
+    let response = dead_letter_pipeline(&client, &unique_name("no-such-dlq"))
         .handle(&json!({"Records": records}).to_string(), lambda_context(0))
         .await
         .unwrap();
