@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use lpipe::testing::lambda_context;
+use lpipe::testing::{assert_contains, lambda_context};
 use lpipe::{Queue, RetryPolicy};
 use lpipe_examples::webhook::{self, WebhookSink};
 use serde_json::{json, Value};
@@ -106,10 +106,6 @@ async fn a_failing_webhook_fails_the_records_after_retries() {
         )
         .await
         .unwrap_err();
-    assert!(
-        err.error_message.contains("answered 503"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "answered 503");
     assert_eq!(bodies.lock().unwrap().len(), 3, "three attempts");
 }

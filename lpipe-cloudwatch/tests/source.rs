@@ -1,7 +1,7 @@
 //! The CloudWatch Events / EventBridge source with AWS's sample events.
 
 use lpipe_cloudwatch::CloudWatchSource;
-use lpipe_core::testing::lambda_context;
+use lpipe_core::testing::{assert_contains, lambda_context};
 use lpipe_core::{
     Action, BoxError, FailCatastrophically, InvocationError, NoParams, Pipeline, PipelineBuilder,
     RawSource, Registry,
@@ -110,12 +110,7 @@ async fn a_catastrophic_failure_fails_the_invocation_a_drop_returns() {
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "FailCatastrophically");
-    assert!(
-        err.error_message
-            .contains("6a7e8feb-b491-4cf7-a9f1-bf3703467718"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "6a7e8feb-b491-4cf7-a9f1-bf3703467718");
     event["detail"] = json!({"path": "GREET", "kwargs": {"name": 5}});
     let response = handle(builder(CloudWatchSource::new()), &event.to_string())
         .await

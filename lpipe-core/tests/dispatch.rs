@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lpipe_core::testing::{lambda_context, message, raw_event};
+use lpipe_core::testing::{assert_contains, lambda_context, message, raw_event};
 use lpipe_core::{
     async_trait, Action, BatchResult, BoxError, CapturingReporter, ErrorKind, EventProbe,
     EventSource, FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink,
@@ -80,11 +80,7 @@ async fn a_panic_drops_only_its_record() {
     assert_eq!(reports[0].record_id.as_deref(), Some("1"));
     assert_eq!(reports[0].kind, ErrorKind::Panic);
     assert_eq!(reports[0].outcome, Outcome::Dropped);
-    assert!(
-        reports[0].message.contains("boom at the user's own code"),
-        "{}",
-        reports[0].message
-    );
+    assert_contains(&reports[0].message, "boom at the user's own code");
 }
 
 #[tokio::test]
@@ -107,26 +103,10 @@ async fn a_mistyped_or_missing_parameter_names_the_field_and_the_path() {
     assert_eq!(response["stats"]["dropped"], 2);
     let reports = reporter.reports();
     assert_eq!(reports[0].kind, ErrorKind::InvalidPayload);
-    assert!(
-        reports[0].message.contains("`user_id`"),
-        "{}",
-        reports[0].message
-    );
-    assert!(
-        reports[0].message.contains("path TYPED"),
-        "{}",
-        reports[0].message
-    );
-    assert!(
-        reports[0].message.contains("in typed"),
-        "{}",
-        reports[0].message
-    );
-    assert!(
-        reports[1].message.contains("missing field `user_id`"),
-        "{}",
-        reports[1].message
-    );
+    assert_contains(&reports[0].message, "`user_id`");
+    assert_contains(&reports[0].message, "path TYPED");
+    assert_contains(&reports[0].message, "in typed");
+    assert_contains(&reports[1].message, "missing field `user_id`");
 }
 
 #[tokio::test]
@@ -231,11 +211,7 @@ async fn a_returned_payload_loop_stops_at_the_depth_bound() {
     .await
     .unwrap_err();
     assert_eq!(err.error_type, "FailCatastrophically");
-    assert!(
-        err.error_message.contains("record 0"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "record 0");
     assert!(
         !err.error_message.contains("record 1"),
         "{}",
@@ -244,11 +220,7 @@ async fn a_returned_payload_loop_stops_at_the_depth_bound() {
     let reports = reporter.reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].kind, ErrorKind::DepthExceeded);
-    assert!(
-        reports[0].message.contains("bound of 8"),
-        "{}",
-        reports[0].message
-    );
+    assert_contains(&reports[0].message, "bound of 8");
 }
 
 async fn fail_hard(_: NoParams) -> Result<(), FailCatastrophically> {
@@ -275,23 +247,12 @@ async fn the_error_classes_decide_the_outcome_and_every_record_is_tried() {
     )
     .await
     .unwrap_err();
-    assert!(
-        err.error_message.contains(
-            "record 0 (FailCatastrophically in fail_hard on path HARD: downstream is down)"
-        ),
-        "{}",
-        err.error_message
+    assert_contains(
+        &err.error_message,
+        "record 0 (FailCatastrophically in fail_hard on path HARD: downstream is down)",
     );
-    assert!(
-        err.error_message.contains(r#""successes":1"#),
-        "{}",
-        err.error_message
-    );
-    assert!(
-        err.error_message.contains(r#""dropped":1"#),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, r#""successes":1"#);
+    assert_contains(&err.error_message, r#""dropped":1"#);
 }
 
 #[derive(Deserialize)]
@@ -420,17 +381,8 @@ async fn outbound_messages_are_batched_within_the_sink_limits() {
         "{}",
         err.error_message
     );
-    assert!(
-        err.error_message
-            .contains("over the sink's limit of 200 bytes"),
-        "{}",
-        err.error_message
-    );
-    assert!(
-        err.error_message.contains(r#""successes":25"#),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "over the sink's limit of 200 bytes");
+    assert_contains(&err.error_message, r#""successes":25"#);
 
     // The byte limit per call splits batches too: 8 messages of ~150 bytes, 1000 bytes a call.
     let sink = MemorySink::new().with_limits(SinkLimits {
@@ -503,11 +455,7 @@ async fn failed_entries_are_retried_and_then_fail_exactly_their_records() {
         "{}",
         err.error_message
     );
-    assert!(
-        err.error_message.contains("after 3 attempts"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "after 3 attempts");
     assert!(
         !err.error_message.contains("record 0"),
         "{}",
@@ -585,11 +533,9 @@ async fn records_are_not_started_when_the_deadline_is_too_close() {
         )
         .await
         .unwrap_err();
-    assert!(
-        err.error_message
-            .contains("record 0 (NotRun: not run: the invocation's deadline is too close)"),
-        "{}",
-        err.error_message
+    assert_contains(
+        &err.error_message,
+        "record 0 (NotRun: not run: the invocation's deadline is too close)",
     );
 }
 
@@ -747,11 +693,7 @@ async fn an_event_no_source_recognises_fails_the_invocation_with_the_registered_
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "InvalidEvent");
-    assert!(
-        err.error_message.contains("registered: raw"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "registered: raw");
     let err = pipeline
         .handle("[not json", lambda_context(0))
         .await
@@ -898,12 +840,7 @@ async fn an_ordered_queue_sends_nothing_after_a_failure_until_it_is_retried() {
             err.error_message
         );
     }
-    assert!(
-        err.error_message
-            .contains("held back behind an earlier message"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "held back behind an earlier message");
 
     // An unordered queue sends everything else in the first attempt.
     let sink = MemorySink::new().with_limits(limits);
@@ -957,11 +894,7 @@ async fn an_ordered_queue_holds_back_only_the_failed_key() {
     sink.fail_bodies_containing("\"poison\"", false);
     let err = run(ordered_run(&sink), &messages).await.unwrap_err();
     assert_eq!(delivered_order(&sink), [0, 2, 4, 6]);
-    assert!(
-        err.error_message.contains("so as not to overtake"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "so as not to overtake");
 }
 
 fn dead_letter_pipeline(sink: &MemorySink) -> PipelineBuilder {

@@ -1,6 +1,6 @@
 //! The Kinesis source without a server: decoding, partial batch responses, stop-on-failure.
 
-use lpipe_core::testing::lambda_context;
+use lpipe_core::testing::{assert_contains, lambda_context};
 use lpipe_core::{
     Action, BoxError, FailCatastrophically, InvocationError, NoParams, Pipeline, PipelineBuilder,
     Registry,
@@ -81,11 +81,9 @@ async fn without_partial_responses_a_failure_fails_the_invocation() {
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "FailCatastrophically");
-    assert!(
-        err.error_message
-            .contains("49590338271490256608559692540925702759324208523137515620"),
-        "{}",
-        err.error_message
+    assert_contains(
+        &err.error_message,
+        "49590338271490256608559692540925702759324208523137515620",
     );
     let ok =
         json!({"Records": [serde_json::from_str::<Value>(SAMPLE).unwrap()["Records"][0].clone()]});

@@ -252,6 +252,7 @@ impl Sink for SqsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lpipe_core::testing::assert_contains;
 
     fn msg(queue: &Queue, body: &str) -> OutboundMessage {
         OutboundMessage {
@@ -304,7 +305,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!e.retryable, "{}", e.message);
-        assert!(e.message.contains("SendMessageBatch to"), "{}", e.message);
+        assert_contains(&e.message, "SendMessageBatch to");
         assert!(
             e.message.to_lowercase().contains("credentials"),
             "{}",

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use lpipe_core::testing::{lambda_context, message, moto_endpoint, raw_event, unique_name};
+use lpipe_core::testing::{
+    assert_contains, lambda_context, message, moto_endpoint, raw_event, unique_name,
+};
 use lpipe_core::{
     Action, BoxError, FailButContinue, FailCatastrophically, NoParams, Pipeline, Queue, QueueKind,
     Registry, RetryPolicy,
@@ -294,11 +296,9 @@ async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
         .await
         .unwrap_err();
     assert_eq!(err.error_type, "FailCatastrophically");
-    assert!(
-        err.error_message
-            .contains("3 acknowledged messages deleted, 0 not deleted"),
-        "{}",
-        err.error_message
+    assert_contains(
+        &err.error_message,
+        "3 acknowledged messages deleted, 0 not deleted",
     );
 
     // After the visibility timeout only the two failed messages come back.

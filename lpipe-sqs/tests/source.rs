@@ -1,6 +1,6 @@
 //! The SQS source without a server: decoding, partial batch responses, FIFO ordering.
 
-use lpipe_core::testing::lambda_context;
+use lpipe_core::testing::{assert_contains, lambda_context};
 use lpipe_core::{
     Action, BoxError, FailCatastrophically, InvocationError, NoParams, Pipeline, PipelineBuilder,
     Registry,
@@ -125,7 +125,7 @@ async fn a_failed_record_without_message_id_fails_the_invocation() {
         .remove("messageId");
     let err = handle(builder(), &event.to_string()).await.unwrap_err();
     assert_eq!(err.error_type, "UnreportableFailure");
-    assert!(err.error_message.contains("[3]"), "{}", err.error_message);
+    assert_contains(&err.error_message, "[3]");
 
     // An empty messageId is no identifier either.
     let mut event: Value = serde_json::from_str(SAMPLE).unwrap();
