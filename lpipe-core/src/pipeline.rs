@@ -297,13 +297,8 @@ impl PipelineBuilder {
     /// batch, a failure stops records from *starting*; records of other partition keys that
     /// were already running finish (Lambda replays the shard from the lowest failed sequence
     /// number, which may repeat them). The response, outputs and outbound messages stay in
-    /// record order.
-    ///
-    /// # Panics
-    ///
-    /// If `n` is 0.
+    /// record order. `n = 0` is refused by [`build`](Self::build).
     pub fn concurrency(mut self, n: usize) -> Self {
-        assert!(n > 0, "concurrency must be at least 1");
         self.concurrency = n;
         self
     }
@@ -343,8 +338,8 @@ impl PipelineBuilder {
     /// [`InvalidConfigurationError`] naming the offender: no paths; a duplicate path name; a
     /// path with no actions; an action with nothing to do; an action or the default path
     /// naming an unknown path; paths that run each other in a cycle; a queue whose kind has
-    /// no sink, or that its sink rejects; a dead-letter queue with a path or without a sink; an
-    /// unknown event source name.
+    /// no sink, or that its sink rejects; a dead-letter queue with a path or without a sink; a
+    /// concurrency of 0; an unknown event source name.
     pub fn build(self) -> Result<Pipeline, InvalidConfigurationError> {
         let err = |m: String| Err(InvalidConfigurationError(m));
         if self.paths.is_empty() {
@@ -409,6 +404,9 @@ impl PipelineBuilder {
                     }
                 }
             }
+        }
+        if self.concurrency == 0 {
+            return err("concurrency must be at least 1 (got 0)".into());
         }
         if let Some(q) = &self.dead_letter {
             if q.consumer_path().is_some() {

@@ -1087,6 +1087,13 @@ async fn records_run_concurrently_up_to_the_limit_and_answer_in_order() {
     }
 }
 
+#[test]
+fn a_concurrency_of_zero_fails_the_build() {
+    let state = Arc::new(InFlight::default());
+    let e = slow_pipeline(&state, 0).build().unwrap_err();
+    assert_contains(e.to_string(), "concurrency must be at least 1 (got 0)");
+}
+
 #[tokio::test(start_paused = true)]
 async fn concurrent_records_of_one_key_run_in_order_and_stop_after_a_failure() {
     let rec = |key: &str, i: i64, fail: bool| {
