@@ -405,7 +405,7 @@ impl Pipeline {
             path: source_path,
         } = record;
         let mut id: Option<String> = id.map(Cow::into_owned);
-        let key: Option<String> = ordering_key.map(Cow::into_owned);
+        let mut key: Option<String> = ordering_key.map(Cow::into_owned);
         let mut staged = Vec::new();
         let late = batch
             .deadline
@@ -434,7 +434,7 @@ impl Pipeline {
                 index,
                 id: id.take(),
                 source: batch.source.name(),
-                ordering_key: key.clone(),
+                ordering_key: key.take(),
             });
             let mut outbox = Vec::new();
             let mut exec = Exec {
@@ -452,10 +452,10 @@ impl Pipeline {
                 }
                 Err(e) => (Err(e), None, None),
             };
-            // Take the id back from the record's context (a copy if a function kept it).
-            id = match Arc::try_unwrap(exec.record) {
-                Ok(info) => info.id,
-                Err(shared) => shared.id.clone(),
+            // Take the id and key back from the record's context (copies if a function kept it).
+            (id, key) = match Arc::try_unwrap(exec.record) {
+                Ok(info) => (info.id, info.ordering_key),
+                Err(shared) => (shared.id.clone(), shared.ordering_key.clone()),
             };
             match &result {
                 Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
