@@ -50,15 +50,16 @@ where
                 message: format!("{what} failed ({code}): {detail}"),
             }
         }
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-            SendError::retryable(format!("{what} failed: {detail}"))
-        }
-        // Connection failures and timeouts may pass; a request that could not be signed
-        // (no credentials, an unusable credentials provider) and other local faults will not.
-        SdkError::DispatchFailure(f) if f.is_io() || f.is_timeout() => {
-            SendError::retryable(format!("{what} failed: {detail}"))
-        }
-        _ => SendError::permanent(format!("{what} failed: {detail}")),
+        _ => SendError {
+            // Connection failures and timeouts may pass; a request that could not be signed
+            // (no credentials, an unusable credentials provider) and other local faults will not.
+            retryable: match e {
+                SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+                SdkError::DispatchFailure(f) => f.is_io() || f.is_timeout(),
+                _ => false,
+            },
+            message: format!("{what} failed: {detail}"),
+        },
     }
 }
 
