@@ -3,7 +3,9 @@
 //! server these tests say they are skipped, unless `LPIPE_REQUIRE_MOTO=1`, when they fail.
 
 use lpipe_cloudwatch::EventBridgeSink;
-use lpipe_core::testing::{lambda_context, message, moto_endpoint, raw_event, unique_name};
+use lpipe_core::testing::{
+    assert_contains, lambda_context, message, moto_endpoint, raw_event, unique_name,
+};
 use lpipe_core::{Action, Pipeline, Queue, QueueKind, RawSource, Registry};
 use serde_json::{json, Value};
 
@@ -145,9 +147,5 @@ async fn a_missing_bus_fails_the_records_that_targeted_it() {
         )
         .await;
     let err = result.expect_err("a bus that does not exist cannot receive events");
-    assert!(
-        err.error_message.contains("record 0 (Undeliverable"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "record 0 (Undeliverable");
 }

@@ -73,6 +73,22 @@ pub fn assert_contains(haystack: impl AsRef<str>, needle: impl AsRef<str>) {
     );
 }
 
+/// Asserts that `haystack` does not contain `needle`; the panic message shows both.
+///
+/// # Examples
+///
+/// ```
+/// lpipe_core::testing::assert_not_contains("record 2 (FailCatastrophically: down)", "record 1 (");
+/// ```
+#[track_caller]
+pub fn assert_not_contains(haystack: impl AsRef<str>, needle: impl AsRef<str>) {
+    let (haystack, needle) = (haystack.as_ref(), needle.as_ref());
+    assert!(
+        !haystack.contains(needle),
+        "expected not to find {needle:?} in:\n{haystack}"
+    );
+}
+
 /// A name that no other test run uses (for queues and streams on a shared server).
 pub fn unique_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lpipe_core::testing::{assert_contains, lambda_context, message, raw_event};
+use lpipe_core::testing::{
+    assert_contains, assert_not_contains, lambda_context, message, raw_event,
+};
 use lpipe_core::{
     async_trait, Action, BatchResult, BoxError, CapturingReporter, ErrorKind, EventProbe,
     EventSource, FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink,
@@ -212,11 +214,7 @@ async fn a_returned_payload_loop_stops_at_the_depth_bound() {
     .unwrap_err();
     assert_eq!(err.error_type, "FailCatastrophically");
     assert_contains(&err.error_message, "record 0");
-    assert!(
-        !err.error_message.contains("record 1"),
-        "{}",
-        err.error_message
-    );
+    assert_not_contains(&err.error_message, "record 1");
     let reports = reporter.reports();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].kind, ErrorKind::DepthExceeded);
@@ -376,11 +374,7 @@ async fn outbound_messages_are_batched_within_the_sink_limits() {
     // 25 small messages in 3 calls; the oversized one fails its record only.
     assert_eq!(sink.messages().len(), 25);
     assert_eq!(sink.calls(), 3);
-    assert!(
-        err.error_message.contains("record 25 (Undeliverable"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "record 25 (Undeliverable");
     assert_contains(&err.error_message, "over the sink's limit of 200 bytes");
     assert_contains(&err.error_message, r#""successes":25"#);
 
@@ -445,22 +439,10 @@ async fn failed_entries_are_retried_and_then_fail_exactly_their_records() {
         })
         .collect();
     let err = run(builder, &messages).await.unwrap_err();
-    assert!(
-        err.error_message.contains("record 1 (Undeliverable"),
-        "{}",
-        err.error_message
-    );
-    assert!(
-        err.error_message.contains("record 3 (Undeliverable"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "record 1 (Undeliverable");
+    assert_contains(&err.error_message, "record 3 (Undeliverable");
     assert_contains(&err.error_message, "after 3 attempts");
-    assert!(
-        !err.error_message.contains("record 0"),
-        "{}",
-        err.error_message
-    );
+    assert_not_contains(&err.error_message, "record 0");
     assert_eq!(sink.messages().len(), 3);
     assert_eq!(sink.calls(), 3);
 
@@ -483,16 +465,8 @@ async fn failed_entries_are_retried_and_then_fail_exactly_their_records() {
     )
     .await
     .unwrap_err();
-    assert!(
-        err.error_message.contains("record 0 (Undeliverable"),
-        "{}",
-        err.error_message
-    );
-    assert!(
-        !err.error_message.contains("record 1"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "record 0 (Undeliverable");
+    assert_not_contains(&err.error_message, "record 1");
     assert_eq!(sink.calls(), 1);
 }
 
@@ -833,12 +807,7 @@ async fn an_ordered_queue_sends_nothing_after_a_failure_until_it_is_retried() {
     assert_eq!(delivered_order(&sink), [0]);
     assert_eq!(sink.calls(), 2);
     for r in [1, 2, 3, 4, 5] {
-        assert!(
-            err.error_message
-                .contains(&format!("record {r} (Undeliverable")),
-            "{}",
-            err.error_message
-        );
+        assert_contains(&err.error_message, format!("record {r} (Undeliverable"));
     }
     assert_contains(&err.error_message, "held back behind an earlier message");
 
@@ -873,19 +842,10 @@ async fn an_ordered_queue_holds_back_only_the_failed_key() {
     // it.
     assert_eq!(delivered_order(&sink), [0, 2, 4, 6]);
     for r in [1, 3, 5, 7] {
-        assert!(
-            err.error_message
-                .contains(&format!("record {r} (Undeliverable")),
-            "{}",
-            err.error_message
-        );
+        assert_contains(&err.error_message, format!("record {r} (Undeliverable"));
     }
     for r in [0, 2, 4, 6] {
-        assert!(
-            !err.error_message.contains(&format!("record {r} (")),
-            "{}",
-            err.error_message
-        );
+        assert_not_contains(&err.error_message, format!("record {r} ("));
     }
 
     // A permanent failure gives its key up at once: nothing later with that key is sent, and
@@ -927,11 +887,7 @@ async fn dropped_records_go_to_the_dead_letter_queue_verbatim() {
         .await
         .unwrap_err();
     // Only the catastrophic failure is kept; the rest were dropped or succeeded.
-    assert!(
-        err.error_message.contains("record 2 ("),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "record 2 (");
     let to = |queue: &str| -> Vec<String> {
         sink.messages()
             .into_iter()
@@ -971,20 +927,13 @@ async fn a_dropped_record_that_cannot_reach_the_dead_letter_queue_is_kept() {
     .await
     .unwrap_err();
     assert_eq!(err.error_type, "FailCatastrophically");
-    assert!(
-        err.error_message.contains("record 0 (Undeliverable")
-            && err
-                .error_message
-                .contains("could not be sent to the dead-letter queue")
-            && err.error_message.contains("not for us"),
-        "{}",
-        err.error_message
+    assert_contains(&err.error_message, "record 0 (Undeliverable");
+    assert_contains(
+        &err.error_message,
+        "could not be sent to the dead-letter queue",
     );
-    assert!(
-        !err.error_message.contains("record 1 ("),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "not for us");
+    assert_not_contains(&err.error_message, "record 1 (");
 }
 
 #[test]

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
-use lpipe_core::testing::{lambda_context, message, moto_endpoint, raw_event, unique_name};
+use lpipe_core::testing::{
+    assert_contains, assert_not_contains, lambda_context, message, moto_endpoint, raw_event,
+    unique_name,
+};
 use lpipe_core::{Action, Pipeline, Queue, QueueKind, RawSource, Registry};
 use lpipe_kinesis::KinesisSink;
 use serde_json::{json, Value};
@@ -193,14 +196,6 @@ async fn a_missing_stream_fails_the_records_that_targeted_it() {
         )
         .await
         .unwrap_err();
-    assert!(
-        err.error_message.contains("record 1 (Undeliverable"),
-        "{}",
-        err.error_message
-    );
-    assert!(
-        !err.error_message.contains("record 0"),
-        "{}",
-        err.error_message
-    );
+    assert_contains(&err.error_message, "record 1 (Undeliverable");
+    assert_not_contains(&err.error_message, "record 0");
 }

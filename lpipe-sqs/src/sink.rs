@@ -306,11 +306,7 @@ mod tests {
             .unwrap_err();
         assert!(!e.retryable, "{}", e.message);
         assert_contains(&e.message, "SendMessageBatch to");
-        assert!(
-            e.message.to_lowercase().contains("credentials"),
-            "{}",
-            e.message
-        );
+        assert_contains(e.message.to_lowercase(), "credentials");
 
         let e = SqsSink::with_client(client(true))
             .send(&q, &batch)
