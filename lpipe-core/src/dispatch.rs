@@ -84,7 +84,6 @@ trait Collect: Send {
 }
 
 /// A batch's records, run, in record order.
-#[derive(Default)]
 struct Collected {
     results: Vec<RecordResult>,
     kwargs_of: Vec<Option<Kwargs>>,
