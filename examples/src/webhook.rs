@@ -121,14 +121,20 @@ pub async fn check_order(order: Order) -> Result<(), lpipe::FailButContinue> {
     Ok(())
 }
 
-/// The pipeline: NOTIFY checks an order and posts it to the webhook, with the sink registered.
+/// The pipeline: NOTIFY checks an order and posts it to the webhook ([`webhook_url`]), with
+/// the sink registered.
 pub fn pipeline() -> PipelineBuilder {
+    pipeline_to(&webhook_url())
+}
+
+/// The same pipeline, posting to `url`.
+pub fn pipeline_to(url: &str) -> PipelineBuilder {
     Pipeline::builder()
         .path(
             "NOTIFY",
             [Action::new()
                 .function(check_order)
-                .queue(Queue::new(kind(), webhook_url()))],
+                .queue(Queue::new(kind(), url))],
         )
         .sink(kind(), WebhookSink)
 }

@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 
 use lpipe::testing::{assert_contains, lambda_context};
-use lpipe::{Queue, RetryPolicy};
-use lpipe_examples::webhook::{self, WebhookSink};
+use lpipe::RetryPolicy;
+use lpipe_examples::webhook;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -54,16 +54,7 @@ async fn server(status: u16) -> (String, Arc<Mutex<Vec<Value>>>) {
 #[tokio::test]
 async fn the_webhook_receives_what_the_pipeline_forwards() {
     let (url, bodies) = server(204).await;
-    let pipeline = lpipe::Pipeline::builder()
-        .path(
-            "NOTIFY",
-            [lpipe::Action::new()
-                .function(webhook::check_order)
-                .queue(Queue::new(webhook::kind(), &url))],
-        )
-        .sink(webhook::kind(), WebhookSink)
-        .build()
-        .unwrap();
+    let pipeline = webhook::pipeline_to(&url).build().unwrap();
     let event = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/events/custom-sink.json"
@@ -84,14 +75,7 @@ async fn the_webhook_receives_what_the_pipeline_forwards() {
 #[tokio::test]
 async fn a_failing_webhook_fails_the_records_after_retries() {
     let (url, bodies) = server(503).await;
-    let pipeline = lpipe::Pipeline::builder()
-        .path(
-            "NOTIFY",
-            [lpipe::Action::new()
-                .function(webhook::check_order)
-                .queue(Queue::new(webhook::kind(), &url))],
-        )
-        .sink(webhook::kind(), WebhookSink)
+    let pipeline = webhook::pipeline_to(&url)
         .retry_policy(RetryPolicy {
             max_attempts: 3,
             base_delay: std::time::Duration::from_millis(1),
