@@ -2,7 +2,7 @@
 //! source for events delivered by a rule, and a sink that puts events on a bus.
 //!
 //! - [`CloudWatchSource`] handles scheduled events and custom events delivered by a rule
-//!   (`source`, `detail-type`, `detail`). The lpipe message is the event's `detail`: the
+//!   (`source`, `detail-type`, `detail`; or `source` and `detail` alone). The lpipe message is the event's `detail`: the
 //!   directed-graph form when it has `path` and `kwargs`, otherwise bare kwargs for the
 //!   pipeline's default path; or the source routes by `detail-type` to a path
 //!   ([`CloudWatchSource::route`]). One event per invocation: a catastrophic failure fails the

@@ -72,7 +72,11 @@ impl EventSource for CloudWatchSource {
     }
 
     fn matches(&self, probe: &EventProbe) -> bool {
-        probe.is_object && probe.has_detail_type && !probe.has_records
+        // Some hand-written samples leave `detail-type` out; `source` and `detail` still say
+        // EventBridge.
+        probe.is_object
+            && !probe.has_records
+            && (probe.has_detail_type || (probe.source.is_some() && probe.has_detail))
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {

@@ -228,21 +228,9 @@ impl Pipeline {
         lambda: lambda_runtime::Context,
     ) -> Result<serde_json::Value, InvocationError> {
         let inner = &self.inner;
-        let source = match &inner.source {
-            Some(s) => s.clone(),
-            None => inner
-                .registry
-                .detect(&EventProbe::of(event))
-                .ok_or_else(|| {
-                    InvocationError::new(
-                        "InvalidEvent",
-                        format!(
-                            "no registered event source recognises this event (registered: {})",
-                            inner.registry.source_names().join(", ")
-                        ),
-                    )
-                })?,
-        };
+        // A UTF-8 byte-order mark (some editors write one into event files) is not JSON.
+        let event = event.strip_prefix('\u{feff}').unwrap_or(event);
+        let source = self.source_for(event)?;
         let records = source
             .decode(event)
             .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
@@ -357,6 +345,36 @@ impl Pipeline {
             stats,
         };
         source.respond(event, &batch).await
+    }
+
+    /// The source of an event: the pinned one if it recognises the event, else the registered
+    /// one that does. A source never takes an event it does not recognise (see
+    /// [`EventSource::matches`](crate::EventSource::matches)): decoded with the wrong layout,
+    /// every record would be dropped and acknowledged, and lost.
+    fn source_for(&self, event: &str) -> Result<Arc<dyn crate::EventSource>, InvocationError> {
+        let inner = &self.inner;
+        let probe = EventProbe::of(event);
+        match &inner.source {
+            Some(s) if s.matches(&probe) => Ok(s.clone()),
+            Some(s) => Err(InvocationError::new(
+                "InvalidEvent",
+                format!(
+                    "this pipeline takes only '{}' events, and this is not one ({}); no record of it is taken (is the event source mapping attached to the right function?)",
+                    s.name(),
+                    probe.describe()
+                ),
+            )),
+            None => inner.registry.detect(&probe).ok_or_else(|| {
+                InvocationError::new(
+                    "InvalidEvent",
+                    format!(
+                        "no registered event source recognises this event ({}; registered: {})",
+                        probe.describe(),
+                        inner.registry.source_names().join(", ")
+                    ),
+                )
+            }),
+        }
     }
 
     /// Runs the records of one lane in order.

@@ -233,7 +233,12 @@ impl PipelineBuilder {
         self
     }
 
-    /// Serves only the source of this name, with no detection.
+    /// Serves only the source of this name, with no detection among the others.
+    ///
+    /// The source must still recognise each event ([`EventSource::matches`]): an event of
+    /// another kind (a Kinesis event handed to a pipeline pinned to `sqs`, say, by a
+    /// misconfigured event source mapping) fails the invocation with `InvalidEvent`, so that
+    /// its records come back instead of being dropped and acknowledged.
     pub fn only_source(mut self, name: impl Into<String>) -> Self {
         self.source = Some(name.into());
         self

@@ -222,6 +222,8 @@ pub struct EventProbe {
     pub source: Option<String>,
     /// The object has a `detail-type` key (EventBridge).
     pub has_detail_type: bool,
+    /// The object has a `detail` key (EventBridge).
+    pub has_detail: bool,
 }
 
 impl EventProbe {
@@ -264,6 +266,10 @@ impl<'de> Visitor<'de> for ProbeSeed<'_> {
                 "source" => self.0.source = map.next_value::<Option<String>>().ok().flatten(),
                 "detail-type" => {
                     self.0.has_detail_type = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                "detail" => {
+                    self.0.has_detail = true;
                     map.next_value::<IgnoredAny>()?;
                 }
                 _ => {
@@ -321,7 +327,43 @@ impl<'de> Visitor<'de> for FirstRecordSeed<'_> {
     }
 }
 
-/// The event as a whole could not be read (not JSON, not the source's shape).
+impl EventProbe {
+    /// What the event looks like, for errors: `records of eventSource 'aws:kinesis'`, `an
+    /// EventBridge event (source 'aws.ec2')`, `a JSON array`, ….
+    pub fn describe(&self) -> String {
+        match self {
+            EventProbe {
+                has_records: true,
+                first_event_source: Some(s),
+                ..
+            } => format!("records of eventSource '{s}'"),
+            EventProbe {
+                has_records: true, ..
+            } => "records that name no eventSource".to_owned(),
+            EventProbe {
+                has_detail_type: true,
+                source,
+                ..
+            }
+            | EventProbe {
+                has_detail: true,
+                source: source @ Some(_),
+                ..
+            } => format!(
+                "an EventBridge event (source '{}')",
+                source.as_deref().unwrap_or("")
+            ),
+            EventProbe { is_array: true, .. } => "a JSON array".to_owned(),
+            EventProbe {
+                is_object: true, ..
+            } => "a JSON object without Records".to_owned(),
+            _ => "not a JSON object or array".to_owned(),
+        }
+    }
+}
+
+/// The event as a whole could not be read (not JSON, not the source's shape, not the source's
+/// own event).
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {source_name} event: {message}")]
 pub struct InvalidEvent {
@@ -329,6 +371,51 @@ pub struct InvalidEvent {
     pub source_name: &'static str,
     /// What was wrong.
     pub message: String,
+}
+
+impl InvalidEvent {
+    /// Checks the `eventSource` a record names (`found`) against the one its source expects
+    /// (`expected`, e.g. `aws:sqs`).
+    ///
+    /// A source must never take records of another service's event: decoded with the wrong
+    /// layout they would all be dropped and acknowledged, and lost. The whole event is refused
+    /// instead, so that the invocation fails and the records come back.
+    ///
+    /// # Errors
+    ///
+    /// When the record names another event source, or none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::InvalidEvent;
+    /// assert!(InvalidEvent::check_record_source("sqs", "aws:sqs", 0, Some("aws:sqs")).is_ok());
+    /// let e = InvalidEvent::check_record_source("sqs", "aws:sqs", 1, Some("aws:kinesis")).unwrap_err();
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "invalid sqs event: record 1 has eventSource 'aws:kinesis', not 'aws:sqs' \
+    ///      (is the event source mapping attached to the right function?); \
+    ///      no record of this event is taken"
+    /// );
+    /// ```
+    pub fn check_record_source(
+        source_name: &'static str,
+        expected: &str,
+        index: usize,
+        found: Option<&str>,
+    ) -> Result<(), InvalidEvent> {
+        let what = match found {
+            Some(found) if found == expected => return Ok(()),
+            Some(found) => format!("has eventSource '{found}'"),
+            None => "has no eventSource".to_owned(),
+        };
+        Err(InvalidEvent {
+            source_name,
+            message: format!(
+                "record {index} {what}, not '{expected}' (is the event source mapping attached to the right function?); no record of this event is taken"
+            ),
+        })
+    }
 }
 
 /// Turns Lambda events of one kind into records, and a batch's outcome into the response.
@@ -340,7 +427,9 @@ pub trait EventSource: Send + Sync + 'static {
     /// The source's name (`raw`, `sqs`, …).
     fn name(&self) -> &'static str;
 
-    /// Whether this event is one of this source's.
+    /// Whether this event is one of this source's. Asked of a pinned source too
+    /// ([`only_source`](crate::PipelineBuilder::only_source)): return `false` for an event
+    /// whose records name another service, so that it is refused rather than misread.
     fn matches(&self, probe: &EventProbe) -> bool;
 
     /// Splits the event into records.

@@ -1103,3 +1103,33 @@ async fn concurrent_records_of_one_key_run_in_order_and_stop_after_a_failure() {
         json!({"received": 8, "successes": 5, "dropped": 0, "failed": 3})
     );
 }
+
+#[tokio::test]
+async fn a_pinned_source_refuses_an_event_it_does_not_recognise() {
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(needs_foo)])
+        .registry(Registry::from_inventory())
+        .only_source("raw")
+        .build()
+        .unwrap();
+    // Read as a raw message, this would be one record, dropped for its missing path.
+    let err = pipeline
+        .handle(
+            r#"{"Records": [{"eventSource": "aws:sqs", "messageId": "m1", "body": "{}"}]}"#,
+            lambda_context(0),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert_contains(
+        &err.error_message,
+        "this pipeline takes only 'raw' events, and this is not one (records of eventSource 'aws:sqs')",
+    );
+    // Its own events it still takes, a leading byte-order mark and all.
+    let event = format!(
+        "\u{feff}{}",
+        raw_event(&[message("OK", json!({"foo": "a"}))])
+    );
+    let response = pipeline.handle(&event, lambda_context(0)).await.unwrap();
+    assert_eq!(response["output"], json!(["a"]));
+}

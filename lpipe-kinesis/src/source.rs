@@ -52,7 +52,12 @@ struct Event<'a> {
 struct KinesisRecord<'a> {
     #[serde(borrow, default)]
     kinesis: Option<Payload<'a>>,
+    #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
+    event_source: Option<Cow<'a, str>>,
 }
+
+/// What every record of a Kinesis event names as its `eventSource`.
+const EVENT_SOURCE: &str = "aws:kinesis";
 
 #[derive(Deserialize)]
 struct Payload<'a> {
@@ -84,7 +89,7 @@ impl EventSource for KinesisSource {
     }
 
     fn matches(&self, probe: &EventProbe) -> bool {
-        probe.first_event_source.as_deref() == Some("aws:kinesis")
+        probe.first_event_source.as_deref() == Some(EVENT_SOURCE)
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
@@ -92,23 +97,32 @@ impl EventSource for KinesisSource {
             source_name: Self::NAME,
             message: e.to_string(),
         })?;
-        Ok(event
+        event
             .records
             .into_iter()
-            .map(|r| match r.kinesis {
-                Some(k) => Record::new(
-                    k.sequence_number.filter(|s| !s.is_empty()),
-                    decode_data(k.data.as_deref()),
-                )
-                .ordering_key(k.partition_key),
-                None => Record::new(
-                    None,
-                    Err(RecordError::invalid_payload(
-                        "the record has no 'kinesis' object",
-                    )),
-                ),
+            .enumerate()
+            .map(|(index, r)| {
+                InvalidEvent::check_record_source(
+                    Self::NAME,
+                    EVENT_SOURCE,
+                    index,
+                    r.event_source.as_deref(),
+                )?;
+                Ok(match r.kinesis {
+                    Some(k) => Record::new(
+                        k.sequence_number.filter(|s| !s.is_empty()),
+                        decode_data(k.data.as_deref()),
+                    )
+                    .ordering_key(k.partition_key),
+                    None => Record::new(
+                        None,
+                        Err(RecordError::invalid_payload(
+                            "the record has no 'kinesis' object",
+                        )),
+                    ),
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn ordering(&self) -> Ordering {

@@ -107,3 +107,33 @@ async fn the_source_is_detected_among_the_registered_ones() {
     let response = pipeline.handle(SAMPLE, lambda_context(0)).await.unwrap();
     assert_eq!(response["stats"]["received"], 5);
 }
+
+#[tokio::test]
+async fn an_event_with_a_record_of_another_source_is_refused_whole() {
+    let mut event: Value = serde_json::from_str(SAMPLE).unwrap();
+    event["Records"][1]["eventSource"] = json!("aws:sqs");
+    let err = handle(builder(KinesisSource::new()), &event.to_string())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert_contains(
+        &err.error_message,
+        "record 1 has eventSource 'aws:sqs', not 'aws:kinesis'",
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_pinned_to_kinesis_refuses_an_sqs_event() {
+    let sqs = json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m1", "body": "{}"}]});
+    let err = handle(
+        builder(KinesisSource::new()).only_source("kinesis"),
+        &sqs.to_string(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert_contains(
+        &err.error_message,
+        "takes only 'kinesis' events, and this is not one (records of eventSource 'aws:sqs')",
+    );
+}

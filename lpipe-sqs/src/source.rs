@@ -90,7 +90,12 @@ struct SqsRecord<'a> {
     attributes: Option<Attributes<'a>>,
     #[serde(rename = "eventSourceARN", borrow, default)]
     event_source_arn: Option<Cow<'a, str>>,
+    #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
+    event_source: Option<Cow<'a, str>>,
 }
+
+/// What every record of an SQS event names as its `eventSource`.
+const EVENT_SOURCE: &str = "aws:sqs";
 
 #[derive(Deserialize)]
 struct Attributes<'a> {
@@ -145,15 +150,22 @@ impl EventSource for SqsSource {
     }
 
     fn matches(&self, probe: &EventProbe) -> bool {
-        probe.first_event_source.as_deref() == Some("aws:sqs")
+        probe.first_event_source.as_deref() == Some(EVENT_SOURCE)
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
         let event: Event<'e> = serde_json::from_str(event).map_err(|e| invalid(e.to_string()))?;
-        Ok(event
+        event
             .records
             .into_iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(index, r)| {
+                InvalidEvent::check_record_source(
+                    Self::NAME,
+                    EVENT_SOURCE,
+                    index,
+                    r.event_source.as_deref(),
+                )?;
                 let fifo_queue = r
                     .event_source_arn
                     .as_deref()
@@ -165,14 +177,14 @@ impl EventSource for SqsSource {
                     (None, true) => r.event_source_arn.clone(),
                     (None, false) => None,
                 };
-                Record::new(
+                Ok(Record::new(
                     r.message_id.filter(|id| !id.is_empty()),
                     r.body
                         .ok_or_else(|| RecordError::invalid_payload("the SQS record has no body")),
                 )
-                .ordering_key(ordering_key)
+                .ordering_key(ordering_key))
             })
-            .collect())
+            .collect()
     }
 
     fn ordering(&self) -> Ordering {

@@ -149,3 +149,36 @@ async fn a_record_without_body_is_dropped_alone() {
         json!({"received": 4, "successes": 0, "dropped": 3, "failed": 1})
     );
 }
+
+#[tokio::test]
+async fn an_event_with_a_record_of_another_source_is_refused_whole() {
+    let mut event: Value = serde_json::from_str(SAMPLE).unwrap();
+    event["Records"][2]["eventSource"] = json!("aws:kinesis");
+    let err = handle(builder(), &event.to_string()).await.unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert_contains(
+        &err.error_message,
+        "record 2 has eventSource 'aws:kinesis', not 'aws:sqs'",
+    );
+    event["Records"][2]
+        .as_object_mut()
+        .unwrap()
+        .remove("eventSource");
+    let err = handle(builder(), &event.to_string()).await.unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert_contains(&err.error_message, "record 2 has no eventSource");
+}
+
+#[tokio::test]
+async fn a_pipeline_pinned_to_sqs_refuses_a_kinesis_event() {
+    let kinesis = json!({"Records": [{"eventSource": "aws:kinesis", "kinesis": {
+        "sequenceNumber": "1", "partitionKey": "k", "data": "e30="}}]});
+    let err = handle(builder().only_source("sqs"), &kinesis.to_string())
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+    assert_contains(
+        &err.error_message,
+        "takes only 'sqs' events, and this is not one (records of eventSource 'aws:kinesis')",
+    );
+}
