@@ -84,6 +84,8 @@ impl EventSource for CloudWatchSource {
             source_name: Self::NAME,
             message: e.to_string(),
         })?;
+        // An empty id names nothing (as for the other sources).
+        let id = event.id.filter(|id| !id.is_empty());
         let detail = event
             .detail
             .map(RawValue::get)
@@ -91,16 +93,16 @@ impl EventSource for CloudWatchSource {
             .unwrap_or("{}");
         let detail_type = event.detail_type.as_deref().unwrap_or("");
         let record = if let Some(path) = self.routes.get(detail_type) {
-            Record::new(event.id, Ok(Cow::Borrowed(detail)))
+            Record::new(id, Ok(Cow::Borrowed(detail)))
                 .with_path(Cow::Owned(path.as_str().to_owned()))
         } else if let Ok(directed) = serde_json::from_str::<Directed<'e>>(detail) {
-            Record::new(event.id, Ok(Cow::Borrowed(directed.kwargs.get()))).with_path(directed.path)
+            Record::new(id, Ok(Cow::Borrowed(directed.kwargs.get()))).with_path(directed.path)
         } else if detail.trim_start().starts_with('{') {
             // Bare kwargs, for the pipeline's default path.
-            Record::new(event.id, Ok(Cow::Borrowed(detail)))
+            Record::new(id, Ok(Cow::Borrowed(detail)))
         } else {
             Record::new(
-                event.id,
+                id,
                 Err(RecordError::invalid_payload(format!(
                     "the event's detail must be a JSON object (detail-type '{detail_type}')"
                 ))),

@@ -109,8 +109,12 @@ impl Registry {
     }
 
     /// The source an event belongs to: the first specific source (by name) that recognises
-    /// it, else the raw source if registered and it does.
+    /// it, else the raw source if registered and it does. An empty `Records` list names no
+    /// source, so none is detected (a pipeline pinned to one takes it).
     pub fn detect(&self, probe: &EventProbe) -> Option<Arc<dyn EventSource>> {
+        if probe.empty_records {
+            return None;
+        }
         let mut ordered: Vec<&Arc<dyn EventSource>> = self.sources.iter().collect();
         ordered.sort_by_key(|s| (s.name() == RawSource::NAME, s.name()));
         ordered.into_iter().find(|s| s.matches(probe)).cloned()

@@ -418,6 +418,8 @@ pub(crate) async fn flush(
 
 /// A message waiting to be sent to one queue.
 struct Pending {
+    /// Its place in staging order (within its queue).
+    seq: usize,
     size: usize,
     key: Option<String>,
     staged: Staged,
@@ -437,27 +439,41 @@ async fn flush_queue(
     let mut undelivered = Undelivered::new();
     let limits = sink.limits(&queue);
     let mut pending: Vec<Pending> = Vec::with_capacity(entries.len());
-    for e in entries {
+    // Ordering keys whose message failed for good, with the first such message's place and
+    // why: nothing staged after it with that key is sent (what was staged before still is).
+    let mut given_up: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let give_up = |given_up: &mut BTreeMap<String, (usize, String)>, key: &str, seq, why: &str| {
+        let entry = given_up
+            .entry(key.to_owned())
+            .or_insert_with(|| (seq, why.to_owned()));
+        if seq < entry.0 {
+            *entry = (seq, why.to_owned());
+        }
+    };
+    for (seq, e) in entries.into_iter().enumerate() {
         let size = sink.entry_size(&e.message);
+        let key = sink.order_key(&e.message);
         if size > limits.max_entry_bytes || size > limits.max_batch_bytes {
-            undelivered.entry(e.record).or_insert_with(|| {
-                format!(
-                    "message to {queue} is {size} bytes, over the sink's limit of {} bytes",
-                    limits.max_entry_bytes.min(limits.max_batch_bytes)
-                )
-            });
+            let why = format!(
+                "message to {queue} is {size} bytes, over the sink's limit of {} bytes",
+                limits.max_entry_bytes.min(limits.max_batch_bytes)
+            );
+            // It will never be sent: later messages of its key must not overtake it.
+            if let Some(key) = &key {
+                give_up(&mut given_up, key, seq, &why);
+            }
+            undelivered.entry(e.record).or_insert(why);
         } else {
             pending.push(Pending {
+                seq,
                 size,
-                key: sink.order_key(&e.message),
+                key,
                 staged: e,
                 why: None,
                 failed: false,
             });
         }
     }
-    // Ordering keys whose message failed for good: nothing later with that key is sent.
-    let mut given_up: BTreeMap<String, String> = BTreeMap::new();
     let mut attempt = 0u32;
     while !pending.is_empty() {
         attempt += 1;
@@ -476,7 +492,7 @@ async fn flush_queue(
             while batch.len() < limits.max_entries.max(1) {
                 let Some(next) = queued.peek() else { break };
                 if let Some(key) = &next.key {
-                    if let Some(why) = given_up.get(key) {
+                    if let Some((_, why)) = given_up.get(key).filter(|(seq, _)| next.seq > *seq) {
                         let p = queued.next().expect("peeked");
                         undelivered.entry(p.staged.record).or_insert_with(|| {
                             format!("not sent to {queue}, so as not to overtake an earlier message with its ordering key, which could not be delivered: {why}")
@@ -534,7 +550,7 @@ async fn flush_queue(
                 } else {
                     let why = format!("sending to {queue} failed: {}", e.message);
                     if let Some(key) = &p.key {
-                        given_up.entry(key.clone()).or_insert_with(|| why.clone());
+                        give_up(&mut given_up, key, p.seq, &why);
                     }
                     undelivered.entry(p.staged.record).or_insert(why);
                 }

@@ -218,6 +218,8 @@ pub struct EventProbe {
     pub has_records: bool,
     /// The first record's `eventSource` (or `EventSource`), e.g. `aws:sqs`.
     pub first_event_source: Option<String>,
+    /// The `Records` array is empty (a batch that names no source, and has nothing to lose).
+    pub empty_records: bool,
     /// The object's `source` (EventBridge).
     pub source: Option<String>,
     /// The object has a `detail-type` key (EventBridge).
@@ -319,8 +321,9 @@ impl<'de> Visitor<'de> for FirstRecordSeed<'_> {
             #[serde(rename = "eventSource", alias = "EventSource", default)]
             event_source: Option<String>,
         }
-        if let Some(first) = seq.next_element::<First>()? {
-            self.0.first_event_source = first.event_source;
+        match seq.next_element::<First>()? {
+            Some(first) => self.0.first_event_source = first.event_source,
+            None => self.0.empty_records = true,
         }
         // Stop here: the records themselves are the source's business.
         Err(de::Error::custom("probe done"))
@@ -337,6 +340,10 @@ impl EventProbe {
                 first_event_source: Some(s),
                 ..
             } => format!("records of eventSource '{s}'"),
+            EventProbe {
+                empty_records: true,
+                ..
+            } => "an empty list of Records".to_owned(),
             EventProbe {
                 has_records: true, ..
             } => "records that name no eventSource".to_owned(),

@@ -150,7 +150,8 @@ impl EventSource for SqsSource {
     }
 
     fn matches(&self, probe: &EventProbe) -> bool {
-        probe.first_event_source.as_deref() == Some(EVENT_SOURCE)
+        // An empty batch names no source; pinned to this one, it is taken (nothing to run).
+        probe.first_event_source.as_deref() == Some(EVENT_SOURCE) || probe.empty_records
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
