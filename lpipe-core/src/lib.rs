@@ -9,6 +9,7 @@ mod function;
 mod kwargs;
 mod kwargs_de;
 mod mermaid;
+mod outbox;
 mod params;
 mod path;
 mod pipeline;

@@ -1,0 +1,402 @@
+//! Batch scheduling: the records of a batch run in lanes (one per ordering key when records
+//! run side by side), in order within a lane; a record runs unless its ordering or the
+//! invocation's deadline says not; what it produced is collected in record order.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::Instrument;
+
+use super::graph::{outbound_id, Exec, Produced};
+use super::outcome::dead_letter_body;
+use crate::context::{Invocation, RecordInfo};
+use crate::error::{ErrorKind, Outcome, RecordError};
+use crate::kwargs::Kwargs;
+use crate::outbox::Staged;
+use crate::pipeline::Pipeline;
+use crate::sink::OutboundMessage;
+use crate::source::{EventSource, Ordering, Record, RecordResult};
+
+/// What the records of one batch share while they run.
+pub(super) struct BatchRun<'b> {
+    pub(super) source: &'b dyn EventSource,
+    pub(super) invocation: &'b Arc<Invocation>,
+    pub(super) ordering: Ordering,
+    pub(super) deadline: Option<Instant>,
+    /// For [`Ordering::StopOnFailure`]: why records no longer start.
+    stopped: Mutex<Option<String>>,
+}
+
+impl<'b> BatchRun<'b> {
+    pub(super) fn new(source: &'b dyn EventSource, invocation: &'b Arc<Invocation>) -> Self {
+        let deadline = deadline_of(&invocation.lambda);
+        tracing::debug!(
+            deadline_ms = invocation.lambda.deadline,
+            remaining_ms = ?deadline.map(|d| d.saturating_duration_since(Instant::now()).as_millis()),
+            "invocation deadline"
+        );
+        BatchRun {
+            source,
+            invocation,
+            ordering: source.ordering(),
+            deadline,
+            stopped: Mutex::new(None),
+        }
+    }
+
+    /// A record failed: by the source's ordering, later records of its key (or of the batch)
+    /// will not run.
+    fn note_failure(
+        &self,
+        id: Option<&str>,
+        key: Option<String>,
+        failed_keys: &mut HashSet<String>,
+    ) {
+        match self.ordering {
+            Ordering::StopOnFailure => {
+                let mut stopped = self.stopped.lock().expect("stop lock");
+                if stopped.is_none() {
+                    *stopped = Some(format!("record {} failed", id.unwrap_or("?")));
+                }
+            }
+            Ordering::PerKey => {
+                if let Some(k) = key {
+                    failed_keys.insert(k);
+                }
+            }
+            Ordering::Unordered => {}
+        }
+    }
+}
+
+/// Deadlines before this (2001-09-09 in Unix milliseconds) are not timestamps: local
+/// emulators send the timeout itself (`cargo lambda watch` sends 600000). Those are ignored.
+const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
+    if ctx.deadline < PLAUSIBLE_DEADLINE_MS {
+        return None;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    Some(Instant::now() + Duration::from_millis(ctx.deadline.saturating_sub(now_ms)))
+}
+
+/// One record, run (or not).
+pub(super) struct Done {
+    index: usize,
+    result: RecordResult,
+    /// Kept only for reporting what did not succeed.
+    kwargs: Option<Kwargs>,
+    staged: Vec<Staged>,
+}
+
+/// Where the records of a lane go once run.
+pub(super) trait Collect: Send {
+    fn collect(&mut self, done: Done);
+}
+
+/// A batch's records, run, in record order.
+pub(super) struct Collected {
+    pub(super) results: Vec<RecordResult>,
+    pub(super) kwargs_of: Vec<Option<Kwargs>>,
+    pub(super) staged: Vec<Staged>,
+}
+
+impl Collect for Collected {
+    #[inline]
+    fn collect(&mut self, done: Done) {
+        self.results.push(done.result);
+        self.kwargs_of.push(done.kwargs);
+        self.staged.extend(done.staged);
+    }
+}
+
+impl Collect for Vec<Done> {
+    #[inline]
+    fn collect(&mut self, done: Done) {
+        self.push(done);
+    }
+}
+
+/// Splits a batch into lanes that may run concurrently; the records of a lane run one after
+/// another. Unordered records get a lane each, and keyed records share their key's lane (a
+/// record without a key gets its own).
+fn lanes(records: Vec<Record<'_>>, ordering: Ordering) -> Vec<Vec<(usize, Record<'_>)>> {
+    let numbered = records.into_iter().enumerate();
+    match ordering {
+        Ordering::Unordered => numbered.map(|r| vec![r]).collect(),
+        Ordering::PerKey | Ordering::StopOnFailure => {
+            let mut lanes: Vec<Vec<(usize, Record<'_>)>> = Vec::new();
+            let mut lane_of: HashMap<String, usize> = HashMap::new();
+            for (index, record) in numbered {
+                match record.ordering_key.as_deref() {
+                    Some(key) => match lane_of.get(key) {
+                        Some(&lane) => lanes[lane].push((index, record)),
+                        None => {
+                            lane_of.insert(key.to_owned(), lanes.len());
+                            lanes.push(vec![(index, record)]);
+                        }
+                    },
+                    None => lanes.push(vec![(index, record)]),
+                }
+            }
+            lanes
+        }
+    }
+}
+
+/// What a lane keeps while its records run: the ordering keys that failed in it, and where
+/// its records go once run.
+struct Lane<'o, C> {
+    failed_keys: HashSet<String>,
+    out: &'o mut C,
+}
+
+/// What running (or not running) one record produced.
+struct Ran {
+    id: Option<String>,
+    key: Option<String>,
+    result: Result<Produced, RecordError>,
+    kwargs: Option<Kwargs>,
+    staged: Vec<Staged>,
+}
+
+impl Ran {
+    fn not_run(record: Record<'_>, why: String) -> Ran {
+        Ran {
+            id: record.id.map(Cow::into_owned),
+            key: record.ordering_key.map(Cow::into_owned),
+            result: Err(RecordError::new(ErrorKind::NotRun, why)),
+            kwargs: None,
+            staged: Vec::new(),
+        }
+    }
+}
+
+impl Pipeline {
+    /// Runs every record of the batch (side by side, up to the pipeline's concurrency);
+    /// returns what they produced, in record order.
+    pub(super) async fn run_records(
+        &self,
+        records: Vec<Record<'_>>,
+        batch: &BatchRun<'_>,
+    ) -> Collected {
+        let mut collected = Collected {
+            results: Vec::with_capacity(records.len()),
+            kwargs_of: Vec::with_capacity(records.len()),
+            staged: Vec::new(),
+        };
+        let concurrency = self.inner.concurrency;
+        if concurrency <= 1 || records.len() <= 1 {
+            self.run_lane(records.into_iter().enumerate(), batch, &mut collected)
+                .await;
+            return collected;
+        }
+        use futures::StreamExt;
+        let mut done: Vec<Done> = futures::stream::iter(lanes(records, batch.ordering))
+            .map(|lane| async {
+                let mut done = Vec::with_capacity(lane.len());
+                self.run_lane(lane.into_iter(), batch, &mut done).await;
+                done
+            })
+            .buffer_unordered(concurrency)
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await;
+        done.sort_unstable_by_key(|d| d.index);
+        for d in done {
+            collected.collect(d);
+        }
+        collected
+    }
+
+    /// Runs the records of one lane in order.
+    async fn run_lane<'e>(
+        &self,
+        records: impl Iterator<Item = (usize, Record<'e>)> + Send,
+        batch: &BatchRun<'_>,
+        out: &mut impl Collect,
+    ) {
+        let mut lane = Lane {
+            failed_keys: HashSet::new(),
+            out,
+        };
+        for (index, record) in records {
+            self.run_one(index, record, batch, &mut lane).await;
+        }
+    }
+
+    /// Runs one record, unless its ordering or the deadline says not, and collects it.
+    async fn run_one(
+        &self,
+        index: usize,
+        record: Record<'_>,
+        batch: &BatchRun<'_>,
+        lane: &mut Lane<'_, impl Collect>,
+    ) {
+        let ran = match self.why_not_run(&record, batch, &lane.failed_keys) {
+            Some(why) => Ran::not_run(record, why),
+            None => self.execute(index, record, batch).await,
+        };
+        let (outcome, error, output) = match ran.result {
+            Ok(output) => (Outcome::Success, None, output),
+            Err(e) => (e.outcome(), Some(e), None),
+        };
+        if outcome == Outcome::Failed {
+            batch.note_failure(ran.id.as_deref(), ran.key, &mut lane.failed_keys);
+        }
+        lane.out.collect(Done {
+            index,
+            result: RecordResult {
+                id: ran.id,
+                outcome,
+                error,
+                output,
+            },
+            kwargs: ran.kwargs.filter(|_| outcome != Outcome::Success),
+            staged: ran.staged,
+        });
+    }
+
+    /// Why a record is not run: an earlier failure its ordering waits on, or a deadline too
+    /// close.
+    fn why_not_run(
+        &self,
+        record: &Record<'_>,
+        batch: &BatchRun<'_>,
+        failed_keys: &HashSet<String>,
+    ) -> Option<String> {
+        match (batch.ordering, record.ordering_key.as_deref()) {
+            (Ordering::StopOnFailure, _) => {
+                let stopped = batch.stopped.lock().expect("stop lock").clone();
+                if let Some(why) = stopped {
+                    return Some(format!("not run: {why}"));
+                }
+            }
+            (Ordering::PerKey, Some(k)) if failed_keys.contains(k) => {
+                return Some(format!(
+                    "not run: an earlier record of ordering key {k} failed"
+                ));
+            }
+            _ => {}
+        }
+        let late = batch
+            .deadline
+            .is_some_and(|d| Instant::now() + self.inner.deadline_margin >= d);
+        late.then(|| "not run: the invocation's deadline is too close".to_owned())
+    }
+
+    /// Runs a record through the graph; stages its outbound messages if it succeeded, and its
+    /// dead letter if it was dropped. The record is consumed: its body is freed as soon as it
+    /// has run.
+    async fn execute(&self, index: usize, record: Record<'_>, batch: &BatchRun<'_>) -> Ran {
+        let Record {
+            id,
+            ordering_key,
+            body,
+            path: source_path,
+        } = record;
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            tracing::info_span!(
+                "record",
+                id = id.as_deref().unwrap_or(""),
+                path = tracing::field::Empty
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let info = Arc::new(RecordInfo {
+            index,
+            id: id.map(Cow::into_owned),
+            source: batch.source.name(),
+            ordering_key: ordering_key.map(Cow::into_owned),
+        });
+        let mut outbox = Vec::new();
+        let mut exec = Exec {
+            invocation: batch.invocation.clone(),
+            record: info,
+            outbox: &mut outbox,
+        };
+        let (result, kwargs, body) = match body {
+            Ok(body) => {
+                let (result, kwargs) = self
+                    .run_record(&body, source_path.as_deref(), &mut exec)
+                    .instrument(span)
+                    .await;
+                (result, kwargs, Some(body))
+            }
+            Err(e) => (Err(e), None, None),
+        };
+        // Take the id and key back from the record's context (copies if a function kept it).
+        let (id, key) = match Arc::try_unwrap(exec.record) {
+            Ok(info) => (info.id, info.ordering_key),
+            Err(shared) => (shared.id.clone(), shared.ordering_key.clone()),
+        };
+        let mut staged = Vec::new();
+        match &result {
+            Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
+                record: index,
+                message,
+            })),
+            Err(e) if !outbox.is_empty() => {
+                tracing::warn!(
+                    record = id.as_deref().unwrap_or(""),
+                    discarded = outbox.len(),
+                    "{e}; its outbound messages are not sent"
+                );
+            }
+            Err(_) => {}
+        }
+        if let Err(e) = &result {
+            if e.outcome() == Outcome::Dropped {
+                staged.extend(self.dead_letter(
+                    index,
+                    id.as_deref(),
+                    body.as_deref(),
+                    source_path.as_deref(),
+                    batch,
+                ));
+            }
+        }
+        Ran {
+            id,
+            key,
+            result,
+            kwargs,
+            staged,
+        }
+    }
+
+    /// A dropped record's message to the dead-letter queue, if the pipeline has one and the
+    /// record's body could be read.
+    fn dead_letter(
+        &self,
+        index: usize,
+        id: Option<&str>,
+        body: Option<&str>,
+        source_path: Option<&str>,
+        batch: &BatchRun<'_>,
+    ) -> Option<Staged> {
+        let queue = self.inner.dead_letter.as_ref()?;
+        let Some(body) = body else {
+            tracing::warn!(
+                record = id.unwrap_or(""),
+                "the record's body could not be read, so it is not sent to the dead-letter queue {queue}"
+            );
+            return None;
+        };
+        Some(Staged {
+            record: index,
+            message: OutboundMessage {
+                queue: queue.clone(),
+                body: dead_letter_body(body, source_path),
+                id: outbound_id(batch.invocation, id, index, "dead-letter"),
+            },
+        })
+    }
+}

@@ -1,0 +1,332 @@
+//! Graph execution: a record's path runs its actions in order; an action calls its functions
+//! with typed kwargs, runs further paths and stages messages for its queues; a function's
+//! returned payloads run next. Paths and payloads nest up to the pipeline's depth bound.
+
+use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tracing::Instrument;
+
+use crate::action::Action;
+use crate::context::{Context, Invocation, RecordInfo};
+use crate::error::{ErrorKind, RecordError};
+use crate::function::{ParamError, Returned};
+use crate::kwargs::Kwargs;
+use crate::path::PathName;
+use crate::pipeline::Pipeline;
+use crate::queue::{Payload, Target};
+use crate::sink::OutboundMessage;
+
+/// What a record, path, action or function produced: the record's output, if any.
+pub(super) type Produced = Option<serde_json::Value>;
+
+/// What a record's execution carries through the graph: its invocation, its identity, and the
+/// messages it staged so far.
+pub(super) struct Exec<'r> {
+    pub(super) invocation: Arc<Invocation>,
+    pub(super) record: Arc<RecordInfo>,
+    pub(super) outbox: &'r mut Vec<OutboundMessage>,
+}
+
+impl Exec<'_> {
+    fn push(&mut self, queue: crate::Queue, body: String) {
+        let id = outbound_id(
+            &self.invocation,
+            self.record.id.as_deref(),
+            self.record.index,
+            self.outbox.len(),
+        );
+        self.outbox.push(OutboundMessage { queue, body, id });
+    }
+}
+
+/// The id of a record's `n`th outbound message (see [`OutboundMessage::id`]).
+pub(super) fn outbound_id(
+    invocation: &Invocation,
+    record_id: Option<&str>,
+    index: usize,
+    n: impl std::fmt::Display,
+) -> String {
+    match (record_id, invocation.message_scope.as_deref()) {
+        (Some(id), None) => format!("{id}:{n}"),
+        (Some(id), Some(scope)) => format!("{scope}/{id}:{n}"),
+        // Without an id, the position is all there is: scope it by the request.
+        (None, _) => format!("{}/{index}:{n}", invocation.lambda.request_id),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+fn param_error(e: ParamError, function: &'static str, path: &PathName) -> RecordError {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    let message = if field == "." || field.is_empty() {
+        format!("bad parameters: {inner}")
+    } else {
+        format!("bad parameter `{field}`: {inner}")
+    };
+    RecordError::new(ErrorKind::InvalidPayload, message)
+        .at_path(path)
+        .in_function(function)
+}
+
+impl Pipeline {
+    /// Runs a record's body: parses it, then runs its path.
+    pub(super) async fn run_record(
+        &self,
+        body: &str,
+        source_path: Option<&str>,
+        exec: &mut Exec<'_>,
+    ) -> (Result<Produced, RecordError>, Option<Kwargs>) {
+        let parsed = match source_path {
+            Some(path) => self.parse_kwargs_for(path, body),
+            None => self.parse_message(body),
+        };
+        let (path, kwargs) = match parsed {
+            Ok(pk) => pk,
+            Err(e) => return (Err(e), None),
+        };
+        tracing::Span::current().record("path", path.as_str());
+        tracing::debug!(kwargs = %kwargs, "record received");
+        let result = self.run_path_unboxed(&path, &kwargs, 0, exec).await;
+        (result, Some(kwargs))
+    }
+
+    /// Runs a path nested in another (boxed: paths recurse).
+    fn run_path<'a>(
+        &'a self,
+        path: &'a PathName,
+        kwargs: &'a Kwargs,
+        depth: usize,
+        exec: &'a mut Exec<'_>,
+    ) -> BoxFuture<'a, Result<Produced, RecordError>> {
+        self.run_path_unboxed(path, kwargs, depth, exec).boxed()
+    }
+
+    /// Runs a path's actions in order.
+    async fn run_path_unboxed(
+        &self,
+        path: &PathName,
+        kwargs: &Kwargs,
+        depth: usize,
+        exec: &mut Exec<'_>,
+    ) -> Result<Produced, RecordError> {
+        if depth > self.inner.max_depth {
+            return Err(self.too_deep(path));
+        }
+        let (name, actions) = self
+            .lookup(path.as_str())
+            .ok_or_else(|| self.unknown_path(path.as_str()))?;
+        let mut output = None;
+        for action in actions {
+            output = self
+                .run_action(name, action, kwargs, depth, exec)
+                .await
+                .map_err(|e| e.at_path(name))?;
+        }
+        Ok(output)
+    }
+
+    fn too_deep(&self, path: &PathName) -> RecordError {
+        RecordError::new(
+            ErrorKind::DepthExceeded,
+            format!(
+                "paths and returned payloads nested deeper than the pipeline's bound of {} (a loop of returned payloads?)",
+                self.inner.max_depth
+            ),
+        )
+        .at_path(path)
+    }
+
+    async fn run_action(
+        &self,
+        path: &PathName,
+        action: &Action,
+        kwargs: &Kwargs,
+        depth: usize,
+        exec: &mut Exec<'_>,
+    ) -> Result<Produced, RecordError> {
+        let required = if action.required_params.is_empty() {
+            None
+        } else {
+            let names = action
+                .required_params
+                .iter()
+                .map(|p| (p.from.as_str(), p.to.as_str()));
+            Some(kwargs.select(names, true).map_err(|m| {
+                RecordError::invalid_payload(format!("missing required parameter '{}'", m.0))
+                    .at_path(path)
+            })?)
+        };
+        let fn_kwargs: Cow<'_, Kwargs> = match &required {
+            Some(r) if action.include_all_params => Cow::Owned(kwargs.merged_with(r)),
+            Some(r) => Cow::Borrowed(r),
+            None => Cow::Borrowed(kwargs),
+        };
+
+        let context = |exec: &Exec<'_>| Context {
+            invocation: exec.invocation.clone(),
+            record: exec.record.clone(),
+            path: path.clone(),
+        };
+        let mut output = None;
+        if let [f] = action.functions.as_slice() {
+            // The common case, without collecting the prepared calls.
+            let call = f
+                .inner
+                .prepare(&fn_kwargs, context(exec))
+                .map_err(|e| param_error(e, f.name, path))?;
+            output = self.call_function(f.name, call, path, depth, exec).await?;
+        } else if !action.functions.is_empty() {
+            // Every function's parameters are checked before any function runs.
+            let mut prepared = Vec::with_capacity(action.functions.len());
+            for f in &action.functions {
+                let call = f
+                    .inner
+                    .prepare(&fn_kwargs, context(exec))
+                    .map_err(|e| param_error(e, f.name, path))?;
+                prepared.push((f.name, call));
+            }
+            for (name, call) in prepared {
+                output = self.call_function(name, call, path, depth, exec).await?;
+            }
+        }
+
+        if action.paths.is_empty() && action.queues.is_empty() {
+            return Ok(output);
+        }
+        let forward: Cow<'_, Kwargs> = if action.include_all_params || required.is_some() {
+            fn_kwargs
+        } else if action.functions.is_empty() {
+            Cow::Owned(Kwargs::empty())
+        } else if action
+            .functions
+            .iter()
+            .any(|f| f.params == crate::Params::Any)
+        {
+            Cow::Borrowed(kwargs)
+        } else {
+            let names = action
+                .functions
+                .iter()
+                .filter_map(|f| f.params.fields())
+                .flatten()
+                .map(|n| (*n, *n));
+            Cow::Owned(
+                kwargs
+                    .select(names, false)
+                    .unwrap_or_else(|_| Kwargs::empty()),
+            )
+        };
+        for p in &action.paths {
+            output = self.run_path(p, &forward, depth + 1, exec).await?;
+        }
+        for q in &action.queues {
+            let body = q.message_body(&forward);
+            exec.push(q.clone(), body);
+            output = None;
+        }
+        Ok(output)
+    }
+
+    /// Runs one prepared function call, turning panics and errors into record errors and
+    /// running the payloads it returns.
+    async fn call_function(
+        &self,
+        name: &'static str,
+        call: crate::function::Prepared<'_>,
+        path: &PathName,
+        depth: usize,
+        exec: &mut Exec<'_>,
+    ) -> Result<Produced, RecordError> {
+        // A span per function only when someone listens at debug level: spans cost per call.
+        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!("function", name)
+        } else {
+            tracing::Span::none()
+        };
+        let result = AssertUnwindSafe(call).catch_unwind().instrument(span).await;
+        let returned = match result {
+            Err(panic) => {
+                return Err(RecordError::new(
+                    ErrorKind::Panic,
+                    format!("panicked: {}", panic_message(&*panic)),
+                )
+                .at_path(path)
+                .in_function(name))
+            }
+            Ok(Err(e)) => {
+                let kind = ErrorKind::classify(&*e);
+                return Err(RecordError::new(kind, e.to_string())
+                    .at_path(path)
+                    .in_function(name)
+                    .with_source(e));
+            }
+            Ok(Ok(r)) => r,
+        };
+        Ok(match returned {
+            Returned::Nothing => None,
+            Returned::Output(v) => Some(v),
+            Returned::Payloads(payloads) => {
+                let mut last = None;
+                for p in payloads {
+                    last = self
+                        .run_payload(p, depth + 1, exec)
+                        .await
+                        .map_err(|e| e.in_function(name))?;
+                }
+                last
+            }
+        })
+    }
+
+    fn run_payload<'a>(
+        &'a self,
+        payload: Payload,
+        depth: usize,
+        exec: &'a mut Exec<'_>,
+    ) -> BoxFuture<'a, Result<Produced, RecordError>> {
+        async move {
+            match payload.target {
+                Target::Path(path) => {
+                    if depth > self.inner.max_depth {
+                        return Err(self.too_deep(&path));
+                    }
+                    let Some((name, _)) = self.lookup(path.as_str()) else {
+                        return Err(self.unknown_path(path.as_str()));
+                    };
+                    let name = name.clone();
+                    self.run_path(&name, &payload.kwargs, depth, exec).await
+                }
+                Target::Queue(queue) => {
+                    crate::pipeline::check_queue(
+                        &queue,
+                        &self.inner.registry,
+                        self.inner
+                            .catch_all_sink
+                            .as_ref()
+                            .or(self.inner.fallback_sink.as_ref()),
+                    )
+                    .map_err(|m| {
+                        RecordError::new(ErrorKind::Undeliverable, format!("returned payload: {m}"))
+                    })?;
+                    let body = queue.message_body(&payload.kwargs);
+                    exec.push(queue, body);
+                    Ok(None)
+                }
+            }
+        }
+        .boxed()
+    }
+}

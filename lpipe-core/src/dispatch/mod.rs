@@ -1,0 +1,101 @@
+//! Running a batch, in parts that read on their own:
+//!
+//! - `message`: a record's body becomes its path and kwargs;
+//! - `graph`: a path's actions call functions with typed kwargs, run further paths and
+//!   returned payloads, and stage outbound messages;
+//! - `batch`: the records of a batch run in lanes, in order where the source keeps one, unless
+//!   an earlier failure or the deadline says not;
+//! - `outcome`: outbound messages go through the outbox (`crate::outbox`), and the outcomes are
+//!   counted, logged and reported.
+//!
+//! [`Pipeline::handle`] reads as those steps.
+
+use std::sync::Arc;
+
+use crate::context::Invocation;
+use crate::error::InvocationError;
+use crate::pipeline::Pipeline;
+use crate::source::{EventProbe, EventSource};
+
+mod batch;
+mod graph;
+mod message;
+mod outcome;
+
+use batch::BatchRun;
+
+impl Pipeline {
+    /// Handles one Lambda event: decodes it with its event source, runs every record through
+    /// the graph, sends the outbound messages, reports dropped and failed records, and builds
+    /// the response.
+    ///
+    /// # Errors
+    ///
+    /// An [`InvocationError`] when the event cannot be read, or when the source reports
+    /// failures by failing the invocation (direct invocations, EventBridge).
+    pub async fn handle(
+        &self,
+        event: &str,
+        lambda: lambda_runtime::Context,
+    ) -> Result<serde_json::Value, InvocationError> {
+        // A UTF-8 byte-order mark (some editors write one into event files) is not JSON.
+        let event = event.strip_prefix('\u{feff}').unwrap_or(event);
+        let source = self.source_for(event)?;
+        let records = source
+            .decode(event)
+            .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
+        let invocation = self.invocation(lambda, source.as_ref());
+        let batch = BatchRun::new(source.as_ref(), &invocation);
+        let mut ran = self.run_records(records, &batch).await;
+        self.deliver(&mut ran, batch.deadline).await;
+        let result = self
+            .conclude(ran, source.name(), &invocation.lambda.request_id)
+            .await;
+        source.respond(event, &result).await
+    }
+
+    /// What the records of this invocation share: the Lambda context, the pipeline's state,
+    /// and how outbound ids are scoped (by the request, when record ids are positions).
+    fn invocation(
+        &self,
+        lambda: lambda_runtime::Context,
+        source: &dyn EventSource,
+    ) -> Arc<Invocation> {
+        let message_scope = (!source.stable_record_ids()).then(|| lambda.request_id.clone());
+        Arc::new(Invocation {
+            lambda,
+            state: self.inner.state.clone(),
+            message_scope,
+        })
+    }
+
+    /// The source of an event: the pinned one if it recognises the event, else the registered
+    /// one that does. A source never takes an event it does not recognise (see
+    /// [`EventSource::matches`](crate::EventSource::matches)): decoded with the wrong layout,
+    /// every record would be dropped and acknowledged, and lost.
+    fn source_for(&self, event: &str) -> Result<Arc<dyn EventSource>, InvocationError> {
+        let inner = &self.inner;
+        let probe = EventProbe::of(event);
+        match &inner.source {
+            Some(s) if s.matches(&probe) => Ok(s.clone()),
+            Some(s) => Err(InvocationError::new(
+                "InvalidEvent",
+                format!(
+                    "this pipeline takes only '{}' events, and this is not one ({}); no record of it is taken (is the event source mapping attached to the right function?)",
+                    s.name(),
+                    probe.describe()
+                ),
+            )),
+            None => inner.registry.detect(&probe).ok_or_else(|| {
+                InvocationError::new(
+                    "InvalidEvent",
+                    format!(
+                        "no registered event source recognises this event ({}; registered: {})",
+                        probe.describe(),
+                        inner.registry.source_names().join(", ")
+                    ),
+                )
+            }),
+        }
+    }
+}

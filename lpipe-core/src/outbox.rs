@@ -1,0 +1,437 @@
+//! The outbox: sends the messages the records of a batch staged, batched per queue within each
+//! sink's limits, retrying what the sink refused retryably, and says which records' messages
+//! could not be delivered (those records fail).
+//!
+//! Per queue ([`QueueOutbox`]), in rounds (one per attempt):
+//! 1. [`QueueOutbox::next_call`] takes the next messages in staging order that fit the sink's
+//!    limits, holding back those whose order key has an undelivered message before them;
+//! 2. the sink sends the call, and [`QueueOutbox::apply`] sorts its results: delivered,
+//!    refused retryably (retried next round, and its key held back), refused for good (its key
+//!    is given up: nothing staged after it with that key is sent);
+//! 3. when a round leaves messages to retry, the outbox waits (exponential backoff with
+//!    jitter) and runs another, until the attempts or the deadline run out
+//!    ([`QueueOutbox::give_up_on`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::iter::Peekable;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::queue::Queue;
+use crate::sink::{OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits};
+
+/// A staged message and the record that produced it.
+pub(crate) struct Staged {
+    pub(crate) record: usize,
+    pub(crate) message: OutboundMessage,
+}
+
+/// The outcome of flushing: per record, the first delivery error.
+pub(crate) type Undelivered = BTreeMap<usize, String>;
+
+/// Sends the staged messages, batched per queue within each sink's limits, retrying retryable
+/// failures with backoff and jitter until `deadline`; returns what could not be delivered.
+pub(crate) async fn flush(
+    staged: Vec<Staged>,
+    sink_for: impl Fn(&Queue) -> Option<Arc<dyn Sink>>,
+    retry: RetryPolicy,
+    deadline: Option<Instant>,
+) -> Undelivered {
+    let mut undelivered = Undelivered::new();
+    let mut by_queue: BTreeMap<Queue, Vec<Staged>> = BTreeMap::new();
+    for s in staged {
+        by_queue.entry(s.message.queue.clone()).or_default().push(s);
+    }
+    let mut sends = Vec::new();
+    for (queue, entries) in by_queue {
+        match sink_for(&queue) {
+            Some(sink) => sends.push(QueueOutbox::new(queue, entries, sink).send(retry, deadline)),
+            None => {
+                for e in entries {
+                    undelivered
+                        .entry(e.record)
+                        .or_insert_with(|| format!("no sink for queue kind '{}'", queue.kind()));
+                }
+            }
+        }
+    }
+    for result in futures::future::join_all(sends).await {
+        for (record, why) in result {
+            undelivered.entry(record).or_insert(why);
+        }
+    }
+    undelivered
+}
+
+/// A message waiting to be sent to one queue.
+struct Pending {
+    /// Its place in staging order (within its queue).
+    seq: usize,
+    size: usize,
+    key: Option<String>,
+    staged: Staged,
+    /// Why it is waiting, if an earlier attempt did not deliver it.
+    why: Option<String>,
+    /// Whether the service refused it before (not merely held back).
+    failed: bool,
+}
+
+/// One round of calls: the messages still to offer, and what is left for the next round.
+struct Round {
+    queued: Peekable<std::vec::IntoIter<Pending>>,
+    /// Keys with a message waiting for a retry: later messages with that key wait too.
+    waiting: BTreeSet<String>,
+    /// What the next round offers again.
+    retry_next: Vec<Pending>,
+}
+
+/// The messages of one queue on their way out.
+struct QueueOutbox {
+    queue: Queue,
+    sink: Arc<dyn Sink>,
+    limits: SinkLimits,
+    /// Not yet delivered, in staging order.
+    pending: Vec<Pending>,
+    /// Keys whose message failed for good, with the first such message's place and why:
+    /// nothing staged after it with that key is sent (what was staged before still is).
+    given_up: BTreeMap<String, (usize, String)>,
+    undelivered: Undelivered,
+}
+
+impl QueueOutbox {
+    /// Sizes and keys the messages; one over the sink's limits is undeliverable at once, and
+    /// gives its key up.
+    fn new(queue: Queue, entries: Vec<Staged>, sink: Arc<dyn Sink>) -> Self {
+        let limits = sink.limits(&queue);
+        let mut outbox = QueueOutbox {
+            queue,
+            limits,
+            pending: Vec::with_capacity(entries.len()),
+            given_up: BTreeMap::new(),
+            undelivered: Undelivered::new(),
+            sink,
+        };
+        for (seq, staged) in entries.into_iter().enumerate() {
+            let size = outbox.sink.entry_size(&staged.message);
+            let key = outbox.sink.order_key(&staged.message);
+            if size > limits.max_entry_bytes || size > limits.max_batch_bytes {
+                let why = format!(
+                    "message to {} is {size} bytes, over the sink's limit of {} bytes",
+                    outbox.queue,
+                    limits.max_entry_bytes.min(limits.max_batch_bytes)
+                );
+                // It will never be sent: later messages of its key must not overtake it.
+                if let Some(key) = &key {
+                    outbox.give_up(key, seq, &why);
+                }
+                outbox.undelivered.entry(staged.record).or_insert(why);
+            } else {
+                outbox.pending.push(Pending {
+                    seq,
+                    size,
+                    key,
+                    staged,
+                    why: None,
+                    failed: false,
+                });
+            }
+        }
+        outbox
+    }
+
+    /// Sends everything, in rounds, until it is delivered, refused for good, or out of
+    /// attempts or time; returns what was not delivered.
+    async fn send(mut self, retry: RetryPolicy, deadline: Option<Instant>) -> Undelivered {
+        let mut attempt = 0u32;
+        while !self.pending.is_empty() {
+            attempt += 1;
+            let retry_next = self.round(attempt).await;
+            if retry_next.is_empty() {
+                break;
+            }
+            let delay = retry.backoff(attempt - 1);
+            let out_of_time = deadline.is_some_and(|d| Instant::now() + delay >= d);
+            if attempt >= retry.max_attempts || out_of_time {
+                self.give_up_on(retry_next, attempt);
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            self.pending = retry_next;
+        }
+        self.undelivered
+    }
+
+    /// One attempt: calls until every pending message was offered or held back; returns what
+    /// to offer again.
+    async fn round(&mut self, attempt: u32) -> Vec<Pending> {
+        let mut round = Round {
+            queued: std::mem::take(&mut self.pending).into_iter().peekable(),
+            waiting: BTreeSet::new(),
+            retry_next: Vec::new(),
+        };
+        loop {
+            let call = self.next_call(&mut round);
+            if call.is_empty() {
+                break;
+            }
+            let messages: Vec<OutboundMessage> =
+                call.iter().map(|p| p.staged.message.clone()).collect();
+            let results = self.sink.send(&self.queue, &messages).await;
+            self.apply(call, results, attempt, &mut round);
+        }
+        round.retry_next
+    }
+
+    /// The next call: messages in staging order, within the limits, leaving out (and holding
+    /// back for the next round) those whose key has an undelivered message before them. A
+    /// retried message is the last of its key in its call.
+    fn next_call(&mut self, round: &mut Round) -> Vec<Pending> {
+        let mut call: Vec<Pending> = Vec::new();
+        let mut bytes = 0;
+        // Keys of retried messages in this call: a later message with the same key goes in a
+        // later call, once the retry is known to have been delivered.
+        let mut retried: BTreeSet<String> = BTreeSet::new();
+        while call.len() < self.limits.max_entries.max(1) {
+            let Some(next) = round.queued.peek() else {
+                break;
+            };
+            if let Some(key) = &next.key {
+                let given_up = self.given_up.get(key).filter(|(seq, _)| next.seq > *seq);
+                if let Some((_, why)) = given_up {
+                    let why = format!("not sent to {}, so as not to overtake an earlier message with its ordering key, which could not be delivered: {why}", self.queue);
+                    let p = round.queued.next().expect("peeked");
+                    self.undelivered.entry(p.staged.record).or_insert(why);
+                    continue;
+                }
+                if round.waiting.contains(key) {
+                    let mut p = round.queued.next().expect("peeked");
+                    p.why.get_or_insert_with(|| {
+                        "held back behind an earlier message with its ordering key".into()
+                    });
+                    round.retry_next.push(p);
+                    continue;
+                }
+            }
+            if bytes + next.size > self.limits.max_batch_bytes
+                || next.key.as_deref().is_some_and(|k| retried.contains(k))
+            {
+                break;
+            }
+            bytes += next.size;
+            let p = round.queued.next().expect("peeked");
+            if let (true, Some(key)) = (p.failed, &p.key) {
+                retried.insert(key.clone());
+            }
+            call.push(p);
+        }
+        call
+    }
+
+    /// Sorts a call's results: delivered messages are done; retryable refusals go to the next
+    /// round and hold their key back; permanent ones give their key up.
+    fn apply(
+        &mut self,
+        call: Vec<Pending>,
+        results: Result<Vec<Result<(), SendError>>, SendError>,
+        attempt: u32,
+        round: &mut Round,
+    ) {
+        let results = match results {
+            Ok(r) if r.len() == call.len() => r,
+            Ok(r) => {
+                let msg = format!(
+                    "the sink for {} returned {} results for {} messages",
+                    self.queue,
+                    r.len(),
+                    call.len()
+                );
+                vec![Err(SendError::permanent(msg)); call.len()]
+            }
+            Err(e) => vec![Err(e); call.len()],
+        };
+        for (mut p, result) in call.into_iter().zip(results) {
+            let Err(e) = result else { continue };
+            tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, error = %e.message, "outbound message not sent");
+            if e.retryable {
+                if let Some(key) = &p.key {
+                    round.waiting.insert(key.clone());
+                }
+                p.why = Some(e.message);
+                p.failed = true;
+                round.retry_next.push(p);
+            } else {
+                let why = format!("sending to {} failed: {}", self.queue, e.message);
+                if let Some(key) = &p.key {
+                    self.give_up(key, p.seq, &why);
+                }
+                self.undelivered.entry(p.staged.record).or_insert(why);
+            }
+        }
+    }
+
+    /// Gives a key up from the message at `seq` on (keeping the earliest such place).
+    fn give_up(&mut self, key: &str, seq: usize, why: &str) {
+        let entry = self
+            .given_up
+            .entry(key.to_owned())
+            .or_insert_with(|| (seq, why.to_owned()));
+        if seq < entry.0 {
+            *entry = (seq, why.to_owned());
+        }
+    }
+
+    /// Out of attempts or time: what is left is undelivered.
+    fn give_up_on(&mut self, left: Vec<Pending>, attempts: u32) {
+        for p in left {
+            let why = p.why.unwrap_or_default();
+            let queue = &self.queue;
+            self.undelivered.entry(p.staged.record).or_insert_with(|| {
+                format!("sending to {queue} failed after {attempts} attempts: {why}")
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemorySink;
+    use crate::QueueKind;
+
+    fn staged(record: usize, body: &str) -> Staged {
+        Staged {
+            record,
+            message: OutboundMessage {
+                queue: Queue::new(QueueKind::custom("memory"), "q"),
+                body: body.to_owned(),
+                id: format!("{record}:0"),
+            },
+        }
+    }
+
+    fn outbox(sink: MemorySink, bodies: &[&str]) -> QueueOutbox {
+        let entries = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| staged(i, b))
+            .collect();
+        QueueOutbox::new(
+            Queue::new(QueueKind::custom("memory"), "q"),
+            entries,
+            Arc::new(sink),
+        )
+    }
+
+    fn round(outbox: &mut QueueOutbox) -> Round {
+        Round {
+            queued: std::mem::take(&mut outbox.pending).into_iter().peekable(),
+            waiting: BTreeSet::new(),
+            retry_next: Vec::new(),
+        }
+    }
+
+    fn records(call: &[Pending]) -> Vec<usize> {
+        call.iter().map(|p| p.staged.record).collect()
+    }
+
+    #[test]
+    fn a_call_stays_within_the_entries_and_bytes_limits() {
+        let sink = MemorySink::new().with_limits(SinkLimits {
+            max_entries: 3,
+            max_entry_bytes: 10,
+            max_batch_bytes: 12,
+        });
+        let mut outbox = outbox(sink, &["aaaa", "bbbb", "cccc", "d", "e", "f", "g"]);
+        let mut round = round(&mut outbox);
+        assert_eq!(records(&outbox.next_call(&mut round)), [0, 1, 2]);
+        assert_eq!(records(&outbox.next_call(&mut round)), [3, 4, 5]);
+        assert_eq!(records(&outbox.next_call(&mut round)), [6]);
+        assert!(outbox.next_call(&mut round).is_empty());
+    }
+
+    #[test]
+    fn an_oversized_message_is_undeliverable_and_gives_its_key_up() {
+        let sink = MemorySink::new()
+            .ordered_by_kwarg("k")
+            .with_limits(SinkLimits {
+                max_entries: 10,
+                max_entry_bytes: 20,
+                max_batch_bytes: 100,
+            });
+        let big = r#"{"k": "a", "pad": "xxxxxxxxxxxxxx"}"#;
+        let mut outbox = outbox(
+            sink,
+            &[r#"{"k": "a"}"#, big, r#"{"k": "a"}"#, r#"{"k": "b"}"#],
+        );
+        assert_eq!(outbox.undelivered.keys().copied().collect::<Vec<_>>(), [1]);
+        let mut round = round(&mut outbox);
+        // Before it: sent. After it, with its key: not. Another key: sent.
+        assert_eq!(records(&outbox.next_call(&mut round)), [0, 3]);
+        assert_contains(&outbox.undelivered[&2], "so as not to overtake");
+    }
+
+    #[test]
+    fn a_retryable_refusal_holds_its_key_back_and_a_permanent_one_gives_it_up() {
+        let sink = MemorySink::new().ordered_by_kwarg("k");
+        let bodies = [
+            r#"{"k": "a"}"#,
+            r#"{"k": "b"}"#,
+            r#"{"k": "a"}"#,
+            r#"{"k": "b"}"#,
+            r#"{"k": "c"}"#,
+        ];
+        let mut outbox = outbox(sink, &bodies);
+        let mut round = round(&mut outbox);
+        let call = outbox.next_call(&mut round);
+        assert_eq!(records(&call), [0, 1, 2, 3, 4]);
+        let results = Ok(vec![
+            Err(SendError::retryable("throttled")),
+            Err(SendError::permanent("no such queue")),
+            Ok(()),
+            Ok(()),
+            Ok(()),
+        ]);
+        outbox.apply(call, results, 1, &mut round);
+        assert_eq!(records(&round.retry_next), [0]);
+        assert!(round.waiting.contains("a"));
+        assert_eq!(outbox.given_up["b"].0, 1);
+        assert_contains(&outbox.undelivered[&1], "no such queue");
+    }
+
+    #[test]
+    fn a_whole_call_failure_or_a_wrong_count_of_results_touches_every_message() {
+        let mut outbox = outbox(MemorySink::new(), &["{}", "{}"]);
+        let mut round = round(&mut outbox);
+        let call = outbox.next_call(&mut round);
+        outbox.apply(call, Ok(vec![Ok(())]), 1, &mut round);
+        assert_eq!(outbox.undelivered.len(), 2);
+        assert_contains(&outbox.undelivered[&0], "returned 1 results for 2 messages");
+
+        let mut outbox = self::outbox(MemorySink::new(), &["{}", "{}"]);
+        let mut round = self::round(&mut outbox);
+        let call = outbox.next_call(&mut round);
+        outbox.apply(call, Err(SendError::retryable("down")), 1, &mut round);
+        assert_eq!(records(&round.retry_next), [0, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn giving_up_after_the_attempts_names_them() {
+        let sink = MemorySink::new();
+        sink.fail_next(10, true);
+        let undelivered = outbox(sink.clone(), &["{}"])
+            .send(
+                RetryPolicy {
+                    max_attempts: 3,
+                    ..RetryPolicy::default()
+                },
+                None,
+            )
+            .await;
+        assert_contains(&undelivered[&0], "failed after 3 attempts");
+        assert_eq!(sink.calls(), 3);
+    }
+
+    fn assert_contains(haystack: &str, needle: &str) {
+        assert!(haystack.contains(needle), "{needle:?} not in {haystack:?}");
+    }
+}

@@ -1,0 +1,219 @@
+//! Sinks send outbound messages for one kind of queue (the [`Sink`] trait, its limits and
+//! errors); [`MemorySink`] keeps them in memory. The outbox (`crate::outbox`) batches and
+//! retries what the records of a batch staged.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+
+use crate::queue::Queue;
+
+mod memory;
+
+pub use memory::MemorySink;
+
+/// A sink's batch limits; the outbox never sends a call that breaks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SinkLimits {
+    /// Messages per call.
+    pub max_entries: usize,
+    /// Bytes per message (as the sink counts them; see [`Sink::entry_size`]).
+    pub max_entry_bytes: usize,
+    /// Bytes per call.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for SinkLimits {
+    fn default() -> Self {
+        SinkLimits {
+            max_entries: 10,
+            max_entry_bytes: 256 * 1024,
+            max_batch_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// One outbound message.
+#[derive(Clone, Debug)]
+pub struct OutboundMessage {
+    /// Where it goes.
+    pub queue: Queue,
+    /// The JSON body: `{"path": …, "kwargs": …}`, or bare kwargs for a queue without a path.
+    pub body: String,
+    /// A stable identity: the id of the record that produced it and its position among that
+    /// record's messages (`"<record id>:<n>"`, prefixed with the Lambda request id,
+    /// `"<request id>/<record id>:<n>"`, for sources whose record ids are positions; see
+    /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)). The same
+    /// when the record is retried, so sinks can derive deduplication ids from it (SQS FIFO).
+    pub id: String,
+}
+
+impl OutboundMessage {
+    /// The value of one of the message's kwargs, as a string (strings as they are, other
+    /// values as JSON): for sinks that derive a group or partition key from a kwarg.
+    pub fn kwarg_value(&self, name: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(&self.body).ok()?;
+        let kwargs = if self.queue.consumer_path().is_some() {
+            &v["kwargs"]
+        } else {
+            &v
+        };
+        match &kwargs[name] {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+}
+
+/// A digest of some strings, 32 hex characters, stable across builds and platforms (two
+/// FNV-1a hashes): for sinks that derive keys and deduplication ids from messages.
+///
+/// # Examples
+///
+/// ```
+/// let a = lpipe_core::stable_digest(&["record-1:0", "{}"]);
+/// assert_eq!(a, lpipe_core::stable_digest(&["record-1:0", "{}"]));
+/// assert_ne!(a, lpipe_core::stable_digest(&["record-1:1", "{}"]));
+/// assert_eq!(a.len(), 32);
+/// ```
+pub fn stable_digest(parts: &[&str]) -> String {
+    fn fnv1a(seed: u64, parts: &[&str]) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+        for part in parts {
+            for b in part.bytes().chain(std::iter::once(0xff)) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+    format!(
+        "{:016x}{:016x}",
+        fnv1a(0, parts),
+        fnv1a(0x9e37_79b9_7f4a_7c15, parts)
+    )
+}
+
+/// Why a message (or a whole call) was not sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// Whether sending again may succeed (throttling, a service fault), as opposed to a fault
+    /// of the sender (a queue that does not exist, a message that is too large).
+    pub retryable: bool,
+    /// What went wrong, as the service said it.
+    pub message: String,
+}
+
+impl SendError {
+    /// A failure worth retrying.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        SendError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    /// A failure that retrying will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SendError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// Sends messages to queues of one kind. Built-in: SQS, Kinesis, EventBridge (in their
+/// crates) and [`MemorySink`]; users implement their own (a webhook, a database).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink};
+///
+/// struct Stdout;
+///
+/// #[async_trait]
+/// impl Sink for Stdout {
+///     async fn send(&self, queue: &Queue, batch: &[OutboundMessage])
+///         -> Result<Vec<Result<(), SendError>>, SendError> {
+///         Ok(batch.iter().map(|m| { println!("{queue}: {}", m.body); Ok(()) }).collect())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Sends one batch (within [`Sink::limits`]) to one queue, and returns one result per
+    /// message, in order. `Err` means the whole call failed (every message gets that error).
+    async fn send(
+        &self,
+        queue: &Queue,
+        batch: &[OutboundMessage],
+    ) -> Result<Vec<Result<(), SendError>>, SendError>;
+
+    /// The batch limits for this queue.
+    fn limits(&self, _queue: &Queue) -> SinkLimits {
+        SinkLimits::default()
+    }
+
+    /// The size of a message as the service counts it against the limits.
+    fn entry_size(&self, message: &OutboundMessage) -> usize {
+        message.body.len()
+    }
+
+    /// Checks a queue of the graph when the pipeline is built (a malformed ARN, a missing
+    /// option). The message is reported as an `InvalidConfigurationError`.
+    fn validate(&self, _queue: &Queue) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The ordering key of a message, for queues that keep order per key (an SQS FIFO queue's
+    /// `MessageGroupId`, a Kinesis partition key); `None` (the default) for no order to keep.
+    ///
+    /// Messages with the same key reach the queue in the order they were staged, across
+    /// retries: once one of them fails, the outbox sends none of the later ones with that key
+    /// until it has been delivered, and if it cannot be, the later ones are not sent either
+    /// (their records fail and are retried by the source rather than overtake it). Messages
+    /// with other keys carry on. A retried message is the last of its key in its call. One
+    /// gap remains: in a message's first call, the service may accept entries with its key that
+    /// follow it in that call although it failed; ruling that out would take one call per
+    /// message and key.
+    fn order_key(&self, _message: &OutboundMessage) -> Option<String> {
+        None
+    }
+}
+
+/// How failed entries are retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first backoff; it doubles per attempt, with full jitter.
+    pub base_delay: Duration,
+    /// The longest backoff.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `attempt` (from 0): exponential, capped, with jitter.
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        let millis = exp.as_millis().max(1) as u64;
+        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
+    }
+}
