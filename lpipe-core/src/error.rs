@@ -97,6 +97,28 @@ user_error_class!(
     FailButContinue
 );
 
+/// What an ordinary error does to its record: an error that is neither [`FailButContinue`]
+/// nor [`FailCatastrophically`] (a `?` on an I/O error, a timeout of your database). Set for
+/// the pipeline with [`on_error`](crate::PipelineBuilder::on_error) and per path with
+/// [`on_error_in`](crate::PipelineBuilder::on_error_in); types marked with
+/// [`retry_on`](crate::PipelineBuilder::retry_on) are kept whatever the policy. Panics are
+/// always dropped: a panic is a bug, not a passing fault.
+///
+/// Keeping errors for retry trades one risk for another: a record that fails every time (a
+/// poison message) comes back until the queue's redrive policy moves it to its dead-letter
+/// queue (`maxReceiveCount`), or, for Kinesis, until the mapping's `MaximumRetryAttempts`
+/// (while it blocks its shard). Set those before choosing [`OnError::Retry`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnError {
+    /// Drop the record (acknowledged, never retried; logged and reported), as Python lpipe
+    /// does. The default.
+    #[default]
+    Drop,
+    /// Keep the record for retry ([`ErrorKind::Retryable`]; it fails, and its source
+    /// retries it).
+    Retry,
+}
+
 /// What happened to a record in the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,8 +144,13 @@ pub enum ErrorKind {
     FailButContinue,
     /// A user function returned [`FailCatastrophically`]. Failed (kept).
     FailCatastrophically,
-    /// A user function returned any other error. Dropped.
+    /// A user function returned any other error. Dropped, unless the pipeline's error policy
+    /// keeps it ([`ErrorKind::Retryable`]).
     Unhandled,
+    /// A user function returned an ordinary error that the pipeline keeps for retry: its type
+    /// was marked with [`retry_on`](crate::PipelineBuilder::retry_on), or the path's or
+    /// pipeline's policy is [`OnError::Retry`]. Failed (kept).
+    Retryable,
     /// A user function panicked. Dropped, like any other error.
     Panic,
     /// Returned payloads or paths nested deeper than the pipeline's bound. Failed (kept).
@@ -145,6 +172,7 @@ impl ErrorKind {
             | ErrorKind::Unhandled
             | ErrorKind::Panic => Outcome::Dropped,
             ErrorKind::FailCatastrophically
+            | ErrorKind::Retryable
             | ErrorKind::DepthExceeded
             | ErrorKind::Undeliverable
             | ErrorKind::NotRun => Outcome::Failed,
@@ -159,6 +187,7 @@ impl ErrorKind {
             ErrorKind::FailButContinue => "FailButContinue",
             ErrorKind::FailCatastrophically => "FailCatastrophically",
             ErrorKind::Unhandled => "UnhandledError",
+            ErrorKind::Retryable => "RetryableError",
             ErrorKind::Panic => "Panic",
             ErrorKind::DepthExceeded => "DepthExceeded",
             ErrorKind::Undeliverable => "Undeliverable",

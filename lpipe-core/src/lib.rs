@@ -27,7 +27,7 @@ pub use action::{Action, Param};
 pub use context::{Context, RecordInfo};
 pub use error::{
     BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvalidConfigurationError,
-    InvocationError, Outcome, RecordError,
+    InvocationError, OnError, Outcome, RecordError,
 };
 pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned};
 pub use kwargs::{Kwargs, KwargsError};

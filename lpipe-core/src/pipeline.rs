@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::action::Action;
-use crate::error::InvalidConfigurationError;
+use crate::error::{InvalidConfigurationError, OnError};
 use crate::function::{Function, IntoFunction};
 use crate::path::{IntoPathName, PathName};
 use crate::queue::{Queue, QueueKind};
@@ -78,6 +78,38 @@ pub(crate) struct Inner {
     pub(crate) deadline_margin: Duration,
     pub(crate) dead_letter: Option<Queue>,
     pub(crate) concurrency: usize,
+    pub(crate) errors: ErrorPolicy,
+}
+
+/// What ordinary errors do to their records (see [`OnError`]).
+#[derive(Clone, Default)]
+pub(crate) struct ErrorPolicy {
+    pipeline: OnError,
+    by_path: HashMap<PathName, OnError>,
+    /// Error types kept whatever the policy: each tells whether an error is of its type.
+    retried_types: Vec<fn(&(dyn std::error::Error + 'static)) -> bool>,
+}
+
+impl ErrorPolicy {
+    /// Whether an ordinary error a function returned on `path` keeps its record for retry.
+    pub(crate) fn retries(
+        &self,
+        path: &PathName,
+        error: &(dyn std::error::Error + 'static),
+    ) -> bool {
+        let mut current = Some(error);
+        while let Some(e) = current {
+            if self.retried_types.iter().any(|is| is(e)) {
+                return true;
+            }
+            current = e.source();
+        }
+        self.by_path.get(path).copied().unwrap_or(self.pipeline) == OnError::Retry
+    }
+}
+
+fn is_type<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.is::<E>()
 }
 
 /// Builds a [`Pipeline`]. Every problem of the graph is found by [`PipelineBuilder::build`].
@@ -98,6 +130,7 @@ pub struct PipelineBuilder {
     deadline_margin: Duration,
     dead_letter: Option<Queue>,
     concurrency: usize,
+    errors: ErrorPolicy,
 }
 
 impl Default for PipelineBuilder {
@@ -118,6 +151,7 @@ impl Default for PipelineBuilder {
             deadline_margin: Duration::from_millis(500),
             dead_letter: None,
             concurrency: 1,
+            errors: ErrorPolicy::default(),
         }
     }
 }
@@ -336,6 +370,66 @@ impl PipelineBuilder {
         self
     }
 
+    /// What an ordinary error (neither [`FailButContinue`](crate::FailButContinue) nor
+    /// [`FailCatastrophically`](crate::FailCatastrophically)) does to its record, on every path
+    /// that does not say otherwise with [`on_error_in`](Self::on_error_in): dropped
+    /// ([`OnError::Drop`], the default, as in Python lpipe) or kept for retry
+    /// ([`OnError::Retry`]). See [`OnError`] for the poison-message trade-off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Action, OnError, Pipeline};
+    /// async fn store(_: lpipe_core::NoParams) -> Result<(), std::io::Error> {
+    ///     Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "database timed out"))
+    /// }
+    /// let pipeline = Pipeline::builder()
+    ///     .path("STORE", [Action::new().function(store)])
+    ///     .on_error(OnError::Retry)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = pipeline;
+    /// ```
+    pub fn on_error(mut self, policy: OnError) -> Self {
+        self.errors.pipeline = policy;
+        self
+    }
+
+    /// What an ordinary error raised by the functions of this path's actions does to its
+    /// record (overrides [`on_error`](Self::on_error) for that path). The path must be
+    /// declared.
+    pub fn on_error_in(mut self, path: impl IntoPathName, policy: OnError) -> Self {
+        self.errors.by_path.insert(path.into_path_name(), policy);
+        self
+    }
+
+    /// Keeps for retry every record whose function fails with an error of type `E` (found
+    /// anywhere in the error's `source()` chain), whatever the policy: mark your transient
+    /// errors once instead of wrapping each call site in
+    /// [`FailCatastrophically`](crate::FailCatastrophically).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Action, Pipeline};
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("the database is busy")]
+    /// struct Busy;
+    /// async fn store(_: lpipe_core::NoParams) -> Result<(), lpipe_core::BoxError> {
+    ///     Err(Busy.into())
+    /// }
+    /// let pipeline = Pipeline::builder()
+    ///     .path("STORE", [Action::new().function(store)])
+    ///     .retry_on::<Busy>()
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = pipeline;
+    /// ```
+    pub fn retry_on<E: std::error::Error + 'static>(mut self) -> Self {
+        self.errors.retried_types.push(is_type::<E>);
+        self
+    }
+
     /// Validates the graph and builds the pipeline.
     ///
     /// # Errors
@@ -434,6 +528,11 @@ impl PipelineBuilder {
         if let Some(cycle) = find_cycle(&path_order, &paths) {
             return err(format!("paths run each other in a cycle: {cycle}"));
         }
+        if let Some(unknown) = self.errors.by_path.keys().find(|p| !paths.contains_key(*p)) {
+            return err(format!(
+                "on_error_in names path {unknown}, which is not declared"
+            ));
+        }
         let source = match self.source {
             Some(name) => match registry.source(&name) {
                 Some(s) => Some(s),
@@ -462,6 +561,7 @@ impl PipelineBuilder {
                 deadline_margin: self.deadline_margin,
                 dead_letter: self.dead_letter,
                 concurrency: self.concurrency,
+                errors: self.errors,
             }),
         })
     }

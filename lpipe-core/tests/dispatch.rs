@@ -11,8 +11,8 @@ use lpipe_core::testing::{
 use lpipe_core::{
     async_trait, Action, BatchResult, BoxError, CapturingReporter, ErrorKind, EventProbe,
     EventSource, FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink,
-    NoParams, Ordering, Outcome, Payload, Pipeline, PipelineBuilder, Queue, QueueKind, Record,
-    Registry, RetryPolicy, SinkLimits,
+    NoParams, OnError, Ordering, Outcome, Payload, Pipeline, PipelineBuilder, Queue, QueueKind,
+    Record, Registry, RetryPolicy, SinkLimits,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -1132,4 +1132,136 @@ async fn a_pinned_source_refuses_an_event_it_does_not_recognise() {
     );
     let response = pipeline.handle(&event, lambda_context(0)).await.unwrap();
     assert_eq!(response["output"], json!(["a"]));
+}
+
+async fn io_timeout(_: NoParams) -> Result<(), std::io::Error> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the database timed out",
+    ))
+}
+
+/// An error of the user's own that wraps an I/O error as its source.
+#[derive(Debug)]
+struct StoreError(std::io::Error);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("could not store")
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+async fn wrapped_timeout(_: NoParams) -> Result<(), StoreError> {
+    Err(StoreError(std::io::Error::other("connection reset")))
+}
+
+async fn plain_error(_: NoParams) -> Result<(), BoxError> {
+    Err("a bug in the input".into())
+}
+
+/// Runs one record per path and returns each record's (outcome, error class), in order.
+async fn outcomes_of(builder: PipelineBuilder, paths: &[&str]) -> Vec<(Outcome, ErrorKind)> {
+    let reporter = CapturingReporter::new();
+    let pipeline = builder
+        .path("IO", [Action::new().function(io_timeout)])
+        .path("WRAPPED", [Action::new().function(wrapped_timeout)])
+        .path("PLAIN", [Action::new().function(plain_error)])
+        .path("SOFT", [Action::new().function(fail_soft)])
+        .path("BOOM", [Action::new().function(boom)])
+        .reporter(reporter.clone())
+        .build()
+        .expect("valid pipeline");
+    let messages: Vec<Value> = paths.iter().map(|p| message(p, json!({}))).collect();
+    let _ = pipeline
+        .handle(&raw_event(&messages), lambda_context(0))
+        .await;
+    let mut reports = reporter.reports();
+    reports.sort_by_key(|r| r.record_id.clone().unwrap().parse::<usize>().unwrap());
+    assert_eq!(reports.len(), paths.len(), "every record reported");
+    reports.into_iter().map(|r| (r.outcome, r.kind)).collect()
+}
+
+const ALL: [&str; 5] = ["IO", "WRAPPED", "PLAIN", "SOFT", "BOOM"];
+
+#[tokio::test]
+async fn ordinary_errors_are_dropped_by_default() {
+    let dropped = |kind| (Outcome::Dropped, kind);
+    assert_eq!(
+        outcomes_of(Pipeline::builder(), &ALL).await,
+        [
+            dropped(ErrorKind::Unhandled),
+            dropped(ErrorKind::Unhandled),
+            dropped(ErrorKind::Unhandled),
+            dropped(ErrorKind::FailButContinue),
+            dropped(ErrorKind::Panic),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_retry_policy_keeps_ordinary_errors_but_not_drops_or_panics() {
+    let response = Pipeline::builder()
+        .path("IO", [Action::new().function(io_timeout)])
+        .on_error(OnError::Retry)
+        .build()
+        .unwrap()
+        .handle(&raw_event(&[message("IO", json!({}))]), lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_eq!(response.error_type, "FailCatastrophically");
+    assert_contains(
+        &response.error_message,
+        "RetryableError in io_timeout on path IO: the database timed out",
+    );
+    assert_eq!(
+        outcomes_of(Pipeline::builder().on_error(OnError::Retry), &ALL).await,
+        [
+            (Outcome::Failed, ErrorKind::Retryable),
+            (Outcome::Failed, ErrorKind::Retryable),
+            (Outcome::Failed, ErrorKind::Retryable),
+            (Outcome::Dropped, ErrorKind::FailButContinue),
+            (Outcome::Dropped, ErrorKind::Panic),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_path_policy_overrides_the_pipeline_policy_for_that_path() {
+    let builder = Pipeline::builder()
+        .on_error(OnError::Retry)
+        .on_error_in("plain", OnError::Drop)
+        .on_error_in("IO", OnError::Retry);
+    assert_eq!(
+        outcomes_of(builder, &["IO", "PLAIN"]).await,
+        [
+            (Outcome::Failed, ErrorKind::Retryable),
+            (Outcome::Dropped, ErrorKind::Unhandled),
+        ]
+    );
+    let e = Pipeline::builder()
+        .path("IO", [Action::new().function(io_timeout)])
+        .on_error_in("STORE", OnError::Retry)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert_contains(e, "on_error_in names path STORE, which is not declared");
+}
+
+#[tokio::test]
+async fn marked_error_types_are_kept_wherever_they_are_in_the_source_chain() {
+    let builder = Pipeline::builder().retry_on::<std::io::Error>();
+    assert_eq!(
+        outcomes_of(builder, &["IO", "WRAPPED", "PLAIN"]).await,
+        [
+            (Outcome::Failed, ErrorKind::Retryable),
+            (Outcome::Failed, ErrorKind::Retryable),
+            (Outcome::Dropped, ErrorKind::Unhandled),
+        ]
+    );
 }

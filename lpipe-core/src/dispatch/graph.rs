@@ -267,7 +267,12 @@ impl Pipeline {
                 .in_function(name))
             }
             Ok(Err(e)) => {
-                let kind = ErrorKind::classify(&*e);
+                let kind = match ErrorKind::classify(&*e) {
+                    ErrorKind::Unhandled if self.inner.errors.retries(path, &*e) => {
+                        ErrorKind::Retryable
+                    }
+                    kind => kind,
+                };
                 return Err(RecordError::new(kind, e.to_string())
                     .at_path(path)
                     .in_function(name)
