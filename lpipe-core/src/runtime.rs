@@ -1,7 +1,7 @@
 //! Running a pipeline: under the Lambda runtime when `AWS_LAMBDA_RUNTIME_API` is set,
-//! otherwise locally on an event file or stdin.
+//! otherwise from the command line: once on an event file or stdin, `graph`, or `--help`.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,6 +20,79 @@ pub struct LocalOptions {
     /// Send outbound messages for real, with the registered sinks, instead of recording and
     /// printing them.
     pub send: bool,
+}
+
+/// What the command line asks of an lpipe binary outside Lambda (see [`run`]).
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// `[--send] [EVENT_FILE]`: run once on an event.
+    Run(LocalOptions),
+    /// `graph` (or `--mermaid`): print the graph as a Mermaid flowchart.
+    Graph,
+    /// `--help` (or `-h`): print the usage.
+    Help,
+}
+
+impl Command {
+    /// The command a command line asks for (the program name left out).
+    ///
+    /// # Errors
+    ///
+    /// A message naming an argument that is not understood.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::Command;
+    /// assert!(matches!(Command::from_args(["graph".to_owned()]), Ok(Command::Graph)));
+    /// assert!(matches!(Command::from_args(["--help".to_owned()]), Ok(Command::Help)));
+    /// let Ok(Command::Run(opts)) = Command::from_args(["--send".to_owned(), "e.json".to_owned()]) else {
+    ///     panic!()
+    /// };
+    /// assert!(opts.send);
+    /// ```
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+        let args: Vec<String> = args.into_iter().collect();
+        match args.first().map(String::as_str) {
+            Some("--help" | "-h" | "help") => Ok(Command::Help),
+            Some("graph" | "--mermaid") if args.len() == 1 => Ok(Command::Graph),
+            Some("graph" | "--mermaid") => Err(format!(
+                "{} takes no arguments (got {})",
+                args[0],
+                args[1..].join(" ")
+            )),
+            _ => LocalOptions::from_args(args).map(Command::Run),
+        }
+    }
+}
+
+/// The usage of an lpipe binary, for `--help` and for mistakes.
+pub fn usage(program: &str) -> String {
+    let commands = [
+        (
+            format!("{program} [--send] [EVENT_FILE]"),
+            "run once on the event in EVENT_FILE (`-` or none: stdin);\nthe response goes to stdout, logs and the outbound\nmessages it would send to stderr",
+        ),
+        (
+            format!("{program} graph"),
+            "print the graph as a Mermaid flowchart (also --mermaid)",
+        ),
+        (format!("{program} --help"), "print this text"),
+    ];
+    let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0) + 3;
+    let mut text = format!(
+        "{program}: an lpipe Lambda. Under Lambda (AWS_LAMBDA_RUNTIME_API set) it serves the\nruntime's invocations; elsewhere it runs as the command line says:\n\n"
+    );
+    for (command, what) in &commands {
+        for (i, line) in what.lines().enumerate() {
+            let left = if i == 0 { command.as_str() } else { "" };
+            text.push_str(&format!("  {left:width$}{line}\n"));
+        }
+    }
+    text.push_str(
+        "\n  --send   send outbound messages with the real sinks (AWS configuration from the\n           environment) instead of printing them; also LPIPE_SEND=1\n\nEnvironment: RUST_LOG sets the log filter (default info); AWS_LAMBDA_FUNCTION_NAME names\nthe function in the Lambda context.\n",
+    );
+    text
 }
 
 impl LocalOptions {
@@ -68,8 +141,10 @@ pub fn init_logging() {
 }
 
 /// Runs a pipeline the way its environment asks: under the Lambda runtime when
-/// `AWS_LAMBDA_RUNTIME_API` is set, otherwise locally with options from the command line
-/// (`[--send] [EVENT_FILE]`, see [`run_local`]).
+/// `AWS_LAMBDA_RUNTIME_API` is set, otherwise as the command line says ([`Command`]): once on
+/// an event (`[--send] [EVENT_FILE]`, see [`run_local`]), `graph` (the Mermaid flowchart, see
+/// [`Pipeline::to_mermaid`](crate::Pipeline::to_mermaid)) or `--help`. With no event file and
+/// a terminal on stdin, it prints the usage rather than wait for an event to be typed.
 ///
 /// # Examples
 ///
@@ -90,8 +165,42 @@ pub async fn run(builder: PipelineBuilder) -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return run_lambda(builder).await;
     }
-    match LocalOptions::from_args(std::env::args().skip(1)) {
-        Ok(opts) => run_local(builder, opts).await,
+    let program = std::env::args()
+        .next()
+        .and_then(|p| {
+            PathBuf::from(p)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "lambda".to_owned());
+    match Command::from_args(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", usage(&program));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Graph) => print_graph(builder),
+        Ok(Command::Run(opts)) if opts.event_file.is_none() && std::io::stdin().is_terminal() => {
+            eprint!(
+                "no event: give an event file, or pipe one in\n\n{}",
+                usage(&program)
+            );
+            ExitCode::from(2)
+        }
+        Ok(Command::Run(opts)) => run_local(builder, opts).await,
+        Err(e) => {
+            eprint!("{e}\n\n{}", usage(&program));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the pipeline's graph as a Mermaid flowchart (its queues need no sink to be drawn).
+fn print_graph(builder: PipelineBuilder) -> ExitCode {
+    match builder.record_outbound(MemorySink::new()).build() {
+        Ok(pipeline) => {
+            print!("{}", pipeline.to_mermaid());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(2)
@@ -148,6 +257,16 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
             return ExitCode::from(2);
         }
     };
+    // An event that is not JSON: say where, rather than that no source recognises it.
+    let json = event.strip_prefix('\u{feff}').unwrap_or(&event);
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(json) {
+        let from = opts
+            .event_file
+            .as_ref()
+            .map_or("stdin".to_owned(), |p| p.display().to_string());
+        eprintln!("the event in {from} is not JSON: {e}");
+        return ExitCode::from(2);
+    }
     let mut context = lambda_runtime::Context::default();
     // Unique per run, as Lambda's are per invocation (outbound message ids of the raw source
     // are scoped by it, and FIFO deduplication ids derive from those).

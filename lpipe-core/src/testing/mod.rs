@@ -1,7 +1,16 @@
-//! The test kit (feature `test-kit`): event builders and helpers for testing pipelines without
-//! AWS. The in-memory sink ([`MemorySink`](crate::MemorySink)) and the capturing reporter
+//! The test kit (feature `test-kit`): event builders for every source ([`SqsEvent`],
+//! [`KinesisEvent`], [`EventBridgeEvent`], [`raw_event`]), messages, a Lambda context, and
+//! assertions, for testing pipelines without AWS. The in-memory sink
+//! ([`MemorySink`](crate::MemorySink)) and the capturing reporter
 //! ([`CapturingReporter`](crate::CapturingReporter)) live in the crate root because the local
 //! mode uses them too.
+//!
+//! Enable it for your tests only: `lpipe = { version = "0.1", features = ["test-kit"] }` under
+//! `[dev-dependencies]` (beside your normal `lpipe` dependency).
+
+mod events;
+
+pub use events::{EventBridgeEvent, KinesisEvent, KinesisRecord, SqsEvent, SqsRecord};
 
 use serde::Serialize;
 

@@ -1,0 +1,155 @@
+//! The test kit's event builders make events that AWS's own types read, and that each source
+//! recognises and answers as it would the real thing.
+
+use lpipe::testing::{
+    lambda_context, message, EventBridgeEvent, KinesisEvent, KinesisRecord, SqsEvent, SqsRecord,
+};
+use lpipe::{Action, BoxError, FailCatastrophically, Pipeline};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+struct Order {
+    order: i64,
+}
+
+async fn take(args: Order) -> Result<i64, BoxError> {
+    Ok(args.order)
+}
+
+async fn refuse(_: Order) -> Result<(), FailCatastrophically> {
+    Err(FailCatastrophically::new("kept"))
+}
+
+fn pipeline() -> Pipeline {
+    Pipeline::builder()
+        .path("TAKE", [Action::new().function(take)])
+        .path("REFUSE", [Action::new().function(refuse)])
+        .registry(lpipe::registry())
+        .build()
+        .unwrap()
+}
+
+async fn handle(event: &str) -> Value {
+    pipeline()
+        .handle(event, lambda_context(0))
+        .await
+        .expect("a response")
+}
+
+fn failures(response: &Value) -> Vec<&str> {
+    response["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn sqs_events_are_aws_events_with_settable_ids_and_groups() {
+    let event = SqsEvent::fifo()
+        .record(
+            SqsRecord::new(message("REFUSE", json!({"order": 1})))
+                .group("g1")
+                .id("first"),
+        )
+        .record(SqsRecord::new(message("TAKE", json!({"order": 2}))).group("g1"))
+        .record(
+            SqsRecord::new(message("TAKE", json!({"order": 3})))
+                .group("g2")
+                .receive_count(3)
+                .attribute("tenant", "acme"),
+        )
+        .to_string();
+    let parsed: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&event).unwrap();
+    assert_eq!(parsed.records.len(), 3);
+    let third = &parsed.records[2];
+    assert_eq!(third.attributes["MessageGroupId"], "g2");
+    assert_eq!(third.attributes["ApproximateReceiveCount"], "3");
+    assert_eq!(
+        third.message_attributes["tenant"].string_value.as_deref(),
+        Some("acme")
+    );
+    assert!(third
+        .event_source_arn
+        .as_deref()
+        .unwrap()
+        .ends_with(":lpipe-test.fifo"));
+    let second_id = parsed.records[1].message_id.clone().unwrap();
+
+    // The FIFO group of the failed record is failed from there on; the other group is not.
+    let response = handle(&event).await;
+    assert_eq!(failures(&response), ["first", second_id.as_str()]);
+    assert_eq!(response["stats"]["successes"], 1);
+
+    // A standard queue: ids are unique UUIDs, and only the failed record is reported.
+    let event = SqsEvent::new()
+        .message(message("REFUSE", json!({"order": 1})))
+        .message(message("TAKE", json!({"order": 2})))
+        .record(SqsRecord::without_body())
+        .to_string();
+    let parsed: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&event).unwrap();
+    let ids: Vec<String> = parsed
+        .records
+        .iter()
+        .map(|r| r.message_id.clone().unwrap())
+        .collect();
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        3
+    );
+    let response = handle(&event).await;
+    assert_eq!(failures(&response), [ids[0].as_str()]);
+    assert_eq!(
+        response["stats"],
+        json!({"received": 3, "successes": 1, "dropped": 1, "failed": 1})
+    );
+}
+
+#[tokio::test]
+async fn kinesis_events_are_aws_events_with_base64_data_and_increasing_sequence_numbers() {
+    let event = KinesisEvent::new()
+        .stream("orders")
+        .record(KinesisRecord::new(message("TAKE", json!({"order": 1}))).partition_key("c1"))
+        .record(KinesisRecord::new(message("REFUSE", json!({"order": 2}))))
+        .record(KinesisRecord::bytes(vec![0xff, 0xfe]))
+        .to_string();
+    let parsed: aws_lambda_events::kinesis::KinesisEvent = serde_json::from_str(&event).unwrap();
+    assert_eq!(parsed.records.len(), 3);
+    assert_eq!(parsed.records[0].kinesis.partition_key, "c1");
+    assert_eq!(
+        parsed.records[0].event_source_arn.as_deref(),
+        Some("arn:aws:kinesis:us-east-1:123456789012:stream/orders")
+    );
+    assert_eq!(
+        String::from_utf8(parsed.records[0].kinesis.data.0.clone()).unwrap(),
+        message("TAKE", json!({"order": 1})).to_string()
+    );
+    let sequence: Vec<&str> = parsed
+        .records
+        .iter()
+        .map(|r| r.kinesis.sequence_number.as_str())
+        .collect();
+    assert!(sequence.windows(2).all(|w| w[0] < w[1]), "{sequence:?}");
+
+    // After the failure, the rest of the shard is not run: both are reported.
+    let response = handle(&event).await;
+    assert_eq!(failures(&response), [sequence[1], sequence[2]]);
+    assert_eq!(response["stats"]["successes"], 1);
+}
+
+#[tokio::test]
+async fn eventbridge_events_are_aws_events_carrying_their_detail() {
+    let event = EventBridgeEvent::new("Order Placed", message("TAKE", json!({"order": 7})))
+        .source("shop.orders")
+        .id("ev-1")
+        .to_string();
+    let parsed: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_str(&event).unwrap();
+    assert_eq!(parsed.detail_type, "Order Placed");
+    assert_eq!(parsed.source, "shop.orders");
+    assert_eq!(parsed.id.as_deref(), Some("ev-1"));
+    let response = handle(&event).await;
+    assert_eq!(response["output"], json!([7]));
+}
