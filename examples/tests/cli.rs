@@ -59,11 +59,13 @@ fn an_event_file_that_is_not_json_is_named_with_line_and_column() {
     std::fs::write(&bad, "{\"Records\": [\n  {\"body\": }\n]}").unwrap();
     let out = run(env!("CARGO_BIN_EXE_graph"), &[bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert_contains(text(&out.stderr), "is not JSON: expected value at line 2 column 12");
+    assert_contains(
+        text(&out.stderr),
+        "is not JSON: expected value at line 2 column 12",
+    );
 
     // A byte-order mark in front of a good event is skipped.
-    let sample =
-        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/events/graph.json")).unwrap();
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/events/graph.json")).unwrap();
     let with_bom = dir.join("bom.json");
     std::fs::write(&with_bom, [&[0xef, 0xbb, 0xbf][..], &sample].concat()).unwrap();
     let out = run(env!("CARGO_BIN_EXE_graph"), &[with_bom.to_str().unwrap()]);

@@ -76,6 +76,6 @@ fn the_readme_diagram_is_the_pipelines_own() {
     assert_eq!(
         &readme[start..end],
         chart,
-        "examples/README.md is stale: regenerate its diagram with `cargo run -p lpipe-examples --bin graph -- --mermaid`"
+        "examples/README.md is stale: regenerate its diagram with `cargo run -p lpipe-examples --bin graph -- graph`"
     );
 }

@@ -39,9 +39,12 @@ pub fn error_code<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> Option<&str
 pub fn classify<E, R>(e: &SdkError<E, R>, what: &str, retryable_codes: &[&str]) -> SendError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    let detail = DisplayErrorContext(e).to_string();
+    // The SDK's own rendering (DisplayErrorContext) is the whole chain plus a debug dump, about
+    // a kilobyte: that goes to the debug log; the message says the kind and the cause.
+    tracing::debug!(error = %DisplayErrorContext(e), "{what}: the AWS SDK's error in full");
+    let detail = short_chain(e);
     match e {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("");
@@ -61,6 +64,38 @@ where
             message: format!("{what} failed: {detail}"),
         },
     }
+}
+
+/// The error's kind and causes, one line: `dispatch failure: io error: … Connection refused`.
+/// A request that could not be signed says that no credentials were found, rather than the
+/// SDK's advice on auth schemes.
+fn short_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(e);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if text.contains("no identity resolver") || text.contains("no credentials") {
+            parts.push(
+                "no AWS credentials were found (the standard chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a role)"
+                    .to_owned(),
+            );
+            break;
+        }
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        current = err.source();
+    }
+    let mut line = parts.join(": ");
+    if line.len() > 400 {
+        let cut = (0..=400)
+            .rev()
+            .find(|&i| line.is_char_boundary(i))
+            .unwrap_or(0);
+        line.truncate(cut);
+        line.push('…');
+    }
+    line
 }
 
 /// What every AWS sink keeps: limits overridden by the user, and the number of API calls made.

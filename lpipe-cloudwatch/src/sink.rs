@@ -79,6 +79,13 @@ const RETRYABLE: &[&str] = &[
 
 #[async_trait]
 impl Sink for EventBridgeSink {
+    fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
+        vec![
+            ("Source", source_of(&message.queue).to_owned()),
+            ("DetailType", detail_type_of(&message.queue).to_owned()),
+        ]
+    }
+
     async fn send(
         &self,
         queue: &Queue,

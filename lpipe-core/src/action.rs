@@ -71,6 +71,7 @@ pub struct Action {
     pub(crate) queues: Vec<Queue>,
     pub(crate) required_params: Vec<Param>,
     pub(crate) include_all_params: bool,
+    pub(crate) returns_to: Vec<PathName>,
 }
 
 impl Action {
@@ -116,6 +117,36 @@ impl Action {
         self
     }
 
+    /// Declares a path that this action's functions may return a [`Payload`](crate::Payload)
+    /// to (a function that computes a new kwarg for the next step returns
+    /// `Payload::to_path(…)`). The path must exist when the pipeline is built; once an action
+    /// declares any, a payload to a path it does not declare drops the record with an
+    /// `InvalidPathError` that says so. [`to_mermaid`](crate::Pipeline::to_mermaid) draws the
+    /// declared paths as dashed "returns" edges. Without any declared, payloads may go to any
+    /// path, undrawn.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Action, Payload, Pipeline};
+    /// #[derive(serde::Deserialize)]
+    /// struct Order { price: f64, qty: f64 }
+    /// async fn total(o: Order) -> Result<Payload, lpipe_core::BoxError> {
+    ///     Ok(Payload::to_path("BILL", &serde_json::json!({"total": o.price * o.qty}))?)
+    /// }
+    /// # async fn bill(_: lpipe_core::NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+    /// let pipeline = Pipeline::builder()
+    ///     .path("ORDER", [Action::new().function(total).returns_to("BILL")])
+    ///     .path("BILL", [Action::new().function(bill)])
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(pipeline.to_mermaid().contains(r#"path_ORDER_1 -.->|"returns"| path_BILL"#));
+    /// ```
+    pub fn returns_to(mut self, path: impl IntoPathName) -> Self {
+        self.returns_to.push(path.into_path_name());
+        self
+    }
+
     /// Passes every kwarg of the message on to the functions, paths and queues.
     pub fn include_all_params(mut self) -> Self {
         self.include_all_params = true;
@@ -135,6 +166,37 @@ impl Action {
     /// The queues.
     pub fn get_queues(&self) -> &[Queue] {
         &self.queues
+    }
+
+    /// The paths its functions may return payloads to (see [`returns_to`](Self::returns_to)).
+    pub fn get_returns_to(&self) -> &[PathName] {
+        &self.returns_to
+    }
+
+    /// A short description for diagrams: its functions, or what it forwards.
+    pub(crate) fn label(&self) -> String {
+        if !self.functions.is_empty() {
+            let names: Vec<&str> = self.functions.iter().map(Function::name).collect();
+            return names.join(", ");
+        }
+        if self.include_all_params {
+            return "forward all kwargs".to_owned();
+        }
+        if self.required_params.is_empty() {
+            return "forward".to_owned();
+        }
+        let params: Vec<String> = self
+            .required_params
+            .iter()
+            .map(|p| {
+                if p.from == p.to {
+                    p.from.clone()
+                } else {
+                    format!("{} as {}", p.from, p.to)
+                }
+            })
+            .collect();
+        format!("forward {}", params.join(", "))
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -46,6 +46,32 @@ pub trait IntoReturn {
 }
 
 /// Wraps any serializable value to make it a function's output.
+///
+/// # Examples
+///
+/// A value of your own type is the record's output when wrapped:
+///
+/// ```
+/// use lpipe_core::{Action, BoxError, NoParams, Output};
+/// #[derive(serde::Serialize)]
+/// struct Stored { id: u32 }
+/// async fn store(_: NoParams) -> Result<Output<Stored>, BoxError> {
+///     Ok(Output(Stored { id: 7 }))
+/// }
+/// let _ = Action::new().function(store);
+/// ```
+///
+/// and not without (the compiler's note says to return `Output`):
+///
+/// ```compile_fail
+/// use lpipe_core::{Action, BoxError, NoParams};
+/// #[derive(serde::Serialize)]
+/// struct Stored { id: u32 }
+/// async fn store(_: NoParams) -> Result<Stored, BoxError> {
+///     Ok(Stored { id: 7 })
+/// }
+/// let _ = Action::new().function(store);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Output<T>(pub T);
 
@@ -118,7 +144,8 @@ output_values!(bool, String, &'static str, i32, i64, u32, u64, f64);
 /// the shapes apart.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an lpipe function",
-    note = "an lpipe function is `async fn(args: A) -> Result<R, E>` or `async fn(args: A, ctx: lpipe::Context) -> Result<R, E>`, with `A: serde::de::DeserializeOwned` (use `lpipe::NoParams` for none), `R: lpipe::IntoReturn` and `E: Into<lpipe::BoxError>`"
+    note = "an lpipe function is `async fn(args: A) -> Result<R, E>` or `async fn(args: A, ctx: lpipe::Context) -> Result<R, E>`, with `A: serde::de::DeserializeOwned` (use `lpipe::NoParams` for none), `R: lpipe::IntoReturn` and `E: Into<lpipe::BoxError>`",
+    note = "if the return type is the part at fault: to make a value of your own type the record's output, return `Result<lpipe::Output<YourType>, E>` and `Ok(lpipe::Output(value))`; `R` may also be `()`, a `String`, a number, a `bool`, a `serde_json::Value`, a `Payload` or a `Vec<Payload>`"
 )]
 pub trait IntoFunction<M>: Send + Sync + Sized + 'static {
     /// Erases the function's type.

@@ -20,7 +20,9 @@ fn label(text: &str) -> String {
 
 impl Pipeline {
     /// The graph as a [Mermaid](https://mermaid.js.org) flowchart: paths are stadiums, actions
-    /// boxes naming their functions, queues cylinders naming the consumer's path, and the
+    /// boxes naming their functions (or what they forward), queues cylinders naming the
+    /// consumer's path, the paths an action's functions return payloads to (see
+    /// [`Action::returns_to`](crate::Action::returns_to)) dashed "returns" edges, and the
     /// dead-letter queue, if any, fed by a "dropped records" node.
     ///
     /// # Examples
@@ -57,16 +59,13 @@ impl Pipeline {
             let mut previous = pid.clone();
             for (i, action) in actions.iter().enumerate() {
                 let aid = format!("{pid}_{}", i + 1);
-                let names: Vec<&str> = action.get_functions().iter().map(|f| f.name()).collect();
-                let text = if names.is_empty() {
-                    format!("action {}", i + 1)
-                } else {
-                    names.join(", ")
-                };
-                let _ = writeln!(out, "  {aid}[\"{}\"]", label(&text));
+                let _ = writeln!(out, "  {aid}[\"{}\"]", label(&action.label()));
                 let _ = writeln!(out, "  {previous} --> {aid}");
                 for p in action.get_paths() {
                     let _ = writeln!(out, "  {aid} --> {}", id("path", p.as_str()));
+                }
+                for p in action.get_returns_to() {
+                    let _ = writeln!(out, "  {aid} -.->|\"returns\"| {}", id("path", p.as_str()));
                 }
                 for q in action.get_queues() {
                     let key = format!("{}: {}", q.kind(), q.target());

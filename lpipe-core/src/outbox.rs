@@ -247,11 +247,19 @@ impl QueueOutbox {
                 );
                 vec![Err(SendError::permanent(msg)); call.len()]
             }
-            Err(e) => vec![Err(e); call.len()],
+            Err(e) => {
+                // One line for the call, not one per message.
+                tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, messages = call.len(), error = %e.message, "outbound call failed");
+                vec![Err(e); call.len()]
+            }
         };
+        let whole_call =
+            results.iter().all(Result::is_err) && results.windows(2).all(|w| w[0] == w[1]);
         for (mut p, result) in call.into_iter().zip(results) {
             let Err(e) = result else { continue };
-            tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, error = %e.message, "outbound message not sent");
+            if !whole_call {
+                tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, error = %e.message, "outbound message not sent");
+            }
             if e.retryable {
                 if let Some(key) = &p.key {
                     round.waiting.insert(key.clone());

@@ -207,6 +207,16 @@ impl Pipeline {
             .or_else(|| self.inner.fallback_sink.clone())
     }
 
+    /// How the sink of its queue kind would route a message (see [`Sink::routing`]), even when
+    /// the message was recorded instead of sent: the local mode prints it.
+    pub(crate) fn routing(&self, message: &crate::OutboundMessage) -> Vec<(&'static str, String)> {
+        self.inner
+            .registry
+            .sink(message.queue.kind())
+            .map(|sink| sink.routing(message))
+            .unwrap_or_default()
+    }
+
     pub(crate) fn lookup(&self, name: &str) -> Option<(&PathName, &[Action])> {
         let found = if crate::path::needs_normalizing(name) {
             self.inner
@@ -481,6 +491,18 @@ impl PipelineBuilder {
                 for p in &action.paths {
                     if !paths.contains_key(p) {
                         return err(format!("{at} runs path {p}, which is not declared"));
+                    }
+                }
+                for p in &action.returns_to {
+                    if action.functions.is_empty() {
+                        return err(format!(
+                            "{at} declares that it returns to path {p}, but has no functions to return anything"
+                        ));
+                    }
+                    if !paths.contains_key(p) {
+                        return err(format!(
+                            "{at} declares that its functions return to path {p}, which is not declared"
+                        ));
                     }
                 }
                 for q in &action.queues {

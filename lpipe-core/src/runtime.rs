@@ -298,7 +298,14 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
             }
         );
         for m in &messages {
-            let _ = writeln!(err, "  -> {}: {}", m.queue, m.body);
+            let routing = pipeline.routing(m);
+            if routing.is_empty() {
+                let _ = writeln!(err, "  -> {}: {}", m.queue, m.body);
+            } else {
+                let routing: Vec<String> =
+                    routing.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(err, "  -> {} [{}]: {}", m.queue, routing.join(", "), m.body);
+            }
         }
     }
     let mut out = std::io::stdout().lock();

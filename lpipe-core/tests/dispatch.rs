@@ -1265,3 +1265,78 @@ async fn marked_error_types_are_kept_wherever_they_are_in_the_source_chain() {
         ]
     );
 }
+
+#[derive(Deserialize)]
+struct Hop {
+    to: String,
+}
+
+async fn hop_to(args: Hop) -> Result<Payload, BoxError> {
+    Ok(Payload::to_path(&args.to, &json!({"foo": "hopped"}))?)
+}
+
+#[tokio::test]
+async fn an_action_declares_the_paths_its_functions_return_to() {
+    let builder = || {
+        Pipeline::builder()
+            .path("START", [Action::new().function(hop_to).returns_to("NEXT")])
+            .path("NEXT", [Action::new().function(needs_foo)])
+            .path("ELSEWHERE", [Action::new().function(needs_foo)])
+    };
+    let reporter = CapturingReporter::new();
+    let response = run(
+        builder().reporter(reporter.clone()),
+        &[
+            message("START", json!({"to": "next"})),
+            message("START", json!({"to": "ELSEWHERE"})),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response["output"], json!(["hopped", null]));
+    let reports = reporter.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].kind, ErrorKind::InvalidPath);
+    assert_eq!(
+        reports[0].message,
+        "InvalidPathError in hop_to on path START: returned a payload to path ELSEWHERE, which its action does not declare (it returns to: NEXT)"
+    );
+    let chart = builder().build().unwrap().to_mermaid();
+    assert_contains(&chart, "  path_START_1[\"hop_to\"]\n");
+    assert_contains(&chart, "  path_START_1 -.->|\"returns\"| path_NEXT\n");
+
+    let err = |b: PipelineBuilder| b.build().unwrap_err().to_string();
+    assert_contains(
+        err(Pipeline::builder().path("A", [Action::new().function(hop_to).returns_to("B")])),
+        "action 1 of path A declares that its functions return to path B, which is not declared",
+    );
+    assert_contains(
+        err(Pipeline::builder()
+            .path("A", [Action::new().path("B").returns_to("B")])
+            .path("B", [Action::new().function(needs_foo)])),
+        "action 1 of path A declares that it returns to path B, but has no functions to return anything",
+    );
+}
+
+#[test]
+fn actions_without_functions_are_drawn_by_what_they_forward() {
+    let pipeline = Pipeline::builder()
+        .path(
+            "A",
+            [
+                Action::new().function(needs_foo),
+                Action::new()
+                    .required_params([("foo", "bar"), ("baz", "baz")])
+                    .path("B"),
+                Action::new().include_all_params().path("B"),
+                Action::new().path("B"),
+            ],
+        )
+        .path("B", [Action::new().function(needs_foo)])
+        .build()
+        .unwrap();
+    let chart = pipeline.to_mermaid();
+    assert_contains(&chart, "path_A_2[\"forward foo as bar, baz\"]");
+    assert_contains(&chart, "path_A_3[\"forward all kwargs\"]");
+    assert_contains(&chart, "path_A_4[\"forward\"]");
+}

@@ -167,6 +167,10 @@ impl Sink for KinesisSink {
         Ok(())
     }
 
+    fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
+        vec![("PartitionKey", partition_key(message))]
+    }
+
     fn order_key(&self, message: &OutboundMessage) -> Option<String> {
         // Kinesis keeps order per partition key (one shard each).
         Some(partition_key(message))

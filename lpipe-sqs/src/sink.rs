@@ -133,7 +133,7 @@ const RETRYABLE: &[&str] = &[
 fn classify<E, R>(e: &aws_sdk_sqs::error::SdkError<E, R>, what: &str) -> SendError
 where
     E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match lpipe_aws::error_code(e) {
         Some(code @ ("AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist")) => {
@@ -224,6 +224,19 @@ impl Sink for SqsSink {
         })
     }
 
+    fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
+        if !message.queue.target().ends_with(".fifo") {
+            return Vec::new();
+        }
+        vec![
+            ("MessageGroupId", group_id(&message.queue, message)),
+            (
+                "MessageDeduplicationId",
+                digest(&[&message.id, &message.body]),
+            ),
+        ]
+    }
+
     fn order_key(&self, message: &OutboundMessage) -> Option<String> {
         // FIFO queue names end with .fifo, whether given as name, URL or ARN.
         let queue = &message.queue;
@@ -252,7 +265,7 @@ impl Sink for SqsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lpipe_core::testing::assert_contains;
+    use lpipe_core::testing::{assert_contains, assert_not_contains};
 
     fn msg(queue: &Queue, body: &str) -> OutboundMessage {
         OutboundMessage {
@@ -307,12 +320,21 @@ mod tests {
         assert!(!e.retryable, "{}", e.message);
         assert_contains(&e.message, "SendMessageBatch to");
         assert_contains(e.message.to_lowercase(), "credentials");
+        // Short: the error's kind and cause, not the SDK's whole debug dump.
+        assert_contains(
+            &e.message,
+            "dispatch failure: other: no AWS credentials were found",
+        );
+        assert!(e.message.len() < 300, "{}", e.message);
 
         let e = SqsSink::with_client(client(true))
             .send(&q, &batch)
             .await
             .unwrap_err();
         assert!(e.retryable, "{}", e.message);
+        assert_contains(&e.message, "dispatch failure: io error");
+        assert_contains(&e.message, "Connection refused");
+        assert_not_contains(&e.message, "DispatchFailure {");
     }
 
     #[test]

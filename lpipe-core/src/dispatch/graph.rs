@@ -187,7 +187,9 @@ impl Pipeline {
                 .inner
                 .prepare(&fn_kwargs, context(exec))
                 .map_err(|e| param_error(e, f.name, path))?;
-            output = self.call_function(f.name, call, path, depth, exec).await?;
+            output = self
+                .call_function(f.name, call, (path, action), depth, exec)
+                .await?;
         } else if !action.functions.is_empty() {
             // Every function's parameters are checked before any function runs.
             let mut prepared = Vec::with_capacity(action.functions.len());
@@ -199,7 +201,9 @@ impl Pipeline {
                 prepared.push((f.name, call));
             }
             for (name, call) in prepared {
-                output = self.call_function(name, call, path, depth, exec).await?;
+                output = self
+                    .call_function(name, call, (path, action), depth, exec)
+                    .await?;
             }
         }
 
@@ -246,7 +250,7 @@ impl Pipeline {
         &self,
         name: &'static str,
         call: crate::function::Prepared<'_>,
-        path: &PathName,
+        (path, action): (&PathName, &Action),
         depth: usize,
         exec: &mut Exec<'_>,
     ) -> Result<Produced, RecordError> {
@@ -286,6 +290,8 @@ impl Pipeline {
             Returned::Payloads(payloads) => {
                 let mut last = None;
                 for p in payloads {
+                    self.check_declared_return(&p, action)
+                        .map_err(|e| e.at_path(path).in_function(name))?;
                     last = self
                         .run_payload(p, depth + 1, exec)
                         .await
@@ -294,6 +300,32 @@ impl Pipeline {
                 last
             }
         })
+    }
+
+    /// A payload to a path the function's action does not declare (when it declares any, see
+    /// [`Action::returns_to`]) is an error.
+    fn check_declared_return(&self, payload: &Payload, action: &Action) -> Result<(), RecordError> {
+        let Target::Path(to) = &payload.target else {
+            return Ok(());
+        };
+        if action.returns_to.is_empty() {
+            return Ok(());
+        }
+        let declared = match self.lookup(to.as_str()) {
+            Some((name, _)) => action.returns_to.contains(name),
+            None => false,
+        };
+        if declared {
+            return Ok(());
+        }
+        let names: Vec<&str> = action.returns_to.iter().map(PathName::as_str).collect();
+        Err(RecordError::new(
+            ErrorKind::InvalidPath,
+            format!(
+                "returned a payload to path {to}, which its action does not declare (it returns to: {})",
+                names.join(", ")
+            ),
+        ))
     }
 
     fn run_payload<'a>(

@@ -77,6 +77,9 @@ impl Pipeline {
                 Outcome::Dropped => stats.dropped += 1,
                 Outcome::Failed => stats.failed += 1,
             }
+            if let Some(output) = &r.output {
+                tracing::debug!(record = r.id.as_deref().unwrap_or(""), %output, "record output");
+            }
             if let Some(e) = &r.error {
                 let id = r.id.as_deref().unwrap_or("");
                 match r.outcome {

@@ -183,6 +183,14 @@ pub trait Sink: Send + Sync + 'static {
     fn order_key(&self, _message: &OutboundMessage) -> Option<String> {
         None
     }
+
+    /// How the service would route this message, for people reading it: the local mode
+    /// prints it beside each message it records instead of sending (an SQS FIFO queue's
+    /// `MessageGroupId` and `MessageDeduplicationId`, a Kinesis `PartitionKey`). Default:
+    /// nothing.
+    fn routing(&self, _message: &OutboundMessage) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// How failed entries are retried.
