@@ -3,6 +3,9 @@
 //! - [`conformance`]: a port of Python lpipe's own test Lambda (`dummy_lambda/func/main.py`),
 //!   run against the reference's fixture table.
 //! - [`bench`](mod@bench): the dispatch benchmark's workload (see `shared/bench/README.md`).
+//! - [`graph`]: a directed graph across two Lambdas joined by SQS.
+//! - [`orders`]: SQS in, Kinesis and SQS FIFO out, and the stream's consumer.
+//! - [`webhook`]: a sink of the user's own (an HTTP webhook).
 //!
 //! Each binary runs under Lambda when `AWS_LAMBDA_RUNTIME_API` is set and otherwise locally
 //! on an event file.
@@ -10,4 +13,5 @@
 pub mod bench;
 pub mod conformance;
 pub mod graph;
+pub mod orders;
 pub mod webhook;

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use lpipe::testing::assert_contains;
+use lpipe::testing::{assert_contains, assert_not_contains};
 
 fn run(binary: &str, args: &[&str]) -> Output {
     Command::new(binary)
@@ -80,4 +80,44 @@ fn an_unknown_option_prints_the_usage() {
     let err = text(&out.stderr);
     assert_contains(&err, "unknown option --sned");
     assert_contains(&err, "quickstart --help");
+}
+
+#[test]
+fn local_mode_shows_how_each_message_would_be_routed() {
+    let out = run(
+        env!("CARGO_BIN_EXE_orders"),
+        &[concat!(env!("CARGO_MANIFEST_DIR"), "/events/orders.json")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        stdout["stats"],
+        serde_json::json!({"received": 4, "successes": 3, "dropped": 1, "failed": 0})
+    );
+    let err = text(&out.stderr);
+    assert_contains(
+        &err,
+        "  -> kinesis:lpipe-orders-enriched (path STORE) [PartitionKey=c-1]: {",
+    );
+    assert_contains(
+        &err,
+        "  -> sqs:lpipe-orders-notify.fifo (path NOTIFY) [MessageGroupId=c-2, MessageDeduplicationId=",
+    );
+}
+
+#[test]
+fn outputs_are_logged_at_debug_level() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/events/orders-store.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_orders-store"))
+        .arg(sample)
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_contains(&err, "record output");
+    assert_contains(&err, r#"output={"order_id":"o-1","total_cents":2100}"#);
+    // Not at the default level.
+    let out = run(env!("CARGO_BIN_EXE_orders-store"), &[sample]);
+    assert_not_contains(text(&out.stderr), "record output");
 }
