@@ -121,3 +121,17 @@ fn outputs_are_logged_at_debug_level() {
     let out = run(env!("CARGO_BIN_EXE_orders-store"), &[sample]);
     assert_not_contains(text(&out.stderr), "record output");
 }
+
+#[test]
+fn the_eventbridge_sample_runs_its_directed_path() {
+    let out = run(
+        env!("CARGO_BIN_EXE_conformance"),
+        &[concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/events/conformance-eventbridge.json"
+        )],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(response["output"], serde_json::json!(["foobar"]));
+}

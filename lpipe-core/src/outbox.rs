@@ -439,6 +439,61 @@ mod tests {
         assert_eq!(sink.calls(), 3);
     }
 
+    /// A sink whose every call fails as a whole.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Sink for Down {
+        async fn send(
+            &self,
+            _queue: &Queue,
+            _batch: &[OutboundMessage],
+        ) -> Result<Vec<Result<(), SendError>>, SendError> {
+            Err(SendError::permanent("no AWS credentials were found"))
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_logged_once_not_once_per_message() {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let entries = (0..5).map(|i| staged(i, "{}")).collect();
+        let undelivered = QueueOutbox::new(
+            Queue::new(QueueKind::custom("down"), "q"),
+            entries,
+            Arc::new(Down),
+        )
+        .send(RetryPolicy::default(), None)
+        .await;
+        assert_eq!(undelivered.len(), 5);
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("outbound call failed").count(), 1, "{text}");
+        assert_contains(&text, "messages=5");
+        assert_eq!(
+            text.matches("outbound message not sent").count(),
+            0,
+            "{text}"
+        );
+    }
+
     fn assert_contains(haystack: &str, needle: &str) {
         assert!(haystack.contains(needle), "{needle:?} not in {haystack:?}");
     }

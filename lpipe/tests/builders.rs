@@ -153,3 +153,35 @@ async fn eventbridge_events_are_aws_events_carrying_their_detail() {
     let response = handle(&event).await;
     assert_eq!(response["output"], json!([7]));
 }
+
+#[tokio::test]
+async fn dynamodb_stream_events_are_aws_events_in_attribute_value_json() {
+    use lpipe::testing::DynamoDbEvent;
+    let event = DynamoDbEvent::new()
+        .table("orders")
+        .keys(["customer", "order"])
+        .insert(json!({"customer": "c-1", "order": 7, "total": 12.50, "gift": true, "note": null, "lines": [{"sku": "tea"}]}))
+        .remove(json!({"customer": "c-1", "order": 6}))
+        .to_string();
+    let parsed: aws_lambda_events::dynamodb::Event = serde_json::from_str(&event).unwrap();
+    assert_eq!(parsed.records.len(), 2);
+    let insert = &parsed.records[0];
+    assert_eq!(insert.event_name, "INSERT");
+    assert_eq!(insert.event_source.as_deref(), Some("aws:dynamodb"));
+    let raw: Value = serde_json::from_str(&event).unwrap();
+    let image = &raw["Records"][0]["dynamodb"]["NewImage"];
+    assert_eq!(image["total"], json!({"N": "12.5"}));
+    assert_eq!(image["gift"], json!({"BOOL": true}));
+    assert_eq!(image["note"], json!({"NULL": true}));
+    assert_eq!(image["lines"], json!({"L": [{"M": {"sku": {"S": "tea"}}}]}));
+    assert_eq!(
+        raw["Records"][1]["dynamodb"]["Keys"],
+        json!({"customer": {"S": "c-1"}, "order": {"N": "6"}})
+    );
+    // Not a source of lpipe's yet: refused whole, never taken as another source's.
+    let err = pipeline()
+        .handle(&event, lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "InvalidEvent");
+}

@@ -431,3 +431,162 @@ impl fmt::Display for EventBridgeEvent {
         write!(f, "{event}")
     }
 }
+
+/// A value in DynamoDB's attribute-value JSON (`{"S": …}`, `{"N": "…"}`, `{"M": {…}}`, …),
+/// from plain JSON: strings are `S`, numbers `N` (their exact digits), booleans `BOOL`, null
+/// `NULL`, arrays `L`, objects `M`.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+/// assert_eq!(
+///     lpipe_core::testing::attribute_value(&json!({"id": "o-1", "qty": 2, "tags": ["a"]})),
+///     json!({"M": {"id": {"S": "o-1"}, "qty": {"N": "2"}, "tags": {"L": [{"S": "a"}]}}})
+/// );
+/// ```
+pub fn attribute_value(value: &Value) -> Value {
+    match value {
+        Value::Null => json!({"NULL": true}),
+        Value::Bool(b) => json!({ "BOOL": b }),
+        Value::Number(n) => json!({ "N": n.to_string() }),
+        Value::String(s) => json!({ "S": s }),
+        Value::Array(items) => {
+            json!({ "L": items.iter().map(attribute_value).collect::<Vec<_>>() })
+        }
+        Value::Object(_) => json!({ "M": item(value) }),
+    }
+}
+
+/// An item (a JSON object) as DynamoDB's map of attribute values.
+fn item(object: &Value) -> Value {
+    let map: serde_json::Map<String, Value> = object
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), attribute_value(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Value::Object(map)
+}
+
+/// A DynamoDB Streams event (stream view `NEW_AND_OLD_IMAGES`), from items written as plain
+/// JSON objects; the key attributes are named with [`keys`](Self::keys) (default `id`).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::testing::DynamoDbEvent;
+/// use serde_json::json;
+/// let event = DynamoDbEvent::new()
+///     .insert(json!({"id": "o-1", "total": 900}))
+///     .modify(json!({"id": "o-1", "total": 900}), json!({"id": "o-1", "total": 950}))
+///     .remove(json!({"id": "o-1", "total": 950}))
+///     .to_string();
+/// let parsed: serde_json::Value = serde_json::from_str(&event).unwrap();
+/// assert_eq!(parsed["Records"][0]["eventName"], "INSERT");
+/// assert_eq!(parsed["Records"][0]["dynamodb"]["Keys"], json!({"id": {"S": "o-1"}}));
+/// assert_eq!(parsed["Records"][1]["dynamodb"]["NewImage"]["total"], json!({"N": "950"}));
+/// assert!(parsed["Records"][2]["dynamodb"].get("NewImage").is_none());
+/// ```
+#[derive(Clone, Debug)]
+pub struct DynamoDbEvent {
+    table: String,
+    keys: Vec<String>,
+    /// (eventName, old image, new image)
+    records: Vec<(&'static str, Option<Value>, Option<Value>)>,
+}
+
+impl Default for DynamoDbEvent {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DynamoDbEvent {
+    /// An event of the table `lpipe-test`, keyed by `id`.
+    pub fn new() -> Self {
+        DynamoDbEvent {
+            table: "lpipe-test".to_owned(),
+            keys: vec!["id".to_owned()],
+            records: Vec::new(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
+
+    /// The names of the key attributes (partition key, and sort key if any).
+    pub fn keys<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.keys = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds an `INSERT` of this item.
+    pub fn insert(mut self, new_image: Value) -> Self {
+        self.records.push(("INSERT", None, Some(new_image)));
+        self
+    }
+
+    /// Adds a `MODIFY` from the old item to the new one.
+    pub fn modify(mut self, old_image: Value, new_image: Value) -> Self {
+        self.records
+            .push(("MODIFY", Some(old_image), Some(new_image)));
+        self
+    }
+
+    /// Adds a `REMOVE` of this item.
+    pub fn remove(mut self, old_image: Value) -> Self {
+        self.records.push(("REMOVE", Some(old_image), None));
+        self
+    }
+}
+
+impl fmt::Display for DynamoDbEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let arn = format!(
+            "arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{}/stream/2026-11-28T00:00:00.000",
+            self.table
+        );
+        let records: Vec<Value> = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(n, (name, old, new))| {
+                let image = new.as_ref().or(old.as_ref()).expect("an image");
+                let keys: serde_json::Map<String, Value> = self
+                    .keys
+                    .iter()
+                    .filter_map(|k| image.get(k).map(|v| (k.clone(), attribute_value(v))))
+                    .collect();
+                let mut dynamodb = json!({
+                    "ApproximateCreationDateTime": (SENT_MS / 1000 + n as u64),
+                    "Keys": keys,
+                    "SequenceNumber": format!("{}", 111_000_000_000_000_000_000u128 + n as u128),
+                    "SizeBytes": image.to_string().len(),
+                    "StreamViewType": "NEW_AND_OLD_IMAGES",
+                });
+                if let Some(new) = new {
+                    dynamodb["NewImage"] = item(new);
+                }
+                if let Some(old) = old {
+                    dynamodb["OldImage"] = item(old);
+                }
+                json!({
+                    "eventID": uuid_like(0xddb, n).replace('-', ""),
+                    "eventName": name,
+                    "eventVersion": "1.1",
+                    "eventSource": "aws:dynamodb",
+                    "awsRegion": REGION,
+                    "dynamodb": dynamodb,
+                    "eventSourceARN": arn,
+                })
+            })
+            .collect();
+        write!(f, "{}", json!({ "Records": records }))
+    }
+}

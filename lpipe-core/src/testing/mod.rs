@@ -1,5 +1,5 @@
 //! The test kit (feature `test-kit`): event builders for every source ([`SqsEvent`],
-//! [`KinesisEvent`], [`EventBridgeEvent`], [`raw_event`]), messages, a Lambda context, and
+//! [`KinesisEvent`], [`EventBridgeEvent`], [`DynamoDbEvent`], [`raw_event`]), messages, a Lambda context, and
 //! assertions, for testing pipelines without AWS. The in-memory sink
 //! ([`MemorySink`](crate::MemorySink)) and the capturing reporter
 //! ([`CapturingReporter`](crate::CapturingReporter)) live in the crate root because the local
@@ -10,7 +10,10 @@
 
 mod events;
 
-pub use events::{EventBridgeEvent, KinesisEvent, KinesisRecord, SqsEvent, SqsRecord};
+pub use events::{
+    attribute_value, DynamoDbEvent, EventBridgeEvent, KinesisEvent, KinesisRecord, SqsEvent,
+    SqsRecord,
+};
 
 use serde::Serialize;
 
