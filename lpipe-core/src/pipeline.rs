@@ -115,7 +115,7 @@ fn is_type<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'sta
 /// Builds a [`Pipeline`]. Every problem of the graph is found by [`PipelineBuilder::build`].
 #[must_use]
 pub struct PipelineBuilder {
-    paths: Vec<(PathName, Vec<Action>)>,
+    pub(crate) paths: Vec<(PathName, Vec<Action>)>,
     default_path: Option<PathName>,
     registry: Option<Registry>,
     sinks: Vec<(QueueKind, Arc<dyn Sink>)>,
@@ -128,7 +128,7 @@ pub struct PipelineBuilder {
     retry: RetryPolicy,
     state: Option<Arc<dyn Any + Send + Sync>>,
     deadline_margin: Duration,
-    dead_letter: Option<Queue>,
+    pub(crate) dead_letter: Option<Queue>,
     concurrency: usize,
     errors: ErrorPolicy,
 }

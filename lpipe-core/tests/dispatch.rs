@@ -1340,3 +1340,25 @@ fn actions_without_functions_are_drawn_by_what_they_forward() {
     assert_contains(&chart, "path_A_3[\"forward all kwargs\"]");
     assert_contains(&chart, "path_A_4[\"forward\"]");
 }
+
+#[test]
+fn drawing_the_graph_needs_no_sinks() {
+    let builder = || {
+        Pipeline::builder()
+            .path("A", [Action::new().function(needs_foo).path("B")])
+            .path("B", [Action::new().queue(Queue::sqs("next").path("C"))])
+            .dead_letter_queue(Queue::sqs("dropped"))
+            .registry(Registry::empty())
+    };
+    // No sink for `sqs`: the pipeline cannot be built, but it can be drawn …
+    assert!(builder().build().is_err());
+    let drawn = builder().to_mermaid();
+    assert_contains(&drawn, "  path_B_1 -->|\"C\"| queue_1\n");
+    // … exactly as the built pipeline draws itself.
+    let built = builder()
+        .record_outbound(MemorySink::new())
+        .build()
+        .unwrap()
+        .to_mermaid();
+    assert_eq!(drawn, built);
+}
