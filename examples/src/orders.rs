@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use lpipe::{
-    Action, BoxError, Context, FailButContinue, Output, Payload, Pipeline, PipelineBuilder, Queue,
+    Action, BoxError, FailButContinue, Output, Payload, Pipeline, PipelineBuilder, Queue, State,
 };
 use serde::{Deserialize, Serialize};
 
@@ -168,11 +168,9 @@ pub struct Stored {
     pub total_cents: u64,
 }
 
-/// Stores an order.
-pub async fn save(order: ToStore, ctx: Context) -> Result<Output<Stored>, BoxError> {
-    let db = ctx
-        .state::<Database>()
-        .ok_or("the store Lambda has no database")?;
+/// Stores an order in the database given to the pipeline (`.state(db)`; the build fails
+/// without one).
+pub async fn save(order: ToStore, db: State<Database>) -> Result<Output<Stored>, BoxError> {
     if order.customer_id.starts_with("flaky") {
         return Err(Unavailable.into());
     }

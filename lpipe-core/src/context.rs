@@ -1,6 +1,7 @@
 //! The context a user function may take as its second argument.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::path::PathName;
@@ -14,11 +15,9 @@ use crate::path::PathName;
 ///
 /// ```
 /// use lpipe_core::{Context, NoParams};
-/// struct Clients { table: String }
 ///
 /// async fn store(_: NoParams, ctx: Context) -> Result<(), lpipe_core::BoxError> {
-///     let clients = ctx.state::<Clients>().ok_or("no clients")?;
-///     tracing::info!(table = %clients.table, record = ?ctx.record().id(), path = %ctx.path(), "storing");
+///     tracing::info!(record = ?ctx.record().id(), path = %ctx.path(), "storing");
 ///     Ok(())
 /// }
 /// ```
@@ -31,11 +30,14 @@ pub struct Context {
 
 pub(crate) struct Invocation {
     pub(crate) lambda: lambda_runtime::Context,
-    pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) state: Arc<StateMap>,
     /// Prefixes outbound message ids when record ids are not stable (see
     /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)).
     pub(crate) message_scope: Option<String>,
 }
+
+/// The pipeline's shared state, one value per type.
+pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
 
 /// The record a function is running for.
 #[derive(Clone, Debug, Default)]
@@ -75,7 +77,7 @@ impl Context {
         Context {
             invocation: Arc::new(Invocation {
                 lambda: lambda_runtime::Context::default(),
-                state: None,
+                state: Arc::default(),
                 message_scope: None,
             }),
             record: Arc::new(RecordInfo {
@@ -101,12 +103,22 @@ impl Context {
         &self.path
     }
 
-    /// The shared state given to [`PipelineBuilder::state`](crate::PipelineBuilder::state), if
-    /// it is a `T`.
+    /// The shared state of type `T` given to
+    /// [`PipelineBuilder::state`](crate::PipelineBuilder::state), if any. A function that
+    /// always needs it should take [`State<T>`](crate::State) instead, which the build checks.
     pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
         self.invocation
             .state
-            .as_deref()
+            .get(&TypeId::of::<T>())
             .and_then(|s| s.downcast_ref::<T>())
+    }
+
+    /// The shared state of type `T`, shared (for [`State<T>`](crate::State)).
+    pub(crate) fn shared_state<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.invocation
+            .state
+            .get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|s| s.downcast::<T>().ok())
     }
 }

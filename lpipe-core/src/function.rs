@@ -144,7 +144,7 @@ output_values!(bool, String, &'static str, i32, i64, u32, u64, f64);
 /// the shapes apart.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an lpipe function",
-    note = "an lpipe function is `async fn(args: A) -> Result<R, E>` or `async fn(args: A, ctx: lpipe::Context) -> Result<R, E>`, with `A: serde::de::DeserializeOwned` (use `lpipe::NoParams` for none), `R: lpipe::IntoReturn` and `E: Into<lpipe::BoxError>`",
+    note = "an lpipe function is `async fn(args: A) -> Result<R, E>`, `async fn(args: A, ctx: lpipe::Context) -> Result<R, E>`, `async fn(args: A, state: lpipe::State<T>) -> Result<R, E>` or `async fn(args: A, state: lpipe::State<T>, ctx: lpipe::Context) -> Result<R, E>`, with `A: serde::de::DeserializeOwned` (use `lpipe::NoParams` for none), `R: lpipe::IntoReturn` and `E: Into<lpipe::BoxError>`",
     note = "if the return type is the part at fault: to make a value of your own type the record's output, return `Result<lpipe::Output<YourType>, E>` and `Ok(lpipe::Output(value))`; `R` may also be `()`, a `String`, a number, a `bool`, a `serde_json::Value`, a `Payload` or a `Vec<Payload>`"
 )]
 pub trait IntoFunction<M>: Send + Sync + Sized + 'static {
@@ -158,6 +158,8 @@ pub struct Function {
     pub(crate) inner: Arc<dyn ErasedFunction>,
     pub(crate) name: &'static str,
     pub(crate) params: Params,
+    /// The shared state it takes ([`State<T>`]): `T`'s id and name.
+    pub(crate) state: Option<(std::any::TypeId, &'static str)>,
 }
 
 impl std::fmt::Debug for Function {
@@ -296,6 +298,7 @@ where
         Function {
             name: short_name::<F>(),
             params: params.clone(),
+            state: None,
             inner: Arc::new(Holder::<F, ArgsOnly<A>> {
                 f: self,
                 params,
@@ -318,7 +321,168 @@ where
         Function {
             name: short_name::<F>(),
             params: params.clone(),
+            state: None,
             inner: Arc::new(Holder::<F, ArgsAndContext<A>> {
+                f: self,
+                params,
+                _marker: PhantomData,
+            }),
+        }
+    }
+}
+
+/// Shared state of type `T`, as a function's second argument: `async fn(args: A, db:
+/// State<Database>)` or `async fn(args: A, db: State<Database>, ctx: Context)`. The state is
+/// given once with [`PipelineBuilder::state`](crate::PipelineBuilder::state), and
+/// [`build`](crate::PipelineBuilder::build) fails, naming the function and the type, when a
+/// function takes a `State<T>` that was not given. Dereferences to `T`; cloning is cheap.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Action, BoxError, Pipeline, State};
+/// #[derive(serde::Deserialize)]
+/// struct Order { id: String }
+/// struct Database { table: String }
+///
+/// async fn store(order: Order, db: State<Database>) -> Result<String, BoxError> {
+///     Ok(format!("{} into {}", order.id, db.table))
+/// }
+/// let pipeline = Pipeline::builder()
+///     .path("STORE", [Action::new().function(store)])
+///     .state(Database { table: "orders".into() })
+///     .build()
+///     .unwrap();
+/// # let _ = pipeline;
+/// ```
+pub struct State<T>(Arc<T>);
+
+impl<T> State<T> {
+    /// The shared value.
+    pub fn shared(&self) -> &Arc<T> {
+        &self.0
+    }
+}
+
+impl<T> Clone for State<T> {
+    fn clone(&self) -> Self {
+        State(self.0.clone())
+    }
+}
+
+impl<T> std::ops::Deref for State<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for State<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("State").field(&self.0).finish()
+    }
+}
+
+fn state_of<T: Send + Sync + 'static>(ctx: &Context) -> State<T> {
+    State(ctx.shared_state::<T>().unwrap_or_else(|| {
+        panic!(
+            "no state of type {} (the pipeline's build checks this; was the function called outside a pipeline?)",
+            std::any::type_name::<T>()
+        )
+    }))
+}
+
+/// Marker for `async fn(A, State<T>) -> Result<R, E>`.
+#[doc(hidden)]
+pub struct ArgsAndState<A, T>(PhantomData<fn() -> (A, T)>);
+/// Marker for `async fn(A, State<T>, Context) -> Result<R, E>`.
+#[doc(hidden)]
+pub struct ArgsStateAndContext<A, T>(PhantomData<fn() -> (A, T)>);
+
+impl<F, Fut, A, T, R, E> ErasedFunction for Holder<F, ArgsAndState<A, T>>
+where
+    F: Fn(A, State<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    T: Send + Sync + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError> {
+        let args: A = args_from(&self.params, kwargs)?;
+        let state = state_of::<T>(&ctx);
+        Ok(async move {
+            (self.f)(args, state)
+                .await
+                .map(IntoReturn::into_return)
+                .map_err(Into::into)
+        }
+        .boxed())
+    }
+}
+
+impl<F, Fut, A, T, R, E> ErasedFunction for Holder<F, ArgsStateAndContext<A, T>>
+where
+    F: Fn(A, State<T>, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    T: Send + Sync + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError> {
+        let args: A = args_from(&self.params, kwargs)?;
+        let state = state_of::<T>(&ctx);
+        Ok(async move {
+            (self.f)(args, state, ctx)
+                .await
+                .map(IntoReturn::into_return)
+                .map_err(Into::into)
+        }
+        .boxed())
+    }
+}
+
+impl<F, Fut, A, T, R, E> IntoFunction<ArgsAndState<A, T>> for F
+where
+    F: Fn(A, State<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    T: Send + Sync + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn into_function(self) -> Function {
+        let params = Params::of::<A>();
+        Function {
+            name: short_name::<F>(),
+            params: params.clone(),
+            state: Some((std::any::TypeId::of::<T>(), std::any::type_name::<T>())),
+            inner: Arc::new(Holder::<F, ArgsAndState<A, T>> {
+                f: self,
+                params,
+                _marker: PhantomData,
+            }),
+        }
+    }
+}
+
+impl<F, Fut, A, T, R, E> IntoFunction<ArgsStateAndContext<A, T>> for F
+where
+    F: Fn(A, State<T>, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    A: DeserializeOwned + Send + 'static,
+    T: Send + Sync + 'static,
+    R: IntoReturn + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn into_function(self) -> Function {
+        let params = Params::of::<A>();
+        Function {
+            name: short_name::<F>(),
+            params: params.clone(),
+            state: Some((std::any::TypeId::of::<T>(), std::any::type_name::<T>())),
+            inner: Arc::new(Holder::<F, ArgsStateAndContext<A, T>> {
                 f: self,
                 params,
                 _marker: PhantomData,

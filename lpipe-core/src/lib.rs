@@ -29,7 +29,7 @@ pub use error::{
     BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvalidConfigurationError,
     InvocationError, OnError, Outcome, RecordError,
 };
-pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned};
+pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned, State};
 pub use kwargs::{Kwargs, KwargsError};
 pub use params::{NoParams, Params};
 pub use path::{IntoPathName, PathName};

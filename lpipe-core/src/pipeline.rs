@@ -1,11 +1,12 @@
 //! Declaring and building a pipeline: the graph is validated as a whole at build time.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::action::Action;
+use crate::context::StateMap;
 use crate::error::{InvalidConfigurationError, OnError};
 use crate::function::{Function, IntoFunction};
 use crate::path::{IntoPathName, PathName};
@@ -74,7 +75,7 @@ pub(crate) struct Inner {
     pub(crate) reporter: Arc<dyn Reporter>,
     pub(crate) max_depth: usize,
     pub(crate) retry: RetryPolicy,
-    pub(crate) state: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) state: Arc<StateMap>,
     pub(crate) deadline_margin: Duration,
     pub(crate) dead_letter: Option<Queue>,
     pub(crate) concurrency: usize,
@@ -126,7 +127,7 @@ pub struct PipelineBuilder {
     reporter: Arc<dyn Reporter>,
     max_depth: usize,
     retry: RetryPolicy,
-    state: Option<Arc<dyn Any + Send + Sync>>,
+    state: StateMap,
     deadline_margin: Duration,
     pub(crate) dead_letter: Option<Queue>,
     concurrency: usize,
@@ -147,7 +148,7 @@ impl Default for PipelineBuilder {
             reporter: Arc::new(NoReporter),
             max_depth: 32,
             retry: RetryPolicy::default(),
-            state: None,
+            state: StateMap::new(),
             deadline_margin: Duration::from_millis(500),
             dead_letter: None,
             concurrency: 1,
@@ -322,10 +323,30 @@ impl PipelineBuilder {
         self
     }
 
-    /// Shared state for functions (SDK clients, configuration), read with
-    /// [`Context::state`](crate::Context::state).
+    /// Shared state for functions (SDK clients, configuration, built once at start-up), one
+    /// value per type (a second value of the same type replaces the first). A function takes
+    /// it as [`State<T>`](crate::State), which [`build`](Self::build) checks is given, or reads
+    /// it with [`Context::state`](crate::Context::state).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Action, NoParams, Pipeline, State};
+    /// struct Table(String);
+    /// async fn store(_: NoParams, table: State<Table>) -> Result<(), lpipe_core::BoxError> {
+    ///     assert_eq!(table.0, "orders");
+    ///     Ok(())
+    /// }
+    /// let pipeline = Pipeline::builder()
+    ///     .path("STORE", [Action::new().function(store)])
+    ///     .state(Table("orders".into()))
+    ///     .build();
+    /// assert!(pipeline.is_ok());
+    /// let without = Pipeline::builder().path("STORE", [Action::new().function(store)]).build();
+    /// assert!(without.unwrap_err().to_string().contains("takes State<"));
+    /// ```
     pub fn state<T: Any + Send + Sync>(mut self, state: T) -> Self {
-        self.state = Some(Arc::new(state));
+        self.state.insert(TypeId::of::<T>(), Arc::new(state));
         self
     }
 
@@ -519,6 +540,16 @@ impl PipelineBuilder {
                     )
                     .map_err(|m| InvalidConfigurationError(format!("{at}: {m}")))?;
                 }
+                for f in &action.functions {
+                    if let Some((type_id, type_name)) = f.state {
+                        if !self.state.contains_key(&type_id) {
+                            return err(format!(
+                                "function {} in {at} takes State<{type_name}>, but the pipeline has no state of that type (give it with .state(…))",
+                                f.name
+                            ));
+                        }
+                    }
+                }
                 for param in &action.required_params {
                     if param.from.is_empty() || param.to.is_empty() {
                         return err(format!("{at} has a required parameter with an empty name"));
@@ -579,7 +610,7 @@ impl PipelineBuilder {
                 reporter: self.reporter,
                 max_depth: self.max_depth,
                 retry: self.retry,
-                state: self.state,
+                state: Arc::new(self.state),
                 deadline_margin: self.deadline_margin,
                 dead_letter: self.dead_letter,
                 concurrency: self.concurrency,

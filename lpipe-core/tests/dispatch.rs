@@ -1362,3 +1362,48 @@ fn drawing_the_graph_needs_no_sinks() {
         .to_mermaid();
     assert_eq!(drawn, built);
 }
+
+struct Prefix(&'static str);
+struct Suffix(&'static str);
+
+async fn decorate(args: Foo, prefix: lpipe_core::State<Prefix>) -> Result<String, BoxError> {
+    Ok(format!("{}{}", prefix.0, args.foo))
+}
+
+async fn decorate_both(
+    args: Foo,
+    suffix: lpipe_core::State<Suffix>,
+    ctx: lpipe_core::Context,
+) -> Result<String, BoxError> {
+    let prefix = ctx.state::<Prefix>().ok_or("no prefix")?;
+    Ok(format!("{}{}{}", prefix.0, args.foo, suffix.0))
+}
+
+#[tokio::test]
+async fn functions_take_state_by_type_and_the_build_checks_it_is_given() {
+    let builder = || {
+        Pipeline::builder()
+            .path("ONE", [Action::new().function(decorate)])
+            .path("BOTH", [Action::new().function(decorate_both)])
+    };
+    let response = run(
+        builder().state(Prefix("<")).state(Suffix(">")),
+        &[
+            message("ONE", json!({"foo": "a"})),
+            message("BOTH", json!({"foo": "b"})),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(response["output"], json!(["<a", "<b>"]));
+
+    let e = builder()
+        .state(Prefix("<"))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert_contains(
+        e,
+        "function decorate_both in action 1 of path BOTH takes State<dispatch::Suffix>, but the pipeline has no state of that type (give it with .state(…))",
+    );
+}
