@@ -2,8 +2,9 @@
 //! orders in, enriched orders out to Kinesis and an SQS FIFO queue, and the Kinesis consumer
 //! storing them.
 
+use lpipe::testing::CapturingReporter;
 use lpipe::testing::{lambda_context, message, KinesisEvent, KinesisRecord, SqsEvent, SqsRecord};
-use lpipe::{CapturingReporter, ErrorKind, MemorySink, OutboundMessage, QueueKind};
+use lpipe::{ErrorKind, MemorySink, OutboundMessage, QueueKind};
 use lpipe_examples::orders::{self, Database};
 use serde_json::{json, Value};
 

@@ -72,7 +72,9 @@ impl RecordInfo {
 }
 
 impl Context {
-    /// A context for calling a function outside a pipeline (in unit tests of user code).
+    /// A context for calling a function outside a pipeline (in unit tests of user code; feature
+    /// `test-kit`).
+    #[cfg(feature = "test-kit")]
     pub fn for_test() -> Self {
         Context {
             invocation: Arc::new(Invocation {

@@ -36,7 +36,7 @@ pub use path::{IntoPathName, PathName};
 pub use pipeline::{Pipeline, PipelineBuilder, AUTO_PATH};
 pub use queue::{Payload, Queue, QueueKind, Target};
 pub use registry::{Registry, SinkRegistration, SourceRegistration};
-pub use report::{CapturedReport, CapturingReporter, NoReporter, Report, Reporter};
+pub use report::{NoReporter, Report, Reporter};
 pub use runtime::{init_logging, run, run_lambda, run_local, usage, Command, LocalOptions};
 pub use sink::{
     stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,

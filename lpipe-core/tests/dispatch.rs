@@ -5,14 +5,15 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lpipe_core::testing::CapturingReporter;
 use lpipe_core::testing::{
     assert_contains, assert_not_contains, lambda_context, message, raw_event,
 };
 use lpipe_core::{
-    async_trait, Action, BatchResult, BoxError, CapturingReporter, ErrorKind, EventProbe,
-    EventSource, FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink,
-    NoParams, OnError, Ordering, Outcome, Payload, Pipeline, PipelineBuilder, Queue, QueueKind,
-    Record, Registry, RetryPolicy, SinkLimits,
+    async_trait, Action, BatchResult, BoxError, ErrorKind, EventProbe, EventSource,
+    FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink, NoParams,
+    OnError, Ordering, Outcome, Payload, Pipeline, PipelineBuilder, Queue, QueueKind, Record,
+    Registry, RetryPolicy, SinkLimits,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};

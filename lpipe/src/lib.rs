@@ -124,3 +124,30 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
     link_plugins();
     lpipe_core::run_local(builder, opts).await
 }
+
+/// Without the `test-kit` feature the test doubles are not part of the API; the plain recorder
+/// the local mode uses is:
+///
+/// ```
+/// let sink = lpipe::MemorySink::new();
+/// assert!(sink.messages().is_empty());
+/// ```
+///
+/// ```compile_fail
+/// lpipe::MemorySink::new().fail_next(1, true);
+/// ```
+///
+/// ```compile_fail
+/// lpipe::MemorySink::new().fail_bodies_containing("x", true);
+/// ```
+///
+/// ```compile_fail
+/// let _ = lpipe::Context::for_test();
+/// ```
+///
+/// ```compile_fail
+/// let _ = lpipe::testing::CapturingReporter::new();
+/// ```
+#[cfg(not(feature = "test-kit"))]
+#[allow(dead_code)]
+fn test_doubles_need_the_test_kit() {}

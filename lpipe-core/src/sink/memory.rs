@@ -49,12 +49,14 @@ impl MemorySink {
         Self::default()
     }
 
+    #[cfg(feature = "test-kit")]
     /// The next `n` messages offered fail (retryably or not), then sending succeeds again.
     pub fn fail_next(&self, n: usize, retryable: bool) {
         let mut g = self.inner.lock().expect("memory sink lock");
         g.fail_next.extend(std::iter::repeat_n(retryable, n));
     }
 
+    #[cfg(feature = "test-kit")]
     /// Every message whose body contains `needle` fails, on every attempt.
     pub fn fail_bodies_containing(&self, needle: impl Into<String>, retryable: bool) {
         self.inner
@@ -64,6 +66,7 @@ impl MemorySink {
             .push((needle.into(), retryable, None));
     }
 
+    #[cfg(feature = "test-kit")]
     /// The next `times` offers of messages whose body contains `needle` fail.
     pub fn fail_bodies_containing_times(
         &self,

@@ -1,14 +1,18 @@
 //! The test kit (feature `test-kit`): event builders for every source ([`SqsEvent`],
 //! [`KinesisEvent`], [`EventBridgeEvent`], [`DynamoDbEvent`], [`raw_event`]), messages, a Lambda context, and
-//! assertions, for testing pipelines without AWS. The in-memory sink
-//! ([`MemorySink`](crate::MemorySink)) and the capturing reporter
-//! ([`CapturingReporter`](crate::CapturingReporter)) live in the crate root because the local
-//! mode uses them too.
+//! assertions, and a reporter that keeps what it is told ([`CapturingReporter`]), for testing
+//! pipelines without AWS. The test doubles elsewhere are behind this feature too:
+//! [`MemorySink`](crate::MemorySink)'s programmed failures (`fail_next`,
+//! `fail_bodies_containing`, …) and [`Context::for_test`](crate::Context::for_test). The
+//! in-memory sink itself lives in the crate root: the local mode records with it.
 //!
 //! Enable it for your tests only: `lpipe = { version = "0.1", features = ["test-kit"] }` under
 //! `[dev-dependencies]` (beside your normal `lpipe` dependency).
 
 mod events;
+mod reporter;
+
+pub use reporter::{CapturedReport, CapturingReporter};
 
 pub use events::{
     attribute_value, DynamoDbEvent, EventBridgeEvent, KinesisEvent, KinesisRecord, SqsEvent,

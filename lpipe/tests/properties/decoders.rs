@@ -5,7 +5,8 @@
 
 use base64::Engine;
 use lpipe::testing::lambda_context;
-use lpipe::{Action, BoxError, CapturingReporter, ErrorKind, NoParams, Outcome, Pipeline};
+use lpipe::testing::CapturingReporter;
+use lpipe::{Action, BoxError, ErrorKind, NoParams, Outcome, Pipeline};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 

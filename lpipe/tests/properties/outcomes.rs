@@ -6,9 +6,10 @@ use std::collections::HashSet;
 
 use base64::Engine;
 use lpipe::testing::lambda_context;
+use lpipe::testing::CapturingReporter;
 use lpipe::{
-    Action, BoxError, CapturingReporter, ErrorKind, FailButContinue, FailCatastrophically,
-    InvocationError, MemorySink, Outcome, Payload, Pipeline, Queue, QueueKind,
+    Action, BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvocationError,
+    MemorySink, Outcome, Payload, Pipeline, Queue, QueueKind,
 };
 use proptest::prelude::*;
 use serde::Deserialize;

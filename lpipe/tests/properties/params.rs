@@ -4,7 +4,8 @@
 //! same kwargs into the same struct, is the oracle for the values.
 
 use lpipe::testing::lambda_context;
-use lpipe::{Action, BoxError, CapturingReporter, ErrorKind, Output, Pipeline};
+use lpipe::testing::CapturingReporter;
+use lpipe::{Action, BoxError, ErrorKind, Output, Pipeline};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
