@@ -5,8 +5,8 @@
 //! (defaults `test-sqs-queue` and `test-kinesis-stream`, the reference's fixture names).
 
 use lpipe::{
-    function, Action, BoxError, Context, FailButContinue, FailCatastrophically, NoParams, Payload,
-    Pipeline, PipelineBuilder, Queue,
+    Action, BoxError, Context, FailButContinue, FailCatastrophically, NoParams, Payload, Pipeline,
+    PipelineBuilder, Queue,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -235,9 +235,11 @@ pub fn pipeline() -> PipelineBuilder {
                 Action::new().path(TEST_FUNC_BLANK_PARAMS),
             ],
         )
-        .path_functions(
+        .path(
             TEST_BARE_FUNCS,
-            [function(test_func), function(test_func_no_params)],
+            [Action::new()
+                .function(test_func)
+                .function(test_func_no_params)],
         )
         .path(
             TEST_RENAME_PARAM,
@@ -286,20 +288,17 @@ pub fn pipeline() -> PipelineBuilder {
                 .function(test_kwargs_passed_to_default_path_include_all)
                 .include_all_params()],
         )
-        .path_functions(TEST_TRIGGER_ERROR, [function(test_func_trigger_error)])
-        .path_functions(TEST_RAISE, [function(throw_exception)])
-        .path_functions(TEST_RAISE_CUSTOM, [function(throw_custom_exception)])
-        .path_functions(
-            TEST_RAISE_CUSTOM_CONTINUE,
-            [function(throw_custom_exception_continue)],
-        )
-        .path_functions(
+        .path_fn(TEST_TRIGGER_ERROR, test_func_trigger_error)
+        .path_fn(TEST_RAISE, throw_exception)
+        .path_fn(TEST_RAISE_CUSTOM, throw_custom_exception)
+        .path_fn(TEST_RAISE_CUSTOM_CONTINUE, throw_custom_exception_continue)
+        .path_fn(
             TEST_RETURN_PAYLOAD_RAISES,
-            [function(return_payload_throw_custom_exception)],
+            return_payload_throw_custom_exception,
         )
-        .path_functions(
+        .path_fn(
             TEST_RETURN_PAYLOAD_RAISES_CONTINUE,
-            [function(return_payload_throw_custom_exception_continue)],
+            return_payload_throw_custom_exception_continue,
         )
 }
 

@@ -203,9 +203,3 @@ impl Action {
         self.functions.is_empty() && self.paths.is_empty() && self.queues.is_empty()
     }
 }
-
-impl From<Function> for Action {
-    fn from(f: Function) -> Self {
-        Action::new().functions([f])
-    }
-}

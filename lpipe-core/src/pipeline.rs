@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::action::Action;
 use crate::context::StateMap;
 use crate::error::{InvalidConfigurationError, OnError};
-use crate::function::{Function, IntoFunction};
+use crate::function::IntoFunction;
 use crate::path::{IntoPathName, PathName};
 use crate::queue::{Queue, QueueKind};
 use crate::registry::Registry;
@@ -232,26 +232,40 @@ impl Pipeline {
 
 impl PipelineBuilder {
     /// Declares a path: a name (a string or a [`path_enum!`](crate::path_enum) variant) and its
-    /// actions, in order.
-    pub fn path<A: Into<Action>>(
+    /// actions, in order. An action calling several functions is one
+    /// `Action::new().function(a).function(b)`; a path of one action calling one function is
+    /// [`path_fn`](Self::path_fn).
+    ///
+    /// A [`Function`](crate::Function) is not an action: a list of functions does not make a path.
+    ///
+    /// ```compile_fail
+    /// use lpipe_core::{function, NoParams, Pipeline};
+    /// async fn a(_: NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+    /// let _ = Pipeline::builder().path("A", [function(a)]);
+    /// ```
+    pub fn path(
         mut self,
         name: impl IntoPathName,
-        actions: impl IntoIterator<Item = A>,
+        actions: impl IntoIterator<Item = Action>,
     ) -> Self {
-        self.paths.push((
-            name.into_path_name(),
-            actions.into_iter().map(Into::into).collect(),
-        ));
+        self.paths
+            .push((name.into_path_name(), actions.into_iter().collect()));
         self
     }
 
-    /// Declares a path as a list of bare functions: sugar for one action calling them all.
-    pub fn path_functions(
-        self,
-        name: impl IntoPathName,
-        functions: impl IntoIterator<Item = Function>,
-    ) -> Self {
-        self.path(name, [Action::new().functions(functions)])
+    /// Declares a path of one action that calls one function: the short form of
+    /// `.path(name, [Action::new().function(f)])`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{NoParams, Pipeline};
+    /// async fn ping(_: NoParams) -> Result<&'static str, lpipe_core::BoxError> { Ok("pong") }
+    /// let pipeline = Pipeline::builder().path_fn("PING", ping).build().unwrap();
+    /// assert_eq!(pipeline.paths().next().unwrap().1.len(), 1);
+    /// ```
+    pub fn path_fn<M>(self, name: impl IntoPathName, f: impl IntoFunction<M>) -> Self {
+        self.path(name, [Action::new().function(f)])
     }
 
     /// Makes messages bare kwargs for this path (Python lpipe's `default_path`).
