@@ -119,12 +119,12 @@ pub fn intake() -> PipelineBuilder {
                 .queue(
                     Queue::kinesis(stream())
                         .path(Path::STORE)
-                        .option("partition_key_from", "customer_id"),
+                        .partition_key_from("customer_id"),
                 )
                 .queue(
                     Queue::sqs(notify_queue())
                         .path(Path::NOTIFY)
-                        .option("message_group_id_from", "customer_id"),
+                        .message_group_id_from("customer_id"),
                 )],
         )
 }

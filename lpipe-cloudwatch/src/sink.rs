@@ -79,6 +79,10 @@ const RETRYABLE: &[&str] = &[
 
 #[async_trait]
 impl Sink for EventBridgeSink {
+    fn options(&self) -> Option<&'static [&'static str]> {
+        Some(&["source", "detail_type"])
+    }
+
     fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
         vec![
             ("Source", source_of(&message.queue).to_owned()),
@@ -172,9 +176,7 @@ mod tests {
     #[test]
     fn entry_sizes_count_source_detail_type_and_detail() {
         let sink = EventBridgeSink::new();
-        let q = Queue::eventbridge("bus")
-            .option("source", "app")
-            .path("NEXT");
+        let q = Queue::eventbridge("bus").event_source("app").path("NEXT");
         let m = OutboundMessage {
             queue: q,
             body: r#"{"a":1}"#.into(),

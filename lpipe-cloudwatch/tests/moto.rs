@@ -72,11 +72,9 @@ async fn a_rule_on_the_bus_receives_what_the_sink_puts() {
     let pipeline = Pipeline::builder()
         .path(
             "FWD",
-            [Action::new().include_all_params().queue(
-                Queue::eventbridge(&bus)
-                    .path("NEXT")
-                    .option("source", &source),
-            )],
+            [Action::new()
+                .include_all_params()
+                .queue(Queue::eventbridge(&bus).path("NEXT").event_source(&source))],
         )
         .registry(Registry::empty())
         .event_source(RawSource)

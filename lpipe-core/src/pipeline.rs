@@ -642,6 +642,26 @@ pub(crate) fn check_queue(
     if q.target().is_empty() {
         return Err(format!("queue of kind '{}' has an empty target", q.kind()));
     }
+    // The sink registered for the kind judges the queue's options and target even when another
+    // sink records its messages (the local mode), so that a mistake shows before deploying.
+    if let Some(own) = registry.sink(q.kind()) {
+        if let Some(known) = own.options() {
+            if let Some(unknown) = q.option_keys().find(|k| !known.contains(k)) {
+                return Err(format!(
+                    "queue {q} has an unknown option '{unknown}' (the {} sink knows: {})",
+                    q.kind(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            }
+        }
+        if catch_all.is_some() {
+            own.validate(q).map_err(|m| format!("queue {q}: {m}"))?;
+        }
+    }
     let sink = match catch_all.cloned().or_else(|| registry.sink(q.kind())) {
         Some(s) => s,
         None => {

@@ -56,7 +56,7 @@ impl fmt::Debug for QueueKind {
 ///
 /// ```
 /// use lpipe_core::Queue;
-/// let q = Queue::sqs("emails").path("SEND_WELCOME").option("message_group_id", "welcome");
+/// let q = Queue::sqs("emails").path("SEND_WELCOME").message_group_id("welcome");
 /// assert_eq!(q.kind().as_str(), "sqs");
 /// assert_eq!(q.target(), "emails");
 /// assert_eq!(q.get_option("message_group_id"), Some("welcome"));
@@ -101,11 +101,52 @@ impl Queue {
         self
     }
 
-    /// Sets a sink-specific option (for example SQS `message_group_id`, Kinesis
-    /// `partition_key`); each sink documents its own.
+    /// Sets a sink-specific option by name, for sinks of your own; the built-in sinks' options
+    /// have setters ([`message_group_id_from`](Self::message_group_id_from),
+    /// [`partition_key_from`](Self::partition_key_from), …). A key the queue's sink does not
+    /// know fails the build, naming the ones it knows (see [`Sink::options`](crate::Sink::options)).
     pub fn option(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         self.options.insert(key.into(), value.into());
         self
+    }
+
+    /// SQS FIFO queues: the `MessageGroupId` of every message.
+    pub fn message_group_id(self, group: impl Into<String>) -> Self {
+        self.option("message_group_id", group)
+    }
+
+    /// SQS FIFO queues: the `MessageGroupId` is the value of this kwarg (e.g. `customer_id`),
+    /// so that each customer's messages keep their order.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::Queue;
+    /// let q = Queue::sqs("orders.fifo").message_group_id_from("customer_id");
+    /// assert_eq!(q.get_option("message_group_id_from"), Some("customer_id"));
+    /// ```
+    pub fn message_group_id_from(self, kwarg: impl Into<String>) -> Self {
+        self.option("message_group_id_from", kwarg)
+    }
+
+    /// Kinesis streams: the partition key of every record.
+    pub fn partition_key(self, key: impl Into<String>) -> Self {
+        self.option("partition_key", key)
+    }
+
+    /// Kinesis streams: the partition key is the value of this kwarg (e.g. `customer_id`).
+    pub fn partition_key_from(self, kwarg: impl Into<String>) -> Self {
+        self.option("partition_key_from", kwarg)
+    }
+
+    /// EventBridge buses: the events' `source` (default `lpipe`).
+    pub fn event_source(self, source: impl Into<String>) -> Self {
+        self.option("source", source)
+    }
+
+    /// EventBridge buses: the events' `detail-type` (default: the consumer's path, or `lpipe`).
+    pub fn detail_type(self, detail_type: impl Into<String>) -> Self {
+        self.option("detail_type", detail_type)
     }
 
     /// The kind.
@@ -126,6 +167,11 @@ impl Queue {
     /// A sink-specific option.
     pub fn get_option(&self, key: &str) -> Option<&str> {
         self.options.get(key).map(String::as_str)
+    }
+
+    /// The keys of its options.
+    pub fn option_keys(&self) -> impl Iterator<Item = &str> {
+        self.options.keys().map(|k| k.as_ref())
     }
 
     /// The body of the message that forwards `kwargs` to this queue.

@@ -167,6 +167,10 @@ impl Sink for KinesisSink {
         Ok(())
     }
 
+    fn options(&self) -> Option<&'static [&'static str]> {
+        Some(&["partition_key", "partition_key_from"])
+    }
+
     fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
         vec![("PartitionKey", partition_key(message))]
     }
@@ -189,12 +193,12 @@ mod tests {
             id: "0:0".into(),
         };
         assert_eq!(
-            partition_key(&m(Queue::kinesis("s").option("partition_key", "k"), "{}")),
+            partition_key(&m(Queue::kinesis("s").partition_key("k"), "{}")),
             "k"
         );
         assert_eq!(
             partition_key(&m(
-                Queue::kinesis("s").option("partition_key_from", "u"),
+                Queue::kinesis("s").partition_key_from("u"),
                 r#"{"u": 5}"#
             )),
             "5"
@@ -203,7 +207,7 @@ mod tests {
         assert_eq!(a, partition_key(&m(Queue::kinesis("s"), r#"{"a": 1}"#)));
         assert_ne!(a, partition_key(&m(Queue::kinesis("s"), r#"{"a": 2}"#)));
         // The outbox keeps order per partition key.
-        let q = Queue::kinesis("s").option("partition_key_from", "u");
+        let q = Queue::kinesis("s").partition_key_from("u");
         assert_eq!(
             KinesisSink::new().order_key(&m(q, r#"{"u": "ann"}"#)),
             Some("ann".to_owned())

@@ -33,7 +33,7 @@ pub const SQS_MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// use lpipe_core::{Action, Pipeline, Queue, QueueKind};
 /// use lpipe_sqs::{SqsSink, SQS_MAX_ENTRIES};
 /// let pipeline = Pipeline::builder()
-///     .path("A", [Action::new().include_all_params().queue(Queue::sqs("orders.fifo").option("message_group_id_from", "customer"))])
+///     .path("A", [Action::new().include_all_params().queue(Queue::sqs("orders.fifo").message_group_id_from("customer"))])
 ///     .sink(QueueKind::SQS, SqsSink::new())
 ///     .build()
 ///     .unwrap();
@@ -224,6 +224,10 @@ impl Sink for SqsSink {
         })
     }
 
+    fn options(&self) -> Option<&'static [&'static str]> {
+        Some(&["message_group_id", "message_group_id_from"])
+    }
+
     fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
         if !message.queue.target().ends_with(".fifo") {
             return Vec::new();
@@ -279,17 +283,15 @@ mod tests {
     fn fifo_ids_are_stable_and_distinct() {
         assert_eq!(digest(&["a", "b"]), digest(&["a", "b"]));
         assert_ne!(digest(&["a", "b"]), digest(&["ab", ""]));
-        let q = Queue::sqs("q.fifo").option("message_group_id_from", "user");
+        let q = Queue::sqs("q.fifo").message_group_id_from("user");
         assert_eq!(group_id(&q, &msg(&q, r#"{"user": "ann", "n": 1}"#)), "ann");
         assert_eq!(group_id(&q, &msg(&q, r#"{"user": 7}"#)), "7");
-        let q = Queue::sqs("q.fifo")
-            .path("P")
-            .option("message_group_id_from", "user");
+        let q = Queue::sqs("q.fifo").path("P").message_group_id_from("user");
         assert_eq!(
             group_id(&q, &msg(&q, r#"{"path": "P", "kwargs": {"user": "bob"}}"#)),
             "bob"
         );
-        let q = Queue::sqs("q.fifo").option("message_group_id", "all");
+        let q = Queue::sqs("q.fifo").message_group_id("all");
         assert_eq!(group_id(&q, &msg(&q, "{}")), "all");
         let q = Queue::sqs("q.fifo");
         assert_eq!(group_id(&q, &msg(&q, "{}")), digest(&["{}"]));
@@ -341,12 +343,12 @@ mod tests {
     fn fifo_queues_keep_order_per_message_group() {
         let sink = SqsSink::new();
         let q = Queue::sqs("https://sqs.us-east-1.amazonaws.com/1/q.fifo")
-            .option("message_group_id_from", "user");
+            .message_group_id_from("user");
         assert_eq!(
             sink.order_key(&msg(&q, r#"{"user": "ann"}"#)),
             Some("ann".to_owned())
         );
-        let q = Queue::sqs("q").option("message_group_id_from", "user");
+        let q = Queue::sqs("q").message_group_id_from("user");
         assert_eq!(sink.order_key(&msg(&q, r#"{"user": "ann"}"#)), None);
     }
 

@@ -179,7 +179,7 @@ async fn fifo_forwarding_keeps_group_order() {
             "FWD",
             [Action::new()
                 .include_all_params()
-                .queue(Queue::sqs(&name).option("message_group_id_from", "user"))],
+                .queue(Queue::sqs(&name).message_group_id_from("user"))],
         )
         .registry(Registry::empty())
         .event_source(lpipe_core::RawSource)

@@ -182,3 +182,47 @@ async fn a_pipeline_pinned_to_sqs_refuses_a_kinesis_event() {
         "takes only 'sqs' events, and this is not one (records of eventSource 'aws:kinesis')",
     );
 }
+
+#[test]
+fn an_unknown_queue_option_fails_the_build_naming_the_known_ones() {
+    use lpipe_core::{MemorySink, Queue};
+    let with = |queue: Queue| {
+        Pipeline::builder()
+            .path("FWD", [Action::new().function(greet).queue(queue)])
+            .registry(Registry::from_inventory())
+    };
+    // A typo is caught, also when messages are only recorded (the local mode).
+    for builder in [
+        with(Queue::sqs("orders.fifo").option("mesage_group_id_from", "name")),
+        with(Queue::sqs("orders.fifo").option("mesage_group_id_from", "name"))
+            .record_outbound(MemorySink::new()),
+    ] {
+        let e = builder.build().unwrap_err().to_string();
+        assert_contains(
+            e,
+            "queue sqs:orders.fifo has an unknown option 'mesage_group_id_from' (the sqs sink knows: message_group_id, message_group_id_from)",
+        );
+    }
+    // Another kind's option, through its typed setter, is as unknown to SQS.
+    let e = with(Queue::sqs("orders").partition_key_from("name"))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert_contains(e, "unknown option 'partition_key_from'");
+    // The typed setters, and a conflict between two of them.
+    assert!(
+        with(Queue::sqs("orders.fifo").message_group_id_from("name"))
+            .build()
+            .is_ok()
+    );
+    let e = with(
+        Queue::sqs("orders.fifo")
+            .message_group_id("all")
+            .message_group_id_from("name"),
+    )
+    .record_outbound(MemorySink::new())
+    .build()
+    .unwrap_err()
+    .to_string();
+    assert_contains(e, "set message_group_id or message_group_id_from, not both");
+}

@@ -184,6 +184,13 @@ pub trait Sink: Send + Sync + 'static {
         None
     }
 
+    /// The queue option keys this sink understands ([`Queue::option`](crate::Queue::option)):
+    /// a queue with any other key fails the build, naming these. `None` (the default) accepts
+    /// any key, for sinks that read options of their own.
+    fn options(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// How the service would route this message, for people reading it: the local mode
     /// prints it beside each message it records instead of sending (an SQS FIFO queue's
     /// `MessageGroupId` and `MessageDeduplicationId`, a Kinesis `PartitionKey`). Default:
