@@ -315,18 +315,255 @@ impl std::error::Error for RecordError {
     }
 }
 
-/// The pipeline's graph or configuration is wrong. Raised when the pipeline is built, before
-/// any record is touched; the message names the offending path, action, queue or setting.
-#[derive(Debug, thiserror::Error)]
-#[error("InvalidConfigurationError: {0}")]
-pub struct InvalidConfigurationError(pub(crate) String);
+/// Where in the graph a configuration error is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Place {
+    /// An action: its path, and its position in the path (from 1).
+    Action {
+        /// The path.
+        path: PathName,
+        /// The action's position, from 1.
+        action: usize,
+    },
+    /// The pipeline's dead-letter queue.
+    DeadLetterQueue,
+}
 
-impl InvalidConfigurationError {
-    /// An error with this message.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Action { path, action } => write!(f, "action {action} of path {path}"),
+            Place::DeadLetterQueue => f.write_str("the dead-letter queue"),
+        }
     }
 }
+
+/// What is wrong with a queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueProblem {
+    /// Its target (queue name, stream, bus) is empty.
+    EmptyTarget,
+    /// No sink sends queues of its kind.
+    NoSink {
+        /// The kinds that have a sink.
+        registered: Vec<String>,
+    },
+    /// An option its sink does not know (see [`Sink::options`](crate::Sink::options)).
+    UnknownOption {
+        /// The option.
+        option: String,
+        /// The options the sink knows.
+        known: Vec<&'static str>,
+    },
+    /// Its sink rejects it (see [`Sink::validate`](crate::Sink::validate)): a malformed ARN,
+    /// options that conflict, …
+    Rejected(String),
+}
+
+impl QueueProblem {
+    /// The problem, said of this queue.
+    pub fn describe(&self, queue: &crate::Queue) -> String {
+        let kind = queue.kind();
+        match self {
+            QueueProblem::EmptyTarget => format!("queue of kind '{kind}' has an empty target"),
+            QueueProblem::NoSink { registered } => format!(
+                "queue {queue} has kind '{kind}', which has no sink (registered: {}; enable the lpipe feature for it or add one with PipelineBuilder::sink)",
+                list_or_none(registered)
+            ),
+            QueueProblem::UnknownOption { option, known } => format!(
+                "queue {queue} has an unknown option '{option}' (the {kind} sink knows: {})",
+                list_or_none(known)
+            ),
+            QueueProblem::Rejected(why) => format!("queue {queue}: {why}"),
+        }
+    }
+}
+
+fn list_or_none<S: AsRef<str>>(items: &[S]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items
+            .iter()
+            .map(AsRef::as_ref)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The pipeline's graph or configuration is wrong. Raised when the pipeline is built, before
+/// any record is touched; each variant names the offending path, action, queue or setting,
+/// and its message says what to change.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{Action, InvalidConfigurationError, NoParams, Pipeline};
+/// async fn a(_: NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+/// let e = Pipeline::builder().path("A", [Action::new().function(a).path("B")]).build().unwrap_err();
+/// assert!(matches!(&e, InvalidConfigurationError::UnknownPath { path, .. } if path.as_str() == "B"));
+/// assert_eq!(e.to_string(), "InvalidConfigurationError: action 1 of path A runs path B, which is not declared");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidConfigurationError {
+    /// The pipeline has no paths.
+    NoPaths,
+    /// A path's name is empty.
+    EmptyPathName,
+    /// Two paths have the same name (names match case-insensitively).
+    DuplicatePath {
+        /// The name.
+        path: PathName,
+    },
+    /// A path has no actions.
+    NoActions {
+        /// The path.
+        path: PathName,
+    },
+    /// An action has no functions, paths or queues.
+    EmptyAction {
+        /// The action.
+        at: Place,
+    },
+    /// An action runs a path that is not declared.
+    UnknownPath {
+        /// The action.
+        at: Place,
+        /// The path it runs.
+        path: PathName,
+    },
+    /// An action declares that its functions return to a path that is not declared.
+    UnknownReturnPath {
+        /// The action.
+        at: Place,
+        /// The path.
+        path: PathName,
+    },
+    /// An action declares a path its functions return to, but has no functions.
+    ReturnWithoutFunctions {
+        /// The action.
+        at: Place,
+        /// The path.
+        path: PathName,
+    },
+    /// A queue cannot be sent to as configured.
+    Queue {
+        /// Where the queue is.
+        at: Place,
+        /// The queue, displayed.
+        queue: String,
+        /// What is wrong, said of the queue.
+        message: String,
+        /// What is wrong.
+        problem: QueueProblem,
+    },
+    /// A function takes [`State<T>`](crate::State), and no state of `T` was given.
+    MissingState {
+        /// The action.
+        at: Place,
+        /// The function.
+        function: &'static str,
+        /// `T`'s name.
+        type_name: &'static str,
+    },
+    /// A required parameter has an empty name.
+    EmptyParamName {
+        /// The action.
+        at: Place,
+    },
+    /// The concurrency is 0.
+    ZeroConcurrency,
+    /// The dead-letter queue has a consumer path.
+    DeadLetterWithPath {
+        /// The queue, displayed.
+        queue: String,
+    },
+    /// The default path is not declared.
+    UnknownDefaultPath {
+        /// The path.
+        path: PathName,
+    },
+    /// Paths run each other in a cycle.
+    Cycle {
+        /// The paths, the first repeated at the end.
+        paths: Vec<PathName>,
+    },
+    /// `on_error_in` names a path that is not declared.
+    UnknownErrorPolicyPath {
+        /// The path.
+        path: PathName,
+    },
+    /// The pinned event source is not registered.
+    UnknownSource {
+        /// The name given.
+        name: String,
+        /// The registered sources.
+        registered: Vec<&'static str>,
+    },
+}
+
+impl fmt::Display for InvalidConfigurationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use InvalidConfigurationError as E;
+        f.write_str("InvalidConfigurationError: ")?;
+        match self {
+            E::NoPaths => f.write_str("the pipeline has no paths"),
+            E::EmptyPathName => f.write_str("a path has an empty name"),
+            E::DuplicatePath { path } => write!(
+                f,
+                "path {path} is declared twice (names match case-insensitively)"
+            ),
+            E::NoActions { path } => write!(f, "path {path} has no actions"),
+            E::EmptyAction { at } => write!(f, "{at} has no functions, paths or queues"),
+            E::UnknownPath { at, path } => write!(f, "{at} runs path {path}, which is not declared"),
+            E::UnknownReturnPath { at, path } => write!(
+                f,
+                "{at} declares that its functions return to path {path}, which is not declared"
+            ),
+            E::ReturnWithoutFunctions { at, path } => write!(
+                f,
+                "{at} declares that it returns to path {path}, but has no functions to return anything"
+            ),
+            E::Queue { at, message, .. } => write!(f, "{at}: {message}"),
+            E::MissingState {
+                at,
+                function,
+                type_name,
+            } => write!(
+                f,
+                "function {function} in {at} takes State<{type_name}>, but the pipeline has no state of that type (give it with .state(…))"
+            ),
+            E::EmptyParamName { at } => {
+                write!(f, "{at} has a required parameter with an empty name")
+            }
+            E::ZeroConcurrency => f.write_str("concurrency must be at least 1 (got 0)"),
+            E::DeadLetterWithPath { queue } => write!(
+                f,
+                "the dead-letter queue {queue} has a path: it receives records as they came, so give it none"
+            ),
+            E::UnknownDefaultPath { path } => {
+                write!(f, "the default path {path} is not declared")
+            }
+            E::Cycle { paths } => {
+                let names: Vec<&str> = paths.iter().map(PathName::as_str).collect();
+                write!(f, "paths run each other in a cycle: {}", names.join(" -> "))
+            }
+            E::UnknownErrorPolicyPath { path } => {
+                write!(f, "on_error_in names path {path}, which is not declared")
+            }
+            E::UnknownSource { name, registered } => write!(
+                f,
+                "event source '{name}' is not registered (registered: {})",
+                list_or_none(registered)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidConfigurationError {}
 
 /// The invocation as a whole failed: the Lambda runtime reports it as
 /// `{"errorType": …, "errorMessage": …}` and the event source retries what it retries.

@@ -27,7 +27,7 @@ pub use action::{Action, Param};
 pub use context::{Context, RecordInfo};
 pub use error::{
     BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvalidConfigurationError,
-    InvocationError, OnError, Outcome, RecordError,
+    InvocationError, OnError, Outcome, Place, QueueProblem, RecordError,
 };
 pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned, State};
 pub use kwargs::{Kwargs, KwargsError};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::action::Action;
 use crate::context::StateMap;
-use crate::error::{InvalidConfigurationError, OnError};
+use crate::error::{InvalidConfigurationError, OnError, Place, QueueProblem};
 use crate::function::IntoFunction;
 use crate::path::{IntoPathName, PathName};
 use crate::queue::{Queue, QueueKind};
@@ -485,9 +485,9 @@ impl PipelineBuilder {
     /// no sink, or that its sink rejects; a dead-letter queue with a path or without a sink; a
     /// concurrency of 0; an unknown event source name.
     pub fn build(self) -> Result<Pipeline, InvalidConfigurationError> {
-        let err = |m: String| Err(InvalidConfigurationError(m));
+        use InvalidConfigurationError as E;
         if self.paths.is_empty() {
-            return err("the pipeline has no paths".into());
+            return Err(E::NoPaths);
         }
         let mut registry = self.registry.unwrap_or_else(Registry::from_inventory);
         for s in self.sources {
@@ -500,15 +500,13 @@ impl PipelineBuilder {
         let mut path_order = Vec::new();
         for (name, actions) in self.paths {
             if name.as_str().is_empty() {
-                return err("a path has an empty name".into());
+                return Err(E::EmptyPathName);
             }
             if paths.contains_key(&name) {
-                return err(format!(
-                    "path {name} is declared twice (names match case-insensitively)"
-                ));
+                return Err(E::DuplicatePath { path: name });
             }
             if actions.is_empty() {
-                return err(format!("path {name} has no actions"));
+                return Err(E::NoActions { path: name });
             }
             path_order.push(name.clone());
             paths.insert(name, actions);
@@ -519,25 +517,33 @@ impl PipelineBuilder {
             self.record_outbound.map(|s| Arc::new(s) as Arc<dyn Sink>);
         for name in &path_order {
             for (i, action) in paths[name].iter().enumerate() {
-                let at = format!("action {} of path {name}", i + 1);
+                let at = || Place::Action {
+                    path: name.clone(),
+                    action: i + 1,
+                };
                 if action.is_empty() {
-                    return err(format!("{at} has no functions, paths or queues"));
+                    return Err(E::EmptyAction { at: at() });
                 }
                 for p in &action.paths {
                     if !paths.contains_key(p) {
-                        return err(format!("{at} runs path {p}, which is not declared"));
+                        return Err(E::UnknownPath {
+                            at: at(),
+                            path: p.clone(),
+                        });
                     }
                 }
                 for p in &action.returns_to {
                     if action.functions.is_empty() {
-                        return err(format!(
-                            "{at} declares that it returns to path {p}, but has no functions to return anything"
-                        ));
+                        return Err(E::ReturnWithoutFunctions {
+                            at: at(),
+                            path: p.clone(),
+                        });
                     }
                     if !paths.contains_key(p) {
-                        return err(format!(
-                            "{at} declares that its functions return to path {p}, which is not declared"
-                        ));
+                        return Err(E::UnknownReturnPath {
+                            at: at(),
+                            path: p.clone(),
+                        });
                     }
                 }
                 for q in &action.queues {
@@ -552,62 +558,63 @@ impl PipelineBuilder {
                         &registry,
                         catch_all_sink.as_ref().or(fallback_sink.as_ref()),
                     )
-                    .map_err(|m| InvalidConfigurationError(format!("{at}: {m}")))?;
+                    .map_err(|problem| queue_error(at(), q, problem))?;
                 }
                 for f in &action.functions {
                     if let Some((type_id, type_name)) = f.state {
                         if !self.state.contains_key(&type_id) {
-                            return err(format!(
-                                "function {} in {at} takes State<{type_name}>, but the pipeline has no state of that type (give it with .state(…))",
-                                f.name
-                            ));
+                            return Err(E::MissingState {
+                                at: at(),
+                                function: f.name,
+                                type_name,
+                            });
                         }
                     }
                 }
                 for param in &action.required_params {
                     if param.from.is_empty() || param.to.is_empty() {
-                        return err(format!("{at} has a required parameter with an empty name"));
+                        return Err(E::EmptyParamName { at: at() });
                     }
                 }
             }
         }
         if self.concurrency == 0 {
-            return err("concurrency must be at least 1 (got 0)".into());
+            return Err(E::ZeroConcurrency);
         }
         if let Some(q) = &self.dead_letter {
             if q.consumer_path().is_some() {
-                return err(format!(
-                    "the dead-letter queue {q} has a path: it receives records as they came, so give it none"
-                ));
+                return Err(E::DeadLetterWithPath {
+                    queue: q.to_string(),
+                });
             }
             check_queue(
                 q,
                 &registry,
                 catch_all_sink.as_ref().or(fallback_sink.as_ref()),
             )
-            .map_err(|m| InvalidConfigurationError(format!("the dead-letter queue: {m}")))?;
+            .map_err(|problem| queue_error(Place::DeadLetterQueue, q, problem))?;
         }
         if let Some(d) = &self.default_path {
             if !paths.contains_key(d) {
-                return err(format!("the default path {d} is not declared"));
+                return Err(E::UnknownDefaultPath { path: d.clone() });
             }
         }
         if let Some(cycle) = find_cycle(&path_order, &paths) {
-            return err(format!("paths run each other in a cycle: {cycle}"));
+            return Err(E::Cycle { paths: cycle });
         }
         if let Some(unknown) = self.errors.by_path.keys().find(|p| !paths.contains_key(*p)) {
-            return err(format!(
-                "on_error_in names path {unknown}, which is not declared"
-            ));
+            return Err(E::UnknownErrorPolicyPath {
+                path: unknown.clone(),
+            });
         }
         let source = match self.source {
             Some(name) => match registry.source(&name) {
                 Some(s) => Some(s),
                 None => {
-                    return err(format!(
-                        "event source '{name}' is not registered (registered: {})",
-                        registry.source_names().join(", ")
-                    ))
+                    return Err(E::UnknownSource {
+                        registered: registry.source_names(),
+                        name,
+                    })
                 }
             },
             None => None,
@@ -634,49 +641,50 @@ impl PipelineBuilder {
     }
 }
 
+fn queue_error(at: Place, queue: &Queue, problem: QueueProblem) -> InvalidConfigurationError {
+    InvalidConfigurationError::Queue {
+        at,
+        queue: queue.to_string(),
+        message: problem.describe(queue),
+        problem,
+    }
+}
+
+/// Whether a queue can be sent to: a target, a sink for its kind, options that sink knows and
+/// a queue it accepts. The sink registered for the kind judges options and target even when
+/// another sink records the messages (the local mode), so that a mistake shows before
+/// deploying.
 pub(crate) fn check_queue(
     q: &Queue,
     registry: &Registry,
     catch_all: Option<&Arc<dyn Sink>>,
-) -> Result<(), String> {
+) -> Result<(), QueueProblem> {
     if q.target().is_empty() {
-        return Err(format!("queue of kind '{}' has an empty target", q.kind()));
+        return Err(QueueProblem::EmptyTarget);
     }
-    // The sink registered for the kind judges the queue's options and target even when another
-    // sink records its messages (the local mode), so that a mistake shows before deploying.
     if let Some(own) = registry.sink(q.kind()) {
         if let Some(known) = own.options() {
             if let Some(unknown) = q.option_keys().find(|k| !known.contains(k)) {
-                return Err(format!(
-                    "queue {q} has an unknown option '{unknown}' (the {} sink knows: {})",
-                    q.kind(),
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ));
+                return Err(QueueProblem::UnknownOption {
+                    option: unknown.to_owned(),
+                    known: known.to_vec(),
+                });
             }
         }
         if catch_all.is_some() {
-            own.validate(q).map_err(|m| format!("queue {q}: {m}"))?;
+            own.validate(q).map_err(QueueProblem::Rejected)?;
         }
     }
-    let sink = match catch_all.cloned().or_else(|| registry.sink(q.kind())) {
-        Some(s) => s,
-        None => {
-            let kinds = registry.sink_kinds();
-            return Err(format!(
-                "queue {q} has kind '{}', which has no sink (registered: {}; enable the lpipe feature for it or add one with PipelineBuilder::sink)",
-                q.kind(),
-                if kinds.is_empty() { "none".to_owned() } else { kinds.join(", ") }
-            ));
-        }
-    };
-    sink.validate(q).map_err(|m| format!("queue {q}: {m}"))
+    let sink = catch_all
+        .cloned()
+        .or_else(|| registry.sink(q.kind()))
+        .ok_or_else(|| QueueProblem::NoSink {
+            registered: registry.sink_kinds(),
+        })?;
+    sink.validate(q).map_err(QueueProblem::Rejected)
 }
 
-fn find_cycle(order: &[PathName], paths: &HashMap<PathName, Vec<Action>>) -> Option<String> {
+fn find_cycle(order: &[PathName], paths: &HashMap<PathName, Vec<Action>>) -> Option<Vec<PathName>> {
     // Depth-first search over "action runs path" edges; returned payloads are dynamic and are
     // bounded by max_depth instead.
     #[derive(Clone, Copy, PartialEq)]
@@ -689,14 +697,15 @@ fn find_cycle(order: &[PathName], paths: &HashMap<PathName, Vec<Action>>) -> Opt
         paths: &'a HashMap<PathName, Vec<Action>>,
         marks: &mut HashMap<&'a PathName, Mark>,
         stack: &mut Vec<&'a PathName>,
-    ) -> Option<String> {
+    ) -> Option<Vec<PathName>> {
         match marks.get(p) {
             Some(Mark::Done) => return None,
             Some(Mark::Active) => {
                 let start = stack.iter().position(|s| *s == p).unwrap_or(0);
-                let mut names: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
-                names.push(p.to_string());
-                return Some(names.join(" -> "));
+                let mut names: Vec<PathName> =
+                    stack[start..].iter().map(|s| (*s).clone()).collect();
+                names.push(p.clone());
+                return Some(names);
             }
             None => {}
         }

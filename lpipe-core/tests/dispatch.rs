@@ -152,44 +152,97 @@ async fn bad_messages_are_dropped_with_their_reason() {
 
 #[test]
 fn the_build_names_what_is_wrong_with_the_graph() {
-    let err = |b: PipelineBuilder| b.build().expect_err("the build must fail").to_string();
+    use lpipe_core::{InvalidConfigurationError as E, PathName, Place, QueueProblem};
+    let err = |b: PipelineBuilder| b.build().expect_err("the build must fail");
+    let p = PathName::new;
+    let action = |path: &str, n: usize| Place::Action {
+        path: PathName::new(path),
+        action: n,
+    };
+
     let e = err(Pipeline::builder().path(
         "A",
         [Action::new().function(needs_foo).path("MISSING_PATH")],
     ));
-    assert!(
-        e.contains("runs path MISSING_PATH, which is not declared"),
-        "{e}"
+    assert_eq!(
+        e,
+        E::UnknownPath {
+            at: action("A", 1),
+            path: p("MISSING_PATH")
+        }
     );
-    assert!(e.contains("action 1 of path A"), "{e}");
-    let e = err(Pipeline::builder().path("A", [Action::new()]));
-    assert!(
-        e.contains("action 1 of path A has no functions, paths or queues"),
-        "{e}"
+    // The messages stay as clear as the variants.
+    assert_eq!(
+        e.to_string(),
+        "InvalidConfigurationError: action 1 of path A runs path MISSING_PATH, which is not declared"
     );
-    let e = err(Pipeline::builder()
-        .path("A", [Action::new().function(needs_foo)])
-        .path("a", [Action::new().function(needs_foo)]));
-    assert!(e.contains("path A is declared twice"), "{e}");
+    assert_eq!(
+        err(Pipeline::builder().path("A", [Action::new()])),
+        E::EmptyAction { at: action("A", 1) }
+    );
+    assert_eq!(
+        err(Pipeline::builder()
+            .path("A", [Action::new().function(needs_foo)])
+            .path("a", [Action::new().function(needs_foo)])),
+        E::DuplicatePath { path: p("A") }
+    );
     let e = err(Pipeline::builder()
         .path("A", [Action::new().queue(Queue::sqs("q"))])
         .registry(Registry::empty()));
-    assert!(e.contains("kind 'sqs', which has no sink"), "{e}");
-    let e = err(Pipeline::builder()
-        .path("A", [Action::new().path("B")])
-        .path("B", [Action::new().path("A")]));
-    assert!(e.contains("cycle: A -> B -> A"), "{e}");
-    let e = err(Pipeline::builder()
-        .path("A", [Action::new().function(needs_foo)])
-        .default_path("B"));
-    assert!(e.contains("default path B"), "{e}");
-    let e = err(Pipeline::builder().path("A", Vec::<Action>::new()));
-    assert!(e.contains("path A has no actions"), "{e}");
-    let e = err(Pipeline::builder()
-        .path("A", [Action::new().function(needs_foo)])
-        .only_source("sqs"));
-    assert!(e.contains("event source 'sqs' is not registered"), "{e}");
-    assert!(e.starts_with("InvalidConfigurationError"), "{e}");
+    assert!(
+        matches!(&e, E::Queue { at, problem: QueueProblem::NoSink { registered }, .. }
+            if *at == action("A", 1) && registered.is_empty()),
+        "{e:?}"
+    );
+    assert_contains(e.to_string(), "kind 'sqs', which has no sink");
+    assert_eq!(
+        err(Pipeline::builder()
+            .path("A", [Action::new().path("B")])
+            .path("B", [Action::new().path("A")])),
+        E::Cycle {
+            paths: vec![p("A"), p("B"), p("A")]
+        }
+    );
+    assert_eq!(
+        err(Pipeline::builder()
+            .path("A", [Action::new().function(needs_foo)])
+            .default_path("B")),
+        E::UnknownDefaultPath { path: p("B") }
+    );
+    assert_eq!(
+        err(Pipeline::builder().path("A", Vec::<Action>::new())),
+        E::NoActions { path: p("A") }
+    );
+    assert_eq!(
+        err(Pipeline::builder()
+            .path("A", [Action::new().function(needs_foo)])
+            .registry(Registry::empty())
+            .only_source("sqs")),
+        E::UnknownSource {
+            name: "sqs".into(),
+            registered: vec![]
+        }
+    );
+    assert_eq!(err(Pipeline::builder()), E::NoPaths);
+    assert_eq!(
+        err(Pipeline::builder()
+            .path("A", [Action::new().function(needs_foo)])
+            .concurrency(0)),
+        E::ZeroConcurrency
+    );
+    assert_eq!(
+        err(Pipeline::builder().path("A", [Action::new().required_param("").function(needs_foo)])),
+        E::EmptyParamName { at: action("A", 1) }
+    );
+    assert_eq!(
+        err(Pipeline::builder()
+            .path("A", [Action::new().function(needs_foo)])
+            .dead_letter_queue(Queue::sqs("dlq").path("X"))
+            .record_outbound(MemorySink::new())),
+        E::DeadLetterWithPath {
+            queue: "sqs:dlq (path X)".into()
+        }
+    );
 }
 
 async fn loop_back(_: NoParams) -> Result<Payload, BoxError> {
@@ -1249,9 +1302,17 @@ async fn a_path_policy_overrides_the_pipeline_policy_for_that_path() {
         .path("IO", [Action::new().function(io_timeout)])
         .on_error_in("STORE", OnError::Retry)
         .build()
-        .unwrap_err()
-        .to_string();
-    assert_contains(e, "on_error_in names path STORE, which is not declared");
+        .unwrap_err();
+    assert_eq!(
+        e,
+        lpipe_core::InvalidConfigurationError::UnknownErrorPolicyPath {
+            path: lpipe_core::PathName::new("STORE")
+        }
+    );
+    assert_contains(
+        e.to_string(),
+        "on_error_in names path STORE, which is not declared",
+    );
 }
 
 #[tokio::test]
@@ -1306,16 +1367,33 @@ async fn an_action_declares_the_paths_its_functions_return_to() {
     assert_contains(&chart, "  path_START_1[\"hop_to\"]\n");
     assert_contains(&chart, "  path_START_1 -.->|\"returns\"| path_NEXT\n");
 
-    let err = |b: PipelineBuilder| b.build().unwrap_err().to_string();
-    assert_contains(
-        err(Pipeline::builder().path("A", [Action::new().function(hop_to).returns_to("B")])),
-        "action 1 of path A declares that its functions return to path B, which is not declared",
+    use lpipe_core::{InvalidConfigurationError as E, PathName, Place};
+    let err = |b: PipelineBuilder| b.build().unwrap_err();
+    let a1 = Place::Action {
+        path: PathName::new("A"),
+        action: 1,
+    };
+    let e = err(Pipeline::builder().path("A", [Action::new().function(hop_to).returns_to("B")]));
+    assert_eq!(
+        e,
+        E::UnknownReturnPath {
+            at: a1.clone(),
+            path: PathName::new("B")
+        }
     );
     assert_contains(
-        err(Pipeline::builder()
-            .path("A", [Action::new().path("B").returns_to("B")])
-            .path("B", [Action::new().function(needs_foo)])),
-        "action 1 of path A declares that it returns to path B, but has no functions to return anything",
+        e.to_string(),
+        "action 1 of path A declares that its functions return to path B, which is not declared",
+    );
+    let e = err(Pipeline::builder()
+        .path("A", [Action::new().path("B").returns_to("B")])
+        .path("B", [Action::new().function(needs_foo)]));
+    assert_eq!(
+        e,
+        E::ReturnWithoutFunctions {
+            at: a1,
+            path: PathName::new("B")
+        }
     );
 }
 

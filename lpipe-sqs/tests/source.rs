@@ -197,9 +197,19 @@ fn an_unknown_queue_option_fails_the_build_naming_the_known_ones() {
         with(Queue::sqs("orders.fifo").option("mesage_group_id_from", "name"))
             .record_outbound(MemorySink::new()),
     ] {
-        let e = builder.build().unwrap_err().to_string();
+        let e = builder.build().unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                lpipe_core::InvalidConfigurationError::Queue {
+                    problem: lpipe_core::QueueProblem::UnknownOption { option, known },
+                    ..
+                } if option == "mesage_group_id_from" && known == &["message_group_id", "message_group_id_from"]
+            ),
+            "{e:?}"
+        );
         assert_contains(
-            e,
+            e.to_string(),
             "queue sqs:orders.fifo has an unknown option 'mesage_group_id_from' (the sqs sink knows: message_group_id, message_group_id_from)",
         );
     }

@@ -355,8 +355,11 @@ impl Pipeline {
                             .as_ref()
                             .or(self.inner.fallback_sink.as_ref()),
                     )
-                    .map_err(|m| {
-                        RecordError::new(ErrorKind::Undeliverable, format!("returned payload: {m}"))
+                    .map_err(|problem| {
+                        RecordError::new(
+                            ErrorKind::Undeliverable,
+                            format!("returned payload: {}", problem.describe(&queue)),
+                        )
                     })?;
                     let body = queue.message_body(&payload.kwargs);
                     exec.push(queue, body);
