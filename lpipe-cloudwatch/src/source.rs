@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use lpipe_core::{
-    async_trait, BatchResult, EventProbe, EventSource, IntoPathName, InvalidEvent, InvocationError,
-    PathName, Record, RecordError,
+    async_trait, BatchResult, EventBridgeMeta, EventProbe, EventSource, IntoPathName, InvalidEvent,
+    InvocationError, PathName, Record, RecordError, RecordMeta,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -53,6 +53,10 @@ struct Event<'a> {
     id: Option<Cow<'a, str>>,
     #[serde(rename = "detail-type", borrow, default)]
     detail_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     detail: Option<&'a RawValue>,
 }
@@ -108,7 +112,12 @@ impl EventSource for CloudWatchSource {
                 ))),
             )
         };
-        Ok(vec![record])
+        let meta = EventBridgeMeta::new(
+            event.source.map(Cow::into_owned),
+            event.detail_type.map(Cow::into_owned),
+            event.time.map(Cow::into_owned),
+        );
+        Ok(vec![record.meta(RecordMeta::EventBridge(meta))])
     }
 
     async fn respond(

@@ -46,6 +46,7 @@ pub struct RecordInfo {
     pub(crate) id: Option<String>,
     pub(crate) source: &'static str,
     pub(crate) ordering_key: Option<String>,
+    pub(crate) meta: crate::source::RecordMeta,
 }
 
 impl RecordInfo {
@@ -68,6 +69,47 @@ impl RecordInfo {
     /// Its ordering key (FIFO `MessageGroupId`, Kinesis partition key), if any.
     pub fn ordering_key(&self) -> Option<&str> {
         self.ordering_key.as_deref()
+    }
+
+    /// What its source says about it besides.
+    pub fn meta(&self) -> &crate::source::RecordMeta {
+        &self.meta
+    }
+
+    /// Its SQS attributes, when an SQS message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{BoxError, Context, FailButContinue, NoParams};
+    /// async fn once_only(_: NoParams, ctx: Context) -> Result<(), BoxError> {
+    ///     if ctx.record().sqs().and_then(|m| m.receive_count) > Some(3) {
+    ///         return Err(FailButContinue::new("received more than 3 times").into());
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn sqs(&self) -> Option<&crate::source::SqsMeta> {
+        match &self.meta {
+            crate::source::RecordMeta::Sqs(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Its Kinesis metadata, when a Kinesis record.
+    pub fn kinesis(&self) -> Option<&crate::source::KinesisMeta> {
+        match &self.meta {
+            crate::source::RecordMeta::Kinesis(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Its EventBridge envelope, when an EventBridge event.
+    pub fn eventbridge(&self) -> Option<&crate::source::EventBridgeMeta> {
+        match &self.meta {
+            crate::source::RecordMeta::EventBridge(m) => Some(m),
+            _ => None,
+        }
     }
 }
 

@@ -42,8 +42,8 @@ pub use sink::{
     stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,
 };
 pub use source::{
-    BatchResult, EventProbe, EventSource, InvalidEvent, Ordering, RawSource, Record, RecordResult,
-    Stats,
+    BatchResult, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, KinesisMeta, Ordering,
+    RawSource, Record, RecordMeta, RecordResult, SqsMeta, Stats,
 };
 
 /// Re-exported for implementing [`EventSource`], [`Sink`] and [`Reporter`].

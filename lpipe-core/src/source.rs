@@ -26,6 +26,103 @@ pub struct Record<'e> {
     /// directed message from `detail`); the body is then the kwargs. `None`: the body is a
     /// message, or bare kwargs for the pipeline's default path.
     pub path: Option<Cow<'e, str>>,
+    /// What the source says about the record besides (see [`RecordMeta`]).
+    pub meta: RecordMeta,
+}
+
+/// What the event source says about a record beyond its body, id and ordering key; functions
+/// read it from their [`Context`](crate::Context) (`ctx.record().sqs()`, …).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub enum RecordMeta {
+    /// Nothing (direct invocations, sources of your own).
+    #[default]
+    None,
+    /// An SQS message's attributes.
+    Sqs(SqsMeta),
+    /// A Kinesis record's.
+    Kinesis(KinesisMeta),
+    /// An EventBridge event's.
+    EventBridge(EventBridgeMeta),
+}
+
+/// An SQS message's attributes (the FIFO `MessageGroupId` is the record's ordering key).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SqsMeta {
+    /// `ApproximateReceiveCount`: how many times the message has been received, this time
+    /// included.
+    pub receive_count: Option<u32>,
+    /// `SentTimestamp`, in Unix milliseconds.
+    pub sent_timestamp_ms: Option<u64>,
+    /// The message attributes that have a string value, by name.
+    pub message_attributes: Vec<(String, String)>,
+}
+
+impl SqsMeta {
+    /// Its metadata from these values.
+    pub fn new(
+        receive_count: Option<u32>,
+        sent_timestamp_ms: Option<u64>,
+        message_attributes: Vec<(String, String)>,
+    ) -> Self {
+        SqsMeta {
+            receive_count,
+            sent_timestamp_ms,
+            message_attributes,
+        }
+    }
+
+    /// A message attribute's string value.
+    pub fn message_attribute(&self, name: &str) -> Option<&str> {
+        self.message_attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A Kinesis record's metadata (the partition key is the record's ordering key).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct KinesisMeta {
+    /// `approximateArrivalTimestamp`, in Unix seconds.
+    pub arrival_timestamp: Option<f64>,
+    /// The shard, from the record's `eventID` (`shardId-000000000000`).
+    pub shard_id: Option<std::sync::Arc<str>>,
+}
+
+impl KinesisMeta {
+    /// Its metadata from these values.
+    pub fn new(arrival_timestamp: Option<f64>, shard_id: Option<std::sync::Arc<str>>) -> Self {
+        KinesisMeta {
+            arrival_timestamp,
+            shard_id,
+        }
+    }
+}
+
+/// An EventBridge event's envelope (its `id` is the record's id).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct EventBridgeMeta {
+    /// `source`.
+    pub source: Option<String>,
+    /// `detail-type`.
+    pub detail_type: Option<String>,
+    /// `time`.
+    pub time: Option<String>,
+}
+
+impl EventBridgeMeta {
+    /// Its metadata from these values.
+    pub fn new(source: Option<String>, detail_type: Option<String>, time: Option<String>) -> Self {
+        EventBridgeMeta {
+            source,
+            detail_type,
+            time,
+        }
+    }
 }
 
 impl<'e> Record<'e> {
@@ -36,7 +133,14 @@ impl<'e> Record<'e> {
             ordering_key: None,
             body,
             path: None,
+            meta: RecordMeta::None,
         }
+    }
+
+    /// Sets what the source says about the record besides.
+    pub fn meta(mut self, meta: RecordMeta) -> Self {
+        self.meta = meta;
+        self
     }
 
     /// Sets the ordering key.

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use aws_lambda_events::streams::KinesisEventResponse;
 use base64::Engine;
 use lpipe_core::{
-    async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, Ordering,
-    Record, RecordError,
+    async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, KinesisMeta,
+    Ordering, Record, RecordError, RecordMeta,
 };
 use serde::Deserialize;
 
@@ -54,6 +54,8 @@ struct KinesisRecord<'a> {
     kinesis: Option<Payload<'a>>,
     #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
     event_source: Option<Cow<'a, str>>,
+    #[serde(rename = "eventID", borrow, default)]
+    event_id: Option<Cow<'a, str>>,
 }
 
 /// What every record of a Kinesis event names as its `eventSource`.
@@ -67,6 +69,8 @@ struct Payload<'a> {
     partition_key: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     data: Option<Cow<'a, str>>,
+    #[serde(rename = "approximateArrivalTimestamp", default)]
+    arrival: Option<f64>,
 }
 
 fn decode_data(data: Option<&str>) -> Result<Cow<'static, str>, RecordError> {
@@ -98,11 +102,25 @@ impl EventSource for KinesisSource {
             source_name: Self::NAME,
             message: e.to_string(),
         })?;
+        // A batch comes from one shard: its id is shared, not copied per record.
+        let mut shard: Option<std::sync::Arc<str>> = None;
         event
             .records
             .into_iter()
             .enumerate()
             .map(|(index, r)| {
+                let shard_id =
+                    r.event_id
+                        .as_deref()
+                        .and_then(|id| id.split_once(':'))
+                        .map(|(shard_id, _)| match &shard {
+                            Some(s) if s.as_ref() == shard_id => s.clone(),
+                            _ => {
+                                let s: std::sync::Arc<str> = shard_id.into();
+                                shard = Some(s.clone());
+                                s
+                            }
+                        });
                 InvalidEvent::check_record_source(
                     Self::NAME,
                     EVENT_SOURCE,
@@ -114,7 +132,8 @@ impl EventSource for KinesisSource {
                         k.sequence_number.filter(|s| !s.is_empty()),
                         decode_data(k.data.as_deref()),
                     )
-                    .ordering_key(k.partition_key),
+                    .ordering_key(k.partition_key)
+                    .meta(RecordMeta::Kinesis(KinesisMeta::new(k.arrival, shard_id))),
                     None => Record::new(
                         None,
                         Err(RecordError::invalid_payload(

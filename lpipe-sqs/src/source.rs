@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aws_lambda_events::sqs::SqsBatchResponse;
 use lpipe_core::{
     async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, Ordering,
-    Outcome, Record, RecordError,
+    Outcome, Record, RecordError, RecordMeta, SqsMeta,
 };
 use serde::Deserialize;
 
@@ -88,10 +88,39 @@ struct SqsRecord<'a> {
     body: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     attributes: Option<Attributes<'a>>,
+    /// Read leniently, apart from the rest: a malformed attribute must not cost the batch.
+    #[serde(rename = "messageAttributes", borrow, default)]
+    message_attributes: Option<&'a serde_json::value::RawValue>,
     #[serde(rename = "eventSourceARN", borrow, default)]
     event_source_arn: Option<Cow<'a, str>>,
     #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
     event_source: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct MessageAttribute<'a> {
+    #[serde(rename = "stringValue", borrow, default)]
+    string_value: Option<Cow<'a, str>>,
+}
+
+/// The string values of a record's message attributes (none when they cannot be read).
+fn string_attributes(raw: Option<&serde_json::value::RawValue>) -> Vec<(String, String)> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    if raw.get() == "{}" {
+        return Vec::new();
+    }
+    serde_json::from_str::<std::collections::BTreeMap<Cow<'_, str>, MessageAttribute<'_>>>(
+        raw.get(),
+    )
+    .map(|attributes| {
+        attributes
+            .into_iter()
+            .filter_map(|(name, a)| Some((name.into_owned(), a.string_value?.into_owned())))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// What every record of an SQS event names as its `eventSource`.
@@ -101,6 +130,10 @@ const EVENT_SOURCE: &str = "aws:sqs";
 struct Attributes<'a> {
     #[serde(rename = "MessageGroupId", borrow, default)]
     message_group_id: Option<Cow<'a, str>>,
+    #[serde(rename = "ApproximateReceiveCount", borrow, default)]
+    receive_count: Option<Cow<'a, str>>,
+    #[serde(rename = "SentTimestamp", borrow, default)]
+    sent_timestamp: Option<Cow<'a, str>>,
 }
 
 /// What the classic mode needs to delete a message.
@@ -171,7 +204,16 @@ impl EventSource for SqsSource {
                     .event_source_arn
                     .as_deref()
                     .is_some_and(|a| a.ends_with(".fifo"));
-                let group = r.attributes.and_then(|a| a.message_group_id);
+                let (group, receive_count, sent) = match r.attributes {
+                    Some(a) => (
+                        a.message_group_id,
+                        a.receive_count.and_then(|c| c.parse().ok()),
+                        a.sent_timestamp.and_then(|t| t.parse().ok()),
+                    ),
+                    None => (None, None, None),
+                };
+                let meta =
+                    SqsMeta::new(receive_count, sent, string_attributes(r.message_attributes));
                 let ordering_key = match (group, fifo_queue) {
                     (Some(g), _) => Some(g),
                     // A FIFO queue's record without a group: keep the whole queue in order.
@@ -183,7 +225,8 @@ impl EventSource for SqsSource {
                     r.body
                         .ok_or_else(|| RecordError::invalid_payload("the SQS record has no body")),
                 )
-                .ordering_key(ordering_key))
+                .ordering_key(ordering_key)
+                .meta(RecordMeta::Sqs(meta)))
             })
             .collect()
     }

@@ -185,3 +185,68 @@ async fn dynamodb_stream_events_are_aws_events_in_attribute_value_json() {
         .unwrap_err();
     assert_eq!(err.error_type, "InvalidEvent");
 }
+
+type Seen = std::sync::Mutex<Vec<Value>>;
+
+#[tokio::test]
+async fn functions_read_their_records_metadata() {
+    let seen = std::sync::Arc::new(Seen::default());
+    let pipeline = {
+        let seen = seen.clone();
+        Pipeline::builder()
+            .path(
+                "NOTE",
+                [Action::new().function(move |_: lpipe::NoParams, ctx: lpipe::Context| {
+                    let seen = seen.clone();
+                    async move {
+                        let r = ctx.record();
+                        let meta = if let Some(m) = r.sqs() {
+                            json!({"receive_count": m.receive_count, "sent": m.sent_timestamp_ms,
+                                   "tenant": m.message_attribute("tenant"), "group": r.ordering_key()})
+                        } else if let Some(m) = r.kinesis() {
+                            json!({"arrival": m.arrival_timestamp, "shard": m.shard_id.as_deref(), "key": r.ordering_key()})
+                        } else if let Some(m) = r.eventbridge() {
+                            json!({"source": m.source, "detail_type": m.detail_type, "time": m.time, "id": r.id()})
+                        } else {
+                            json!(null)
+                        };
+                        seen.lock().unwrap().push(meta);
+                        Ok::<_, BoxError>(())
+                    }
+                })],
+            )
+            .registry(lpipe::registry())
+            .build()
+            .unwrap()
+    };
+    let note = || message("NOTE", json!({}));
+    let sqs = SqsEvent::fifo()
+        .record(
+            SqsRecord::new(note())
+                .group("g1")
+                .receive_count(4)
+                .attribute("tenant", "acme"),
+        )
+        .to_string();
+    let kinesis = KinesisEvent::new()
+        .record(KinesisRecord::new(note()).partition_key("p7"))
+        .message(note())
+        .to_string();
+    let eventbridge = EventBridgeEvent::new("Order Placed", note())
+        .source("shop")
+        .id("ev-9")
+        .time("2026-11-28T12:00:00Z")
+        .to_string();
+    for event in [&sqs, &kinesis, &eventbridge] {
+        pipeline.handle(event, lambda_context(0)).await.unwrap();
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            json!({"receive_count": 4, "sent": 1_796_212_800_000u64, "tenant": "acme", "group": "g1"}),
+            json!({"arrival": 1_796_212_800.0, "shard": "shardId-000000000000", "key": "p7"}),
+            json!({"arrival": 1_796_212_800.001, "shard": "shardId-000000000000", "key": "partition-0"}),
+            json!({"source": "shop", "detail_type": "Order Placed", "time": "2026-11-28T12:00:00Z", "id": "ev-9"}),
+        ]
+    );
+}

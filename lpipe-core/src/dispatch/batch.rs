@@ -300,6 +300,7 @@ impl Pipeline {
             ordering_key,
             body,
             path: source_path,
+            meta,
         } = record;
         let span = if tracing::level_enabled!(tracing::Level::INFO) {
             tracing::info_span!(
@@ -315,6 +316,7 @@ impl Pipeline {
             id: id.map(Cow::into_owned),
             source: batch.source.name(),
             ordering_key: ordering_key.map(Cow::into_owned),
+            meta,
         });
         let mut outbox = Vec::new();
         let mut exec = Exec {
