@@ -56,7 +56,7 @@ fn the_readme_shows_this_test() {
         .next()
         .unwrap();
     assert!(
-        readme.contains(&format!("```rust\n{shown}```")),
+        readme.contains(&format!("```rust,ignore\n{shown}```")),
         "the README's Testing section is stale: copy examples/tests/readme_example.rs (up to the_readme_shows_this_test) into it"
     );
 }
