@@ -15,13 +15,10 @@ fn sqs_record(id: &str, body: Value) -> Value {
            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:conformance-in", "awsRegion": "us-east-1"})
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn the_conformance_binary_takes_sqs_events_and_sends_for_real_when_asked() {
-    if moto_endpoint("the_conformance_binary_takes_sqs_events_and_sends_for_real_when_asked")
-        .is_none()
-    {
-        return;
-    }
+    moto_endpoint("the_conformance_binary_takes_sqs_events_and_sends_for_real_when_asked");
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_sqs::Client::new(&config);
     let queue = unique_name("conformance-out");
@@ -162,15 +159,12 @@ fn run(args: &[&str], event: &Value, envs: &[(&str, &str)]) -> (bool, Value, Str
     (output.status.success(), json, stderr)
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn the_conformance_binary_takes_kinesis_events_and_sends_test_kinesis_queue_for_real() {
-    if moto_endpoint(
+    moto_endpoint(
         "the_conformance_binary_takes_kinesis_events_and_sends_test_kinesis_queue_for_real",
-    )
-    .is_none()
-    {
-        return;
-    }
+    );
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let stream = unique_name("conformance-kinesis");

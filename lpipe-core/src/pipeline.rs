@@ -347,9 +347,8 @@ impl PipelineBuilder {
     /// ```
     /// use lpipe_core::{Action, NoParams, Pipeline, State};
     /// struct Table(String);
-    /// async fn store(_: NoParams, table: State<Table>) -> Result<(), lpipe_core::BoxError> {
-    ///     assert_eq!(table.0, "orders");
-    ///     Ok(())
+    /// async fn store(_: NoParams, table: State<Table>) -> Result<String, lpipe_core::BoxError> {
+    ///     Ok(format!("stored in {}", table.0))
     /// }
     /// let pipeline = Pipeline::builder()
     ///     .path("STORE", [Action::new().function(store)])

@@ -361,21 +361,26 @@ async fn forwarded_kwargs_follow_python_lpipe() {
     .await
     .unwrap();
     assert_eq!(response["stats"]["successes"], 4, "{response}");
-    let bodies: Vec<Value> = sink
+    // Exactly these messages, each to its queue (sent grouped by queue, in record order within
+    // each).
+    let sent: Vec<(String, Value)> = sink
         .messages()
         .iter()
-        .map(|m| serde_json::from_str(&m.body).unwrap())
+        .map(|m| (m.queue.to_string(), serde_json::from_str(&m.body).unwrap()))
         .collect();
-    assert!(
-        bodies.contains(&json!({"path": "NEXT", "kwargs": {"foo": "a"}})),
-        "{bodies:?}"
+    let to = |queue: &str, body: Value| (queue.to_owned(), body);
+    assert_eq!(
+        sent,
+        [
+            to("sqs:q", json!({"foo": "b"})),
+            to("sqs:q", json!({"foo": "c", "extra": 1})),
+            to(
+                "sqs:q (path NEXT)",
+                json!({"path": "NEXT", "kwargs": {"foo": "a"}})
+            ),
+            to("webhook:https://example.com/hook", json!({})),
+        ]
     );
-    assert!(bodies.contains(&json!({"foo": "b"})), "{bodies:?}");
-    assert!(
-        bodies.contains(&json!({"foo": "c", "extra": 1})),
-        "{bodies:?}"
-    );
-    assert!(bodies.contains(&json!({})), "{bodies:?}");
 }
 
 trait CustomKind {
@@ -1232,12 +1237,17 @@ async fn outcomes_of(builder: PipelineBuilder, paths: &[&str]) -> Vec<(Outcome, 
         .build()
         .expect("valid pipeline");
     let messages: Vec<Value> = paths.iter().map(|p| message(p, json!({}))).collect();
-    let _ = pipeline
+    // Direct invocations fail when a record failed, and answer otherwise.
+    let kept = pipeline
         .handle(&raw_event(&messages), lambda_context(0))
-        .await;
+        .await
+        .err()
+        .map(|e| e.error_type);
     let mut reports = reporter.reports();
     reports.sort_by_key(|r| r.record_id.clone().unwrap().parse::<usize>().unwrap());
     assert_eq!(reports.len(), paths.len(), "every record reported");
+    let any_failed = reports.iter().any(|r| r.outcome == Outcome::Failed);
+    assert_eq!(kept.is_some(), any_failed, "{kept:?}");
     reports.into_iter().map(|r| (r.outcome, r.kind)).collect()
 }
 

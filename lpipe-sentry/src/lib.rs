@@ -54,8 +54,14 @@ impl SentryReporter {
     /// variables). Without a DSN, or with one that does not parse, reporting is off and one log
     /// line says why.
     pub fn from_env() -> Self {
-        match std::env::var("SENTRY_DSN") {
-            Ok(dsn) if !dsn.trim().is_empty() => match dsn.trim().parse() {
+        Self::from_dsn(std::env::var("SENTRY_DSN").ok().as_deref())
+    }
+
+    /// A reporter for this DSN, as [`from_env`](Self::from_env) makes one from `SENTRY_DSN`:
+    /// off (with one log line saying why) when there is none or it is not valid.
+    pub fn from_dsn(dsn: Option<&str>) -> Self {
+        match dsn {
+            Some(dsn) if !dsn.trim().is_empty() => match dsn.trim().parse() {
                 Ok(dsn) => {
                     let mut options = ClientOptions::default();
                     options.dsn = Some(dsn);

@@ -60,7 +60,11 @@ fn test_reporter(include_kwargs: bool) -> (SentryReporter, Arc<sentry::test::Tes
 #[tokio::test]
 async fn dropped_and_failed_records_reach_sentry_with_their_tags() {
     let (reporter, transport) = test_reporter(false);
-    let _ = pipeline(reporter).handle(&event(), lambda_context(0)).await;
+    let err = pipeline(reporter)
+        .handle(&event(), lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "FailCatastrophically", "CHARGE failed");
     let events = transport.fetch_and_clear_events();
     assert_eq!(
         events.len(),
@@ -92,15 +96,22 @@ async fn dropped_and_failed_records_reach_sentry_with_their_tags() {
 #[tokio::test]
 async fn kwargs_are_attached_only_when_opted_in() {
     let (reporter, transport) = test_reporter(true);
-    let _ = pipeline(reporter).handle(&event(), lambda_context(0)).await;
+    let err = pipeline(reporter)
+        .handle(&event(), lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "FailCatastrophically", "CHARGE failed");
     let events = transport.fetch_and_clear_events();
     assert_eq!(events[1].extra["kwargs"], json!({"card": "4111-secret"}));
 }
 
-#[tokio::test]
-async fn without_a_dsn_reporting_is_off() {
-    std::env::remove_var("SENTRY_DSN");
-    assert!(!SentryReporter::from_env().is_enabled());
+#[test]
+fn without_a_dsn_reporting_is_off() {
+    // Read from a value, not the environment: tests run side by side.
+    assert!(!SentryReporter::from_dsn(None).is_enabled());
+    assert!(!SentryReporter::from_dsn(Some("  ")).is_enabled());
+    assert!(!SentryReporter::from_dsn(Some("not a dsn")).is_enabled());
+    assert!(SentryReporter::from_dsn(Some("https://public@sentry.invalid/1")).is_enabled());
 }
 
 /// An HTTP server that keeps every request body.
@@ -161,7 +172,11 @@ async fn end_to_end_the_envelopes_reach_the_dsn_before_the_invocation_returns() 
     );
     let reporter = SentryReporter::with_options(options);
     assert!(reporter.is_enabled());
-    let _ = pipeline(reporter).handle(&event(), lambda_context(0)).await;
+    let err = pipeline(reporter)
+        .handle(&event(), lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type, "FailCatastrophically", "CHARGE failed");
     // handle() flushed: the envelopes are there now, without waiting.
     let bodies = bodies.lock().unwrap().clone();
     let events: Vec<Value> = bodies

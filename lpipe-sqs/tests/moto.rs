@@ -88,11 +88,10 @@ fn forwarding_pipeline(sink: &SqsSink, target: &str) -> Pipeline {
         .unwrap()
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten() {
-    if moto_endpoint("forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten").is_none() {
-        return;
-    }
+    moto_endpoint("forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten");
     let client = client().await;
     for n in [1usize, 10, 11, 1000] {
         let name = unique_name("fwd");
@@ -130,11 +129,10 @@ async fn forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten() {
     }
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn queues_are_targeted_by_name_url_or_arn() {
-    if moto_endpoint("queues_are_targeted_by_name_url_or_arn").is_none() {
-        return;
-    }
+    moto_endpoint("queues_are_targeted_by_name_url_or_arn");
     let client = client().await;
     let name = unique_name("target");
     let url = create_queue(&client, &name, false).await;
@@ -165,11 +163,10 @@ async fn queues_are_targeted_by_name_url_or_arn() {
     }
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn fifo_forwarding_keeps_group_order() {
-    if moto_endpoint("fifo_forwarding_keeps_group_order").is_none() {
-        return;
-    }
+    moto_endpoint("fifo_forwarding_keeps_group_order");
     let client = client().await;
     let name = format!("{}.fifo", unique_name("order"));
     let url = create_queue(&client, &name, true).await;
@@ -253,11 +250,10 @@ fn lambda_event(messages: &[aws_sdk_sqs::types::Message], arn: &str) -> String {
     json!({"Records": records}).to_string()
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
-    if moto_endpoint("the_classic_mode_deletes_exactly_the_acknowledged_messages").is_none() {
-        return;
-    }
+    moto_endpoint("the_classic_mode_deletes_exactly_the_acknowledged_messages");
     let client = client().await;
     let name = unique_name("classic");
     let url = create_queue(&client, &name, false).await;
@@ -327,11 +323,10 @@ async fn route(_: Route) -> Result<(), BoxError> {
     Ok(())
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn a_missing_queue_fails_the_records_that_targeted_it_and_no_others() {
-    if moto_endpoint("a_missing_queue_fails_the_records_that_targeted_it_and_no_others").is_none() {
-        return;
-    }
+    moto_endpoint("a_missing_queue_fails_the_records_that_targeted_it_and_no_others");
     let client = client().await;
     let good = unique_name("good");
     let url = create_queue(&client, &good, false).await;
@@ -379,11 +374,10 @@ async fn a_missing_queue_fails_the_records_that_targeted_it_and_no_others() {
     assert_eq!(drain(&client, &url).await.len(), 2);
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn an_oversized_message_fails_its_record_only() {
-    if moto_endpoint("an_oversized_message_fails_its_record_only").is_none() {
-        return;
-    }
+    moto_endpoint("an_oversized_message_fails_its_record_only");
     let client = client().await;
     let name = unique_name("big");
     let url = create_queue(&client, &name, false).await;
@@ -422,11 +416,10 @@ fn dead_letter_pipeline(client: &aws_sdk_sqs::Client, dead_letter_queue: &str) -
         .unwrap()
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
-    if moto_endpoint("dropped_records_reach_the_dead_letter_queue_as_they_came").is_none() {
-        return;
-    }
+    moto_endpoint("dropped_records_reach_the_dead_letter_queue_as_they_came");
     let client = client().await;
     let source = unique_name("dlq-source");
     let dead = unique_name("dlq");

@@ -178,13 +178,6 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
                     assert_eq!(reported, expected_failures(&sample.kind, &event), "{what}");
                     let stats = &response["stats"];
                     assert_eq!(stats["received"], received, "{what}");
-                    assert_eq!(
-                        stats["successes"].as_u64().unwrap()
-                            + stats["dropped"].as_u64().unwrap()
-                            + stats["failed"].as_u64().unwrap(),
-                        received as u64,
-                        "{what}"
-                    );
                 }
             } else {
                 // Not this source's event (or nobody's): refused, or (the raw source takes

@@ -56,20 +56,19 @@ pub fn lambda_context(millis: u64) -> lambda_runtime::Context {
 /// The endpoint of the `moto_server` the test command started (`LPIPE_MOTO_ENDPOINT`), for
 /// tests against real AWS APIs.
 ///
-/// When it is not set the test cannot run: this prints why (`SKIPPED <test>: …`) and returns
-/// `None`, unless `LPIPE_REQUIRE_MOTO=1`, in which case it panics, so a test run that is meant
-/// to use moto can never pass without it.
-pub fn moto_endpoint(test: &str) -> Option<String> {
+/// Such tests are marked `#[ignore = "needs moto_server: …"]`, so that `cargo test` by hand
+/// lists them as ignored, with the reason, instead of passing without their server; the test
+/// command starts moto and runs them with `--include-ignored`.
+///
+/// # Panics
+///
+/// When `LPIPE_MOTO_ENDPOINT` is not set: a test that needs the server never passes without it.
+pub fn moto_endpoint(test: &str) -> String {
     match std::env::var("LPIPE_MOTO_ENDPOINT") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let why = "no moto_server: LPIPE_MOTO_ENDPOINT is not set (./scripts/test starts one)";
-            if std::env::var("LPIPE_REQUIRE_MOTO").as_deref() == Ok("1") {
-                panic!("{test}: {why}, but LPIPE_REQUIRE_MOTO=1");
-            }
-            eprintln!("SKIPPED {test}: {why}");
-            None
-        }
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{test} needs moto_server, and LPIPE_MOTO_ENDPOINT is not set: run ./scripts/test, which starts one"
+        ),
     }
 }
 
