@@ -52,8 +52,11 @@ fn build_sink() -> Arc<dyn Sink> {
 lpipe_core::inventory::submit! { SourceRegistration { name: CloudWatchSource::NAME, build: build_source } }
 lpipe_core::inventory::submit! { SinkRegistration { kind: "eventbridge", build: build_sink } }
 
-/// Makes sure this crate's registrations are linked into the final binary.
-#[doc(hidden)]
+/// Makes sure this crate's registrations (its event source and sink) are linked into the
+/// program. The `lpipe` facade calls it from `lpipe::run` and `lpipe::registry()`; a program
+/// that depends on this crate directly and refers to nothing else of it calls it once before
+/// building a pipeline (the linker leaves out a crate nothing refers to, registrations and all;
+/// the build error for a queue without a sink says so). Returns the source's name.
 #[inline(never)]
 pub fn link() -> &'static str {
     CloudWatchSource::NAME

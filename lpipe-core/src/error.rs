@@ -368,10 +368,23 @@ impl QueueProblem {
         let kind = queue.kind();
         match self {
             QueueProblem::EmptyTarget => format!("queue of kind '{kind}' has an empty target"),
-            QueueProblem::NoSink { registered } => format!(
-                "queue {queue} has kind '{kind}', which has no sink (registered: {}; enable the lpipe feature for it or add one with PipelineBuilder::sink)",
-                list_or_none(registered)
-            ),
+            QueueProblem::NoSink { registered } => {
+                // A plugin crate that nothing in the program refers to is left out by the
+                // linker, registration and all.
+                let plugin = match kind.as_str() {
+                    "sqs" => Some("lpipe_sqs"),
+                    "kinesis" => Some("lpipe_kinesis"),
+                    "eventbridge" => Some("lpipe_cloudwatch"),
+                    _ => None,
+                };
+                let hint = plugin.map_or(String::new(), |p| {
+                    format!("; if {p} is a dependency, nothing refers to it and the linker left it out: call {p}::link() once, or lpipe::registry() / lpipe::run")
+                });
+                format!(
+                    "queue {queue} has kind '{kind}', which has no sink (registered: {}; enable the lpipe feature for it or add one with PipelineBuilder::sink{hint})",
+                    list_or_none(registered)
+                )
+            }
             QueueProblem::UnknownOption { option, known } => format!(
                 "queue {queue} has an unknown option '{option}' (the {kind} sink knows: {})",
                 list_or_none(known)

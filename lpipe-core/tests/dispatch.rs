@@ -1496,3 +1496,17 @@ async fn functions_take_state_by_type_and_the_build_checks_it_is_given() {
         "function decorate_both in action 1 of path BOTH takes State<dispatch::Suffix>, but the pipeline has no state of that type (give it with .state(…))",
     );
 }
+
+#[test]
+fn a_missing_sink_of_a_built_in_kind_says_how_to_link_its_plugin() {
+    let e = Pipeline::builder()
+        .path("A", [Action::new().queue(Queue::kinesis("s"))])
+        .registry(Registry::empty())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert_contains(
+        e,
+        "if lpipe_kinesis is a dependency, nothing refers to it and the linker left it out: call lpipe_kinesis::link() once",
+    );
+}
