@@ -1,5 +1,6 @@
 //! The dispatch benchmark's workload: path PROCESS = [validate, enrich], [store], with typed
-//! arguments (see `shared/bench/README.md`).
+//! arguments (see `bench/` at the repository's root, whose floor program does the same work
+//! by hand).
 
 use lpipe::{Action, FailButContinue, Pipeline, PipelineBuilder};
 use serde::Deserialize;

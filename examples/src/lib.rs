@@ -2,7 +2,7 @@
 //!
 //! - [`conformance`]: a port of Python lpipe's own test Lambda (`dummy_lambda/func/main.py`),
 //!   run against the reference's fixture table.
-//! - [`bench`](mod@bench): the dispatch benchmark's workload (see `shared/bench/README.md`).
+//! - [`bench`](mod@bench): the dispatch benchmark's workload (see `bench/` at the repository's root).
 //! - [`graph`]: a directed graph across two Lambdas joined by SQS.
 //! - [`orders`]: SQS in, Kinesis and SQS FIFO out, and the stream's consumer.
 //! - [`webhook`]: a sink of the user's own (an HTTP webhook).

@@ -1,5 +1,5 @@
 //! Per-record dispatch cost: a direct-invocation batch of the benchmark workload (path PROCESS
-//! = [validate, enrich], [store]; see shared/bench/README.md) through `Pipeline::handle`.
+//! = [validate, enrich], [store]; see bench/ at the repository's root) through `Pipeline::handle`.
 //!
 //! `cargo bench -p lpipe-core --bench dispatch`; criterion reports the time per batch and, with
 //! the throughput set, per record.

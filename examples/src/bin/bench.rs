@@ -1,5 +1,5 @@
 //! The dispatch benchmark: `bench EVENT_FILE` prints the response (stdout) and the time spent
-//! handling the event (stderr), like `shared/bench/baseline`.
+//! handling the event (stderr), like the floor program `bench/floor`.
 use std::process::ExitCode;
 use std::time::Instant;
 
