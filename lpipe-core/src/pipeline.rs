@@ -379,8 +379,8 @@ impl PipelineBuilder {
     /// queues, direct invocations) run independently. For Kinesis, where a failure stops the
     /// batch, a failure stops records from *starting*; records of other partition keys that
     /// were already running finish (Lambda replays the shard from the lowest failed sequence
-    /// number, which may repeat them). The response, outputs and outbound messages stay in
-    /// record order. `n = 0` is refused by [`build`](Self::build).
+    /// number, which may repeat them). The response and outputs stay in record order, and
+    /// so do each queue's outbound messages. `n = 0` is refused by [`build`](Self::build).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
