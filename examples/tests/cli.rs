@@ -131,3 +131,23 @@ fn the_eventbridge_sample_runs_its_directed_path() {
     let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(response["output"], serde_json::json!(["foobar"]));
 }
+
+/// With no event file and a terminal on stdin, the binary prints its usage instead of waiting
+/// for an event to be typed. `script` (util-linux) gives it a terminal.
+#[test]
+fn a_terminal_on_stdin_gets_the_usage_not_a_wait() {
+    let binary = env!("CARGO_BIN_EXE_graph");
+    let Ok(out) = Command::new("script")
+        .args(["-qec", binary, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+    else {
+        eprintln!("SKIPPED a_terminal_on_stdin_gets_the_usage_not_a_wait: no `script` command (util-linux) to give the binary a terminal");
+        return;
+    };
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let said = text(&out.stdout);
+    assert_contains(&said, "no event: give an event file, or pipe one in");
+    assert_contains(&said, "graph --help");
+}
