@@ -236,8 +236,9 @@ impl QueueOutbox {
         attempt: u32,
         round: &mut Round,
     ) {
-        let results = match results {
-            Ok(r) if r.len() == call.len() => r,
+        // A call that failed as a whole is logged once, not once per message.
+        let (results, whole_call) = match results {
+            Ok(r) if r.len() == call.len() => (r, false),
             Ok(r) => {
                 let msg = format!(
                     "the sink for {} returned {} results for {} messages",
@@ -245,16 +246,13 @@ impl QueueOutbox {
                     r.len(),
                     call.len()
                 );
-                vec![Err(SendError::permanent(msg)); call.len()]
+                (vec![Err(SendError::permanent(msg)); call.len()], true)
             }
-            Err(e) => {
-                // One line for the call, not one per message.
-                tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, messages = call.len(), error = %e.message, "outbound call failed");
-                vec![Err(e); call.len()]
-            }
+            Err(e) => (vec![Err(e); call.len()], true),
         };
-        let whole_call =
-            results.iter().all(Result::is_err) && results.windows(2).all(|w| w[0] == w[1]);
+        if let (true, Some(Err(e))) = (whole_call, results.first()) {
+            tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, messages = call.len(), error = %e.message, "outbound call failed");
+        }
         for (mut p, result) in call.into_iter().zip(results) {
             let Err(e) = result else { continue };
             if !whole_call {
@@ -304,6 +302,7 @@ impl QueueOutbox {
 mod tests {
     use super::*;
     use crate::sink::MemorySink;
+    use crate::testing::assert_contains;
     use crate::QueueKind;
 
     fn staged(record: usize, body: &str) -> Staged {
@@ -411,15 +410,39 @@ mod tests {
         let mut outbox = outbox(MemorySink::new(), &["{}", "{}"]);
         let mut round = round(&mut outbox);
         let call = outbox.next_call(&mut round);
-        outbox.apply(call, Ok(vec![Ok(())]), 1, &mut round);
+        let ((), text) = logs_of(|| outbox.apply(call, Ok(vec![Ok(())]), 1, &mut round));
         assert_eq!(outbox.undelivered.len(), 2);
         assert_contains(&outbox.undelivered[&0], "returned 1 results for 2 messages");
+        assert_eq!(text.matches("outbound call failed").count(), 1, "{text}");
 
         let mut outbox = self::outbox(MemorySink::new(), &["{}", "{}"]);
         let mut round = self::round(&mut outbox);
         let call = outbox.next_call(&mut round);
-        outbox.apply(call, Err(SendError::retryable("down")), 1, &mut round);
+        let ((), text) =
+            logs_of(|| outbox.apply(call, Err(SendError::retryable("down")), 1, &mut round));
         assert_eq!(records(&round.retry_next), [0, 1]);
+        assert_eq!(text.matches("outbound call failed").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("outbound message not sent").count(),
+            0,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn entries_refused_one_by_one_are_logged_one_by_one_even_when_alike() {
+        let mut outbox = outbox(MemorySink::new(), &["{}", "{}"]);
+        let mut round = round(&mut outbox);
+        let call = outbox.next_call(&mut round);
+        let throttled = || Err(SendError::retryable("throttled"));
+        let ((), text) =
+            logs_of(|| outbox.apply(call, Ok(vec![throttled(), throttled()]), 1, &mut round));
+        assert_eq!(
+            text.matches("outbound message not sent").count(),
+            2,
+            "{text}"
+        );
+        assert_eq!(text.matches("outbound call failed").count(), 0, "{text}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -466,15 +489,34 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failed_call_is_logged_once_not_once_per_message() {
+    impl Logs {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// A subscriber that keeps what is logged on this thread while the guard lives.
+    fn capture() -> (tracing::subscriber::DefaultGuard, Logs) {
         let logs = Logs::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        (tracing::subscriber::set_default(subscriber), logs)
+    }
+
+    /// Runs `f`, returning what it logged.
+    fn logs_of<T>(f: impl FnOnce() -> T) -> (T, String) {
+        let (guard, logs) = capture();
+        let out = f();
+        drop(guard);
+        (out, logs.text())
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_logged_once_not_once_per_message() {
+        let (_guard, logs) = capture();
         let entries = (0..5).map(|i| staged(i, "{}")).collect();
         let undelivered = QueueOutbox::new(
             Queue::new(QueueKind::custom("down"), "q"),
@@ -484,7 +526,7 @@ mod tests {
         .send(RetryPolicy::default(), None)
         .await;
         assert_eq!(undelivered.len(), 5);
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let text = logs.text();
         assert_eq!(text.matches("outbound call failed").count(), 1, "{text}");
         assert_contains(&text, "messages=5");
         assert_eq!(
@@ -492,9 +534,5 @@ mod tests {
             0,
             "{text}"
         );
-    }
-
-    fn assert_contains(haystack: &str, needle: &str) {
-        assert!(haystack.contains(needle), "{needle:?} not in {haystack:?}");
     }
 }
