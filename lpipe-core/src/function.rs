@@ -232,6 +232,28 @@ fn args_from<A: DeserializeOwned>(params: &Params, kwargs: &Kwargs) -> Result<A,
     kwargs.deserialize()
 }
 
+/// A function's type erased: its holder, its name and what it takes.
+fn erase<F, M>(f: F, params: Params, state: Option<(std::any::TypeId, &'static str)>) -> Function
+where
+    Holder<F, M>: ErasedFunction,
+{
+    Function {
+        name: short_name::<F>(),
+        params: params.clone(),
+        state,
+        inner: Arc::new(Holder::<F, M> {
+            f,
+            params,
+            _marker: PhantomData,
+        }),
+    }
+}
+
+/// `T`'s id and name, for a function that takes [`State<T>`].
+fn state_type<T: 'static>() -> (std::any::TypeId, &'static str) {
+    (std::any::TypeId::of::<T>(), std::any::type_name::<T>())
+}
+
 struct Holder<F, M> {
     f: F,
     params: Params,
@@ -294,17 +316,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        let params = Params::of::<A>();
-        Function {
-            name: short_name::<F>(),
-            params: params.clone(),
-            state: None,
-            inner: Arc::new(Holder::<F, ArgsOnly<A>> {
-                f: self,
-                params,
-                _marker: PhantomData,
-            }),
-        }
+        erase::<F, ArgsOnly<A>>(self, Params::of::<A>(), None)
     }
 }
 
@@ -317,17 +329,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        let params = Params::of::<A>();
-        Function {
-            name: short_name::<F>(),
-            params: params.clone(),
-            state: None,
-            inner: Arc::new(Holder::<F, ArgsAndContext<A>> {
-                f: self,
-                params,
-                _marker: PhantomData,
-            }),
-        }
+        erase::<F, ArgsAndContext<A>>(self, Params::of::<A>(), None)
     }
 }
 
@@ -453,17 +455,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        let params = Params::of::<A>();
-        Function {
-            name: short_name::<F>(),
-            params: params.clone(),
-            state: Some((std::any::TypeId::of::<T>(), std::any::type_name::<T>())),
-            inner: Arc::new(Holder::<F, ArgsAndState<A, T>> {
-                f: self,
-                params,
-                _marker: PhantomData,
-            }),
-        }
+        erase::<F, ArgsAndState<A, T>>(self, Params::of::<A>(), Some(state_type::<T>()))
     }
 }
 
@@ -477,17 +469,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        let params = Params::of::<A>();
-        Function {
-            name: short_name::<F>(),
-            params: params.clone(),
-            state: Some((std::any::TypeId::of::<T>(), std::any::type_name::<T>())),
-            inner: Arc::new(Holder::<F, ArgsStateAndContext<A, T>> {
-                f: self,
-                params,
-                _marker: PhantomData,
-            }),
-        }
+        erase::<F, ArgsStateAndContext<A, T>>(self, Params::of::<A>(), Some(state_type::<T>()))
     }
 }
 
