@@ -25,6 +25,15 @@ fn body_of(message: &impl Serialize) -> String {
     }
 }
 
+/// An ARN given as it is, or a name made one: `arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE_PREFIX+name`.
+fn arn_of(name_or_arn: &str, service: &str, resource_prefix: &str) -> String {
+    if name_or_arn.starts_with("arn:") {
+        name_or_arn.to_owned()
+    } else {
+        format!("arn:aws:{service}:{REGION}:{ACCOUNT}:{resource_prefix}{name_or_arn}")
+    }
+}
+
 /// A UUID-shaped id, the same for the same `n` (AWS's message ids and event ids are UUIDs).
 fn uuid_like(kind: u32, n: usize) -> String {
     format!("{kind:08x}-0000-4000-8000-{n:012x}")
@@ -129,7 +138,7 @@ impl SqsEvent {
     /// An event of the standard queue `lpipe-test`.
     pub fn new() -> Self {
         SqsEvent {
-            queue_arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:lpipe-test"),
+            queue_arn: arn_of("lpipe-test", "sqs", ""),
             fifo: false,
             records: Vec::new(),
         }
@@ -139,7 +148,7 @@ impl SqsEvent {
     /// (`group-0` unless set), a deduplication id and a sequence number.
     pub fn fifo() -> Self {
         SqsEvent {
-            queue_arn: format!("arn:aws:sqs:{REGION}:{ACCOUNT}:lpipe-test.fifo"),
+            queue_arn: arn_of("lpipe-test.fifo", "sqs", ""),
             fifo: true,
             records: Vec::new(),
         }
@@ -148,11 +157,7 @@ impl SqsEvent {
     /// The queue the records come from (its name or ARN; a name ending in `.fifo` makes a FIFO
     /// event).
     pub fn queue(mut self, name_or_arn: &str) -> Self {
-        self.queue_arn = if name_or_arn.starts_with("arn:") {
-            name_or_arn.to_owned()
-        } else {
-            format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{name_or_arn}")
-        };
+        self.queue_arn = arn_of(name_or_arn, "sqs", "");
         self.fifo = self.queue_arn.ends_with(".fifo");
         self
     }
@@ -292,18 +297,14 @@ impl KinesisEvent {
     /// An event of the stream `lpipe-test`.
     pub fn new() -> Self {
         KinesisEvent {
-            stream_arn: format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/lpipe-test"),
+            stream_arn: arn_of("lpipe-test", "kinesis", "stream/"),
             records: Vec::new(),
         }
     }
 
     /// The stream the records come from (its name or ARN).
     pub fn stream(mut self, name_or_arn: &str) -> Self {
-        self.stream_arn = if name_or_arn.starts_with("arn:") {
-            name_or_arn.to_owned()
-        } else {
-            format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name_or_arn}")
-        };
+        self.stream_arn = arn_of(name_or_arn, "kinesis", "stream/");
         self
     }
 
