@@ -466,10 +466,8 @@ pub enum InvalidConfigurationError {
     Queue {
         /// Where the queue is.
         at: Place,
-        /// The queue, displayed.
-        queue: String,
-        /// What is wrong, said of the queue.
-        message: String,
+        /// The queue (boxed: it is large beside the other variants).
+        queue: Box<crate::Queue>,
         /// What is wrong.
         problem: QueueProblem,
     },
@@ -540,7 +538,7 @@ impl fmt::Display for InvalidConfigurationError {
                 f,
                 "{at} declares that it returns to path {path}, but has no functions to return anything"
             ),
-            E::Queue { at, message, .. } => write!(f, "{at}: {message}"),
+            E::Queue { at, queue, problem } => write!(f, "{at}: {}", problem.describe(queue)),
             E::MissingState {
                 at,
                 function,

@@ -643,8 +643,7 @@ impl PipelineBuilder {
 fn queue_error(at: Place, queue: &Queue, problem: QueueProblem) -> InvalidConfigurationError {
     InvalidConfigurationError::Queue {
         at,
-        queue: queue.to_string(),
-        message: problem.describe(queue),
+        queue: Box::new(queue.clone()),
         problem,
     }
 }
