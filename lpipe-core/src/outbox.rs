@@ -495,15 +495,52 @@ mod tests {
         }
     }
 
-    /// A subscriber that keeps what is logged on this thread while the guard lives.
-    fn capture() -> (tracing::subscriber::DefaultGuard, Logs) {
+    std::thread_local! {
+        /// Where this thread's logs go while a test captures them.
+        static CAPTURED: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Writes to this thread's capture, if any, else nowhere.
+    struct ThreadWriter;
+
+    impl std::io::Write for ThreadWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            CAPTURED.with(|c| match c.borrow_mut().as_mut() {
+                Some(logs) => logs.write(buf),
+                None => Ok(buf.len()),
+            })
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Captures this thread's logs while it lives.
+    struct Capture;
+
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            CAPTURED.with(|c| *c.borrow_mut() = None);
+        }
+    }
+
+    /// Keeps what this thread logs until the guard drops. One global subscriber serves every
+    /// test (a subscriber per test, set as the thread's default, loses events now and then:
+    /// tracing caches a callsite's interest globally, and a test on another thread without a
+    /// subscriber can cache it as "never").
+    fn capture() -> (Capture, Logs) {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadWriter)
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in these tests");
+        });
         let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        (tracing::subscriber::set_default(subscriber), logs)
+        CAPTURED.with(|c| *c.borrow_mut() = Some(logs.clone()));
+        (Capture, logs)
     }
 
     /// Runs `f`, returning what it logged.
