@@ -369,19 +369,12 @@ impl QueueProblem {
         match self {
             QueueProblem::EmptyTarget => format!("queue of kind '{kind}' has an empty target"),
             QueueProblem::NoSink { registered } => {
-                // A plugin crate that nothing in the program refers to is left out by the
-                // linker, registration and all.
-                let plugin = match kind.as_str() {
-                    "sqs" => Some("lpipe_sqs"),
-                    "kinesis" => Some("lpipe_kinesis"),
-                    "eventbridge" => Some("lpipe_cloudwatch"),
-                    _ => None,
+                let how = match crate::registry::sink_plugin_hint(kind.as_str()) {
+                    Some(hint) => format!("{hint}; or add one with PipelineBuilder::sink"),
+                    None => "add one with PipelineBuilder::sink".to_owned(),
                 };
-                let hint = plugin.map_or(String::new(), |p| {
-                    format!("; if {p} is a dependency, nothing refers to it and the linker left it out: call {p}::link() once, or lpipe::registry() / lpipe::run")
-                });
                 format!(
-                    "queue {queue} has kind '{kind}', which has no sink (registered: {}; enable the lpipe feature for it or add one with PipelineBuilder::sink{hint})",
+                    "queue {queue} has kind '{kind}', which has no sink (registered: {}; {how})",
                     list_or_none(registered)
                 )
             }

@@ -36,6 +36,54 @@ pub struct SinkRegistration {
     pub build: fn() -> Arc<dyn Sink>,
 }
 
+/// The built-in plugins: the lpipe feature, the crate, what it registers.
+const BUILT_IN_PLUGINS: [(&str, &str, &str, &str); 3] = [
+    // (feature, crate, event source, sink kind)
+    ("sqs", "lpipe_sqs", "sqs", "sqs"),
+    ("kinesis", "lpipe_kinesis", "kinesis", "kinesis"),
+    (
+        "cloudwatch",
+        "lpipe_cloudwatch",
+        "cloudwatch",
+        "eventbridge",
+    ),
+];
+
+/// How to get a built-in plugin registered, for errors: a crate that nothing in the program
+/// names is not linked at all (rustc loads a dependency only when the code names it), and its
+/// registrations are not seen.
+fn plugin_hint(feature: &str, krate: &str) -> String {
+    format!(
+        "enable the lpipe feature '{feature}', or, if {krate} is a dependency of its own, add `use {krate} as _;` to the program: a crate nothing names is not linked, and its registrations are not seen"
+    )
+}
+
+/// The hint for a queue kind without a sink, when a built-in plugin provides it.
+pub(crate) fn sink_plugin_hint(kind: &str) -> Option<String> {
+    BUILT_IN_PLUGINS
+        .iter()
+        .find(|(_, _, _, sink)| *sink == kind)
+        .map(|(feature, krate, _, _)| plugin_hint(feature, krate))
+}
+
+/// The hint for an event no registered source recognises, when it looks like one a built-in
+/// plugin's source would take and that source is not registered.
+pub(crate) fn source_plugin_hint(probe: &EventProbe, registered: &[&str]) -> Option<String> {
+    let source = match probe.first_event_source.as_deref() {
+        Some("aws:sqs") => "sqs",
+        Some("aws:kinesis") => "kinesis",
+        _ if probe.has_detail && probe.source.is_some() => "cloudwatch",
+        _ => return None,
+    };
+    if registered.contains(&source) {
+        return None;
+    }
+    BUILT_IN_PLUGINS
+        .iter()
+        .find(|(_, _, s, _)| *s == source)
+        .map(|(feature, krate, _, _)| plugin_hint(feature, krate))
+}
+
 inventory::collect!(SourceRegistration);
 inventory::collect!(SinkRegistration);
 

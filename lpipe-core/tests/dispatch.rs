@@ -734,6 +734,52 @@ async fn an_event_no_source_recognises_fails_the_invocation_with_the_registered_
     assert_eq!(err.error_type, "InvalidEvent");
 }
 
+#[tokio::test]
+async fn an_event_of_a_built_in_source_not_registered_says_how_to_register_it() {
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(needs_foo)])
+        .registry(Registry::empty())
+        .build()
+        .unwrap();
+    for (event, krate, feature) in [
+        (
+            r#"{"Records": [{"eventSource": "aws:sqs"}]}"#,
+            "lpipe_sqs",
+            "sqs",
+        ),
+        (
+            r#"{"Records": [{"eventSource": "aws:kinesis"}]}"#,
+            "lpipe_kinesis",
+            "kinesis",
+        ),
+        (
+            r#"{"source": "orders", "detail-type": "Placed", "detail": {}}"#,
+            "lpipe_cloudwatch",
+            "cloudwatch",
+        ),
+    ] {
+        let err = pipeline.handle(event, lambda_context(0)).await.unwrap_err();
+        assert_eq!(err.error_type, "InvalidEvent");
+        assert_contains(
+            &err.error_message,
+            format!("enable the lpipe feature '{feature}', or, if {krate} is a dependency of its own, add `use {krate} as _;`"),
+        );
+    }
+    // An event no built-in source would take gets no such hint.
+    let err = pipeline
+        .handle(
+            r#"{"Records": [{"eventSource": "aws:s3"}]}"#,
+            lambda_context(0),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        !err.error_message.contains("use lpipe_"),
+        "{}",
+        err.error_message
+    );
+}
+
 #[derive(Clone)]
 struct Clients {
     prefix: &'static str,
@@ -1498,7 +1544,7 @@ async fn functions_take_state_by_type_and_the_build_checks_it_is_given() {
 }
 
 #[test]
-fn a_missing_sink_of_a_built_in_kind_says_how_to_link_its_plugin() {
+fn a_missing_sink_of_a_built_in_kind_says_how_to_get_its_plugin_registered() {
     let e = Pipeline::builder()
         .path("A", [Action::new().queue(Queue::kinesis("s"))])
         .registry(Registry::empty())
@@ -1507,6 +1553,6 @@ fn a_missing_sink_of_a_built_in_kind_says_how_to_link_its_plugin() {
         .to_string();
     assert_contains(
         e,
-        "if lpipe_kinesis is a dependency, nothing refers to it and the linker left it out: call lpipe_kinesis::link() once",
+        "enable the lpipe feature 'kinesis', or, if lpipe_kinesis is a dependency of its own, add `use lpipe_kinesis as _;` to the program",
     );
 }

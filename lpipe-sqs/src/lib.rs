@@ -48,11 +48,11 @@ fn build_sink() -> Arc<dyn Sink> {
 lpipe_core::inventory::submit! { SourceRegistration { name: SqsSource::NAME, build: build_source } }
 lpipe_core::inventory::submit! { SinkRegistration { kind: "sqs", build: build_sink } }
 
-/// Makes sure this crate's registrations (its event source and sink) are linked into the
-/// program. The `lpipe` facade calls it from `lpipe::run` and `lpipe::registry()`; a program
-/// that depends on this crate directly and refers to nothing else of it calls it once before
-/// building a pipeline (the linker leaves out a crate nothing refers to, registrations and all;
-/// the build error for a queue without a sink says so). Returns the source's name.
+/// Refers to this crate, so that it is linked and its registrations (its event source and
+/// sink) are seen; returns the source's name. A program that depends on this crate directly
+/// and names nothing of it would not link it (rustc links a dependency only when the program
+/// names it): `use lpipe_sqs as _;` once in the program does it, and so does calling this.
+/// Through the `lpipe` facade nothing is needed.
 #[inline(never)]
 pub fn link() -> &'static str {
     SqsSource::NAME

@@ -26,8 +26,9 @@ pub use lpipe_sentry as sentry;
 
 use std::process::ExitCode;
 
-/// Makes sure the enabled plugin crates are linked, so their registrations are seen (a crate
-/// that nothing refers to may be left out by the linker).
+/// Refers to every enabled plugin crate. The `pub use`s above already make rustc link them
+/// (so their registrations are seen); this keeps that true in the entry points should the
+/// re-exports ever change.
 fn link_plugins() {
     #[cfg(feature = "sqs")]
     std::hint::black_box(lpipe_sqs::link());

@@ -87,12 +87,15 @@ impl Pipeline {
                 ),
             )),
             None => inner.registry.detect(&probe).ok_or_else(|| {
+                let registered = inner.registry.source_names();
+                let hint = crate::registry::source_plugin_hint(&probe, &registered)
+                    .map_or(String::new(), |h| format!("; {h}"));
                 InvocationError::new(
                     "InvalidEvent",
                     format!(
-                        "no registered event source recognises this event ({}; registered: {})",
+                        "no registered event source recognises this event ({}; registered: {}{hint})",
                         probe.describe(),
-                        inner.registry.source_names().join(", ")
+                        registered.join(", ")
                     ),
                 )
             }),

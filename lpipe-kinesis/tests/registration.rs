@@ -1,0 +1,19 @@
+//! A program that depends on lpipe-kinesis directly, and names none of its items, gets its source
+//! and sink registered with `use lpipe_kinesis as _;` (rustc links a dependency only when the
+//! program names it; this line names the crate and nothing in it).
+
+use lpipe_kinesis as _;
+
+#[test]
+fn naming_the_crate_registers_the_kinesis_source_and_sink() {
+    let registry = lpipe_core::Registry::from_inventory();
+    assert!(registry.source_names().contains(&"kinesis"));
+    assert!(registry.sink_kinds().contains(&"kinesis".to_owned()));
+    let built = lpipe_core::Pipeline::builder()
+        .path(
+            "A",
+            [lpipe_core::Action::new().queue(lpipe_core::Queue::kinesis("s"))],
+        )
+        .build();
+    assert!(built.is_ok(), "{:?}", built.err().map(|e| e.to_string()));
+}
