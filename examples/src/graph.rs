@@ -5,9 +5,12 @@
 //! is the *mailer* Lambda ([`mailer`]), path SEND_WELCOME. The queue name comes from
 //! `GRAPH_MAILER_QUEUE` (default `lpipe-graph-mailer`). Dropped signups go, as they came, to
 //! the dead-letter queue `GRAPH_DROPPED_QUEUE` (default `lpipe-graph-signup-dropped`).
+//! Both write CloudWatch metrics (namespace `lpipe-graph`); the mailer adds its own count,
+//! `WelcomeMailsSent`.
 
 use lpipe::{
-    Action, FailButContinue, FailCatastrophically, Payload, Pipeline, PipelineBuilder, Queue,
+    Action, Context, FailButContinue, FailCatastrophically, Metrics, Payload, Pipeline,
+    PipelineBuilder, Queue,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -104,9 +107,10 @@ pub struct Welcome {
     pub name: String,
 }
 
-/// Sends the welcome email (here: logs it and returns it).
-pub async fn send_welcome(args: Welcome) -> Result<String, FailButContinue> {
+/// Sends the welcome email (here: logs it, counts it, and returns it).
+pub async fn send_welcome(args: Welcome, ctx: Context) -> Result<String, FailButContinue> {
     tracing::info!(to = %args.address, "sending welcome email");
+    ctx.count("WelcomeMailsSent", 1);
     Ok(format!("welcome mail to {} <{}>", args.name, args.address))
 }
 
@@ -126,9 +130,12 @@ pub fn signup() -> PipelineBuilder {
         .path(STORE_USER, [Action::new().function(store_user)])
         .path(AUDIT, [Action::new().function(audit)])
         .dead_letter_queue(Queue::sqs(dropped_queue()))
+        .metrics(Metrics::new("lpipe-graph"))
 }
 
 /// The mailer Lambda, which consumes the welcome queue.
 pub fn mailer() -> PipelineBuilder {
-    Pipeline::builder().path(Path::SEND_WELCOME, [Action::new().function(send_welcome)])
+    Pipeline::builder()
+        .path(Path::SEND_WELCOME, [Action::new().function(send_welcome)])
+        .metrics(Metrics::new("lpipe-graph"))
 }

@@ -107,6 +107,7 @@ impl Sink for EventBridgeSink {
                     .detail_type(detail_type_of(queue))
                     .detail(&m.body)
                     .event_bus_name(queue.target())
+                    .set_trace_header(m.trace_header.as_deref().map(str::to_owned))
                     .build()
             })
             .collect();
@@ -181,6 +182,7 @@ mod tests {
             queue: q,
             body: r#"{"a":1}"#.into(),
             id: "0:0".into(),
+            trace_header: None,
         };
         assert_eq!(sink.entry_size(&m), 3 + 4 + 7);
         let q = Queue::eventbridge("bus");

@@ -34,6 +34,10 @@ pub(crate) struct Invocation {
     /// Prefixes outbound message ids when record ids are not stable (see
     /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)).
     pub(crate) message_scope: Option<String>,
+    /// The invocation's X-Ray trace header: the runtime's, or `_X_AMZN_TRACE_ID` locally.
+    pub(crate) trace_header: Option<Arc<str>>,
+    /// What the invocation measures, when the pipeline has metrics.
+    pub(crate) metrics: Option<crate::metrics::InvocationMetrics>,
 }
 
 /// The pipeline's shared state, one value per type.
@@ -123,6 +127,8 @@ impl Context {
                 lambda: lambda_runtime::Context::default(),
                 state: Arc::default(),
                 message_scope: None,
+                trace_header: None,
+                metrics: None,
             }),
             record: Arc::new(RecordInfo {
                 source: "test",
@@ -140,6 +146,59 @@ impl Context {
     /// The record being processed.
     pub fn record(&self) -> &RecordInfo {
         &self.record
+    }
+
+    /// The X-Ray trace header this record belongs to: the one it arrived with (SQS
+    /// `AWSTraceHeader`), else the invocation's. Outbound messages carry it on (SQS
+    /// `AWSTraceHeader`, EventBridge `TraceHeader`).
+    pub fn trace_header(&self) -> Option<&str> {
+        self.record
+            .meta
+            .trace_header()
+            .or(self.invocation.trace_header.as_deref())
+    }
+
+    /// The trace id (the `Root=` of [`trace_header`](Self::trace_header)), as logs show it.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.trace_header().and_then(crate::source::trace_id)
+    }
+
+    /// Adds `n` to a count metric of this invocation (unit `Count`), written with lpipe's own
+    /// metrics when the pipeline has them (see
+    /// [`PipelineBuilder::metrics`](crate::PipelineBuilder::metrics)); nothing otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{BoxError, Context, NoParams};
+    /// async fn send_mail(_: NoParams, ctx: Context) -> Result<(), BoxError> {
+    ///     let started = std::time::Instant::now();
+    ///     // … send it …
+    ///     ctx.count("MailsSent", 1);
+    ///     ctx.duration("MailApiLatency", started.elapsed());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn count(&self, name: &str, n: u64) {
+        self.metric(name, n as f64, crate::metrics::Unit::Count);
+    }
+
+    /// Records a duration metric of this invocation, in milliseconds (one value per call).
+    pub fn duration(&self, name: &str, took: std::time::Duration) {
+        self.metric(
+            name,
+            took.as_secs_f64() * 1000.0,
+            crate::metrics::Unit::Milliseconds,
+        );
+    }
+
+    /// Records a metric value with a unit: counts add up over the invocation, other units keep
+    /// each value. A name lpipe uses itself, or used before with another unit, is not
+    /// recorded (a warning says so).
+    pub fn metric(&self, name: &str, value: f64, unit: crate::metrics::Unit) {
+        if let Some(m) = &self.invocation.metrics {
+            m.add(name, value, unit);
+        }
     }
 
     /// The path being run.

@@ -500,6 +500,11 @@ pub enum InvalidConfigurationError {
         /// The path.
         path: PathName,
     },
+    /// The metrics' namespace or service is not a valid CloudWatch name.
+    InvalidMetrics {
+        /// Why.
+        why: String,
+    },
     /// The pinned event source is not registered.
     UnknownSource {
         /// The name given.
@@ -544,6 +549,7 @@ impl fmt::Display for InvalidConfigurationError {
                 write!(f, "{at} has a required parameter with an empty name")
             }
             E::ZeroConcurrency => f.write_str("concurrency must be at least 1 (got 0)"),
+            E::InvalidMetrics { why } => f.write_str(why),
             E::DeadLetterWithPath { queue } => write!(
                 f,
                 "the dead-letter queue {queue} has a path: it receives records as they came, so give it none"

@@ -8,7 +8,9 @@ mod error;
 mod function;
 mod kwargs;
 mod kwargs_de;
+mod logging;
 mod mermaid;
+mod metrics;
 mod outbox;
 mod params;
 mod path;
@@ -31,16 +33,19 @@ pub use error::{
 };
 pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned, State};
 pub use kwargs::{Kwargs, KwargsError};
+pub use logging::{init_logging, LogFormat, LogSettings};
+pub use metrics::{Metrics, Unit};
 pub use params::{NoParams, Params};
 pub use path::{IntoPathName, PathName};
 pub use pipeline::{Pipeline, PipelineBuilder, AUTO_PATH};
 pub use queue::{Payload, Queue, QueueKind, Target};
 pub use registry::{Registry, SinkRegistration, SourceRegistration};
 pub use report::{NoReporter, Report, Reporter};
-pub use runtime::{init_logging, run, run_lambda, run_local, usage, Command, LocalOptions};
+pub use runtime::{run, run_lambda, run_local, usage, Command, LocalOptions};
 pub use sink::{
     stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,
 };
+pub use source::trace_id;
 pub use source::{
     BatchResult, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, KinesisMeta, Ordering,
     RawSource, Record, RecordMeta, RecordResult, SqsMeta, Stats,

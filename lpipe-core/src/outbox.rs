@@ -29,6 +29,33 @@ pub(crate) struct Staged {
 /// The outcome of flushing: per record, the first delivery error.
 pub(crate) type Undelivered = BTreeMap<usize, String>;
 
+/// What happened to the messages of one queue kind (for metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MessageCounts {
+    /// Delivered.
+    pub(crate) sent: usize,
+    /// Refused retryably, and offered again (once per refusal).
+    pub(crate) retried: usize,
+    /// Never delivered.
+    pub(crate) undeliverable: usize,
+}
+
+impl MessageCounts {
+    fn add(&mut self, other: MessageCounts) {
+        self.sent += other.sent;
+        self.retried += other.retried;
+        self.undeliverable += other.undeliverable;
+    }
+}
+
+/// What a flush did: the records whose messages were not delivered, and the message counts
+/// per queue kind.
+#[derive(Debug, Default)]
+pub(crate) struct Flushed {
+    pub(crate) undelivered: Undelivered,
+    pub(crate) counts: BTreeMap<String, MessageCounts>,
+}
+
 /// Sends the staged messages, batched per queue within each sink's limits, retrying retryable
 /// failures with backoff and jitter until `deadline`; returns what could not be delivered.
 pub(crate) async fn flush(
@@ -36,8 +63,8 @@ pub(crate) async fn flush(
     sink_for: impl Fn(&Queue) -> Option<Arc<dyn Sink>>,
     retry: RetryPolicy,
     deadline: Option<Instant>,
-) -> Undelivered {
-    let mut undelivered = Undelivered::new();
+) -> Flushed {
+    let mut flushed = Flushed::default();
     let mut by_queue: BTreeMap<Queue, Vec<Staged>> = BTreeMap::new();
     for s in staged {
         by_queue.entry(s.message.queue.clone()).or_default().push(s);
@@ -47,20 +74,27 @@ pub(crate) async fn flush(
         match sink_for(&queue) {
             Some(sink) => sends.push(QueueOutbox::new(queue, entries, sink).send(retry, deadline)),
             None => {
+                let counts = flushed
+                    .counts
+                    .entry(queue.kind().as_str().to_owned())
+                    .or_default();
+                counts.undeliverable += entries.len();
                 for e in entries {
-                    undelivered
+                    flushed
+                        .undelivered
                         .entry(e.record)
                         .or_insert_with(|| format!("no sink for queue kind '{}'", queue.kind()));
                 }
             }
         }
     }
-    for result in futures::future::join_all(sends).await {
-        for (record, why) in result {
-            undelivered.entry(record).or_insert(why);
+    for (kind, undelivered, counts) in futures::future::join_all(sends).await {
+        flushed.counts.entry(kind).or_default().add(counts);
+        for (record, why) in undelivered {
+            flushed.undelivered.entry(record).or_insert(why);
         }
     }
-    undelivered
+    flushed
 }
 
 /// A message waiting to be sent to one queue.
@@ -96,6 +130,10 @@ struct QueueOutbox {
     /// nothing staged after it with that key is sent (what was staged before still is).
     given_up: BTreeMap<String, (usize, String)>,
     undelivered: Undelivered,
+    /// Messages staged, delivered, and refused retryably.
+    staged: usize,
+    sent: usize,
+    retried: usize,
 }
 
 impl QueueOutbox {
@@ -110,6 +148,9 @@ impl QueueOutbox {
             given_up: BTreeMap::new(),
             undelivered: Undelivered::new(),
             sink,
+            staged: entries.len(),
+            sent: 0,
+            retried: 0,
         };
         for (seq, staged) in entries.into_iter().enumerate() {
             let size = outbox.sink.entry_size(&staged.message);
@@ -140,8 +181,12 @@ impl QueueOutbox {
     }
 
     /// Sends everything, in rounds, until it is delivered, refused for good, or out of
-    /// attempts or time; returns what was not delivered.
-    async fn send(mut self, retry: RetryPolicy, deadline: Option<Instant>) -> Undelivered {
+    /// attempts or time; returns the queue's kind, what was not delivered, and the counts.
+    async fn send(
+        mut self,
+        retry: RetryPolicy,
+        deadline: Option<Instant>,
+    ) -> (String, Undelivered, MessageCounts) {
         let mut attempt = 0u32;
         while !self.pending.is_empty() {
             attempt += 1;
@@ -158,7 +203,16 @@ impl QueueOutbox {
             tokio::time::sleep(delay).await;
             self.pending = retry_next;
         }
-        self.undelivered
+        let counts = MessageCounts {
+            sent: self.sent,
+            retried: self.retried,
+            undeliverable: self.staged - self.sent,
+        };
+        (
+            self.queue.kind().as_str().to_owned(),
+            self.undelivered,
+            counts,
+        )
     }
 
     /// One attempt: calls until every pending message was offered or held back; returns what
@@ -254,11 +308,15 @@ impl QueueOutbox {
             tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, messages = call.len(), error = %e.message, "outbound call failed");
         }
         for (mut p, result) in call.into_iter().zip(results) {
-            let Err(e) = result else { continue };
+            let Err(e) = result else {
+                self.sent += 1;
+                continue;
+            };
             if !whole_call {
                 tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, error = %e.message, "outbound message not sent");
             }
             if e.retryable {
+                self.retried += 1;
                 if let Some(key) = &p.key {
                     round.waiting.insert(key.clone());
                 }
@@ -312,6 +370,7 @@ mod tests {
                 queue: Queue::new(QueueKind::custom("memory"), "q"),
                 body: body.to_owned(),
                 id: format!("{record}:0"),
+                trace_header: None,
             },
         }
     }
@@ -449,7 +508,7 @@ mod tests {
     async fn giving_up_after_the_attempts_names_them() {
         let sink = MemorySink::new();
         sink.fail_next(10, true);
-        let undelivered = outbox(sink.clone(), &["{}"])
+        let (_, undelivered, counts) = outbox(sink.clone(), &["{}"])
             .send(
                 RetryPolicy {
                     max_attempts: 3,
@@ -460,6 +519,15 @@ mod tests {
             .await;
         assert_contains(&undelivered[&0], "failed after 3 attempts");
         assert_eq!(sink.calls(), 3);
+        // Refused retryably three times; never delivered.
+        assert_eq!(
+            counts,
+            MessageCounts {
+                sent: 0,
+                retried: 3,
+                undeliverable: 1
+            }
+        );
     }
 
     /// A sink whose every call fails as a whole.
@@ -555,7 +623,7 @@ mod tests {
     async fn a_failed_call_is_logged_once_not_once_per_message() {
         let (_guard, logs) = capture();
         let entries = (0..5).map(|i| staged(i, "{}")).collect();
-        let undelivered = QueueOutbox::new(
+        let (kind, undelivered, counts) = QueueOutbox::new(
             Queue::new(QueueKind::custom("down"), "q"),
             entries,
             Arc::new(Down),
@@ -563,6 +631,15 @@ mod tests {
         .send(RetryPolicy::default(), None)
         .await;
         assert_eq!(undelivered.len(), 5);
+        assert_eq!(kind, "down");
+        assert_eq!(
+            counts,
+            MessageCounts {
+                sent: 0,
+                retried: 0,
+                undeliverable: 5
+            }
+        );
         let text = logs.text();
         assert_eq!(text.matches("outbound call failed").count(), 1, "{text}");
         assert_contains(&text, "messages=5");

@@ -1,5 +1,6 @@
 //! Declaring and building a pipeline: the graph is validated as a whole at build time.
 
+use crate::metrics::Metrics;
 use std::any::{Any, TypeId};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -80,6 +81,9 @@ pub(crate) struct Inner {
     pub(crate) dead_letter: Option<Queue>,
     pub(crate) concurrency: usize,
     pub(crate) errors: ErrorPolicy,
+    pub(crate) metrics: Option<Metrics>,
+    /// Run by the local mode: metrics go to stderr, not stdout.
+    pub(crate) local: bool,
 }
 
 /// What ordinary errors do to their records (see [`OnError`]).
@@ -132,6 +136,8 @@ pub struct PipelineBuilder {
     pub(crate) dead_letter: Option<Queue>,
     concurrency: usize,
     errors: ErrorPolicy,
+    metrics: Option<Metrics>,
+    local: bool,
 }
 
 impl Default for PipelineBuilder {
@@ -153,6 +159,8 @@ impl Default for PipelineBuilder {
             dead_letter: None,
             concurrency: 1,
             errors: ErrorPolicy::default(),
+            metrics: None,
+            local: false,
         }
     }
 }
@@ -300,6 +308,22 @@ impl PipelineBuilder {
     /// its records come back instead of being dropped and acknowledged.
     pub fn only_source(mut self, name: impl Into<String>) -> Self {
         self.source = Some(name.into());
+        self
+    }
+
+    /// Writes CloudWatch metrics (Embedded Metric Format) for every invocation: records
+    /// received, succeeded, dropped, failed and not started (in total and per path), function
+    /// and batch durations, outbound messages per queue kind, and the functions' own (see
+    /// [`Context::count`](crate::Context::count)). Without this call, metrics are on when
+    /// `LPIPE_METRICS_NAMESPACE` is set ([`Metrics::from_env`]).
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The local mode runs this pipeline: metrics go to stderr (stdout is the response).
+    pub(crate) fn local(mut self) -> Self {
+        self.local = true;
         self
     }
 
@@ -488,6 +512,10 @@ impl PipelineBuilder {
         if self.paths.is_empty() {
             return Err(E::NoPaths);
         }
+        let metrics = self.metrics.or_else(Metrics::from_env);
+        if let Some(m) = &metrics {
+            m.check().map_err(|why| E::InvalidMetrics { why })?;
+        }
         let mut registry = self.registry.unwrap_or_else(Registry::from_inventory);
         for s in self.sources {
             registry = registry.with_source(s);
@@ -635,6 +663,8 @@ impl PipelineBuilder {
                 dead_letter: self.dead_letter,
                 concurrency: self.concurrency,
                 errors: self.errors,
+                metrics,
+                local: self.local,
             }),
         })
     }

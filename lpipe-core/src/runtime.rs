@@ -9,6 +9,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::value::RawValue;
 
 use crate::error::InvocationError;
+use crate::logging::init_logging;
 use crate::pipeline::PipelineBuilder;
 use crate::sink::MemorySink;
 
@@ -127,19 +128,6 @@ impl LocalOptions {
     }
 }
 
-/// Installs a `tracing` subscriber writing to stderr, filtered by `RUST_LOG` (default `info`),
-/// unless one is installed already.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
-}
-
 /// Runs a pipeline the way its environment asks: under the Lambda runtime when
 /// `AWS_LAMBDA_RUNTIME_API` is set, otherwise as the command line says ([`Command`]): once on
 /// an event (`[--send] [EVENT_FILE]`, see [`run_local`]), `graph` (the Mermaid flowchart, see
@@ -230,6 +218,7 @@ pub async fn run_lambda(builder: PipelineBuilder) -> ExitCode {
 pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode {
     init_logging();
     let recorder = MemorySink::new();
+    let builder = builder.local();
     let builder = if opts.send {
         builder.record_unsendable(recorder.clone())
     } else {
@@ -238,14 +227,14 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
     let pipeline = match builder.build() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
+            say_error(&e.to_string());
             return ExitCode::from(2);
         }
     };
     let event = match read_event(opts.event_file.as_ref()) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("{e}");
+            say_error(&e.to_string());
             return ExitCode::from(2);
         }
     };
@@ -256,7 +245,7 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
             .event_file
             .as_ref()
             .map_or("stdin".to_owned(), |p| p.display().to_string());
-        eprintln!("the event in {from} is not JSON: {e}");
+        say_error(&format!("the event in {from} is not JSON: {e}"));
         return ExitCode::from(2);
     }
     let mut context = lambda_runtime::Context::default();
@@ -277,29 +266,7 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
     };
     context.env_config = std::sync::Arc::new(config);
     let result = pipeline.handle(&event, context).await;
-    let messages = recorder.messages();
-    if !messages.is_empty() {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
-            "outbound messages (recorded, not sent{}):",
-            if opts.send {
-                ": their queue kind has no sink"
-            } else {
-                "; pass --send to send them"
-            }
-        );
-        for m in &messages {
-            let routing = pipeline.routing(m);
-            if routing.is_empty() {
-                let _ = writeln!(err, "  -> {}: {}", m.queue, m.body);
-            } else {
-                let routing: Vec<String> =
-                    routing.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let _ = writeln!(err, "  -> {} [{}]: {}", m.queue, routing.join(", "), m.body);
-            }
-        }
-    }
+    print_recorded(&pipeline, &recorder, opts.send);
     let mut out = std::io::stdout().lock();
     match result {
         Ok(response) => {
@@ -309,6 +276,66 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
         Err(e) => {
             let _ = writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default());
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Says why a local run stops, on stderr: as text, or as a JSON log line with JSON logs.
+fn say_error(message: &str) {
+    if crate::logging::format_from_env() == crate::logging::LogFormat::Json {
+        let line = serde_json::json!({
+            "timestamp": crate::logging::rfc3339_now(),
+            "level": "ERROR",
+            "target": "lpipe::local",
+            "message": message,
+        });
+        eprintln!("{line}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Prints the messages recorded rather than sent, to stderr: readable text, or with JSON logs
+/// one JSON object per message, like the log lines around it.
+fn print_recorded(pipeline: &crate::Pipeline, recorder: &MemorySink, sent_others: bool) {
+    let messages = recorder.messages();
+    if messages.is_empty() {
+        return;
+    }
+    let why = if sent_others {
+        "recorded, not sent: their queue kind has no sink"
+    } else {
+        "recorded, not sent; pass --send to send them"
+    };
+    let mut err = std::io::stderr().lock();
+    if crate::logging::format_from_env() == crate::logging::LogFormat::Json {
+        for m in &messages {
+            let routing: serde_json::Map<String, serde_json::Value> = pipeline
+                .routing(m)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+                .collect();
+            let line = serde_json::json!({
+                "timestamp": crate::logging::rfc3339_now(),
+                "level": "INFO",
+                "target": "lpipe::local",
+                "message": format!("outbound message ({why})"),
+                "queue": m.queue.to_string(),
+                "routing": routing,
+                "body": m.body,
+            });
+            let _ = writeln!(err, "{line}");
+        }
+        return;
+    }
+    let _ = writeln!(err, "outbound messages ({why}):");
+    for m in &messages {
+        let routing = pipeline.routing(m);
+        if routing.is_empty() {
+            let _ = writeln!(err, "  -> {}: {}", m.queue, m.body);
+        } else {
+            let routing: Vec<String> = routing.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(err, "  -> {} [{}]: {}", m.queue, routing.join(", "), m.body);
         }
     }
 }

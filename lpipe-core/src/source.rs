@@ -57,6 +57,9 @@ pub struct SqsMeta {
     pub sent_timestamp_ms: Option<u64>,
     /// The message attributes that have a string value, by name.
     pub message_attributes: Vec<(String, String)>,
+    /// `AWSTraceHeader`: the X-Ray trace header its sender attached
+    /// (`Root=1-…;Parent=…;Sampled=…`).
+    pub trace_header: Option<String>,
 }
 
 impl SqsMeta {
@@ -70,7 +73,14 @@ impl SqsMeta {
             receive_count,
             sent_timestamp_ms,
             message_attributes,
+            trace_header: None,
         }
+    }
+
+    /// With this `AWSTraceHeader`.
+    pub fn with_trace_header(mut self, trace_header: Option<String>) -> Self {
+        self.trace_header = trace_header;
+        self
     }
 
     /// A message attribute's string value.
@@ -123,6 +133,32 @@ impl EventBridgeMeta {
             time,
         }
     }
+}
+
+impl RecordMeta {
+    /// The X-Ray trace header the record arrived with (SQS `AWSTraceHeader`), if any.
+    pub fn trace_header(&self) -> Option<&str> {
+        match self {
+            RecordMeta::Sqs(m) => m.trace_header.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The trace id of an X-Ray trace header: its `Root=` value (`1-5759e988-bd862e3fe1be46a994272793`).
+///
+/// # Examples
+///
+/// ```
+/// let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+/// assert_eq!(lpipe_core::trace_id(header), Some("1-5759e988-bd862e3fe1be46a994272793"));
+/// assert_eq!(lpipe_core::trace_id("Parent=1"), None);
+/// ```
+pub fn trace_id(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Root="))
+        .filter(|root| !root.is_empty())
 }
 
 impl<'e> Record<'e> {

@@ -191,6 +191,7 @@ mod tests {
             queue: q,
             body: body.into(),
             id: "0:0".into(),
+            trace_header: None,
         };
         assert_eq!(
             partition_key(&m(Queue::kinesis("s").partition_key("k"), "{}")),

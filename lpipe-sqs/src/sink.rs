@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+};
 use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
 
 use crate::source::parse_queue_arn;
@@ -179,6 +181,16 @@ impl Sink for SqsSink {
                     .message_group_id(group_id(queue, m))
                     .message_deduplication_id(digest(&[&m.id, &m.body]));
             }
+            if let Some(header) = &m.trace_header {
+                entry = entry.message_system_attributes(
+                    MessageSystemAttributeNameForSends::AwsTraceHeader,
+                    MessageSystemAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(header.as_ref())
+                        .build()
+                        .map_err(|e| SendError::permanent(format!("bad trace header: {e}")))?,
+                );
+            }
             entries.push(
                 entry
                     .build()
@@ -276,6 +288,7 @@ mod tests {
             queue: queue.clone(),
             body: body.to_owned(),
             id: "1:0".to_owned(),
+            trace_header: None,
         }
     }
 

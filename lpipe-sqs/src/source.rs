@@ -134,6 +134,8 @@ struct Attributes<'a> {
     receive_count: Option<Cow<'a, str>>,
     #[serde(rename = "SentTimestamp", borrow, default)]
     sent_timestamp: Option<Cow<'a, str>>,
+    #[serde(rename = "AWSTraceHeader", borrow, default)]
+    trace_header: Option<Cow<'a, str>>,
 }
 
 /// What the classic mode needs to delete a message.
@@ -204,16 +206,18 @@ impl EventSource for SqsSource {
                     .event_source_arn
                     .as_deref()
                     .is_some_and(|a| a.ends_with(".fifo"));
-                let (group, receive_count, sent) = match r.attributes {
+                let (group, receive_count, sent, trace_header) = match r.attributes {
                     Some(a) => (
                         a.message_group_id,
                         a.receive_count.and_then(|c| c.parse().ok()),
                         a.sent_timestamp.and_then(|t| t.parse().ok()),
+                        a.trace_header.filter(|t| !t.is_empty()),
                     ),
-                    None => (None, None, None),
+                    None => (None, None, None, None),
                 };
                 let meta =
-                    SqsMeta::new(receive_count, sent, string_attributes(r.message_attributes));
+                    SqsMeta::new(receive_count, sent, string_attributes(r.message_attributes))
+                        .with_trace_header(trace_header.map(Cow::into_owned));
                 let ordering_key = match (group, fifo_queue) {
                     (Some(g), _) => Some(g),
                     // A FIFO queue's record without a group: keep the whole queue in order.

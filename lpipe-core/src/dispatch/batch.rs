@@ -15,6 +15,7 @@ use crate::context::{Invocation, RecordInfo};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::kwargs::Kwargs;
 use crate::outbox::Staged;
+use crate::path::PathName;
 use crate::pipeline::Pipeline;
 use crate::sink::OutboundMessage;
 use crate::source::{EventSource, Ordering, Record, RecordResult};
@@ -93,6 +94,10 @@ pub(super) struct Done {
     /// Kept only for reporting what did not succeed.
     kwargs: Option<Kwargs>,
     staged: Vec<Staged>,
+    /// The path it entered by, when known.
+    path: Option<PathName>,
+    /// A dead letter of it was staged.
+    dead_lettered: bool,
 }
 
 /// Where the records of a lane go once run.
@@ -105,14 +110,23 @@ pub(super) struct Collected {
     pub(super) results: Vec<RecordResult>,
     pub(super) kwargs_of: Vec<Option<Kwargs>>,
     pub(super) staged: Vec<Staged>,
+    /// For metrics: the path each record entered by, and the records dead-lettered.
+    pub(super) paths: Vec<Option<PathName>>,
+    pub(super) dead_lettered: Vec<usize>,
+    /// For metrics: what the outbox did, per queue kind.
+    pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
 }
 
 impl Collect for Collected {
     #[inline]
     fn collect(&mut self, done: Done) {
+        if done.dead_lettered {
+            self.dead_lettered.push(done.index);
+        }
         self.results.push(done.result);
         self.kwargs_of.push(done.kwargs);
         self.staged.extend(done.staged);
+        self.paths.push(done.path);
     }
 }
 
@@ -164,6 +178,8 @@ struct Ran {
     result: Result<Produced, RecordError>,
     kwargs: Option<Kwargs>,
     staged: Vec<Staged>,
+    path: Option<PathName>,
+    dead_lettered: bool,
 }
 
 impl Ran {
@@ -174,6 +190,8 @@ impl Ran {
             result: Err(RecordError::new(ErrorKind::NotRun, why)),
             kwargs: None,
             staged: Vec::new(),
+            path: None,
+            dead_lettered: false,
         }
     }
 }
@@ -190,6 +208,9 @@ impl Pipeline {
             results: Vec::with_capacity(records.len()),
             kwargs_of: Vec::with_capacity(records.len()),
             staged: Vec::new(),
+            paths: Vec::with_capacity(records.len()),
+            dead_lettered: Vec::new(),
+            message_counts: Default::default(),
         };
         let concurrency = self.inner.concurrency;
         if concurrency <= 1 || records.len() <= 1 {
@@ -260,6 +281,8 @@ impl Pipeline {
             },
             kwargs: ran.kwargs.filter(|_| outcome != Outcome::Success),
             staged: ran.staged,
+            path: ran.path,
+            dead_lettered: ran.dead_lettered,
         });
     }
 
@@ -303,14 +326,24 @@ impl Pipeline {
             meta,
         } = record;
         let span = if tracing::level_enabled!(tracing::Level::INFO) {
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "record",
-                id = id.as_deref().unwrap_or(""),
-                path = tracing::field::Empty
-            )
+                record_id = id.as_deref().unwrap_or(""),
+                path = tracing::field::Empty,
+                trace_id = tracing::field::Empty
+            );
+            // A record that arrived with its own trace is logged under that trace's id.
+            if let Some(trace) = meta.trace_header().and_then(crate::source::trace_id) {
+                span.record("trace_id", trace);
+            }
+            span
         } else {
             tracing::Span::none()
         };
+        let trace_header = meta
+            .trace_header()
+            .map(Arc::from)
+            .or_else(|| batch.invocation.trace_header.clone());
         let info = Arc::new(RecordInfo {
             index,
             id: id.map(Cow::into_owned),
@@ -323,6 +356,8 @@ impl Pipeline {
             invocation: batch.invocation.clone(),
             record: info,
             outbox: &mut outbox,
+            trace_header,
+            entry_path: None,
         };
         let (result, kwargs, body) = match body {
             Ok(body) => {
@@ -334,6 +369,8 @@ impl Pipeline {
             }
             Err(e) => (Err(e), None, None),
         };
+        let trace_header = exec.trace_header;
+        let path = exec.entry_path;
         // Take the id and key back from the record's context (copies if a function kept it).
         let (id, key) = match Arc::try_unwrap(exec.record) {
             Ok(info) => (info.id, info.ordering_key),
@@ -354,15 +391,19 @@ impl Pipeline {
             }
             Err(_) => {}
         }
+        let mut dead_lettered = false;
         if let Err(e) = &result {
             if e.outcome() == Outcome::Dropped {
+                let before = staged.len();
                 staged.extend(self.dead_letter(
                     index,
                     id.as_deref(),
                     body.as_deref(),
                     source_path.as_deref(),
                     batch,
+                    trace_header,
                 ));
+                dead_lettered = staged.len() > before;
             }
         }
         Ran {
@@ -371,6 +412,8 @@ impl Pipeline {
             result,
             kwargs,
             staged,
+            path,
+            dead_lettered,
         }
     }
 
@@ -383,6 +426,7 @@ impl Pipeline {
         body: Option<&str>,
         source_path: Option<&str>,
         batch: &BatchRun<'_>,
+        trace_header: Option<Arc<str>>,
     ) -> Option<Staged> {
         let queue = self.inner.dead_letter.as_ref()?;
         let Some(body) = body else {
@@ -398,6 +442,7 @@ impl Pipeline {
                 queue: queue.clone(),
                 body: dead_letter_body(body, source_path),
                 id: outbound_id(batch.invocation, id, index, "dead-letter"),
+                trace_header,
             },
         })
     }

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -29,6 +30,10 @@ pub(super) struct Exec<'r> {
     pub(super) invocation: Arc<Invocation>,
     pub(super) record: Arc<RecordInfo>,
     pub(super) outbox: &'r mut Vec<OutboundMessage>,
+    /// What its outbound messages carry on (see [`OutboundMessage::trace_header`]).
+    pub(super) trace_header: Option<Arc<str>>,
+    /// The path the record entered by, once its message is read.
+    pub(super) entry_path: Option<PathName>,
 }
 
 impl Exec<'_> {
@@ -39,7 +44,12 @@ impl Exec<'_> {
             self.record.index,
             self.outbox.len(),
         );
-        self.outbox.push(OutboundMessage { queue, body, id });
+        self.outbox.push(OutboundMessage {
+            queue,
+            body,
+            id,
+            trace_header: self.trace_header.clone(),
+        });
     }
 }
 
@@ -98,6 +108,9 @@ impl Pipeline {
             Err(e) => return (Err(e), None),
         };
         tracing::Span::current().record("path", path.as_str());
+        if self.inner.metrics.is_some() {
+            exec.entry_path = Some(path.clone());
+        }
         tracing::debug!(kwargs = %kwargs, "record received");
         let result = self.run_path_unboxed(&path, &kwargs, 0, exec).await;
         (result, Some(kwargs))
@@ -254,13 +267,17 @@ impl Pipeline {
         depth: usize,
         exec: &mut Exec<'_>,
     ) -> Result<Produced, RecordError> {
-        // A span per function only when someone listens at debug level: spans cost per call.
-        let span = if tracing::level_enabled!(tracing::Level::DEBUG) {
-            tracing::debug_span!("function", name)
+        // A span per function only when someone listens: spans cost per call.
+        let span = if tracing::level_enabled!(tracing::Level::INFO) {
+            tracing::info_span!("function", function = name)
         } else {
             tracing::Span::none()
         };
+        let started = exec.invocation.metrics.as_ref().map(|_| Instant::now());
         let result = AssertUnwindSafe(call).catch_unwind().instrument(span).await;
+        if let (Some(m), Some(started)) = (&exec.invocation.metrics, started) {
+            m.function_took(name, started.elapsed());
+        }
         let returned = match result {
             Err(panic) => {
                 return Err(RecordError::new(

@@ -12,6 +12,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use crate::context::Invocation;
 use crate::error::InvocationError;
 use crate::pipeline::Pipeline;
@@ -45,13 +47,28 @@ impl Pipeline {
             .decode(event)
             .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
         let invocation = self.invocation(lambda, source.as_ref());
-        let batch = BatchRun::new(source.as_ref(), &invocation);
-        let mut ran = self.run_records(records, &batch).await;
-        self.deliver(&mut ran, batch.deadline).await;
-        let result = self
-            .conclude(ran, source.name(), &invocation.lambda.request_id)
-            .await;
-        source.respond(event, &result).await
+        let span = invocation_span(&invocation);
+        async {
+            let started = std::time::Instant::now();
+            let batch = BatchRun::new(source.as_ref(), &invocation);
+            let mut ran = self.run_records(records, &batch).await;
+            self.deliver(&mut ran, batch.deadline).await;
+            let summary = self.inner.metrics.as_ref().map(|_| outcome::summary(&ran));
+            let result = self
+                .conclude(ran, source.name(), &invocation.lambda.request_id)
+                .await;
+            if let (Some(metrics), Some(mut summary)) = (&self.inner.metrics, summary) {
+                summary.batch_ms = started.elapsed().as_secs_f64() * 1000.0;
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let documents = metrics.documents(&summary, invocation.metrics.as_ref(), now_ms);
+                metrics.write(&documents, self.inner.local);
+            }
+            source.respond(event, &result).await
+        }
+        .instrument(span)
+        .await
     }
 
     /// What the records of this invocation share: the Lambda context, the pipeline's state,
@@ -62,7 +79,16 @@ impl Pipeline {
         source: &dyn EventSource,
     ) -> Arc<Invocation> {
         let message_scope = (!source.stable_record_ids()).then(|| lambda.request_id.clone());
+        // The runtime gives the header per invocation; locally it comes from the environment.
+        let trace_header = lambda
+            .xray_trace_id
+            .clone()
+            .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok())
+            .filter(|h| !h.is_empty())
+            .map(Arc::from);
         Arc::new(Invocation {
+            trace_header,
+            metrics: self.inner.metrics.as_ref().map(|_| Default::default()),
             lambda,
             state: self.inner.state.clone(),
             message_scope,
@@ -101,4 +127,24 @@ impl Pipeline {
             }),
         }
     }
+}
+
+/// The span every line logged while the invocation runs is in: its request id and trace id.
+fn invocation_span(invocation: &Invocation) -> tracing::Span {
+    if !tracing::level_enabled!(tracing::Level::INFO) {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "invocation",
+        request_id = invocation.lambda.request_id.as_str(),
+        trace_id = tracing::field::Empty
+    );
+    if let Some(id) = invocation
+        .trace_header
+        .as_deref()
+        .and_then(crate::source::trace_id)
+    {
+        span.record("trace_id", id);
+    }
+    span
 }

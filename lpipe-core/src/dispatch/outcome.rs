@@ -3,6 +3,7 @@
 
 use super::batch::Collected;
 use crate::error::{ErrorKind, Outcome, RecordError};
+use crate::metrics::{InvocationSummary, RecordCounts};
 use crate::outbox;
 use crate::pipeline::Pipeline;
 use crate::report::Report;
@@ -20,6 +21,42 @@ pub(super) fn dead_letter_body(body: &str, source_path: Option<&str>) -> String 
     }
 }
 
+/// What the metrics say of a batch, once its messages were delivered (the batch's duration
+/// is filled in later).
+pub(super) fn summary(collected: &Collected) -> InvocationSummary {
+    let mut summary = InvocationSummary {
+        messages: collected.message_counts.clone(),
+        ..InvocationSummary::default()
+    };
+    fn count(c: &mut RecordCounts, r: &crate::source::RecordResult) {
+        c.received += 1;
+        match r.outcome {
+            Outcome::Success => c.succeeded += 1,
+            Outcome::Dropped => c.dropped += 1,
+            Outcome::Failed => c.failed += 1,
+        }
+        if r.error
+            .as_ref()
+            .is_some_and(|e| e.kind() == ErrorKind::NotRun)
+        {
+            c.not_started += 1;
+        }
+    }
+    for (i, r) in collected.results.iter().enumerate() {
+        count(&mut summary.total, r);
+        if let Some(Some(path)) = collected.paths.get(i) {
+            count(summary.by_path.entry(path.to_string()).or_default(), r);
+        }
+    }
+    // A dead letter that could not be sent left its record failed, not dropped.
+    summary.dead_lettered = collected
+        .dead_lettered
+        .iter()
+        .filter(|&&i| collected.results[i].outcome == Outcome::Dropped)
+        .count();
+    summary
+}
+
 impl Pipeline {
     /// Sends what the records staged; a record whose messages could not be delivered fails
     /// (a dropped one whose dead letter could not be sent is kept instead).
@@ -32,14 +69,15 @@ impl Pipeline {
             return;
         }
         let staged = std::mem::take(&mut collected.staged);
-        let undelivered = outbox::flush(
+        let flushed = outbox::flush(
             staged,
             |q| self.sink_for(q.kind()),
             self.inner.retry,
             deadline,
         )
         .await;
-        for (index, why) in undelivered {
+        collected.message_counts = flushed.counts;
+        for (index, why) in flushed.undelivered {
             let r = &mut collected.results[index];
             let why = match (r.outcome, &r.error) {
                 (Outcome::Failed, _) => continue,
@@ -77,14 +115,19 @@ impl Pipeline {
                 Outcome::Dropped => stats.dropped += 1,
                 Outcome::Failed => stats.failed += 1,
             }
+            let record_id = r.id.as_deref().unwrap_or("");
             if let Some(output) = &r.output {
-                tracing::debug!(record = r.id.as_deref().unwrap_or(""), %output, "record output");
+                tracing::debug!(record_id, %output, "record output");
             }
             if let Some(e) = &r.error {
-                let id = r.id.as_deref().unwrap_or("");
+                // Logged after the batch ran, outside the record's span: its fields again.
+                let path = e.path().map_or("", |p| p.as_str());
+                let function = e.function().unwrap_or("");
                 match r.outcome {
-                    Outcome::Dropped => tracing::warn!(record = id, "record dropped: {e}"),
-                    _ => tracing::error!(record = id, "record failed: {e}"),
+                    Outcome::Dropped => {
+                        tracing::warn!(record_id, path, function, "record dropped: {e}")
+                    }
+                    _ => tracing::error!(record_id, path, function, "record failed: {e}"),
                 }
                 reporter.report(&Report {
                     record_id: r.id.as_deref(),

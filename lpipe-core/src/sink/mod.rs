@@ -47,6 +47,10 @@ pub struct OutboundMessage {
     /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)). The same
     /// when the record is retried, so sinks can derive deduplication ids from it (SQS FIFO).
     pub id: String,
+    /// The X-Ray trace header to carry on, where the service has a place for one (SQS
+    /// `AWSTraceHeader`, EventBridge `TraceHeader`): the producing record's, else its
+    /// invocation's.
+    pub trace_header: Option<std::sync::Arc<str>>,
 }
 
 impl OutboundMessage {

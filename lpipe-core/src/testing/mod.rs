@@ -1,6 +1,7 @@
 //! The test kit (feature `test-kit`): event builders for every source ([`SqsEvent`],
 //! [`KinesisEvent`], [`EventBridgeEvent`], [`DynamoDbEvent`], [`raw_event`]), messages, a Lambda context, and
-//! assertions, and a reporter that keeps what it is told ([`CapturingReporter`]), for testing
+//! assertions, a reporter that keeps what it is told ([`CapturingReporter`]) and logs kept
+//! for assertions ([`CapturedLogs`]), for testing
 //! pipelines without AWS. The test doubles elsewhere are behind this feature too:
 //! [`MemorySink`](crate::MemorySink)'s programmed failures (`fail_next`,
 //! `fail_bodies_containing`, …) and [`Context::for_test`](crate::Context::for_test). The
@@ -9,9 +10,13 @@
 //! Enable it for your tests only: `lpipe = { version = "0.1", features = ["test-kit"] }` under
 //! `[dev-dependencies]` (beside your normal `lpipe` dependency).
 
+mod emf;
 mod events;
+mod logs;
 mod reporter;
 
+pub use emf::check_emf;
+pub use logs::CapturedLogs;
 pub use reporter::{CapturedReport, CapturingReporter};
 
 pub use events::{
