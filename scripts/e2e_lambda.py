@@ -3,10 +3,13 @@
 `lambda_runtime` integration, as a user runs it) and `cargo lambda invoke` sends them SQS,
 Kinesis and CloudWatch sample events; the responses are checked, including a partial batch
 failure. Outbound messages go to the moto_server the test command started (AWS_ENDPOINT_URL).
+The functions run with Lambda's advanced logging controls set to JSON and DEBUG: every line
+they write must be JSON, and the graph example's lines of a record must name its request,
+record and path; its metrics document must count what its response says.
 
 Run by scripts/test, with cargo-lambda and boto3 on PATH/in this interpreter (./.venv).
 """
-import base64, json, os, socket, subprocess, sys, tempfile, time, uuid
+import base64, json, os, re, socket, subprocess, sys, tempfile, time, uuid
 
 import boto3
 
@@ -26,6 +29,15 @@ def check(cond, what):
     print(f"  ok: {what.splitlines()[0]}", file=sys.stderr)
 
 
+# What cargo lambda and cargo write themselves, as opposed to the functions they run.
+OWN_LINE = re.compile(r"^\s*(INFO|WARN|ERROR|DEBUG|TRACE) |^\s+(Finished|Running|Compiling|Blocking|Waiting|Fresh) ")
+
+
+def function_lines(log):
+    """The lines the functions wrote, from `cargo lambda watch`'s output."""
+    return [line for line in log.splitlines() if line.strip() and not OWN_LINE.match(line)]
+
+
 def main():
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     suffix = uuid.uuid4().hex[:8]
@@ -40,7 +52,9 @@ def main():
 
     port = free_port()
     env = dict(os.environ, GRAPH_MAILER_QUEUE=mailer_queue, GRAPH_DROPPED_QUEUE=dropped_queue,
-               TEST_SQS_QUEUE=sqs_queue, TEST_KINESIS_STREAM=stream)
+               TEST_SQS_QUEUE=sqs_queue, TEST_KINESIS_STREAM=stream,
+               AWS_LAMBDA_LOG_FORMAT="JSON", AWS_LAMBDA_LOG_LEVEL="DEBUG")
+    env.pop("RUST_LOG", None)
     log_path = os.path.join(tempfile.mkdtemp(), "cargo-lambda-watch.log")
     log = open(log_path, "w")
     watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
@@ -90,6 +104,33 @@ def main():
                    for m in got]
         rc, body, text = invoke("graph-mailer", {"Records": records})
         check(rc == 0 and body["batchItemFailures"] == [] and body["stats"]["successes"] == 2, f"mailer: {text}")
+
+        print("graph's logs and metrics (AWS_LAMBDA_LOG_FORMAT=JSON, AWS_LAMBDA_LOG_LEVEL=DEBUG):", file=sys.stderr)
+        log.flush()
+        lines = function_lines(open(log_path).read())
+        check(len(lines) > 20, f"the functions logged ({len(lines)} lines)")
+        parsed = []
+        for line in lines:
+            try:
+                parsed.append(json.loads(line))
+            except json.JSONDecodeError:
+                check(False, f"every line the functions wrote is JSON, not: {line[:300]}")
+        check(True, f"all {len(parsed)} lines the functions wrote are JSON")
+        check(any(p.get("level") == "DEBUG" and p.get("target", "").startswith("lpipe") for p in parsed),
+              "DEBUG lines of lpipe are there")
+        stored = [p for p in parsed if p.get("message") == "stored user"]
+        check(len(stored) == 2 and all(p.get("request_id") and p.get("record_id", "").startswith("00000000-")
+                                       and p.get("path") == "SIGNUP" and p.get("function") == "store_user"
+                                       for p in stored),
+              f"the lines of a record carry request id, record id, path and function: {stored}")
+        mails = [p for p in parsed if p.get("message") == "sending welcome email"]
+        check(len(mails) == 2 and {p["record_id"] for p in mails} == {m["MessageId"] for m in got}
+              and all(p.get("path") == "SEND_WELCOME" for p in mails), f"and the mailer's: {mails}")
+        totals = [p for p in parsed if "_aws" in p and p.get("service") == "graph" and "RecordsReceived" in p
+                  and p["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]]
+        check(len(totals) == 1 and (totals[0]["RecordsReceived"], totals[0]["RecordsSucceeded"],
+                                    totals[0]["RecordsDropped"], totals[0]["RecordsFailed"]) == (4, 2, 1, 1),
+              f"one metrics document per invocation counts what the response said: {totals}")
 
         print("conformance (Kinesis):", file=sys.stderr)
         def kin(i, msg):

@@ -151,3 +151,114 @@ fn a_terminal_on_stdin_gets_the_usage_not_a_wait() {
     assert_contains(&said, "no event: give an event file, or pipe one in");
     assert_contains(&said, "graph --help");
 }
+
+/// Runs the graph example locally on its sample event with these log settings.
+fn graph_with_logs(vars: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_graph"));
+    command
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/events/graph.json"))
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_LAMBDA_LOG_FORMAT")
+        .env_remove("AWS_LAMBDA_LOG_LEVEL")
+        .env(
+            "_X_AMZN_TRACE_ID",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+        );
+    for (k, v) in vars {
+        command.env(k, v);
+    }
+    command.output().expect("the graph example runs")
+}
+
+#[test]
+fn with_json_logs_every_line_on_stderr_is_json_logs_messages_and_metrics() {
+    let out = graph_with_logs(&[
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // Debug lines (kwargs) are there: the level was taken.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "record received" && l["level"] == "DEBUG"),
+        "{stderr}"
+    );
+    // Each line logged while a record ran names its request, record, path and trace.
+    let stored: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "stored user")
+        .collect();
+    assert_eq!(stored.len(), 2, "{stderr}");
+    for l in &stored {
+        assert!(
+            l["request_id"].as_str().unwrap().starts_with("local-"),
+            "{l}"
+        );
+        assert!(
+            l["record_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("00000000-0000-4000-8000-"),
+            "{l}"
+        );
+        assert_eq!(l["path"], "SIGNUP", "{l}");
+        assert_eq!(l["function"], "store_user", "{l}");
+        assert_eq!(l["trace_id"], "1-5759e988-bd862e3fe1be46a994272793", "{l}");
+    }
+    let dropped: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("record dropped"))
+        })
+        .collect();
+    assert_eq!(dropped.len(), 1, "{stderr}");
+    assert_eq!(dropped[0]["level"], "WARN");
+    assert_eq!(dropped[0]["function"], "validate_signup");
+    // The messages it would send, and the metrics.
+    let messages = lines
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("outbound message"))
+        })
+        .count();
+    assert_eq!(messages, 3, "{stderr}");
+    let metrics: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("_aws").is_some()).collect();
+    assert!(!metrics.is_empty(), "{stderr}");
+    for m in metrics {
+        lpipe::testing::check_emf(m).unwrap();
+    }
+    // stdout is the response alone.
+    let response: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(response["stats"]["received"], 4);
+}
+
+#[test]
+fn with_text_logs_lines_are_readable_and_the_level_is_honoured() {
+    let out = graph_with_logs(&[("AWS_LAMBDA_LOG_LEVEL", "WARN")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    // WARN: the dropped record, not the info lines.
+    assert_contains(&stderr, "WARN");
+    assert_contains(&stderr, "record dropped");
+    assert_not_contains(&stderr, "stored user");
+    assert_not_contains(&stderr, "\"level\":");
+    // RUST_LOG overrides the Lambda level.
+    let out = graph_with_logs(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "info")]);
+    let stderr = text(&out.stderr);
+    assert_contains(
+        &stderr,
+        "record{record_id=\"00000000-0000-4000-8000-000000000001\" path=\"SIGNUP\"}:function{function=\"store_user\"}: stored user",
+    );
+}

@@ -129,15 +129,15 @@ async fn the_graph_writes_one_metrics_document_per_dimension_set_with_the_respon
     assert_eq!(total["RecordsFailed"], stats["failed"].as_f64().unwrap());
     assert_eq!(total["RecordsNotStarted"], 0.0);
     // Bob's signup went to the dead-letter queue.
-    assert_eq!(total["RecordsDeadLettered"], 1.0);
+    assert_eq!(total["RecordsDeadLettered"], 1);
     assert_eq!(total["service"], "signup");
     assert!(total["BatchDuration"].as_f64().unwrap() >= 0.0);
     // Every record entered by SIGNUP.
     let paths = by_dimension("path");
     assert_eq!(paths.len(), 1);
     assert_eq!(paths[0]["path"], "SIGNUP");
-    assert_eq!(paths[0]["RecordsReceived"], 4.0);
-    assert_eq!(paths[0]["RecordsFailed"], 1.0);
+    assert_eq!(paths[0]["RecordsReceived"], 4);
+    assert_eq!(paths[0]["RecordsFailed"], 1);
     // validate_signup ran for all four; store_user for the three valid ones; audit for two.
     let calls = |f: &str| {
         by_dimension("function")
@@ -177,6 +177,6 @@ async fn the_graph_writes_one_metrics_document_per_dimension_set_with_the_respon
         .iter()
         .find(|d| d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == json!([["service"]]))
         .unwrap();
-    assert_eq!(total["WelcomeMailsSent"], 2.0);
+    assert_eq!(total["WelcomeMailsSent"], 2);
     lpipe::testing::check_emf(total).unwrap();
 }

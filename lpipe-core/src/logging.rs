@@ -9,7 +9,8 @@
 //! `trace_id` (the invocation's), `record_id` and `path` (the record's; its own `trace_id`
 //! when it arrived with one), `function`. In text they read as the spans' fields before the
 //! message; in JSON they are keys of the line's object, beside `timestamp`, `level`,
-//! `target`, `message` and the event's own fields.
+//! `target`, `message` and the event's own fields (under `fields` when one is named like a
+//! span's: the AWS SDK logs a `request_id` of its own).
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -212,8 +213,18 @@ where
         }
         let mut fields = Vec::new();
         event.record(&mut JsonVisitor(&mut fields));
+        // An event's field named like a span's (the AWS SDK logs its own `request_id`) does
+        // not hide it: it goes under `fields`.
+        let mut clashing = Map::new();
         for (name, value) in fields {
-            line.insert(name.to_owned(), value);
+            if line.contains_key(name) {
+                clashing.insert(name.to_owned(), value);
+            } else {
+                line.insert(name.to_owned(), value);
+            }
+        }
+        if !clashing.is_empty() {
+            line.insert("fields".into(), Value::Object(clashing));
         }
         let mut text = Value::Object(line).to_string();
         text.push('\n');
@@ -325,7 +336,7 @@ mod tests {
             );
             let _i = inner.enter();
             inner.record("path", "SIGNUP");
-            tracing::info!(count = 3, "hello \"world\"");
+            tracing::info!(count = 3, request_id = "not-lambdas", "hello \"world\"");
             tracing::debug!("not at info");
         });
         let lines: Vec<Value> = text
@@ -338,6 +349,7 @@ mod tests {
         assert_eq!(line["message"], "hello \"world\"");
         assert_eq!(line["count"], 3);
         assert_eq!(line["request_id"], "r1");
+        assert_eq!(line["fields"]["request_id"], "not-lambdas");
         assert_eq!(line["record_id"], "m1");
         assert_eq!(line["path"], "SIGNUP");
         assert_eq!(line["trace_id"], "t-inner");

@@ -403,8 +403,8 @@ impl Metrics {
         }
         for (name, _, values) in &metrics {
             let value = match values.as_slice() {
-                [one] => json!(one),
-                many => json!(many),
+                [one] => number(*one),
+                many => Value::Array(many.iter().map(|v| number(*v)).collect()),
             };
             doc.insert(name.clone(), value);
         }
@@ -442,6 +442,15 @@ impl Metrics {
                 );
             }
         }
+    }
+}
+
+/// A value as JSON: whole numbers as integers, others to the microsecond's precision.
+fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
+        Value::from(v as i64)
+    } else {
+        Value::from((v * 1000.0).round() / 1000.0)
     }
 }
 
@@ -510,19 +519,19 @@ mod tests {
             json!([["service"]])
         );
         assert_eq!(total["service"], "svc");
-        assert_eq!(total["RecordsReceived"], 4.0);
-        assert_eq!(total["RecordsFailed"], 1.0);
-        assert_eq!(total["RecordsDeadLettered"], 1.0);
+        assert_eq!(total["RecordsReceived"], 4);
+        assert_eq!(total["RecordsFailed"], 1);
+        assert_eq!(total["RecordsDeadLettered"], 1);
         assert_eq!(total["BatchDuration"], 12.5);
-        assert_eq!(total["MailsSent"], 3.0);
-        assert_eq!(total["MailLatency"], json!([7.0, 9.0]));
+        assert_eq!(total["MailsSent"], 3);
+        assert_eq!(total["MailLatency"], json!([7, 9]));
         assert!(total.get("service").is_some_and(|s| s == "svc"));
         assert_eq!(docs[1]["path"], "SIGNUP");
-        assert_eq!(docs[1]["RecordsReceived"], 3.0);
+        assert_eq!(docs[1]["RecordsReceived"], 3);
         assert_eq!(docs[2]["function"], "store_user");
         assert_eq!(docs[2]["FunctionDuration"].as_array().unwrap().len(), 2);
         assert_eq!(docs[3]["queue_kind"], "sqs");
-        assert_eq!(docs[3]["MessagesRetried"], 1.0);
+        assert_eq!(docs[3]["MessagesRetried"], 1);
     }
 
     #[test]
