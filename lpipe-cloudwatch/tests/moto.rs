@@ -145,3 +145,93 @@ async fn a_missing_bus_fails_the_records_that_targeted_it() {
     let err = result.expect_err("a bus that does not exist cannot receive events");
     assert_contains(&err.error_message, "record 0 (Undeliverable");
 }
+
+/// Records the JSON body of every PutEvents request the client sends.
+#[derive(Clone, Debug, Default)]
+struct RecordPutEvents(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
+
+impl aws_sdk_cloudwatchevents::config::Intercept for RecordPutEvents {
+    fn name(&self) -> &'static str {
+        "RecordPutEvents"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_cloudwatchevents::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_cloudwatchevents::config::RuntimeComponents,
+        _: &mut aws_sdk_cloudwatchevents::config::ConfigBag,
+    ) -> Result<(), aws_sdk_cloudwatchevents::error::BoxError> {
+        let request = context.request();
+        if request
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with("PutEvents"))
+        {
+            let body = request.body().bytes().expect("a buffered body");
+            self.0.lock().unwrap().push(serde_json::from_slice(body)?);
+        }
+        Ok(())
+    }
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test]
+async fn put_events_carry_the_invocations_trace_header() {
+    moto_endpoint("put_events_carry_the_invocations_trace_header");
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let requests = RecordPutEvents::default();
+    let events = aws_sdk_cloudwatchevents::Client::from_conf(
+        aws_sdk_cloudwatchevents::config::Builder::from(&config)
+            .interceptor(requests.clone())
+            .build(),
+    );
+    let bus = unique_name("traced-bus");
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let pipeline = Pipeline::builder()
+        .path(
+            "FWD",
+            [Action::new()
+                .include_all_params()
+                .queue(Queue::eventbridge(&bus).path("NEXT"))],
+        )
+        .registry(Registry::empty())
+        .event_source(RawSource)
+        .sink(QueueKind::EVENTBRIDGE, EventBridgeSink::with_client(events))
+        .build()
+        .unwrap();
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let mut context = lambda_context(0);
+    context.xray_trace_id = Some(header.to_owned());
+    let event = raw_event(&[
+        message("FWD", json!({"n": 1})),
+        message("FWD", json!({"n": 2})),
+    ]);
+    pipeline.handle(&event, context).await.unwrap();
+    let entries: Vec<Value> = requests
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["Entries"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    for entry in &entries {
+        assert_eq!(entry["TraceHeader"], header, "{entry}");
+    }
+
+    // Without a trace header, none is sent.
+    requests.0.lock().unwrap().clear();
+    pipeline
+        .handle(
+            &raw_event(&[message("FWD", json!({"n": 3}))]),
+            lambda_context(0),
+        )
+        .await
+        .unwrap();
+    let sent = requests.0.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0]["Entries"][0].get("TraceHeader").is_none(),
+        "{sent:?}"
+    );
+}
