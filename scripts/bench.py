@@ -5,7 +5,11 @@ Python lpipe 4.2.0 and Powertools' BatchProcessor). Prints one Markdown table of
 time, peak RSS) and ratios to the floor, measured in this one run, interleaved.
 
 usage: scripts/bench.py [--records 1,10000,100000] [--kinds sqs,kinesis] [--runs 21]
-                        [--python PYTHON_WITH_LPIPE_AND_POWERTOOLS]
+                        [--python PYTHON_WITH_LPIPE_AND_POWERTOOLS] [--observability]
+
+--observability adds a row for the `bench` example with JSON logs (AWS_LAMBDA_LOG_FORMAT=JSON,
+at the default level) and EMF metrics (LPIPE_METRICS_NAMESPACE) on, beside the row with both
+off (text logs at the default level, no metrics).
 
 A record count of 1 is the cold start: the whole process for a one-record event. The Python
 anchors need `pip install lpipe==4.2.0 python-decouple structlog sentry_sdk boto3
@@ -23,10 +27,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 
 
-def run(cmd):
+# The environment of a row, by its program's name (the others run in ours, less these).
+OBSERVABILITY = {"AWS_LAMBDA_LOG_FORMAT": "JSON", "LPIPE_METRICS_NAMESPACE": "bench"}
+OBSERVED = "lpipe, `bench` example, JSON logs + metrics"
+
+
+def run(cmd, extra_env=None):
     """Runs cmd once; returns (wall seconds, peak RSS in MiB)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in OBSERVABILITY and k not in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG")}
+    env.update(extra_env or {})
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -40,6 +52,8 @@ def main():
     p.add_argument("--kinds", default="sqs,kinesis")
     p.add_argument("--runs", type=int, default=21)
     p.add_argument("--python", help="a Python with lpipe 4.2.0 and Powertools installed")
+    p.add_argument("--observability", action="store_true",
+                   help="add a row with JSON logs and EMF metrics on")
     a = p.parse_args()
 
     for target in (["-p", "lpipe-examples", "--bin", "bench"], ["-p", "lpipe-bench-floor"]):
@@ -59,16 +73,19 @@ def main():
                 "floor (hand-written Rust)": [os.path.join(release, "lpipe-bench-floor"), event, kind],
                 "lpipe, `bench` example": [os.path.join(release, "bench"), event],
             }
+            if a.observability:
+                fast[OBSERVED] = [os.path.join(release, "bench"), event]
             slow = {}
             if a.python:
                 slow["Powertools (Python)"] = [a.python, os.path.join(BENCH, "anchors", "powertools.py"), event, kind]
                 slow["Python lpipe 4.2.0"] = [a.python, os.path.join(BENCH, "anchors", "python_lpipe.py"), event, kind]
             results = {name: [] for name in list(fast) + list(slow)}
-            for cmd in fast.values():
-                run(cmd)  # warm-up
+            env_of = {OBSERVED: OBSERVABILITY}
+            for name, cmd in fast.items():
+                run(cmd, env_of.get(name))  # warm-up
             for i in range(a.runs):
                 for name, cmd in fast.items():
-                    results[name].append(run(cmd))
+                    results[name].append(run(cmd, env_of.get(name)))
                 if i < 3:
                     for name, cmd in slow.items():
                         results[name].append(run(cmd))

@@ -257,8 +257,9 @@ fn with_text_logs_lines_are_readable_and_the_level_is_honoured() {
     // RUST_LOG overrides the Lambda level.
     let out = graph_with_logs(&[("AWS_LAMBDA_LOG_LEVEL", "WARN"), ("RUST_LOG", "info")]);
     let stderr = text(&out.stderr);
+    assert_contains(&stderr, " INFO lpipe{request_id=\"local-");
     assert_contains(
         &stderr,
-        "record{record_id=\"00000000-0000-4000-8000-000000000001\" path=\"SIGNUP\"}:function{function=\"store_user\"}: stored user",
+        "trace_id=\"1-5759e988-bd862e3fe1be46a994272793\" record_id=\"00000000-0000-4000-8000-000000000001\" path=\"SIGNUP\" function=\"store_user\"}: stored user name=Ann plan=pro",
     );
 }

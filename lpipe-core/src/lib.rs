@@ -8,6 +8,7 @@ mod error;
 mod function;
 mod kwargs;
 mod kwargs_de;
+mod log_scope;
 mod logging;
 mod mermaid;
 mod metrics;

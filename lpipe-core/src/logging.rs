@@ -5,12 +5,15 @@
 //! `AWS_LAMBDA_LOG_LEVEL` (`TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`); `RUST_LOG`,
 //! when set, overrides the level with a full filter.
 //!
-//! While a record runs, lines carry the fields of the spans lpipe opens: `request_id` and
-//! `trace_id` (the invocation's), `record_id` and `path` (the record's; its own `trace_id`
-//! when it arrived with one), `function`. In text they read as the spans' fields before the
-//! message; in JSON they are keys of the line's object, beside `timestamp`, `level`,
-//! `target`, `message` and the event's own fields (under `fields` when one is named like a
-//! span's: the AWS SDK logs a `request_id` of its own).
+//! While lpipe runs an invocation, its lines carry what it is running: `request_id` and
+//! `trace_id` (the invocation's, or the record's own trace when it arrived with one),
+//! `record_id`, `path` (the path the record entered by) and `function`. lpipe keeps these in
+//! a thread-local scope set around each poll (see `log_scope`), not in `tracing` spans, which
+//! would cost more than a record's own work. In text they read `lpipe{request_id=… …}:`
+//! before your spans and the message; in JSON they are keys of the line's object, beside
+//! `timestamp`, `level`, `target`, `message`, your spans' fields and the event's own fields
+//! (under `fields` when one is named like one of those: the AWS SDK logs a `request_id` of its
+//! own). A task your function spawns does not carry the scope.
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -20,7 +23,8 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Record};
 use tracing::{Event, Id, Subscriber};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Context as LayerContext, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -106,7 +110,7 @@ impl LogSettings {
                     .with_env_filter(filter)
                     .with_writer(writer)
                     .with_ansi(false)
-                    .with_target(false)
+                    .event_format(TextFormat)
                     .finish(),
             ),
             LogFormat::Json => Box::new(
@@ -129,6 +133,46 @@ pub fn init_logging() {
 /// messages local mode would send).
 pub(crate) fn format_from_env() -> LogFormat {
     LogSettings::from_env().format
+}
+
+/// Writes events as text: time, level, what lpipe is running (as `lpipe{request_id=…
+/// record_id=… path=… function=…}`), the spans, the message and its fields.
+struct TextFormat;
+
+impl<S, N> FormatEvent<S, N> for TextFormat
+where
+    S: Subscriber + for<'l> LookupSpan<'l>,
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "{} {:>5} ", rfc3339_now(), event.metadata().level())?;
+        let mut scope = String::new();
+        crate::log_scope::fields(|name, value| {
+            let sep = if scope.is_empty() { "" } else { " " };
+            let _ = write!(scope, "{sep}{name}={value:?}");
+        });
+        if !scope.is_empty() {
+            write!(writer, "lpipe{{{scope}}}:")?;
+        }
+        if let Some(spans) = ctx.event_scope() {
+            for span in spans.from_root() {
+                write!(writer, "{}", span.name())?;
+                let extensions = span.extensions();
+                match extensions.get::<FormattedFields<N>>() {
+                    Some(fields) if !fields.is_empty() => write!(writer, "{{{fields}}}:")?,
+                    _ => write!(writer, ":")?,
+                }
+            }
+        }
+        writer.write_char(' ')?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Writes events as JSON objects, one per line, with the fields of their spans.
@@ -201,6 +245,10 @@ where
         line.insert("timestamp".into(), Value::from(rfc3339_now()));
         line.insert("level".into(), Value::from(meta.level().as_str()));
         line.insert("target".into(), Value::from(meta.target()));
+        // What lpipe is running: invocation, record, path, function.
+        crate::log_scope::fields(|name, value| {
+            line.insert(name.to_owned(), Value::from(value));
+        });
         // The spans' fields, outermost first, so an inner span's field wins.
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {

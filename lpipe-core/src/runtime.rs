@@ -91,7 +91,7 @@ pub fn usage(program: &str) -> String {
         }
     }
     text.push_str(
-        "\n  --send   send outbound messages with the real sinks (AWS configuration from the\n           environment) instead of printing them; also LPIPE_SEND=1\n\nEnvironment: RUST_LOG sets the log filter (default info); AWS_LAMBDA_FUNCTION_NAME names\nthe function in the Lambda context.\n",
+        "\n  --send   send outbound messages with the real sinks (AWS configuration from the\n           environment) instead of printing them; also LPIPE_SEND=1\n\nEnvironment: AWS_LAMBDA_LOG_FORMAT=JSON writes JSON log lines; AWS_LAMBDA_LOG_LEVEL sets the\nlevel (default INFO) and RUST_LOG overrides it with a filter; LPIPE_METRICS_NAMESPACE turns\nCloudWatch (EMF) metrics on; _X_AMZN_TRACE_ID gives the X-Ray trace header;\nAWS_LAMBDA_FUNCTION_NAME names the function in the Lambda context.\n",
     );
     text
 }

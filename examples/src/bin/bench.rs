@@ -16,6 +16,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Logs as every lpipe binary has them (text at info unless the environment says otherwise).
+    lpipe::init_logging();
     let pipeline = match lpipe_examples::bench::pipeline().build() {
         Ok(p) => p,
         Err(e) => {

@@ -7,8 +7,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tracing::Instrument;
-
 use super::graph::{outbound_id, Exec, Produced};
 use super::outcome::dead_letter_body;
 use crate::context::{Invocation, RecordInfo};
@@ -325,21 +323,6 @@ impl Pipeline {
             path: source_path,
             meta,
         } = record;
-        let span = if tracing::level_enabled!(tracing::Level::INFO) {
-            let span = tracing::info_span!(
-                "record",
-                record_id = id.as_deref().unwrap_or(""),
-                path = tracing::field::Empty,
-                trace_id = tracing::field::Empty
-            );
-            // A record that arrived with its own trace is logged under that trace's id.
-            if let Some(trace) = meta.trace_header().and_then(crate::source::trace_id) {
-                span.record("trace_id", trace);
-            }
-            span
-        } else {
-            tracing::Span::none()
-        };
         let trace_header = meta
             .trace_header()
             .map(Arc::from)
@@ -359,12 +342,15 @@ impl Pipeline {
             trace_header,
             entry_path: None,
         };
+        let scope = crate::log_scope::Scope {
+            invocation: batch.invocation.clone(),
+            record: Some(exec.record.clone()),
+            path: None,
+        };
         let (result, kwargs, body) = match body {
             Ok(body) => {
-                let (result, kwargs) = self
-                    .run_record(&body, source_path.as_deref(), &mut exec)
-                    .instrument(span)
-                    .await;
+                let run = self.run_record(&body, source_path.as_deref(), &mut exec);
+                let (result, kwargs) = crate::log_scope::with_scope(scope, run).await;
                 (result, kwargs, Some(body))
             }
             Err(e) => (Err(e), None, None),

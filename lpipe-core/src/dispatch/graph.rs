@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use tracing::Instrument;
 
 use crate::action::Action;
 use crate::context::{Context, Invocation, RecordInfo};
@@ -107,7 +106,7 @@ impl Pipeline {
             Ok(pk) => pk,
             Err(e) => return (Err(e), None),
         };
-        tracing::Span::current().record("path", path.as_str());
+        crate::log_scope::set_path(&path);
         if self.inner.metrics.is_some() {
             exec.entry_path = Some(path.clone());
         }
@@ -267,14 +266,9 @@ impl Pipeline {
         depth: usize,
         exec: &mut Exec<'_>,
     ) -> Result<Produced, RecordError> {
-        // A span per function only when someone listens: spans cost per call.
-        let span = if tracing::level_enabled!(tracing::Level::INFO) {
-            tracing::info_span!("function", function = name)
-        } else {
-            tracing::Span::none()
-        };
         let started = exec.invocation.metrics.as_ref().map(|_| Instant::now());
-        let result = AssertUnwindSafe(call).catch_unwind().instrument(span).await;
+        let result =
+            crate::log_scope::with_function(name, AssertUnwindSafe(call).catch_unwind()).await;
         if let (Some(m), Some(started)) = (&exec.invocation.metrics, started) {
             m.function_took(name, started.elapsed());
         }

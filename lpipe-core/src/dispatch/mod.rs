@@ -12,8 +12,6 @@
 
 use std::sync::Arc;
 
-use tracing::Instrument;
-
 use crate::context::Invocation;
 use crate::error::InvocationError;
 use crate::pipeline::Pipeline;
@@ -47,8 +45,12 @@ impl Pipeline {
             .decode(event)
             .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
         let invocation = self.invocation(lambda, source.as_ref());
-        let span = invocation_span(&invocation);
-        async {
+        let scope = crate::log_scope::Scope {
+            invocation: invocation.clone(),
+            record: None,
+            path: None,
+        };
+        let run = async {
             let started = std::time::Instant::now();
             let batch = BatchRun::new(source.as_ref(), &invocation);
             let mut ran = self.run_records(records, &batch).await;
@@ -66,9 +68,8 @@ impl Pipeline {
                 metrics.write(&documents, self.inner.local);
             }
             source.respond(event, &result).await
-        }
-        .instrument(span)
-        .await
+        };
+        crate::log_scope::with_scope(scope, run).await
     }
 
     /// What the records of this invocation share: the Lambda context, the pipeline's state,
@@ -127,24 +128,4 @@ impl Pipeline {
             }),
         }
     }
-}
-
-/// The span every line logged while the invocation runs is in: its request id and trace id.
-fn invocation_span(invocation: &Invocation) -> tracing::Span {
-    if !tracing::level_enabled!(tracing::Level::INFO) {
-        return tracing::Span::none();
-    }
-    let span = tracing::info_span!(
-        "invocation",
-        request_id = invocation.lambda.request_id.as_str(),
-        trace_id = tracing::field::Empty
-    );
-    if let Some(id) = invocation
-        .trace_header
-        .as_deref()
-        .and_then(crate::source::trace_id)
-    {
-        span.record("trace_id", id);
-    }
-    span
 }

@@ -42,12 +42,25 @@ pub(super) fn summary(collected: &Collected) -> InvocationSummary {
             c.not_started += 1;
         }
     }
+    // Few paths, many records: count by reference, name them once.
+    let mut by_path: Vec<(&crate::path::PathName, RecordCounts)> = Vec::new();
     for (i, r) in collected.results.iter().enumerate() {
         count(&mut summary.total, r);
         if let Some(Some(path)) = collected.paths.get(i) {
-            count(summary.by_path.entry(path.to_string()).or_default(), r);
+            match by_path.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, c)) => count(c, r),
+                None => {
+                    let mut c = RecordCounts::default();
+                    count(&mut c, r);
+                    by_path.push((path, c));
+                }
+            }
         }
     }
+    summary.by_path = by_path
+        .into_iter()
+        .map(|(p, c)| (p.to_string(), c))
+        .collect();
     // A dead letter that could not be sent left its record failed, not dropped.
     summary.dead_lettered = collected
         .dead_lettered
