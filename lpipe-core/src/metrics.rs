@@ -154,11 +154,21 @@ impl Metrics {
 
     /// Writes the documents: to the user's function, or to stdout (stderr when `local`).
     pub(crate) fn write(&self, documents: &[String], local: bool) {
-        // print!/eprint! rather than locked writers: tests capture them.
-        match &self.output {
-            Output::Custom(write) => documents.iter().for_each(|d| write(d)),
-            Output::Standard if local => documents.iter().for_each(|d| eprintln!("{d}")),
-            Output::Standard => documents.iter().for_each(|d| println!("{d}")),
+        if let Output::Custom(write) = &self.output {
+            documents.iter().for_each(|d| write(d));
+            return;
+        }
+        // One write of every line (a large batch makes thousands); print!/eprint! rather than
+        // locked writers, so that tests capture them.
+        let mut lines = String::with_capacity(documents.iter().map(|d| d.len() + 1).sum());
+        for d in documents {
+            lines.push_str(d);
+            lines.push('\n');
+        }
+        if local {
+            eprint!("{lines}");
+        } else {
+            print!("{lines}");
         }
     }
 }
