@@ -164,7 +164,6 @@ def main():
         failing = dict(custom, detail={"path": "TEST_RAISE_CUSTOM", "kwargs": {}})
         rc, body, text = invoke("conformance", failing)
         check(rc != 0 and "FailCatastrophically" in text, f"a catastrophic failure fails the invocation: {text}")
-        print("end to end under cargo lambda: all checks passed", file=sys.stderr)
     finally:
         watch.terminate()
         try:
@@ -172,6 +171,54 @@ def main():
         except subprocess.TimeoutExpired:
             watch.kill()
         subprocess.run(["pkill", "-f", "--", f"--invoke-port {port}"], check=False)
+    text_logs(dict(env, AWS_LAMBDA_LOG_FORMAT="Text", AWS_LAMBDA_LOG_LEVEL="INFO"))
+    print("end to end under cargo lambda: all checks passed", file=sys.stderr)
+
+
+def text_logs(env):
+    """The graph example under `cargo lambda watch` with AWS_LAMBDA_LOG_FORMAT=Text: readable
+    lines naming the record, and no JSON but the metrics documents."""
+    print("graph's logs (AWS_LAMBDA_LOG_FORMAT=Text, AWS_LAMBDA_LOG_LEVEL=INFO):", file=sys.stderr)
+    port = free_port()
+    log_path = os.path.join(tempfile.mkdtemp(), "cargo-lambda-watch-text.log")
+    with open(log_path, "w") as log:
+        watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
+                                  "--invoke-port", str(port)], cwd=EXAMPLES, env=env, stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 600
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if watch.poll() is not None or time.time() > deadline:
+                        sys.exit("cargo lambda watch did not start:\n" + open(log_path).read())
+                    time.sleep(0.5)
+            out = subprocess.run(["cargo", "lambda", "invoke", "graph", "--invoke-address", "127.0.0.1",
+                                  "--invoke-port", str(port), "--data-file", os.path.join(EXAMPLES, "events", "graph.json"),
+                                  "--output-format", "json"], cwd=EXAMPLES, env=env, capture_output=True, text=True,
+                                 timeout=600)
+            check(out.returncode == 0 and '"batchItemFailures"' in out.stdout, f"graph answered\n{out.stdout}{out.stderr}")
+            time.sleep(0.5)
+        finally:
+            watch.terminate()
+            try:
+                watch.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                watch.kill()
+            subprocess.run(["pkill", "-f", "--", f"--invoke-port {port}"], check=False)
+    lines = function_lines(open(log_path).read())
+    logs = [line for line in lines if not line.startswith('{"')]
+    metrics = [line for line in lines if line.startswith('{"')]
+    check(all("_aws" in json.loads(m) for m in metrics) and metrics,
+          f"the only JSON lines are the metrics documents ({len(metrics)})")
+    stored = [line for line in logs if line.endswith("stored user name=Ann plan=pro")]
+    check(len(stored) == 1 and re.search(r' INFO .*lpipe\{request_id="[0-9a-f-]+" trace_id="[^"]+" '
+                                         r'record_id="00000000-0000-4000-8000-000000000001" path="SIGNUP" '
+                                         r'function="store_user"\}: stored user', stored[0]),
+          f"a record's line reads as text naming request, record, path and function: {stored}")
+    check(not any("DEBUG" in line for line in logs), "the level (INFO) was taken: no DEBUG lines")
 
 
 if __name__ == "__main__":

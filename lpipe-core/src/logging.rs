@@ -10,7 +10,7 @@
 //! `record_id`, `path` (the path the record entered by) and `function`. lpipe keeps these in
 //! a thread-local scope set around each poll (see `log_scope`), not in `tracing` spans, which
 //! would cost more than a record's own work. In text they read `lpipe{request_id=… …}:`
-//! before your spans and the message; in JSON they are keys of the line's object, beside
+//! after the spans and before the message; in JSON they are keys of the line's object, beside
 //! `timestamp`, `level`, `target`, `message`, your spans' fields and the event's own fields
 //! (under `fields` when one is named like one of those: the AWS SDK logs a `request_id` of its
 //! own). A task your function spawns does not carry the scope.
@@ -135,8 +135,8 @@ pub(crate) fn format_from_env() -> LogFormat {
     LogSettings::from_env().format
 }
 
-/// Writes events as text: time, level, what lpipe is running (as `lpipe{request_id=…
-/// record_id=… path=… function=…}`), the spans, the message and its fields.
+/// Writes events as text: time, level, the spans, what lpipe is running (as
+/// `lpipe{request_id=… record_id=… path=… function=…}`), the message and its fields.
 struct TextFormat;
 
 impl<S, N> FormatEvent<S, N> for TextFormat
@@ -151,14 +151,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         write!(writer, "{} {:>5} ", rfc3339_now(), event.metadata().level())?;
-        let mut scope = String::new();
-        crate::log_scope::fields(|name, value| {
-            let sep = if scope.is_empty() { "" } else { " " };
-            let _ = write!(scope, "{sep}{name}={value:?}");
-        });
-        if !scope.is_empty() {
-            write!(writer, "lpipe{{{scope}}}:")?;
-        }
+        // Spans (outermost first: the Lambda runtime's, yours), then what lpipe is running.
         if let Some(spans) = ctx.event_scope() {
             for span in spans.from_root() {
                 write!(writer, "{}", span.name())?;
@@ -168,6 +161,14 @@ where
                     _ => write!(writer, ":")?,
                 }
             }
+        }
+        let mut scope = String::new();
+        crate::log_scope::fields(|name, value| {
+            let sep = if scope.is_empty() { "" } else { " " };
+            let _ = write!(scope, "{sep}{name}={value:?}");
+        });
+        if !scope.is_empty() {
+            write!(writer, "lpipe{{{scope}}}:")?;
         }
         writer.write_char(' ')?;
         ctx.format_fields(writer.by_ref(), event)?;
