@@ -5,7 +5,11 @@ Python lpipe 4.2.0 and Powertools' BatchProcessor). Prints one Markdown table of
 time, peak RSS) and ratios to the floor, measured in this one run, interleaved.
 
 usage: scripts/bench.py [--records 1,10000,100000] [--kinds sqs,kinesis] [--runs 21]
-                        [--python PYTHON_WITH_LPIPE_AND_POWERTOOLS] [--observability]
+                        [--python PYTHON_WITH_LPIPE_AND_POWERTOOLS] [--observability] [--io]
+
+--io prints, after the table, the I/O-bound case: 100 SQS records whose `store` awaits 20 ms,
+at concurrency 1 and 10 (ideal: 2 s and 0.2 s; one record in a hundred is dropped before
+`store`, so 99 waits).
 
 --observability adds a row for the `bench` example with JSON logs (AWS_LAMBDA_LOG_FORMAT=JSON,
 at the default level) and EMF metrics (LPIPE_METRICS_NAMESPACE) on, beside the row with both
@@ -54,6 +58,8 @@ def main():
     p.add_argument("--python", help="a Python with lpipe 4.2.0 and Powertools installed")
     p.add_argument("--observability", action="store_true",
                    help="add a row with JSON logs and EMF metrics on")
+    p.add_argument("--io", action="store_true",
+                   help="also the I/O-bound case: 100 records awaiting 20 ms, concurrency 1 and 10")
     a = p.parse_args()
 
     for target in (["-p", "lpipe-examples", "--bin", "bench"], ["-p", "lpipe-bench-floor"]):
@@ -98,6 +104,23 @@ def main():
                 rss = statistics.median(r for _, r in samples)
                 print(f"| {kind}, {label} | {name} | {wall * 1000:.1f} ms | {rss:.1f} MiB | "
                       f"{wall / floor_wall:.2f}x | {rss / floor_rss:.2f}x |", flush=True)
+    if a.io:
+        io_bound(release, tmp, max(3, a.runs // 4))
+
+
+def io_bound(release, tmp, runs):
+    """The I/O-bound rows: the `bench` example with BENCH_IO_MS=20 at concurrency 1 and 10."""
+    event = os.path.join(tmp, "sqs-100.json")
+    with open(event, "w") as f:
+        subprocess.run([sys.executable, os.path.join(BENCH, "gen_event.py"), "100", "sqs"], stdout=f, check=True)
+    print(f"\nI/O-bound: 100 SQS records, `store` awaits 20 ms; medians of {runs} runs\n")
+    print("| concurrency | wall | ideal | wall / ideal |")
+    print("| --- | --- | --- | --- |")
+    for concurrency, ideal in ((1, 2.0), (10, 0.2)):
+        env = {"BENCH_IO_MS": "20", "BENCH_CONCURRENCY": str(concurrency)}
+        walls = [run([os.path.join(release, "bench"), event], env)[0] for _ in range(runs)]
+        wall = statistics.median(walls)
+        print(f"| {concurrency} | {wall * 1000:.0f} ms | {ideal * 1000:.0f} ms | {wall / ideal:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

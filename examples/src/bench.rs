@@ -59,6 +59,25 @@ pub async fn store(args: Store) -> Result<(), FailButContinue> {
     Ok(())
 }
 
+/// `store`, waiting `ms` milliseconds first as a call to a database would (the I/O-bound row).
+pub async fn store_waiting(args: Store, ms: u64) -> Result<(), FailButContinue> {
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    store(args).await
+}
+
+/// The I/O-bound variant: `store` waits `ms` milliseconds; `concurrency` records at once.
+pub fn io_pipeline(ms: u64, concurrency: usize) -> PipelineBuilder {
+    Pipeline::builder()
+        .path(
+            "PROCESS",
+            [
+                Action::new().function(validate).function(enrich),
+                Action::new().function(move |args: Store| store_waiting(args, ms)),
+            ],
+        )
+        .concurrency(concurrency)
+}
+
 /// The benchmark pipeline.
 pub fn pipeline() -> PipelineBuilder {
     Pipeline::builder().path(

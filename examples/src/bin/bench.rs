@@ -1,5 +1,6 @@
 //! The dispatch benchmark: `bench EVENT_FILE` prints the response (stdout) and the time spent
-//! handling the event (stderr), like the floor program `bench/floor`.
+//! handling the event (stderr), like the floor program `bench/floor`. With `BENCH_IO_MS=20`
+//! (and `BENCH_CONCURRENCY=N`), `store` awaits 20 ms per record, N records at once.
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -18,7 +19,16 @@ async fn main() -> ExitCode {
     };
     // Logs as every lpipe binary has them (text at info unless the environment says otherwise).
     lpipe::init_logging();
-    let pipeline = match lpipe_examples::bench::pipeline().build() {
+    // BENCH_IO_MS=20 BENCH_CONCURRENCY=10: the I/O-bound variant (`store` awaits 20 ms).
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let builder = match (number("BENCH_IO_MS"), number("BENCH_CONCURRENCY")) {
+        (None, None) => lpipe_examples::bench::pipeline(),
+        (ms, concurrency) => lpipe_examples::bench::io_pipeline(
+            ms.unwrap_or(0),
+            concurrency.unwrap_or(1).max(1) as usize,
+        ),
+    };
+    let pipeline = match builder.build() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
