@@ -1556,3 +1556,25 @@ fn a_missing_sink_of_a_built_in_kind_says_how_to_get_its_plugin_registered() {
         "enable the lpipe feature 'kinesis', or, if lpipe_kinesis is a dependency of its own, add `use lpipe_kinesis as _;` to the program",
     );
 }
+
+/// `handle`'s future can be spawned (and so awaited in any `Send` context: an axum handler, a
+/// worker's batch task), records side by side included. A compile-time property: this test
+/// does not build when it is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handle_can_be_spawned() {
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(needs_foo)])
+        .registry(Registry::from_inventory())
+        .concurrency(4)
+        .build()
+        .unwrap();
+    let messages: Vec<_> = (0..8)
+        .map(|i| message("OK", json!({"foo": format!("f{i}")})))
+        .collect();
+    let event = raw_event(&messages);
+    let response = tokio::spawn(async move { pipeline.handle(&event, lambda_context(0)).await })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response["stats"]["successes"], 8, "{response}");
+}

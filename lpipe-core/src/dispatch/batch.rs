@@ -216,22 +216,38 @@ impl Pipeline {
                 .await;
             return collected;
         }
+        // Up to `concurrency` lanes at once. A loop over named async fns rather than stream
+        // combinators with closures: with those, rustc cannot prove the future `Send` for every
+        // lifetime of the records, and `handle` could not be spawned.
         use futures::StreamExt;
-        let mut done: Vec<Done> = futures::stream::iter(lanes(records, batch.ordering))
-            .map(|lane| async {
-                let mut done = Vec::with_capacity(lane.len());
-                self.run_lane(lane.into_iter(), batch, &mut done).await;
-                done
-            })
-            .buffer_unordered(concurrency)
-            .flat_map(futures::stream::iter)
-            .collect()
-            .await;
+        let mut waiting = lanes(records, batch.ordering).into_iter();
+        let mut running = futures::stream::FuturesUnordered::new();
+        for lane in waiting.by_ref().take(concurrency) {
+            running.push(self.run_lane_collected(lane, batch));
+        }
+        let mut done: Vec<Done> = Vec::new();
+        while let Some(lane_done) = running.next().await {
+            done.extend(lane_done);
+            if let Some(lane) = waiting.next() {
+                running.push(self.run_lane_collected(lane, batch));
+            }
+        }
         done.sort_unstable_by_key(|d| d.index);
         for d in done {
             collected.collect(d);
         }
         collected
+    }
+
+    /// Runs the records of one lane in order; returns what they produced.
+    async fn run_lane_collected(
+        &self,
+        lane: Vec<(usize, Record<'_>)>,
+        batch: &BatchRun<'_>,
+    ) -> Vec<Done> {
+        let mut done = Vec::with_capacity(lane.len());
+        self.run_lane(lane.into_iter(), batch, &mut done).await;
+        done
     }
 
     /// Runs the records of one lane in order.
