@@ -38,6 +38,33 @@ def function_lines(log):
     return [line for line in log.splitlines() if line.strip() and not OWN_LINE.match(line)]
 
 
+def start_watch(env, port, log, log_path):
+    """Starts `cargo lambda watch` on `port`, its output in `log`; returns once it listens."""
+    watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
+                              "--invoke-port", str(port)], cwd=EXAMPLES, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 600
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return watch
+        except OSError:
+            if watch.poll() is not None or time.time() > deadline:
+                log.flush()
+                stop_watch(watch, port)
+                sys.exit("cargo lambda watch did not start:\n" + open(log_path).read())
+            time.sleep(0.5)
+
+
+def stop_watch(watch, port):
+    """Stops `cargo lambda watch` and the function processes it started."""
+    watch.terminate()
+    try:
+        watch.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        watch.kill()
+    subprocess.run(["pkill", "-f", "--", f"--invoke-port {port}"], check=False)
+
+
 def main():
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     suffix = uuid.uuid4().hex[:8]
@@ -57,20 +84,8 @@ def main():
     env.pop("RUST_LOG", None)
     log_path = os.path.join(tempfile.mkdtemp(), "cargo-lambda-watch.log")
     log = open(log_path, "w")
-    watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
-                              "--invoke-port", str(port)], cwd=EXAMPLES, env=env, stdout=log, stderr=subprocess.STDOUT)
+    watch = start_watch(env, port, log, log_path)
     try:
-        deadline = time.time() + 600
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if watch.poll() is not None or time.time() > deadline:
-                    log.flush()
-                    sys.exit("cargo lambda watch did not start:\n" + open(log_path).read())
-                time.sleep(0.5)
-
         def invoke(function, event):
             path = os.path.join(tempfile.mkdtemp(), "event.json")
             with open(path, "w") as f:
@@ -165,12 +180,7 @@ def main():
         rc, body, text = invoke("conformance", failing)
         check(rc != 0 and "FailCatastrophically" in text, f"a catastrophic failure fails the invocation: {text}")
     finally:
-        watch.terminate()
-        try:
-            watch.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            watch.kill()
-        subprocess.run(["pkill", "-f", "--", f"--invoke-port {port}"], check=False)
+        stop_watch(watch, port)
     text_logs(dict(env, AWS_LAMBDA_LOG_FORMAT="Text", AWS_LAMBDA_LOG_LEVEL="INFO"))
     print("end to end under cargo lambda: all checks passed", file=sys.stderr)
 
@@ -182,19 +192,8 @@ def text_logs(env):
     port = free_port()
     log_path = os.path.join(tempfile.mkdtemp(), "cargo-lambda-watch-text.log")
     with open(log_path, "w") as log:
-        watch = subprocess.Popen(["cargo", "lambda", "watch", "--ignore-changes", "--invoke-address", "127.0.0.1",
-                                  "--invoke-port", str(port)], cwd=EXAMPLES, env=env, stdout=log,
-                                 stderr=subprocess.STDOUT)
+        watch = start_watch(env, port, log, log_path)
         try:
-            deadline = time.time() + 600
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if watch.poll() is not None or time.time() > deadline:
-                        sys.exit("cargo lambda watch did not start:\n" + open(log_path).read())
-                    time.sleep(0.5)
             out = subprocess.run(["cargo", "lambda", "invoke", "graph", "--invoke-address", "127.0.0.1",
                                   "--invoke-port", str(port), "--data-file", os.path.join(EXAMPLES, "events", "graph.json"),
                                   "--output-format", "json"], cwd=EXAMPLES, env=env, capture_output=True, text=True,
@@ -202,12 +201,7 @@ def text_logs(env):
             check(out.returncode == 0 and '"batchItemFailures"' in out.stdout, f"graph answered\n{out.stdout}{out.stderr}")
             time.sleep(0.5)
         finally:
-            watch.terminate()
-            try:
-                watch.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                watch.kill()
-            subprocess.run(["pkill", "-f", "--", f"--invoke-port {port}"], check=False)
+            stop_watch(watch, port)
     lines = function_lines(open(log_path).read())
     logs = [line for line in lines if not line.startswith('{"')]
     metrics = [line for line in lines if line.startswith('{"')]

@@ -184,7 +184,7 @@ pub(crate) struct InvocationMetrics {
 struct Measured {
     /// Per function (few), in the order first called.
     function_ms: Vec<(&'static str, Vec<f64>)>,
-    /// The functions' own, by name: unit, values, and whether values add up (counts).
+    /// The functions' own, by name: unit and values (a count keeps one value, its sum).
     user: BTreeMap<String, (Unit, Vec<f64>)>,
 }
 
@@ -323,8 +323,12 @@ impl Metrics {
             Unit::Milliseconds,
             vec![summary.batch_ms],
         ));
-        if let Some(m) = &measured {
-            totals.extend(m.user.iter().map(|(n, (u, v))| (n.clone(), *u, v.clone())));
+        if let Some(m) = &mut measured {
+            totals.extend(
+                std::mem::take(&mut m.user)
+                    .into_iter()
+                    .map(|(n, (u, v))| (n, u, v)),
+            );
         }
         self.emit(&[], totals, timestamp_ms, &mut out);
         for (path, c) in &summary.by_path {
@@ -332,11 +336,12 @@ impl Metrics {
         }
         if let Some(m) = &mut measured {
             m.function_ms.sort_unstable_by_key(|(n, _)| *n);
-            for (function, ms) in &m.function_ms {
+            for (function, ms) in &mut m.function_ms {
+                // The measurements were taken out of the invocation: move, not copy.
                 let metric = (
                     "FunctionDuration".to_owned(),
                     Unit::Milliseconds,
-                    ms.clone(),
+                    std::mem::take(ms),
                 );
                 self.emit(
                     &[("function", function)],

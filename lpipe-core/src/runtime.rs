@@ -283,16 +283,28 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
 /// Says why a local run stops, on stderr: as text, or as a JSON log line with JSON logs.
 fn say_error(message: &str) {
     if crate::logging::format_from_env() == crate::logging::LogFormat::Json {
-        let line = serde_json::json!({
-            "timestamp": crate::logging::rfc3339_now(),
-            "level": "ERROR",
-            "target": "lpipe::local",
-            "message": message,
-        });
-        eprintln!("{line}");
+        eprintln!("{}", local_json_line("ERROR", message, []));
     } else {
         eprintln!("{message}");
     }
+}
+
+/// A line the local mode writes itself, shaped like the JSON log lines around it.
+fn local_json_line(
+    level: &str,
+    message: &str,
+    fields: impl IntoIterator<Item = (&'static str, serde_json::Value)>,
+) -> serde_json::Value {
+    let mut line = serde_json::json!({
+        "timestamp": crate::logging::rfc3339_now(),
+        "level": level,
+        "target": "lpipe::local",
+        "message": message,
+    });
+    for (name, value) in fields {
+        line[name] = value;
+    }
+    line
 }
 
 /// Prints the messages recorded rather than sent, to stderr: readable text, or with JSON logs
@@ -315,15 +327,15 @@ fn print_recorded(pipeline: &crate::Pipeline, recorder: &MemorySink, sent_others
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
                 .collect();
-            let line = serde_json::json!({
-                "timestamp": crate::logging::rfc3339_now(),
-                "level": "INFO",
-                "target": "lpipe::local",
-                "message": format!("outbound message ({why})"),
-                "queue": m.queue.to_string(),
-                "routing": routing,
-                "body": m.body,
-            });
+            let line = local_json_line(
+                "INFO",
+                &format!("outbound message ({why})"),
+                [
+                    ("queue", m.queue.to_string().into()),
+                    ("routing", routing.into()),
+                    ("body", m.body.as_str().into()),
+                ],
+            );
             let _ = writeln!(err, "{line}");
         }
         return;
