@@ -5,7 +5,8 @@ Python lpipe 4.2.0 and Powertools' BatchProcessor). Prints one Markdown table of
 time, peak RSS) and ratios to the floor, measured in this one run, interleaved.
 
 usage: scripts/bench.py [--records 1,10000,100000] [--kinds sqs,kinesis] [--runs 21]
-                        [--python PYTHON_WITH_LPIPE_AND_POWERTOOLS] [--observability] [--io]
+                        [--python PYTHON_WITH_LPIPE_AND_POWERTOOLS] [--observability]
+                        [--idempotency] [--io]
 
 --io prints, after the table, the I/O-bound case: 100 SQS records whose `store` awaits 20 ms,
 at concurrency 1 and 10 (ideal: 2 s and 0.2 s; one record in a hundred is dropped before
@@ -14,6 +15,9 @@ at concurrency 1 and 10 (ideal: 2 s and 0.2 s; one record in a hundred is droppe
 --observability adds a row for the `bench` example with JSON logs (AWS_LAMBDA_LOG_FORMAT=JSON,
 at the default level) and EMF metrics (LPIPE_METRICS_NAMESPACE) on, beside the row with both
 off (text logs at the default level, no metrics).
+
+--idempotency adds a row for the `bench` example with every record idempotent by `user_id`,
+its keys in the in-memory store (BENCH_IDEMPOTENT=1).
 
 A record count of 1 is the cold start: the whole process for a one-record event. The Python
 anchors need `pip install lpipe==4.2.0 python-decouple structlog sentry_sdk boto3
@@ -34,12 +38,15 @@ BENCH = os.path.join(ROOT, "bench")
 # The environment of a row, by its program's name (the others run in ours, less these).
 OBSERVABILITY = {"AWS_LAMBDA_LOG_FORMAT": "JSON", "LPIPE_METRICS_NAMESPACE": "bench"}
 OBSERVED = "lpipe, `bench` example, JSON logs + metrics"
+IDEMPOTENCY = {"BENCH_IDEMPOTENT": "1"}
+IDEMPOTENT = "lpipe, `bench` example, idempotent (memory store)"
 
 
 def run(cmd, extra_env=None):
     """Runs cmd once; returns (wall seconds, peak RSS in MiB)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in OBSERVABILITY and k not in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG")}
+           if k not in OBSERVABILITY and k not in IDEMPOTENCY
+           and k not in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG")}
     env.update(extra_env or {})
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -58,6 +65,8 @@ def main():
     p.add_argument("--python", help="a Python with lpipe 4.2.0 and Powertools installed")
     p.add_argument("--observability", action="store_true",
                    help="add a row with JSON logs and EMF metrics on")
+    p.add_argument("--idempotency", action="store_true",
+                   help="add a row with every record idempotent (in-memory store)")
     p.add_argument("--io", action="store_true",
                    help="also the I/O-bound case: 100 records awaiting 20 ms, concurrency 1 and 10")
     a = p.parse_args()
@@ -81,12 +90,14 @@ def main():
             }
             if a.observability:
                 fast[OBSERVED] = [os.path.join(release, "bench"), event]
+            if a.idempotency:
+                fast[IDEMPOTENT] = [os.path.join(release, "bench"), event]
             slow = {}
             if a.python:
                 slow["Powertools (Python)"] = [a.python, os.path.join(BENCH, "anchors", "powertools.py"), event, kind]
                 slow["Python lpipe 4.2.0"] = [a.python, os.path.join(BENCH, "anchors", "python_lpipe.py"), event, kind]
             results = {name: [] for name in list(fast) + list(slow)}
-            env_of = {OBSERVED: OBSERVABILITY}
+            env_of = {OBSERVED: OBSERVABILITY, IDEMPOTENT: IDEMPOTENCY}
             for name, cmd in fast.items():
                 run(cmd, env_of.get(name))  # warm-up
             for i in range(a.runs):

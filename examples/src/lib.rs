@@ -5,6 +5,8 @@
 //! - [`bench`](mod@bench): the dispatch benchmark's workload (see `bench/` at the repository's root).
 //! - [`graph`]: a directed graph across two Lambdas joined by SQS.
 //! - [`orders`]: SQS in, Kinesis and SQS FIFO out, and the stream's consumer.
+//! - [`place_order`]: each order placed once (idempotent by `order_id`, keys in DynamoDB or
+//!   in memory), from SQS or a DynamoDB stream.
 //! - [`webhook`]: a sink of the user's own (an HTTP webhook).
 //!
 //! Each binary runs under Lambda when `AWS_LAMBDA_RUNTIME_API` is set and otherwise locally
@@ -14,4 +16,5 @@ pub mod bench;
 pub mod conformance;
 pub mod graph;
 pub mod orders;
+pub mod place_order;
 pub mod webhook;

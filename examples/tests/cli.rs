@@ -81,8 +81,11 @@ fn an_unknown_option_prints_the_usage() {
 #[test]
 fn local_mode_shows_how_each_message_would_be_routed() {
     let out = run(
-        env!("CARGO_BIN_EXE_orders"),
-        &[concat!(env!("CARGO_MANIFEST_DIR"), "/events/orders.json")],
+        env!("CARGO_BIN_EXE_orders-intake"),
+        &[concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/events/orders-intake.json"
+        )],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -59,17 +59,18 @@ fn event(n: usize) -> String {
     serde_json::to_string(&records).unwrap()
 }
 
+fn builder() -> lpipe_core::PipelineBuilder {
+    Pipeline::builder().path(
+        "PROCESS",
+        [
+            Action::new().function(validate).function(enrich),
+            Action::new().function(store),
+        ],
+    )
+}
+
 fn dispatch(c: &mut Criterion) {
-    let pipeline = Pipeline::builder()
-        .path(
-            "PROCESS",
-            [
-                Action::new().function(validate).function(enrich),
-                Action::new().function(store),
-            ],
-        )
-        .build()
-        .unwrap();
+    let pipeline = builder().build().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -82,6 +83,25 @@ fn dispatch(c: &mut Criterion) {
                 rt.block_on(pipeline.handle(ev, Default::default()))
                     .unwrap()
             });
+        });
+        // Every record idempotent by user_id, keys in a fresh in-memory store each time (a
+        // store that has seen the batch would run none of it).
+        group.bench_with_input(BenchmarkId::new("raw_idempotent", n), &ev, |b, ev| {
+            b.iter_batched(
+                || {
+                    let store = lpipe_core::MemoryIdempotencyStore::new();
+                    builder()
+                        .idempotent(lpipe_core::Idempotency::new(store).key_from(["user_id"]))
+                        .build()
+                        .unwrap()
+                },
+                // The pipeline (and its store) is dropped outside the measurement.
+                |p| {
+                    rt.block_on(p.handle(ev, Default::default())).unwrap();
+                    p
+                },
+                criterion::BatchSize::LargeInput,
+            );
         });
     }
     group.finish();

@@ -115,6 +115,15 @@ impl RecordInfo {
             _ => None,
         }
     }
+
+    /// The DynamoDB stream record's event name, keys and old image, if it came from a
+    /// DynamoDB stream.
+    pub fn dynamodb(&self) -> Option<&crate::source::DynamoDbMeta> {
+        match &self.meta {
+            crate::source::RecordMeta::DynamoDb(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl Context {

@@ -160,6 +160,12 @@ pub enum ErrorKind {
     /// The record was not run: the invocation's deadline was too close, or an earlier record
     /// it is ordered after failed. Failed (kept).
     NotRun,
+    /// The record's idempotency key is held by another run in progress (see
+    /// [`Idempotency`](crate::Idempotency)): it is not run now. Failed (kept).
+    InProgress,
+    /// The idempotency store could not be asked or written (unreachable, throttling): the
+    /// record is not run unguarded. Failed (kept).
+    IdempotencyStore,
 }
 
 impl ErrorKind {
@@ -175,7 +181,9 @@ impl ErrorKind {
             | ErrorKind::Retryable
             | ErrorKind::DepthExceeded
             | ErrorKind::Undeliverable
-            | ErrorKind::NotRun => Outcome::Failed,
+            | ErrorKind::NotRun
+            | ErrorKind::InProgress
+            | ErrorKind::IdempotencyStore => Outcome::Failed,
         }
     }
 
@@ -192,6 +200,8 @@ impl ErrorKind {
             ErrorKind::DepthExceeded => "DepthExceeded",
             ErrorKind::Undeliverable => "Undeliverable",
             ErrorKind::NotRun => "NotRun",
+            ErrorKind::InProgress => "InProgress",
+            ErrorKind::IdempotencyStore => "IdempotencyStoreError",
         }
     }
 
@@ -500,6 +510,13 @@ pub enum InvalidConfigurationError {
         /// The path.
         path: PathName,
     },
+    /// `idempotent_in` names a path that is not declared.
+    UnknownIdempotentPath {
+        /// The path.
+        path: PathName,
+    },
+    /// An idempotency key made of no fields (`key_from([])`).
+    EmptyIdempotencyKey,
     /// The metrics' namespace or service is not a valid CloudWatch name.
     InvalidMetrics {
         /// Why.
@@ -564,6 +581,12 @@ impl fmt::Display for InvalidConfigurationError {
             E::UnknownErrorPolicyPath { path } => {
                 write!(f, "on_error_in names path {path}, which is not declared")
             }
+            E::UnknownIdempotentPath { path } => {
+                write!(f, "idempotent_in names path {path}, which is not declared")
+            }
+            E::EmptyIdempotencyKey => f.write_str(
+                "an idempotency key made of no fields (key_from with an empty list): every record would share one key",
+            ),
             E::UnknownSource { name, registered } => write!(
                 f,
                 "event source '{name}' is not registered (registered: {})",

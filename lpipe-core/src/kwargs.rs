@@ -98,6 +98,14 @@ impl Kwargs {
             .as_deref()
     }
 
+    /// Each entry's key and raw value text, from the index; `None` when a key has escapes.
+    pub(crate) fn raw_entries(&self) -> Option<impl Iterator<Item = (&str, &str)> + '_> {
+        let text = self.as_str();
+        let slice = |(at, len): (u32, u32)| &text[at as usize..(at + len) as usize];
+        self.index()
+            .map(move |entries| entries.iter().map(move |e| (slice(e.key), slice(e.value))))
+    }
+
     /// `{}`.
     pub fn empty() -> Self {
         Kwargs::new(RawValue::from_string("{}".to_owned()).expect("valid JSON"))

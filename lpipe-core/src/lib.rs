@@ -6,6 +6,7 @@ mod context;
 mod dispatch;
 mod error;
 mod function;
+pub mod idempotency;
 mod kwargs;
 mod kwargs_de;
 mod log_scope;
@@ -33,6 +34,7 @@ pub use error::{
     InvocationError, OnError, Outcome, Place, QueueProblem, RecordError,
 };
 pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned, State};
+pub use idempotency::{Idempotency, IdempotencyStore, MemoryIdempotencyStore};
 pub use kwargs::{Kwargs, KwargsError};
 pub use logging::{init_logging, LogFormat, LogSettings};
 pub use metrics::{Metrics, Unit};
@@ -48,8 +50,8 @@ pub use sink::{
 };
 pub use source::trace_id;
 pub use source::{
-    BatchResult, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, KinesisMeta, Ordering,
-    RawSource, Record, RecordMeta, RecordResult, SqsMeta, Stats,
+    BatchResult, DynamoDbMeta, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, KinesisMeta,
+    Ordering, RawSource, Record, RecordMeta, RecordResult, SqsMeta, Stats,
 };
 
 /// Re-exported for implementing [`EventSource`], [`Sink`] and [`Reporter`].

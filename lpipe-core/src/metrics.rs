@@ -6,7 +6,7 @@
 //!
 //! | dimensions | metrics (unit) |
 //! | --- | --- |
-//! | `service` | `RecordsReceived`, `RecordsSucceeded`, `RecordsDropped`, `RecordsFailed`, `RecordsNotStarted`, `RecordsDeadLettered` (Count); `BatchDuration` (Milliseconds); the functions' own metrics |
+//! | `service` | `RecordsReceived`, `RecordsSucceeded`, `RecordsDropped`, `RecordsFailed`, `RecordsNotStarted`, `RecordsDeadLettered`, `RecordsDuplicate` (idempotent records not run again; only when there are some) (Count); `BatchDuration` (Milliseconds); the functions' own metrics |
 //! | `service`, `path` | the five `Records…` counts of the records that entered by that path |
 //! | `service`, `function` | `FunctionDuration` (Milliseconds, one value per call) |
 //! | `service`, `queue_kind` | `MessagesSent`, `MessagesRetried`, `MessagesUndeliverable` (Count) |
@@ -281,6 +281,8 @@ pub(crate) struct InvocationSummary {
     pub(crate) total: RecordCounts,
     pub(crate) by_path: BTreeMap<String, RecordCounts>,
     pub(crate) dead_lettered: usize,
+    /// Records not run because their idempotency key was completed.
+    pub(crate) duplicates: usize,
     pub(crate) batch_ms: f64,
     pub(crate) messages: BTreeMap<String, crate::outbox::MessageCounts>,
 }
@@ -318,6 +320,13 @@ impl Metrics {
             Unit::Count,
             vec![summary.dead_lettered as f64],
         ));
+        if summary.duplicates > 0 {
+            totals.push((
+                "RecordsDuplicate".into(),
+                Unit::Count,
+                vec![summary.duplicates as f64],
+            ));
+        }
         totals.push((
             "BatchDuration".into(),
             Unit::Milliseconds,
@@ -556,6 +565,7 @@ mod tests {
             )]
             .into(),
             dead_lettered: 1,
+            duplicates: 1,
             batch_ms: 12.5,
             messages: [(
                 "sqs".to_owned(),
@@ -593,6 +603,7 @@ mod tests {
         assert_eq!(total["RecordsReceived"], 4);
         assert_eq!(total["RecordsFailed"], 1);
         assert_eq!(total["RecordsDeadLettered"], 1);
+        assert_eq!(total["RecordsDuplicate"], 1);
         assert_eq!(total["BatchDuration"], 12.5);
         assert_eq!(total["MailsSent"], 3);
         assert_eq!(total["MailLatency"], json!([7, 9]));

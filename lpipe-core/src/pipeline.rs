@@ -10,6 +10,7 @@ use crate::action::Action;
 use crate::context::StateMap;
 use crate::error::{InvalidConfigurationError, OnError, Place, QueueProblem};
 use crate::function::IntoFunction;
+use crate::idempotency::Idempotency;
 use crate::path::{IntoPathName, PathName};
 use crate::queue::{Queue, QueueKind};
 use crate::registry::Registry;
@@ -82,8 +83,44 @@ pub(crate) struct Inner {
     pub(crate) concurrency: usize,
     pub(crate) errors: ErrorPolicy,
     pub(crate) metrics: Option<Metrics>,
+    /// Idempotency of the records entering by a path, then of all records.
+    pub(crate) idempotency: IdempotencyPolicy,
     /// Run by the local mode: metrics go to stderr, not stdout.
     pub(crate) local: bool,
+}
+
+/// Which records are idempotent, and how (see [`crate::idempotency`]).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct IdempotencyPolicy {
+    /// Every setting, by the index records' claims name it with.
+    all: Vec<Idempotency>,
+    pipeline: Option<usize>,
+    by_path: HashMap<PathName, usize>,
+}
+
+impl IdempotencyPolicy {
+    /// The idempotency of records entering by this path, if any, and its index.
+    pub(crate) fn of(&self, path: &PathName) -> Option<(usize, &Idempotency)> {
+        let i = self.by_path.get(path).copied().or(self.pipeline)?;
+        Some((i, &self.all[i]))
+    }
+
+    /// The setting at this index.
+    pub(crate) fn get(&self, i: usize) -> &Idempotency {
+        &self.all[i]
+    }
+
+    /// Tells every store that a batch of this many records is about to claim keys.
+    pub(crate) fn reserve(&self, records: usize) {
+        for i in &self.all {
+            i.store.reserve(records);
+        }
+    }
+
+    fn add(&mut self, idempotency: Idempotency) -> usize {
+        self.all.push(idempotency);
+        self.all.len() - 1
+    }
 }
 
 /// What ordinary errors do to their records (see [`OnError`]).
@@ -137,6 +174,7 @@ pub struct PipelineBuilder {
     concurrency: usize,
     errors: ErrorPolicy,
     metrics: Option<Metrics>,
+    idempotency: IdempotencyPolicy,
     local: bool,
 }
 
@@ -160,6 +198,7 @@ impl Default for PipelineBuilder {
             concurrency: 1,
             errors: ErrorPolicy::default(),
             metrics: None,
+            idempotency: IdempotencyPolicy::default(),
             local: false,
         }
     }
@@ -498,6 +537,23 @@ impl PipelineBuilder {
         self
     }
 
+    /// Makes every record idempotent: its effects happen once, however often it is delivered
+    /// (see [`crate::idempotency`] for what each state of its key does). Paths may say
+    /// otherwise with [`idempotent_in`](Self::idempotent_in).
+    pub fn idempotent(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency.pipeline = Some(self.idempotency.add(idempotency));
+        self
+    }
+
+    /// Makes the records that enter by this path idempotent (overrides
+    /// [`idempotent`](Self::idempotent) for them); the path must be declared. A path run by
+    /// another is part of its record's run, not keyed again.
+    pub fn idempotent_in(mut self, path: impl IntoPathName, idempotency: Idempotency) -> Self {
+        let i = self.idempotency.add(idempotency);
+        self.idempotency.by_path.insert(path.into_path_name(), i);
+        self
+    }
+
     /// Validates the graph and builds the pipeline.
     ///
     /// # Errors
@@ -506,7 +562,8 @@ impl PipelineBuilder {
     /// path with no actions; an action with nothing to do; an action or the default path
     /// naming an unknown path; paths that run each other in a cycle; a queue whose kind has
     /// no sink, or that its sink rejects; a dead-letter queue with a path or without a sink; a
-    /// concurrency of 0; an unknown event source name.
+    /// concurrency of 0; an unknown event source name; `on_error_in` or `idempotent_in`
+    /// naming an unknown path; an idempotency key of no fields.
     pub fn build(self) -> Result<Pipeline, InvalidConfigurationError> {
         use InvalidConfigurationError as E;
         if self.paths.is_empty() {
@@ -634,6 +691,21 @@ impl PipelineBuilder {
                 path: unknown.clone(),
             });
         }
+        if let Some(unknown) = self
+            .idempotency
+            .by_path
+            .keys()
+            .find(|p| !paths.contains_key(*p))
+        {
+            return Err(E::UnknownIdempotentPath {
+                path: unknown.clone(),
+            });
+        }
+        for i in &self.idempotency.all {
+            if i.key_fields().is_some_and(<[String]>::is_empty) {
+                return Err(E::EmptyIdempotencyKey);
+            }
+        }
         let source = match self.source {
             Some(name) => match registry.source(&name) {
                 Some(s) => Some(s),
@@ -664,6 +736,7 @@ impl PipelineBuilder {
                 concurrency: self.concurrency,
                 errors: self.errors,
                 metrics,
+                idempotency: self.idempotency,
                 local: self.local,
             }),
         })

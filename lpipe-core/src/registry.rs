@@ -37,8 +37,8 @@ pub struct SinkRegistration {
 }
 
 /// The built-in plugins: the lpipe feature, the crate, what it registers.
-const BUILT_IN_PLUGINS: [(&str, &str, &str, &str); 3] = [
-    // (feature, crate, event source, sink kind)
+const BUILT_IN_PLUGINS: [(&str, &str, &str, &str); 4] = [
+    // (feature, crate, event source, sink kind; "" for none)
     ("sqs", "lpipe_sqs", "sqs", "sqs"),
     ("kinesis", "lpipe_kinesis", "kinesis", "kinesis"),
     (
@@ -47,6 +47,7 @@ const BUILT_IN_PLUGINS: [(&str, &str, &str, &str); 3] = [
         "cloudwatch",
         "eventbridge",
     ),
+    ("dynamodb", "lpipe_dynamodb", "dynamodb", ""),
 ];
 
 /// How to get a built-in plugin registered, for errors: a crate that nothing in the program
@@ -62,7 +63,7 @@ fn plugin_hint(feature: &str, krate: &str) -> String {
 pub(crate) fn sink_plugin_hint(kind: &str) -> Option<String> {
     BUILT_IN_PLUGINS
         .iter()
-        .find(|(_, _, _, sink)| *sink == kind)
+        .find(|(_, _, _, sink)| !sink.is_empty() && *sink == kind)
         .map(|(feature, krate, _, _)| plugin_hint(feature, krate))
 }
 
@@ -72,6 +73,7 @@ pub(crate) fn source_plugin_hint(probe: &EventProbe, registered: &[&str]) -> Opt
     let source = match probe.first_event_source.as_deref() {
         Some("aws:sqs") => "sqs",
         Some("aws:kinesis") => "kinesis",
+        Some("aws:dynamodb") => "dynamodb",
         _ if probe.has_detail && probe.source.is_some() => "cloudwatch",
         _ => return None,
     };

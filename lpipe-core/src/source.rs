@@ -44,6 +44,8 @@ pub enum RecordMeta {
     Kinesis(KinesisMeta),
     /// An EventBridge event's.
     EventBridge(EventBridgeMeta),
+    /// A DynamoDB stream record's.
+    DynamoDb(DynamoDbMeta),
 }
 
 /// An SQS message's attributes (the FIFO `MessageGroupId` is the record's ordering key).
@@ -132,6 +134,54 @@ impl EventBridgeMeta {
             detail_type,
             time,
         }
+    }
+}
+
+/// A DynamoDB stream record's metadata (its `SequenceNumber` is the record's id). Keys and
+/// images are plain JSON (DynamoDB's attribute values turned into JSON, numbers with their
+/// exact digits), read like kwargs: `meta.keys.deserialize::<OrderKey>()`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct DynamoDbMeta {
+    /// `eventName`: `INSERT`, `MODIFY` or `REMOVE`.
+    pub event_name: String,
+    /// The item's key attributes (`dynamodb.Keys`).
+    pub keys: crate::Kwargs,
+    /// The item before the change (`dynamodb.OldImage`), when the stream carries it.
+    pub old_image: Option<crate::Kwargs>,
+    /// `dynamodb.ApproximateCreationDateTime`, in Unix seconds.
+    pub creation_time: Option<f64>,
+    /// `eventSourceARN`: the table's stream.
+    pub event_source_arn: Option<String>,
+}
+
+impl DynamoDbMeta {
+    /// Its metadata from these values.
+    pub fn new(event_name: impl Into<String>, keys: crate::Kwargs) -> Self {
+        DynamoDbMeta {
+            event_name: event_name.into(),
+            keys,
+            old_image: None,
+            creation_time: None,
+            event_source_arn: None,
+        }
+    }
+
+    /// With the item's old image.
+    pub fn with_old_image(mut self, old_image: Option<crate::Kwargs>) -> Self {
+        self.old_image = old_image;
+        self
+    }
+
+    /// With its creation time (Unix seconds) and stream ARN.
+    pub fn with_origin(
+        mut self,
+        creation_time: Option<f64>,
+        event_source_arn: Option<String>,
+    ) -> Self {
+        self.creation_time = creation_time;
+        self.event_source_arn = event_source_arn;
+        self
     }
 }
 
@@ -229,6 +279,14 @@ pub struct Stats {
     pub dropped: usize,
     /// Records failed (kept for retry).
     pub failed: usize,
+    /// Of the successes, records not run because their idempotency key was completed (see
+    /// [`Idempotency`](crate::Idempotency)); left out of the JSON when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicates: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The outcome of a batch, handed to [`EventSource::respond`].

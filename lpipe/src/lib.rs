@@ -19,6 +19,12 @@ pub use lpipe_kinesis as kinesis;
 #[doc(inline)]
 pub use lpipe_cloudwatch as cloudwatch;
 
+/// Amazon DynamoDB: the idempotency store and the DynamoDB Streams event source (feature
+/// `dynamodb`).
+#[cfg(feature = "dynamodb")]
+#[doc(inline)]
+pub use lpipe_dynamodb as dynamodb;
+
 /// Sentry: a reporter for dropped and failed records (feature `sentry`).
 #[cfg(feature = "sentry")]
 #[doc(inline)]
@@ -36,6 +42,8 @@ fn link_plugins() {
     std::hint::black_box(lpipe_kinesis::link());
     #[cfg(feature = "cloudwatch")]
     std::hint::black_box(lpipe_cloudwatch::link());
+    #[cfg(feature = "dynamodb")]
+    std::hint::black_box(lpipe_dynamodb::link());
 }
 
 /// The event sources and sink kinds registered by the enabled features.

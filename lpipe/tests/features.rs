@@ -18,6 +18,9 @@ fn the_registry_matches_the_enabled_features() {
         sources.push("cloudwatch");
         sinks.push("eventbridge".into());
     }
+    if cfg!(feature = "dynamodb") {
+        sources.push("dynamodb");
+    }
     sinks.sort_unstable();
     #[cfg(feature = "sentry")]
     {

@@ -1,6 +1,7 @@
 //! The dispatch benchmark: `bench EVENT_FILE` prints the response (stdout) and the time spent
 //! handling the event (stderr), like the floor program `bench/floor`. With `BENCH_IO_MS=20`
-//! (and `BENCH_CONCURRENCY=N`), `store` awaits 20 ms per record, N records at once.
+//! (and `BENCH_CONCURRENCY=N`), `store` awaits 20 ms per record, N records at once. With
+//! `BENCH_IDEMPOTENT=1`, records are idempotent by `user_id`, their keys kept in memory.
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -27,6 +28,14 @@ async fn main() -> ExitCode {
             ms.unwrap_or(0),
             concurrency.unwrap_or(1).max(1) as usize,
         ),
+    };
+    // BENCH_IDEMPOTENT=1: each record idempotent by user_id, keys in memory.
+    let builder = if std::env::var("BENCH_IDEMPOTENT").is_ok_and(|v| v == "1") {
+        builder.idempotent(
+            lpipe::Idempotency::new(lpipe::MemoryIdempotencyStore::new()).key_from(["user_id"]),
+        )
+    } else {
+        builder
     };
     let pipeline = match builder.build() {
         Ok(p) => p,

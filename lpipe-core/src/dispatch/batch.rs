@@ -11,6 +11,7 @@ use super::graph::{outbound_id, Exec, Produced};
 use super::outcome::dead_letter_body;
 use crate::context::{Invocation, RecordInfo};
 use crate::error::{ErrorKind, Outcome, RecordError};
+use crate::idempotency::Claimed;
 use crate::kwargs::Kwargs;
 use crate::outbox::Staged;
 use crate::path::PathName;
@@ -72,7 +73,7 @@ impl<'b> BatchRun<'b> {
 
 /// Deadlines before this (2001-09-09 in Unix milliseconds) are not timestamps: local
 /// emulators send the timeout itself (`cargo lambda watch` sends 600000). Those are ignored.
-const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
+pub(super) const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
 
 fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
     if ctx.deadline < PLAUSIBLE_DEADLINE_MS {
@@ -96,6 +97,10 @@ pub(super) struct Done {
     path: Option<PathName>,
     /// A dead letter of it was staged.
     dead_lettered: bool,
+    /// The idempotency key it holds.
+    claim: Option<Claimed>,
+    /// It was a duplicate, not run.
+    duplicate: bool,
 }
 
 /// Where the records of a lane go once run.
@@ -113,6 +118,10 @@ pub(super) struct Collected {
     pub(super) dead_lettered: Vec<usize>,
     /// For metrics: what the outbox did, per queue kind.
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
+    /// The idempotency keys held, by record index: completed or released once settled.
+    pub(super) claims: Vec<(usize, Claimed)>,
+    /// Records not run because their key was completed.
+    pub(super) duplicates: usize,
 }
 
 impl Collect for Collected {
@@ -125,6 +134,10 @@ impl Collect for Collected {
         self.kwargs_of.push(done.kwargs);
         self.staged.extend(done.staged);
         self.paths.push(done.path);
+        if let Some(claim) = done.claim {
+            self.claims.push((done.index, claim));
+        }
+        self.duplicates += usize::from(done.duplicate);
     }
 }
 
@@ -178,6 +191,8 @@ struct Ran {
     staged: Vec<Staged>,
     path: Option<PathName>,
     dead_lettered: bool,
+    claim: Option<Claimed>,
+    duplicate: bool,
 }
 
 impl Ran {
@@ -190,6 +205,8 @@ impl Ran {
             staged: Vec::new(),
             path: None,
             dead_lettered: false,
+            claim: None,
+            duplicate: false,
         }
     }
 }
@@ -209,6 +226,8 @@ impl Pipeline {
             paths: Vec::with_capacity(records.len()),
             dead_lettered: Vec::new(),
             message_counts: Default::default(),
+            claims: Vec::new(),
+            duplicates: 0,
         };
         let concurrency = self.inner.concurrency;
         if concurrency <= 1 || records.len() <= 1 {
@@ -297,6 +316,8 @@ impl Pipeline {
             staged: ran.staged,
             path: ran.path,
             dead_lettered: ran.dead_lettered,
+            claim: ran.claim,
+            duplicate: ran.duplicate,
         });
     }
 
@@ -357,6 +378,8 @@ impl Pipeline {
             outbox: &mut outbox,
             trace_header,
             entry_path: None,
+            claim: None,
+            duplicate: false,
         };
         let scope = crate::log_scope::Scope {
             invocation: batch.invocation.clone(),
@@ -373,6 +396,7 @@ impl Pipeline {
         };
         let trace_header = exec.trace_header;
         let path = exec.entry_path;
+        let (claim, duplicate) = (exec.claim, exec.duplicate);
         // Take the id and key back from the record's context (copies if a function kept it).
         let (id, key) = match Arc::try_unwrap(exec.record) {
             Ok(info) => (info.id, info.ordering_key),
@@ -416,6 +440,8 @@ impl Pipeline {
             staged,
             path,
             dead_lettered,
+            claim,
+            duplicate,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::action::Action;
 use crate::context::{Context, Invocation, RecordInfo};
 use crate::error::{ErrorKind, RecordError};
 use crate::function::{ParamError, Returned};
+use crate::idempotency::{Begun, Claimed};
 use crate::kwargs::Kwargs;
 use crate::path::PathName;
 use crate::pipeline::Pipeline;
@@ -33,6 +34,10 @@ pub(super) struct Exec<'r> {
     pub(super) trace_header: Option<Arc<str>>,
     /// The path the record entered by, once its message is read.
     pub(super) entry_path: Option<PathName>,
+    /// The idempotency key its run holds, if its path is idempotent.
+    pub(super) claim: Option<Claimed>,
+    /// Its key was completed: it did not run again.
+    pub(super) duplicate: bool,
 }
 
 impl Exec<'_> {
@@ -111,8 +116,61 @@ impl Pipeline {
             exec.entry_path = Some(path.clone());
         }
         tracing::debug!(kwargs = %kwargs, "record received");
+        if let Some(done) = self.claim_key(&path, &kwargs, exec).await {
+            return (done, Some(kwargs));
+        }
         let result = self.run_path_unboxed(&path, &kwargs, 0, exec).await;
         (result, Some(kwargs))
+    }
+
+    /// When the record's path is idempotent, claims its key: `None` when the record is to run
+    /// (holding the key), else what it comes to without running (see [`crate::idempotency`]).
+    async fn claim_key(
+        &self,
+        path: &PathName,
+        kwargs: &Kwargs,
+        exec: &mut Exec<'_>,
+    ) -> Option<Result<Produced, RecordError>> {
+        let (policy, idempotency) = self.inner.idempotency.of(path)?;
+        let lambda = &exec.invocation.lambda;
+        let key = match idempotency.key(&lambda.env_config.function_name, path, kwargs) {
+            Ok(key) => key,
+            Err(why) => return Some(Err(RecordError::invalid_payload(why).at_path(path))),
+        };
+        let deadline =
+            (lambda.deadline >= super::batch::PLAUSIBLE_DEADLINE_MS).then_some(lambda.deadline);
+        let claim = idempotency.claim(key, deadline);
+        match idempotency.store.begin(&claim).await {
+            Ok(Begun::Started) => {
+                exec.claim = Some(Claimed {
+                    key: claim.key,
+                    policy,
+                });
+                None
+            }
+            Ok(Begun::Completed(output)) => {
+                tracing::info!(key = %claim.key, "record already handled (its idempotency key is completed): not run again");
+                exec.duplicate = true;
+                Some(Ok(output))
+            }
+            Ok(Begun::InProgress { lock_until_ms }) => Some(Err(RecordError::new(
+                ErrorKind::InProgress,
+                format!(
+                    "its idempotency key {} is held by another run in progress (the lock times out in {} ms): not run now, kept for retry",
+                    claim.key,
+                    lock_until_ms.saturating_sub(claim.now_ms)
+                ),
+            )
+            .at_path(path))),
+            Err(e) => Some(Err(RecordError::new(
+                ErrorKind::IdempotencyStore,
+                format!(
+                    "the idempotency store could not take key {}: {e}; the record is not run unguarded, kept for retry",
+                    claim.key
+                ),
+            )
+            .at_path(path))),
+        }
     }
 
     /// Runs a path nested in another (boxed: paths recurse).

@@ -5,8 +5,9 @@
 //!   returned payloads, and stage outbound messages;
 //! - `batch`: the records of a batch run in lanes, in order where the source keeps one, unless
 //!   an earlier failure or the deadline says not;
-//! - `outcome`: outbound messages go through the outbox (`crate::outbox`), and the outcomes are
-//!   counted, logged and reported.
+//! - `outcome`: outbound messages go through the outbox (`crate::outbox`), idempotency keys
+//!   are completed or released (`crate::idempotency`), and the outcomes are counted, logged and
+//!   reported.
 //!
 //! [`Pipeline::handle`] reads as those steps.
 
@@ -45,6 +46,7 @@ impl Pipeline {
             .decode(event)
             .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
         let invocation = self.invocation(lambda, source.as_ref());
+        self.inner.idempotency.reserve(records.len());
         let scope = crate::log_scope::Scope {
             invocation: invocation.clone(),
             record: None,
@@ -55,6 +57,7 @@ impl Pipeline {
             let batch = BatchRun::new(source.as_ref(), &invocation);
             let mut ran = self.run_records(records, &batch).await;
             self.deliver(&mut ran, batch.deadline).await;
+            self.settle_claims(&mut ran).await;
             let summary = self.inner.metrics.as_ref().map(|_| outcome::summary(&ran));
             let result = self
                 .conclude(ran, source.name(), &invocation.lambda.request_id)

@@ -3,6 +3,7 @@
 
 use super::batch::Collected;
 use crate::error::{ErrorKind, Outcome, RecordError};
+use crate::idempotency::{Claimed, Settlement};
 use crate::metrics::{InvocationSummary, RecordCounts};
 use crate::outbox;
 use crate::pipeline::Pipeline;
@@ -26,6 +27,7 @@ pub(super) fn dead_letter_body(body: &str, source_path: Option<&str>) -> String 
 pub(super) fn summary(collected: &Collected) -> InvocationSummary {
     let mut summary = InvocationSummary {
         messages: collected.message_counts.clone(),
+        duplicates: collected.duplicates,
         ..InvocationSummary::default()
     };
     fn count(c: &mut RecordCounts, r: &crate::source::RecordResult) {
@@ -106,6 +108,61 @@ impl Pipeline {
         }
     }
 
+    /// Settles the idempotency keys the records hold, once their outcomes are final: a
+    /// record that succeeded (its messages delivered) completes its key, with its output; any
+    /// other releases it, so that a retry runs it. Side by side, a few at a time.
+    pub(super) async fn settle_claims(&self, collected: &mut Collected) {
+        if collected.claims.is_empty() {
+            return;
+        }
+        let claims = std::mem::take(&mut collected.claims);
+        let results = &collected.results;
+        // One call per idempotency setting (paths may have their own), in record order.
+        let mut policies: Vec<usize> = claims.iter().map(|(_, c)| c.policy).collect();
+        policies.sort_unstable();
+        policies.dedup();
+        for policy in policies {
+            let idempotency = self.inner.idempotency.get(policy);
+            let store = &idempotency.store;
+            let expires_at_s = idempotency.expires_at_s();
+            let mine: Vec<&(usize, Claimed)> =
+                claims.iter().filter(|(_, c)| c.policy == policy).collect();
+            let settlements: Vec<Settlement<'_>> = mine
+                .iter()
+                .map(|(index, claim)| {
+                    let r = &results[*index];
+                    if r.outcome == Outcome::Success {
+                        Settlement::Complete {
+                            key: &claim.key,
+                            output: r.output.as_ref(),
+                            expires_at_s,
+                        }
+                    } else {
+                        Settlement::Release { key: &claim.key }
+                    }
+                })
+                .collect();
+            let settled = store.settle(&settlements).await;
+            for ((index, claim), result) in mine.iter().zip(settled) {
+                let Err(e) = result else { continue };
+                let record_id = results[*index].id.as_deref().unwrap_or("");
+                if results[*index].outcome == Outcome::Success {
+                    tracing::error!(
+                        record_id,
+                        key = %claim.key,
+                        "the record succeeded, but its idempotency key could not be completed: {e}; a redelivery fails until the key's lock times out, and after that runs it again"
+                    );
+                } else {
+                    tracing::warn!(
+                        record_id,
+                        key = %claim.key,
+                        "the record did not succeed, and its idempotency key could not be released: {e}; a retry fails until the key's lock times out"
+                    );
+                }
+            }
+        }
+    }
+
     /// Counts the outcomes, logs and reports each record that did not succeed, and flushes the
     /// reporter.
     pub(super) async fn conclude(
@@ -115,11 +172,15 @@ impl Pipeline {
         request_id: &str,
     ) -> BatchResult {
         let Collected {
-            results, kwargs_of, ..
+            results,
+            kwargs_of,
+            duplicates,
+            ..
         } = collected;
         let reporter = &self.inner.reporter;
         let mut stats = Stats {
             received: results.len(),
+            duplicates,
             ..Stats::default()
         };
         for (i, r) in results.iter().enumerate() {
@@ -159,6 +220,7 @@ impl Pipeline {
             successes = stats.successes,
             dropped = stats.dropped,
             failed = stats.failed,
+            duplicates = stats.duplicates,
             "batch finished"
         );
         BatchResult {

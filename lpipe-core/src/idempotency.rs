@@ -1,0 +1,856 @@
+//! Idempotent records: each record's effects once, on sources that deliver at least once.
+//!
+//! A pipeline (or one path of it) made idempotent with
+//! [`PipelineBuilder::idempotent`](crate::PipelineBuilder::idempotent) or
+//! [`PipelineBuilder::idempotent_in`](crate::PipelineBuilder::idempotent_in) keys each record
+//! it takes, by the kwargs named with [`Idempotency::key_from`] or by the whole message,
+//! namespaced by the function's and the path's names and hashed (SHA-256, its first 128 bits
+//! in hex), and keeps what it
+//! did with that key in an [`IdempotencyStore`]:
+//!
+//! | the key is… | what happens to the record |
+//! | --- | --- |
+//! | new, expired, or locked by a run whose lock has timed out | an in-progress item is written (one conditional write), then the record runs |
+//! | … and the record succeeds, its messages delivered | the item becomes completed, with the record's output and its expiry (one write) |
+//! | … and the record is dropped or fails | the item is deleted, so that a retry or a new delivery runs it |
+//! | completed, not expired | the record succeeds without running: its stored output is its output, nothing is sent again; `stats.duplicates` counts it |
+//! | in progress (another invocation is running it now) | the record fails (kept, retried later): it never runs twice at once, and is never dropped for this |
+//! | unknown: the store is unreachable or throttling | the record fails (kept): it never runs unguarded |
+//!
+//! A store that fails to complete an item after its record succeeded leaves the in-progress
+//! item to its lock timeout (logged as an error): the record succeeded and its messages were
+//! sent; a redelivery within the lock timeout fails, and after it runs again.
+//!
+//! Records of one batch that share a key: the first runs, and the others fail and come back
+//! as duplicates (completion is written once the batch's messages are delivered).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::kwargs::Kwargs;
+use crate::path::PathName;
+
+/// How much of the SHA-256 digest names a key: 16 bytes (32 hex digits).
+const DIGEST_BYTES: usize = 16;
+
+/// How long a completed key keeps its record from running again, unless set
+/// ([`Idempotency::expires_after`]): one hour.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);
+
+/// How long an in-progress item locks its key when the invocation has no deadline (locally, in
+/// a worker), unless set ([`Idempotency::lock_timeout`]): one minute.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What makes records idempotent: a store, how a record's key is made, and how long keys last.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lpipe_core::{Idempotency, MemoryIdempotencyStore, Pipeline};
+///
+/// # #[derive(serde::Deserialize)] struct Order { order_id: String }
+/// # async fn place(_: Order) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+/// let store = MemoryIdempotencyStore::new();
+/// let pipeline = Pipeline::builder()
+///     .path_fn("PLACE_ORDER", place)
+///     .idempotent_in(
+///         "PLACE_ORDER",
+///         Idempotency::new(store)
+///             .key_from(["order_id"])
+///             .expires_after(Duration::from_secs(24 * 3600)),
+///     )
+///     .build()
+///     .unwrap();
+/// # let _ = pipeline;
+/// ```
+#[derive(Clone)]
+pub struct Idempotency {
+    pub(crate) store: Arc<dyn IdempotencyStore>,
+    key_fields: Option<Vec<String>>,
+    pub(crate) expires_after: Duration,
+    lock_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("key_fields", &self.key_fields)
+            .field("expires_after", &self.expires_after)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Idempotency {
+    /// Records keyed by their whole message (their kwargs), kept in this store for
+    /// [`DEFAULT_EXPIRY`].
+    pub fn new(store: impl IdempotencyStore) -> Self {
+        Self::shared(Arc::new(store))
+    }
+
+    /// As [`Idempotency::new`], with a store shared with other pipelines or paths.
+    pub fn shared(store: Arc<dyn IdempotencyStore>) -> Self {
+        Idempotency {
+            store,
+            key_fields: None,
+            expires_after: DEFAULT_EXPIRY,
+            lock_timeout: None,
+        }
+    }
+
+    /// Records keyed by these kwargs only (their values, as canonical JSON, in this order). A
+    /// record without one of them (or with `null`) is dropped with an error naming it.
+    pub fn key_from<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
+        self.key_fields = Some(fields.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long a completed key keeps its record from running again.
+    pub fn expires_after(mut self, expiry: Duration) -> Self {
+        self.expires_after = expiry;
+        self
+    }
+
+    /// How long a run's in-progress item locks its key, after which another delivery may take
+    /// it over (the run is presumed dead). Unless set: until the invocation's deadline under
+    /// Lambda, else [`DEFAULT_LOCK_TIMEOUT`].
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// The fields the key is made of, if not the whole message.
+    pub fn key_fields(&self) -> Option<&[String]> {
+        self.key_fields.as_deref()
+    }
+
+    /// A record's key: `{namespace}#{the first 128 bits of the SHA-256 of the key's canonical
+    /// JSON, in hex}`, where the namespace
+    /// is `{function name}.{path}`.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first key field the kwargs lack.
+    pub(crate) fn key(
+        &self,
+        function_name: &str,
+        path: &PathName,
+        kwargs: &Kwargs,
+    ) -> Result<Arc<str>, String> {
+        let mut hasher = Sha256::new();
+        self.material(kwargs, &mut hasher)?;
+        let digest = hasher.finalize();
+        // The first 128 bits of the digest, in hex: collisions need 2^64 keys.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 2 * DIGEST_BYTES];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(&digest[..DIGEST_BYTES]) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        let parts = [
+            function_name.as_bytes(),
+            b".",
+            path.as_str().as_bytes(),
+            b"#",
+            &hex,
+        ];
+        // One allocation when the key fits on the stack: its bytes go straight into the
+        // shared string.
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut buf = [0u8; 192];
+        let Some(out) = buf.get_mut(..len) else {
+            return Ok(Arc::from(
+                String::from_utf8(parts.concat()).expect("UTF-8 parts"),
+            ));
+        };
+        let mut at = 0;
+        for p in parts {
+            out[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        Ok(Arc::from(std::str::from_utf8(out).expect("UTF-8 parts")))
+    }
+
+    /// Writes what the key hashes: the canonical JSON of the named fields' values as an array,
+    /// or of the whole kwargs object.
+    fn material(&self, kwargs: &Kwargs, out: &mut impl Out) -> Result<(), String> {
+        match kwargs.raw_entries() {
+            Some(_) => self.material_from_raw(kwargs, out),
+            None => self.material_from_value(&kwargs.to_value(), out),
+        }
+    }
+
+    /// The key's canonical JSON from the kwargs' raw entries (no tree is built for scalar
+    /// values): the named fields' values as an array, or every entry as an object with its
+    /// keys sorted (the last of a repeated key wins, as when parsing).
+    fn material_from_raw(&self, kwargs: &Kwargs, out: &mut impl Out) -> Result<(), String> {
+        let entries = || kwargs.raw_entries().into_iter().flatten();
+        match &self.key_fields {
+            Some(fields) => {
+                out.put("[");
+                for (n, field) in fields.iter().enumerate() {
+                    let value = entries().filter(|(k, _)| k == field).last().map(|e| e.1);
+                    match value {
+                        Some(v) if v != "null" => {
+                            if n > 0 {
+                                out.put(",");
+                            }
+                            canonical_raw(v, out);
+                        }
+                        found => return Err(missing_field(field, found.is_some())),
+                    }
+                }
+                out.put("]");
+            }
+            None => {
+                let mut sorted: Vec<(&str, &str)> = entries().collect();
+                // Stable: the last of a repeated key stays last in its run.
+                sorted.sort_by(|a, b| a.0.cmp(b.0));
+                out.put("{");
+                let mut first = true;
+                for (i, (k, v)) in sorted.iter().enumerate() {
+                    if sorted.get(i + 1).is_some_and(|next| next.0 == *k) {
+                        continue;
+                    }
+                    if !first {
+                        out.put(",");
+                    }
+                    first = false;
+                    out.put("\"");
+                    out.put(k);
+                    out.put("\":");
+                    canonical_raw(v, out);
+                }
+                out.put("}");
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`material_from_raw`](Self::material_from_raw), from a parsed tree (kwargs whose keys
+    /// have escapes).
+    fn material_from_value(&self, value: &Value, out: &mut impl Out) -> Result<(), String> {
+        match &self.key_fields {
+            None => canonical_json(value, out),
+            Some(fields) => {
+                out.put("[");
+                for (n, field) in fields.iter().enumerate() {
+                    match value.get(field) {
+                        Some(v) if !v.is_null() => {
+                            if n > 0 {
+                                out.put(",");
+                            }
+                            canonical_json(v, out);
+                        }
+                        found => return Err(missing_field(field, found.is_some())),
+                    }
+                }
+                out.put("]");
+            }
+        }
+        Ok(())
+    }
+
+    /// The claim a record makes on its key, now.
+    pub(crate) fn claim(&self, key: Arc<str>, deadline_ms: Option<u64>) -> Claim {
+        let now_ms = unix_ms(SystemTime::now());
+        let lock_until_ms = match (self.lock_timeout, deadline_ms) {
+            (Some(timeout), _) => now_ms + timeout.as_millis() as u64,
+            (None, Some(deadline)) if deadline > now_ms => deadline,
+            _ => now_ms + DEFAULT_LOCK_TIMEOUT.as_millis() as u64,
+        };
+        Claim {
+            key,
+            now_ms,
+            lock_until_ms,
+            expires_at_s: (now_ms / 1000) + self.expires_after.as_secs().max(1),
+        }
+    }
+}
+
+/// A key a record's run holds: completed or released once the record's outcome is known.
+#[derive(Clone, Debug)]
+pub(crate) struct Claimed {
+    pub(crate) key: Arc<str>,
+    /// Which of the pipeline's idempotency settings (see `IdempotencyPolicy`).
+    pub(crate) policy: usize,
+}
+
+impl Idempotency {
+    /// When a completion written now expires (Unix seconds).
+    pub(crate) fn expires_at_s(&self) -> u64 {
+        unix_ms(SystemTime::now()) / 1000 + self.expires_after.as_secs().max(1)
+    }
+}
+
+/// Where canonical JSON goes: the key's hasher (or a string, in tests).
+trait Out {
+    fn put(&mut self, s: &str);
+}
+
+impl Out for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+impl Out for Sha256 {
+    fn put(&mut self, s: &str) {
+        self.update(s.as_bytes());
+    }
+}
+
+fn missing_field(field: &str, null: bool) -> String {
+    format!(
+        "the idempotency key needs the kwarg '{field}', which this record {}",
+        if null { "has as null" } else { "lacks" }
+    )
+}
+
+/// Writes a raw JSON value as [`canonical_json`] would, parsing only what needs it: objects
+/// and arrays (their keys are sorted), strings with escapes, and numbers (`1.50` is `1.5`).
+fn canonical_raw(raw: &str, out: &mut impl Out) {
+    match raw.as_bytes().first() {
+        Some(b'{' | b'[') => match serde_json::from_str::<Value>(raw) {
+            Ok(v) => canonical_json(&v, out),
+            Err(_) => out.put(raw),
+        },
+        Some(b'"') if raw.contains('\\') => match serde_json::from_str::<String>(raw) {
+            Ok(s) => write_json_string(&s, out),
+            Err(_) => out.put(raw),
+        },
+        // An integer is canonical as it is written (JSON has no leading zeros).
+        Some(b'-' | b'0'..=b'9') if raw.bytes().skip(1).all(|b| b.is_ascii_digit()) => out.put(raw),
+        Some(b'-' | b'0'..=b'9') => match serde_json::from_str::<serde_json::Number>(raw) {
+            Ok(n) => out.put(&n.to_string()),
+            Err(_) => out.put(raw),
+        },
+        _ => out.put(raw),
+    }
+}
+
+fn write_json_string(s: &str, out: &mut impl Out) {
+    out.put(&serde_json::to_string(s).expect("a string serializes"));
+}
+
+/// Writes a JSON value with its objects' keys sorted and no whitespace: equal values, equal
+/// text.
+fn canonical_json(value: &Value, out: &mut impl Out) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.put("{");
+            for (n, (k, v)) in entries.into_iter().enumerate() {
+                if n > 0 {
+                    out.put(",");
+                }
+                write_json_string(k, out);
+                out.put(":");
+                canonical_json(v, out);
+            }
+            out.put("}");
+        }
+        Value::Array(items) => {
+            out.put("[");
+            for (n, v) in items.iter().enumerate() {
+                if n > 0 {
+                    out.put(",");
+                }
+                canonical_json(v, out);
+            }
+            out.put("]");
+        }
+        other => out.put(&other.to_string()),
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a record's run asks of the store before it starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Claim {
+    /// The record's key (`{function}.{path}#{hash}`).
+    pub key: Arc<str>,
+    /// Now, in Unix milliseconds.
+    pub now_ms: u64,
+    /// Until when, in Unix milliseconds, the in-progress item locks the key.
+    pub lock_until_ms: u64,
+    /// When, in Unix seconds, the item expires (the TTL attribute's value).
+    pub expires_at_s: u64,
+}
+
+impl Claim {
+    /// A claim with these values (for stores' own tests).
+    pub fn new(
+        key: impl Into<Arc<str>>,
+        now_ms: u64,
+        lock_until_ms: u64,
+        expires_at_s: u64,
+    ) -> Self {
+        Claim {
+            key: key.into(),
+            now_ms,
+            lock_until_ms,
+            expires_at_s,
+        }
+    }
+}
+
+/// What the store said to a claim.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Begun {
+    /// The key was free (absent, expired, or its lock timed out): it is now in progress, and
+    /// the record runs.
+    Started,
+    /// The key's record ran and succeeded, with this output: it does not run again.
+    Completed(Option<Value>),
+    /// Another run holds the key until this time (Unix milliseconds).
+    InProgress {
+        /// When its lock times out.
+        lock_until_ms: u64,
+    },
+}
+
+/// Why a store could not answer: the record fails, and is retried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+impl StoreError {
+    /// An error with this message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        StoreError(message.to_string())
+    }
+}
+
+/// Where idempotency keys are kept: [`MemoryIdempotencyStore`] here, a DynamoDB table in
+/// `lpipe-dynamodb`. See the [module docs](self) for what each answer means.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Writes an in-progress item for the claim's key unless a live one is there (one
+    /// conditional write): the key is free when it is absent, its item expired
+    /// (`expires_at_s` ≤ now), or it is in progress with a lock that timed out. Otherwise says
+    /// what holds it.
+    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError>;
+
+    /// The key's record succeeded: its item becomes completed, with this output, until
+    /// `expires_at_s` (Unix seconds).
+    async fn complete(
+        &self,
+        key: &str,
+        output: Option<&Value>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The key's record did not succeed: its in-progress item is deleted.
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
+
+    /// A batch of about this many records is about to claim keys: a store may make room
+    /// (the in-memory store does). The default does nothing.
+    fn reserve(&self, records: usize) {
+        let _ = records;
+    }
+
+    /// Settles a batch's keys, one result per settlement, in order. The default calls
+    /// [`complete`](Self::complete) and [`release`](Self::release), up to 16 at once; a store
+    /// that can do better (one lock, one call) overrides it.
+    async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
+        // A loop over a named async fn rather than stream combinators with closures: with
+        // those, rustc cannot prove the future `Send` for every lifetime.
+        use futures::StreamExt;
+        let mut pending = futures::stream::FuturesOrdered::new();
+        let mut settled = Vec::with_capacity(settlements.len());
+        for s in settlements {
+            if pending.len() >= 16 {
+                settled.extend(pending.next().await);
+            }
+            pending.push_back(settle_one(self, s));
+        }
+        while let Some(r) = pending.next().await {
+            settled.push(r);
+        }
+        settled
+    }
+}
+
+/// One settlement, by [`IdempotencyStore::complete`] or [`IdempotencyStore::release`].
+async fn settle_one<S: IdempotencyStore + ?Sized>(
+    store: &S,
+    settlement: &Settlement<'_>,
+) -> Result<(), StoreError> {
+    match *settlement {
+        Settlement::Complete {
+            key,
+            output,
+            expires_at_s,
+        } => store.complete(key, output, expires_at_s).await,
+        Settlement::Release { key } => store.release(key).await,
+    }
+}
+
+/// What becomes of a key once its record's outcome is known.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Settlement<'a> {
+    /// The record succeeded: [`IdempotencyStore::complete`].
+    Complete {
+        /// The key.
+        key: &'a str,
+        /// The record's output.
+        output: Option<&'a Value>,
+        /// When the completed item expires (Unix seconds).
+        expires_at_s: u64,
+    },
+    /// The record did not succeed: [`IdempotencyStore::release`].
+    Release {
+        /// The key.
+        key: &'a str,
+    },
+}
+
+#[async_trait]
+impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
+    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+        (**self).begin(claim).await
+    }
+    async fn complete(
+        &self,
+        key: &str,
+        output: Option<&Value>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        (**self).complete(key, output, expires_at_s).await
+    }
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        (**self).release(key).await
+    }
+    async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
+        (**self).settle(settlements).await
+    }
+    fn reserve(&self, records: usize) {
+        (**self).reserve(records);
+    }
+}
+
+/// An item of [`MemoryIdempotencyStore`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum MemoryItem {
+    /// A run holds the key.
+    InProgress {
+        /// Until when (Unix milliseconds).
+        lock_until_ms: u64,
+        /// When it expires (Unix seconds).
+        expires_at_s: u64,
+    },
+    /// The key's record succeeded.
+    Completed {
+        /// Its output.
+        output: Option<Box<Value>>,
+        /// When it expires (Unix seconds).
+        expires_at_s: u64,
+    },
+}
+
+/// An [`IdempotencyStore`] in memory, for local runs and tests: keys last as long as the
+/// process. Clones share their items.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryIdempotencyStore {
+    items: Arc<Mutex<Items>>,
+}
+
+/// Keys end in a SHA-256 digest: a cheap hash of their bytes spreads them well (SipHash's
+/// defence against chosen keys is not needed).
+type Items = HashMap<Arc<str>, MemoryItem, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// A multiply-rotate hash over 8 bytes at a time.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl MemoryIdempotencyStore {
+    fn complete_locked(items: &mut Items, key: &str, output: Option<&Value>, expires_at_s: u64) {
+        let completed = MemoryItem::Completed {
+            output: output.map(|v| Box::new(v.clone())),
+            expires_at_s,
+        };
+        match items.get_mut(key) {
+            Some(item) => *item = completed,
+            None => {
+                items.insert(key.into(), completed);
+            }
+        }
+    }
+}
+
+impl MemoryIdempotencyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The items, by key.
+    pub fn items(&self) -> HashMap<String, MemoryItem> {
+        let items = self.items.lock().expect("store lock");
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryIdempotencyStore {
+    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+        use std::collections::hash_map::Entry;
+        let mut items = self.items.lock().expect("store lock");
+        let now_s = claim.now_ms / 1000;
+        let in_progress = MemoryItem::InProgress {
+            lock_until_ms: claim.lock_until_ms,
+            expires_at_s: claim.expires_at_s,
+        };
+        let mut entry = match items.entry(claim.key.clone()) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(in_progress);
+                return Ok(Begun::Started);
+            }
+            Entry::Occupied(occupied) => occupied,
+        };
+        let held = match entry.get() {
+            MemoryItem::Completed {
+                output,
+                expires_at_s,
+            } if *expires_at_s > now_s => Some(Begun::Completed(output.as_deref().cloned())),
+            MemoryItem::InProgress {
+                lock_until_ms,
+                expires_at_s,
+            } if *expires_at_s > now_s && *lock_until_ms > claim.now_ms => {
+                Some(Begun::InProgress {
+                    lock_until_ms: *lock_until_ms,
+                })
+            }
+            _ => None,
+        };
+        if let Some(held) = held {
+            return Ok(held);
+        }
+        entry.insert(in_progress);
+        Ok(Begun::Started)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        output: Option<&Value>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("store lock");
+        Self::complete_locked(&mut items, key, output, expires_at_s);
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.items.lock().expect("store lock").remove(key);
+        Ok(())
+    }
+
+    fn reserve(&self, records: usize) {
+        self.items.lock().expect("store lock").reserve(records);
+    }
+
+    async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
+        let mut items = self.items.lock().expect("store lock");
+        for s in settlements {
+            match *s {
+                Settlement::Complete {
+                    key,
+                    output,
+                    expires_at_s,
+                } => Self::complete_locked(&mut items, key, output, expires_at_s),
+                Settlement::Release { key } => {
+                    items.remove(key);
+                }
+            }
+        }
+        vec![Ok(()); settlements.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kwargs(v: Value) -> Kwargs {
+        Kwargs::from_serialize(&v).unwrap()
+    }
+
+    #[test]
+    fn keys_are_canonical_namespaced_and_hashed() {
+        let i = Idempotency::new(MemoryIdempotencyStore::new());
+        let path = PathName::new("PLACE");
+        let a = i
+            .key(
+                "orders",
+                &path,
+                &kwargs(json!({"a": 1, "b": {"y": 2, "x": [1, {"q": 1, "p": 2}]}})),
+            )
+            .unwrap();
+        let b = i
+            .key(
+                "orders",
+                &path,
+                &kwargs(json!({"b": {"x": [1, {"p": 2, "q": 1}], "y": 2}, "a": 1})),
+            )
+            .unwrap();
+        assert_eq!(a, b, "key order does not matter");
+        assert!(a.starts_with("orders.PLACE#"), "{a}");
+        assert_eq!(a.len(), "orders.PLACE#".len() + 32);
+        let other_path = i
+            .key(
+                "orders",
+                &PathName::new("OTHER"),
+                &kwargs(json!({"a": 1, "b": {"y": 2, "x": [1, {"q": 1, "p": 2}]}})),
+            )
+            .unwrap();
+        assert!(other_path.starts_with("orders.OTHER#"), "{other_path}");
+        let c = i.key("orders", &path, &kwargs(json!({"a": 2}))).unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn keys_from_fields_ignore_the_rest_and_name_what_is_missing() {
+        let i = Idempotency::new(MemoryIdempotencyStore::new()).key_from(["order_id"]);
+        let path = PathName::new("PLACE");
+        let a = i
+            .key("f", &path, &kwargs(json!({"order_id": "o-1", "n": 1})))
+            .unwrap();
+        let b = i
+            .key("f", &path, &kwargs(json!({"n": 2, "order_id": "o-1"})))
+            .unwrap();
+        assert_eq!(a, b);
+        let c = i
+            .key("f", &path, &kwargs(json!({"order_id": "o-2"})))
+            .unwrap();
+        assert_ne!(a, c);
+        let missing = i.key("f", &path, &kwargs(json!({"n": 1}))).unwrap_err();
+        assert!(
+            missing.contains("'order_id'") && missing.contains("lacks"),
+            "{missing}"
+        );
+        let null = i
+            .key("f", &path, &kwargs(json!({"order_id": null})))
+            .unwrap_err();
+        assert!(null.contains("null"), "{null}");
+    }
+
+    #[test]
+    fn raw_and_parsed_kwargs_give_the_same_keys() {
+        let path = PathName::new("P");
+        let whole = Idempotency::new(MemoryIdempotencyStore::new());
+        let fields = Idempotency::new(MemoryIdempotencyStore::new()).key_from(["b", "a"]);
+        // Indexed (raw entries) and not (a key with an escape forces the parsed tree).
+        let text = r#"{"a": 1.50, "b": "x\u0041", "c": {"z": 1, "y": [2, {"q": null}]}}"#;
+        let indexed = Kwargs::from_json(text).unwrap();
+        assert!(indexed.raw_entries().is_some());
+        let escaped = Kwargs::from_json(
+            r#"{"c": {"y": [2, {"q": null}], "z": 1}, "b": "xA", "a": 1.5, "\u0064": 0}"#,
+        )
+        .unwrap();
+        assert!(escaped.raw_entries().is_none());
+        let plain =
+            Kwargs::from_json(r#"{"c": {"y": [2, {"q": null}], "z": 1}, "b": "xA", "a": 1.5}"#)
+                .unwrap();
+        assert_eq!(
+            fields.key("f", &path, &indexed).unwrap(),
+            fields.key("f", &path, &escaped).unwrap()
+        );
+        assert_eq!(
+            whole.key("f", &path, &indexed).unwrap(),
+            whole.key("f", &path, &plain).unwrap()
+        );
+        // A repeated key: the last wins, as when parsing.
+        let repeated = Kwargs::from_json(
+            r#"{"a": 0, "b": "xA", "c": {"z": 1, "y": [2, {"q": null}]}, "a": 1.5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            whole.key("f", &path, &repeated).unwrap(),
+            whole.key("f", &path, &plain).unwrap()
+        );
+        assert_eq!(
+            fields.key("f", &path, &repeated).unwrap(),
+            fields.key("f", &path, &plain).unwrap()
+        );
+    }
+
+    #[test]
+    fn claims_lock_until_the_deadline_or_the_timeout() {
+        let i = Idempotency::new(MemoryIdempotencyStore::new());
+        let now = unix_ms(SystemTime::now());
+        let c = i.claim("k".into(), Some(now + 5_000));
+        assert_eq!(c.lock_until_ms, now + 5_000);
+        assert!(c.expires_at_s >= now / 1000 + 3600);
+        let c = i.claim("k".into(), None);
+        assert!(c.lock_until_ms >= now + 60_000);
+        let c = i
+            .lock_timeout(Duration::from_secs(2))
+            .claim("k".into(), Some(now + 900_000));
+        assert!(c.lock_until_ms < now + 10_000);
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_follows_the_table_of_answers() {
+        let s = MemoryIdempotencyStore::new();
+        let claim = Claim::new("k", 10_000_000, 10_060_000, 10_000 + 3600);
+        assert_eq!(s.begin(&claim).await.unwrap(), Begun::Started);
+        assert_eq!(
+            s.begin(&claim).await.unwrap(),
+            Begun::InProgress {
+                lock_until_ms: 10_060_000
+            }
+        );
+        // A lock that timed out is taken over.
+        let later = Claim::new("k", 10_060_001, 10_120_000, 10_060 + 3600);
+        assert_eq!(s.begin(&later).await.unwrap(), Begun::Started);
+        s.complete("k", Some(&json!({"n": 1})), 10_060 + 3600)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.begin(&later).await.unwrap(),
+            Begun::Completed(Some(json!({"n": 1})))
+        );
+        // Expired: free again.
+        let expired = Claim::new("k", (10_060 + 3600) * 1000, 0, 0);
+        assert_eq!(s.begin(&expired).await.unwrap(), Begun::Started);
+        s.release("k").await.unwrap();
+        assert!(s.items().is_empty());
+    }
+}

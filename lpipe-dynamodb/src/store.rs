@@ -1,0 +1,260 @@
+//! The DynamoDB idempotency store.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use lpipe_core::async_trait;
+use lpipe_core::idempotency::{Begun, Claim, IdempotencyStore, StoreError};
+use serde_json::Value;
+
+const IN_PROGRESS: &str = "INPROGRESS";
+const COMPLETED: &str = "COMPLETED";
+
+/// Keeps idempotency keys in a DynamoDB table laid out as Powertools for AWS Lambda lays out
+/// its own, so that a team can share one table: partition key `id` (string), the expiry in
+/// Unix seconds in `expiration` (make it the table's TTL attribute), `status` (`INPROGRESS` or
+/// `COMPLETED`), the in-progress lock's end in Unix milliseconds in
+/// `in_progress_expiration`, and the record's output as JSON text in `data`. The names are
+/// settable.
+///
+/// Per record that runs: one conditional `PutItem` to start (no read first), one `UpdateItem`
+/// to complete, or one `DeleteItem` when it did not succeed. A key already held is answered
+/// from the failed condition's item (`ReturnValuesOnConditionCheckFailure`), without a read.
+///
+/// IAM: `dynamodb:PutItem`, `dynamodb:UpdateItem`, `dynamodb:DeleteItem` and
+/// `dynamodb:GetItem` (asked only when the service returns no item with a failed condition) on
+/// the table.
+#[derive(Clone, Debug)]
+pub struct DynamoDbStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    names: Names,
+}
+
+#[derive(Clone, Debug)]
+struct Names {
+    key: String,
+    expiry: String,
+    status: String,
+    lock: String,
+    data: String,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            key: "id".into(),
+            expiry: "expiration".into(),
+            status: "status".into(),
+            lock: "in_progress_expiration".into(),
+            data: "data".into(),
+        }
+    }
+}
+
+impl DynamoDbStore {
+    /// A store in this table, through this client.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        DynamoDbStore {
+            client,
+            table: table.into(),
+            names: Names::default(),
+        }
+    }
+
+    /// A store in this table, through the crate's [shared client](crate::shared_client) (the
+    /// standard AWS configuration).
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        Self::new(crate::shared_client().await, table)
+    }
+
+    /// The table.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The partition key's name (`id` unless set).
+    pub fn key_attribute(mut self, name: impl Into<String>) -> Self {
+        self.names.key = name.into();
+        self
+    }
+
+    /// The expiry's name (`expiration` unless set): the table's TTL attribute.
+    pub fn expiry_attribute(mut self, name: impl Into<String>) -> Self {
+        self.names.expiry = name.into();
+        self
+    }
+
+    /// The status's name (`status` unless set).
+    pub fn status_attribute(mut self, name: impl Into<String>) -> Self {
+        self.names.status = name.into();
+        self
+    }
+
+    /// The in-progress lock's name (`in_progress_expiration` unless set).
+    pub fn lock_attribute(mut self, name: impl Into<String>) -> Self {
+        self.names.lock = name.into();
+        self
+    }
+
+    /// The output's name (`data` unless set).
+    pub fn data_attribute(mut self, name: impl Into<String>) -> Self {
+        self.names.data = name.into();
+        self
+    }
+
+    /// What an item held by another run says.
+    fn held(
+        &self,
+        item: &HashMap<String, AttributeValue>,
+        claim: &Claim,
+    ) -> Result<Begun, StoreError> {
+        let n = &self.names;
+        let number = |name: &str| -> Option<u64> {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(|v| v as u64)
+        };
+        match item.get(&n.status).and_then(|v| v.as_s().ok()).map(String::as_str) {
+            Some(COMPLETED) => {
+                let output = match item.get(&n.data).and_then(|v| v.as_s().ok()) {
+                    Some(text) => Some(serde_json::from_str::<Value>(text).map_err(|e| {
+                        StoreError::new(format!(
+                            "the completed item of key {} holds output that is not JSON: {e}",
+                            claim.key
+                        ))
+                    })?),
+                    None => None,
+                };
+                Ok(Begun::Completed(output))
+            }
+            Some(IN_PROGRESS) => Ok(Begun::InProgress {
+                lock_until_ms: number(&n.lock).unwrap_or(claim.now_ms),
+            }),
+            other => Err(StoreError::new(format!(
+                "the item of key {} in table {} has status {:?}, neither {IN_PROGRESS} nor {COMPLETED}",
+                claim.key, self.table, other
+            ))),
+        }
+    }
+
+    fn error<E>(&self, what: &str, key: &str, e: SdkError<E>) -> StoreError
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        StoreError::new(format!(
+            "DynamoDB {what} of key {key} in table {}: {}",
+            self.table,
+            DisplayErrorContext(e)
+        ))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for DynamoDbStore {
+    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+        let n = &self.names;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(&n.key, AttributeValue::S(claim.key.to_string()))
+            .item(&n.status, AttributeValue::S(IN_PROGRESS.into()))
+            .item(&n.expiry, AttributeValue::N(claim.expires_at_s.to_string()))
+            .item(&n.lock, AttributeValue::N(claim.lock_until_ms.to_string()))
+            .condition_expression(
+                "attribute_not_exists(#key) OR #expiry < :now_s OR (#status = :in_progress AND #lock < :now_ms)",
+            )
+            .expression_attribute_names("#key", &n.key)
+            .expression_attribute_names("#expiry", &n.expiry)
+            .expression_attribute_names("#status", &n.status)
+            .expression_attribute_names("#lock", &n.lock)
+            .expression_attribute_values(":now_s", AttributeValue::N((claim.now_ms / 1000).to_string()))
+            .expression_attribute_values(":now_ms", AttributeValue::N(claim.now_ms.to_string()))
+            .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Begun::Started),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let PutItemError::ConditionalCheckFailedException(failed) = se.err() else {
+                    unreachable!("matched above")
+                };
+                if let Some(item) = failed.item() {
+                    return self.held(item, claim);
+                }
+                // A service that returns no item with the failed condition: read it.
+                let got = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key(&n.key, AttributeValue::S(claim.key.to_string()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("GetItem", &claim.key, e))?;
+                match got.item() {
+                    Some(item) => self.held(item, claim),
+                    // Deleted in between: the caller's record fails and is retried.
+                    None => Err(StoreError::new(format!(
+                        "the item of key {} was held, then gone: retry",
+                        claim.key
+                    ))),
+                }
+            }
+            Err(e) => Err(self.error("PutItem", &claim.key, e)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        output: Option<&Value>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        let n = &self.names;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(&n.key, AttributeValue::S(key.to_owned()))
+            .expression_attribute_names("#status", &n.status)
+            .expression_attribute_names("#expiry", &n.expiry)
+            .expression_attribute_names("#lock", &n.lock)
+            .expression_attribute_names("#data", &n.data)
+            .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
+            .expression_attribute_values(":expiry", AttributeValue::N(expires_at_s.to_string()));
+        update = match output {
+            Some(output) => update
+                .update_expression(
+                    "SET #status = :completed, #expiry = :expiry, #data = :data REMOVE #lock",
+                )
+                .expression_attribute_values(":data", AttributeValue::S(output.to_string())),
+            None => update.update_expression(
+                "SET #status = :completed, #expiry = :expiry REMOVE #lock, #data",
+            ),
+        };
+        update
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.error("UpdateItem", key, e))
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(&self.names.key, AttributeValue::S(key.to_owned()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.error("DeleteItem", key, e))
+    }
+}
