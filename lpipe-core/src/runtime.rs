@@ -78,6 +78,10 @@ pub fn usage(program: &str) -> String {
             format!("{program} graph"),
             "print the graph as a Mermaid flowchart (also --mermaid)",
         ),
+        (
+            format!("{program} worker --queue NAME_OR_URL [...]"),
+            "consume an SQS queue as Lambda's event source mapping\nwould (with lpipe's `sqs` feature): --batch-size N,\n--wait-seconds S, --visibility-timeout S, --in-flight B,\n--concurrency N, --grace-seconds S; stops on SIGTERM",
+        ),
         (format!("{program} --help"), "print this text"),
     ];
     let width = commands.iter().map(|(c, _)| c.len()).max().unwrap_or(0) + 3;

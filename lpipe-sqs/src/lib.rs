@@ -10,6 +10,9 @@
 //! - [`SqsSink`] sends to queues of kind `sqs` (name, URL or ARN) with SendMessageBatch,
 //!   within the API's limits, retrying the entries AWS says can be retried.
 //!
+//! - [`worker`]: the same pipeline as a long-running SQS consumer (`my-lambda worker --queue
+//!   NAME`), with the semantics of Lambda's event source mapping.
+//!
 //! Both register themselves with the lpipe registry when this crate is linked (the `sqs`
 //! feature of the `lpipe` facade). Clients are built once per process from the standard AWS
 //! configuration (`aws-config`: region, credentials, `AWS_ENDPOINT_URL` /
@@ -18,6 +21,7 @@
 
 mod sink;
 mod source;
+pub mod worker;
 
 use std::sync::{Arc, OnceLock};
 

@@ -59,10 +59,56 @@ pub fn registry() -> Registry {
     Registry::from_inventory()
 }
 
-/// Runs a pipeline under Lambda or locally; see [`lpipe_core::run`].
+/// Runs a pipeline under Lambda or locally; see [`lpipe_core::run`]. With the `sqs` feature,
+/// `PROGRAM worker --queue NAME_OR_URL […]` runs it as a long-running SQS worker instead (see
+/// [`sqs::worker`]).
 pub async fn run(builder: PipelineBuilder) -> ExitCode {
     link_plugins();
+    #[cfg(feature = "sqs")]
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none()
+        && std::env::args().nth(1).as_deref() == Some("worker")
+    {
+        return run_worker(builder, std::env::args().skip(2)).await;
+    }
     lpipe_core::run(builder).await
+}
+
+/// Runs a pipeline as an SQS worker with the options of the `worker` subcommand (see
+/// [`sqs::worker::WorkerOptions::from_args`]) until SIGTERM or SIGINT; the AWS configuration
+/// (endpoint, region, credentials) comes from the environment, as for the sinks.
+#[cfg(feature = "sqs")]
+pub async fn run_worker(
+    builder: PipelineBuilder,
+    args: impl IntoIterator<Item = String>,
+) -> ExitCode {
+    link_plugins();
+    let (options, concurrency) = match sqs::worker::WorkerOptions::from_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}\n\nusage: PROGRAM worker --queue NAME_OR_URL [--batch-size N] [--wait-seconds S] [--visibility-timeout S] [--in-flight B] [--concurrency N] [--grace-seconds S]");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    let builder = match concurrency {
+        Some(n) => builder.concurrency(n),
+        None => builder,
+    };
+    let pipeline = match builder.build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = sqs::shared_client().await;
+    match sqs::worker::run_until_signal(pipeline, client, options).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs a pipeline under the Lambda runtime; see [`lpipe_core::run_lambda`].
