@@ -266,3 +266,18 @@ fn with_text_logs_lines_are_readable_and_the_level_is_honoured() {
         "trace_id=\"1-5759e988-bd862e3fe1be46a994272793\" record_id=\"00000000-0000-4000-8000-000000000001\" path=\"SIGNUP\" function=\"store_user\"}: stored user name=Ann plan=pro",
     );
 }
+
+#[test]
+fn the_worker_subcommand_names_a_bad_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_graph"))
+        .args(["worker", "--queue", "q", "--batch-size", "11"])
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_contains(&err, "--batch-size must be from 1 to 10, not 11");
+    assert_contains(&err, "usage: PROGRAM worker --queue NAME_OR_URL");
+    let out = run(env!("CARGO_BIN_EXE_graph"), &["--help"]);
+    assert_contains(text(&out.stdout), "graph worker --queue QUEUE");
+}

@@ -79,8 +79,8 @@ pub fn usage(program: &str) -> String {
             "print the graph as a Mermaid flowchart (also --mermaid)",
         ),
         (
-            format!("{program} worker --queue NAME_OR_URL [...]"),
-            "consume an SQS queue as Lambda's event source mapping\nwould (with lpipe's `sqs` feature): --batch-size N,\n--wait-seconds S, --visibility-timeout S, --in-flight B,\n--concurrency N, --grace-seconds S; stops on SIGTERM",
+            format!("{program} worker --queue QUEUE"),
+            "consume the SQS queue QUEUE (a name or URL) as Lambda's\nevent source mapping would (lpipe's `sqs` feature);\nmore options: --batch-size N,\n--wait-seconds S, --visibility-timeout S, --in-flight B,\n--concurrency N, --grace-seconds S, --create-queue;\nstops on SIGTERM",
         ),
         (format!("{program} --help"), "print this text"),
     ];

@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use lpipe_core::{EventSource, Sink, SinkRegistration, SourceRegistration};
 
 pub use sink::{SqsSink, SQS_MAX_BATCH_BYTES, SQS_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES};
-pub use source::{SqsMode, SqsSource};
+pub use source::{Backoff, SqsMode, SqsSource};
 
 /// The SQS client shared by everything in this crate that was not given one: built once per
 /// process from the standard AWS configuration.

@@ -43,6 +43,51 @@ pub enum SqsMode {
 pub struct SqsSource {
     mode: SqsMode,
     client: Option<aws_sdk_sqs::Client>,
+    backoff: Option<Backoff>,
+}
+
+/// Backoff for kept records (opt-in, [`SqsSource::with_backoff`]): a record that fails comes
+/// back later and later instead of every visibility timeout. Its visibility timeout is set
+/// (`ChangeMessageVisibilityBatch`) to `base × 2^(receive count − 1)`, at most `cap`, less a
+/// random part of up to half (jitter), in whole seconds (at least 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first retry's delay.
+    pub base: std::time::Duration,
+    /// The longest delay (SQS allows 12 hours).
+    pub cap: std::time::Duration,
+}
+
+impl Backoff {
+    /// A backoff from `base`, doubling up to `cap`.
+    pub fn new(base: std::time::Duration, cap: std::time::Duration) -> Self {
+        Backoff { base, cap }
+    }
+
+    /// The longest delay before the retry of a record received this many times (the
+    /// jittered delay lies between half of it and it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = lpipe_sqs::Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+    /// assert_eq!(b.ceiling(1), Duration::from_secs(2));
+    /// assert_eq!(b.ceiling(3), Duration::from_secs(8));
+    /// assert_eq!(b.ceiling(30), Duration::from_secs(60));
+    /// ```
+    pub fn ceiling(&self, receive_count: u32) -> std::time::Duration {
+        let doublings = receive_count.saturating_sub(1).min(30);
+        self.base
+            .saturating_mul(1u32 << doublings)
+            .min(self.cap)
+            .min(std::time::Duration::from_secs(43_200))
+    }
+
+    /// The visibility timeout, in seconds, for a record received this many times.
+    fn timeout(&self, receive_count: u32) -> i32 {
+        let ceiling = self.ceiling(receive_count).as_secs_f64();
+        let jittered = ceiling * (0.5 + rand::random::<f64>() / 2.0);
+        (jittered.round() as i32).max(1)
+    }
 }
 
 impl SqsSource {
@@ -59,12 +104,19 @@ impl SqsSource {
         SqsSource {
             mode: SqsMode::Classic,
             client: None,
+            backoff: None,
         }
     }
 
     /// Uses this client for DeleteMessageBatch in the classic mode, instead of the shared one.
     pub fn with_client(mut self, client: aws_sdk_sqs::Client) -> Self {
         self.client = Some(client);
+        self
+    }
+
+    /// With backoff for kept records (partial batch responses only): see [`Backoff`].
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
         self
     }
 
@@ -147,6 +199,14 @@ struct Receipt<'a> {
     receipt_handle: Option<Cow<'a, str>>,
     #[serde(rename = "eventSourceARN", borrow, default)]
     event_source_arn: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    attributes: Option<ReceiptAttributes<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ReceiptAttributes<'a> {
+    #[serde(rename = "ApproximateReceiveCount", borrow, default)]
+    receive_count: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +219,27 @@ fn invalid(message: impl Into<String>) -> InvalidEvent {
     InvalidEvent {
         source_name: SqsSource::NAME,
         message: message.into(),
+    }
+}
+
+/// The URL of the queue of an `eventSourceARN`, or `None` (logged).
+async fn queue_url(client: &aws_sdk_sqs::Client, arn: &str) -> Option<String> {
+    let Some((account, name)) = parse_queue_arn(arn) else {
+        tracing::warn!(arn, "cannot derive a queue URL from this eventSourceARN");
+        return None;
+    };
+    match client
+        .get_queue_url()
+        .queue_name(name)
+        .queue_owner_aws_account_id(account)
+        .send()
+        .await
+    {
+        Ok(out) => out.queue_url,
+        Err(e) => {
+            tracing::warn!(arn, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "GetQueueUrl failed");
+            None
+        }
     }
 }
 
@@ -252,6 +333,9 @@ impl EventSource for SqsSource {
             let deleted = self.delete_acknowledged(event, batch).await;
             return Err(batch.catastrophic_error(Some(&deleted)));
         }
+        if let (Some(backoff), true) = (self.backoff, batch.stats.failed > 0) {
+            self.back_off_failed(event, batch, backoff).await;
+        }
         let mut value = serde_json::to_value(&response)
             .map_err(|e| InvocationError::new("Serialization", e.to_string()))?;
         value["stats"] = serde_json::to_value(batch.stats).unwrap_or_default();
@@ -260,6 +344,78 @@ impl EventSource for SqsSource {
 }
 
 impl SqsSource {
+    async fn client(&self) -> aws_sdk_sqs::Client {
+        match &self.client {
+            Some(c) => c.clone(),
+            None => crate::shared_client().await,
+        }
+    }
+
+    /// Sets the visibility timeout of the failed messages from their receive counts (see
+    /// [`Backoff`]). What cannot be set is logged: those records come back after the queue's
+    /// visibility timeout, as without backoff.
+    async fn back_off_failed(&self, event: &str, batch: &BatchResult, backoff: Backoff) {
+        let Ok(receipts) = serde_json::from_str::<ReceiptEvent<'_>>(event) else {
+            tracing::warn!("backoff not applied: the event could not be re-read");
+            return;
+        };
+        let mut by_queue: BTreeMap<&str, Vec<(&str, i32)>> = BTreeMap::new();
+        for (receipt, result) in receipts.records.iter().zip(&batch.records) {
+            if result.outcome != Outcome::Failed {
+                continue;
+            }
+            let count = receipt
+                .attributes
+                .as_ref()
+                .and_then(|a| a.receive_count.as_deref())
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            if let (Some(arn), Some(handle)) = (&receipt.event_source_arn, &receipt.receipt_handle)
+            {
+                by_queue
+                    .entry(arn)
+                    .or_default()
+                    .push((handle, backoff.timeout(count)));
+            }
+        }
+        let client = self.client().await;
+        for (arn, messages) in by_queue {
+            let Some(url) = queue_url(&client, arn).await else {
+                continue;
+            };
+            for chunk in messages.chunks(10) {
+                let entries: Vec<_> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (handle, timeout))| {
+                        aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(*handle)
+                            .visibility_timeout(*timeout)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                match client
+                    .change_message_visibility_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        for f in &out.failed {
+                            tracing::warn!(id = f.id, code = f.code, "backoff not applied to a failed message: it comes back after the queue's visibility timeout");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "ChangeMessageVisibilityBatch failed: failed messages come back after the queue's visibility timeout")
+                    }
+                }
+            }
+        }
+    }
+
     /// Deletes the acknowledged messages of the batch; returns a summary for the error message.
     async fn delete_acknowledged(&self, event: &str, batch: &BatchResult) -> String {
         let receipts: ReceiptEvent<'_> = match serde_json::from_str(event) {

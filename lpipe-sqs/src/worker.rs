@@ -52,6 +52,9 @@ pub struct WorkerOptions {
     /// How long batches in flight have to finish after a shutdown signal (`--grace-seconds`,
     /// default 25: ECS and Kubernetes wait 30 before they kill).
     pub grace: Duration,
+    /// Create the queue (by name; CreateQueue returns an existing one as it is) instead of
+    /// only looking it up (`--create-queue`): for local runs.
+    pub create_queue: bool,
 }
 
 impl WorkerOptions {
@@ -64,12 +67,14 @@ impl WorkerOptions {
             visibility_timeout: None,
             in_flight: 1,
             grace: Duration::from_secs(25),
+            create_queue: false,
         }
     }
 
     /// Options from the arguments after `worker` (`--queue NAME_OR_URL [--batch-size N]
     /// [--wait-seconds S] [--visibility-timeout S] [--in-flight B] [--concurrency N]
-    /// [--grace-seconds S]`); also returns `--concurrency`, which the pipeline takes.
+    /// [--grace-seconds S] [--create-queue]`); also returns `--concurrency`, which the
+    /// pipeline takes.
     ///
     /// # Errors
     ///
@@ -91,6 +96,10 @@ impl WorkerOptions {
         let mut concurrency = None;
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
+            if flag == "--create-queue" {
+                opts.create_queue = true;
+                continue;
+            }
             let value = args.next();
             let number =
                 |range: std::ops::RangeInclusive<i64>| number(&flag, value.as_deref(), range);
@@ -293,6 +302,21 @@ async fn queue_info(
 ) -> Result<QueueInfo, WorkerError> {
     let url = if options.queue.starts_with("https://") || options.queue.starts_with("http://") {
         options.queue.clone()
+    } else if options.create_queue {
+        let mut create = client.create_queue().queue_name(&options.queue);
+        if options.queue.ends_with(".fifo") {
+            create = create.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        with_retries("CreateQueue", || create.clone().send())
+            .await
+            .map_err(|e| WorkerError(format!("queue {}: {e}", options.queue)))?
+            .queue_url
+            .ok_or_else(|| {
+                WorkerError(format!(
+                    "queue {}: CreateQueue returned no URL",
+                    options.queue
+                ))
+            })?
     } else {
         with_retries("GetQueueUrl", || {
             client.get_queue_url().queue_name(&options.queue).send()

@@ -85,7 +85,7 @@ pub async fn run_worker(
     let (options, concurrency) = match sqs::worker::WorkerOptions::from_args(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("{e}\n\nusage: PROGRAM worker --queue NAME_OR_URL [--batch-size N] [--wait-seconds S] [--visibility-timeout S] [--in-flight B] [--concurrency N] [--grace-seconds S]");
+            eprintln!("{e}\n\nusage: PROGRAM worker --queue NAME_OR_URL [--batch-size N] [--wait-seconds S] [--visibility-timeout S] [--in-flight B] [--concurrency N] [--grace-seconds S] [--create-queue]");
             return ExitCode::from(2);
         }
     };

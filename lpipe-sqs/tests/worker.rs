@@ -1,0 +1,128 @@
+//! The worker against moto_server: records it keeps come back as the queue says, or, with
+//! backoff, later and later as their receive count grows; a shutdown stops it cleanly.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lpipe_core::testing::{message, moto_endpoint, unique_name};
+use lpipe_core::{Action, Context, FailCatastrophically, NoParams, Pipeline, Registry};
+use lpipe_sqs::worker::{self, WorkerOptions};
+use lpipe_sqs::{Backoff, SqsSource};
+
+type Calls = Arc<Mutex<Vec<(Instant, u32)>>>;
+
+/// A pipeline whose one path always keeps its record, noting when and with which receive
+/// count it ran.
+fn failing(calls: &Calls, source: SqsSource) -> Pipeline {
+    let calls = calls.clone();
+    let keep = move |_: NoParams, ctx: Context| {
+        let calls = calls.clone();
+        async move {
+            let count = ctx
+                .record()
+                .sqs()
+                .and_then(|m| m.receive_count)
+                .unwrap_or(0);
+            calls.lock().unwrap().push((Instant::now(), count));
+            Err::<(), _>(FailCatastrophically::new("kept for the test"))
+        }
+    };
+    Pipeline::builder()
+        .path("KEEP", [Action::new().function(keep)])
+        .registry(Registry::from_inventory().with_source(Arc::new(source)))
+        .build()
+        .unwrap()
+}
+
+async fn client() -> aws_sdk_sqs::Client {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_sqs::Client::new(&config)
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test(flavor = "multi_thread")]
+async fn with_backoff_a_failing_record_comes_back_later_and_later() {
+    moto_endpoint("with_backoff_a_failing_record_comes_back_later_and_later");
+    let client = client().await;
+    let name = unique_name("backoff");
+    // A queue whose own visibility timeout (30 s) would bring the record back far later.
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "30",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body(message("KEEP", serde_json::json!({})).to_string())
+        .send()
+        .await
+        .unwrap();
+    let calls = Calls::default();
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+    let pipeline = failing(
+        &calls,
+        SqsSource::new()
+            .with_backoff(backoff)
+            .with_client(client.clone()),
+    );
+    let mut options = WorkerOptions::new(&name);
+    options.wait_seconds = 1;
+    let watched = calls.clone();
+    let shutdown = async move {
+        let started = Instant::now();
+        while watched.lock().unwrap().len() < 4 && started.elapsed() < Duration::from_secs(40) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let stats = worker::run(pipeline, client, options, shutdown)
+        .await
+        .unwrap();
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 4, "ran 4 times within 40 s: {calls:?}");
+    let counts: Vec<u32> = calls.iter().map(|c| c.1).collect();
+    assert_eq!(counts, [1, 2, 3, 4], "one receive each");
+    // The gaps follow 1, 2, 4 s (jittered down to half), plus a receive's wait; never the
+    // queue's 30 s.
+    let gaps: Vec<f64> = calls
+        .windows(2)
+        .map(|w| w[1].0.duration_since(w[0].0).as_secs_f64())
+        .collect();
+    for (gap, ceiling) in gaps.iter().zip([1.0, 2.0, 4.0]) {
+        assert!(
+            *gap >= ceiling / 2.0 - 0.6 && *gap <= ceiling + 2.5,
+            "gap {gap:.2} s for a ceiling of {ceiling} s: {gaps:?}"
+        );
+    }
+    assert!(gaps[2] > gaps[0], "the gaps grow: {gaps:?}");
+    assert_eq!(
+        (stats.received, stats.deleted, stats.left),
+        (4, 0, 4),
+        "{stats:?}"
+    );
+    println!("backoff gaps: {gaps:.2?}");
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_queue_stops_the_worker_with_its_name() {
+    moto_endpoint("a_missing_queue_stops_the_worker_with_its_name");
+    let calls = Calls::default();
+    let name = unique_name("missing");
+    let err = worker::run(
+        failing(&calls, SqsSource::new()),
+        client().await,
+        WorkerOptions::new(&name),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    lpipe_core::testing::assert_contains(err.to_string(), &name);
+}
