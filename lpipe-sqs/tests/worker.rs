@@ -126,3 +126,77 @@ async fn a_missing_queue_stops_the_worker_with_its_name() {
     .unwrap_err();
     lpipe_core::testing::assert_contains(err.to_string(), &name);
 }
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_record_is_not_delivered_again_while_it_runs() {
+    moto_endpoint("a_slow_record_is_not_delivered_again_while_it_runs");
+    let client = client().await;
+    let name = unique_name("slow");
+    // Visibility 2 s; the record takes 5 s. Without the worker's heartbeats it would be
+    // received again after 2 s, by the second batch in flight.
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "2",
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    client
+        .send_message()
+        .queue_url(&url)
+        .message_body(message("SLOW", serde_json::json!({})).to_string())
+        .send()
+        .await
+        .unwrap();
+    let runs = Calls::default();
+    let slow = {
+        let runs = runs.clone();
+        move |_: NoParams, ctx: Context| {
+            let runs = runs.clone();
+            async move {
+                let count = ctx
+                    .record()
+                    .sqs()
+                    .and_then(|m| m.receive_count)
+                    .unwrap_or(0);
+                runs.lock().unwrap().push((Instant::now(), count));
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<(), lpipe_core::BoxError>(())
+            }
+        }
+    };
+    let pipeline = Pipeline::builder()
+        .path("SLOW", [Action::new().function(slow)])
+        .registry(Registry::from_inventory())
+        .build()
+        .unwrap();
+    let mut options = WorkerOptions::new(&name);
+    options.wait_seconds = 1;
+    options.in_flight = 2;
+    let stats = worker::run(
+        pipeline,
+        client.clone(),
+        options,
+        tokio::time::sleep(Duration::from_secs(9)),
+    )
+    .await
+    .unwrap();
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1, "ran once: {runs:?}");
+    assert_eq!((stats.received, stats.deleted), (1, 1), "{stats:?}");
+    let left = client
+        .receive_message()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(left.is_empty(), "deleted once done: {left:?}");
+}
