@@ -1,5 +1,6 @@
 //! The `orders` example's idempotency, with each store: in memory, and a DynamoDB table on
-//! moto_server (those tests are `#[ignore]` without one; `./scripts/test` starts it).
+//! moto_server (those tests say `#[ignore = "needs moto_server: …"]`; `./scripts/test` starts
+//! one and runs them with `--include-ignored`).
 //!
 //! What must hold, per store: a batch handled twice runs each record once and forwards each
 //! message once; two invocations with the same record at the same moment run it once (the

@@ -39,19 +39,19 @@ async fn client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&config)
 }
 
-#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
-#[tokio::test(flavor = "multi_thread")]
-async fn with_backoff_a_failing_record_comes_back_later_and_later() {
-    moto_endpoint("with_backoff_a_failing_record_comes_back_later_and_later");
-    let client = client().await;
-    let name = unique_name("backoff");
-    // A queue whose own visibility timeout (30 s) would bring the record back far later.
+/// A queue with this visibility timeout (seconds) holding one message for `path`; its URL.
+async fn queue_with_one_message(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_timeout: &str,
+    path: &str,
+) -> String {
     let url = client
         .create_queue()
-        .queue_name(&name)
+        .queue_name(name)
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "30",
+            visibility_timeout,
         )
         .send()
         .await
@@ -61,10 +61,21 @@ async fn with_backoff_a_failing_record_comes_back_later_and_later() {
     client
         .send_message()
         .queue_url(&url)
-        .message_body(message("KEEP", serde_json::json!({})).to_string())
+        .message_body(message(path, serde_json::json!({})).to_string())
         .send()
         .await
         .unwrap();
+    url
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test(flavor = "multi_thread")]
+async fn with_backoff_a_failing_record_comes_back_later_and_later() {
+    moto_endpoint("with_backoff_a_failing_record_comes_back_later_and_later");
+    let client = client().await;
+    let name = unique_name("backoff");
+    // A queue whose own visibility timeout (30 s) would bring the record back far later.
+    queue_with_one_message(&client, &name, "30", "KEEP").await;
     let calls = Calls::default();
     let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
     let pipeline = failing(
@@ -135,25 +146,7 @@ async fn a_slow_record_is_not_delivered_again_while_it_runs() {
     let name = unique_name("slow");
     // Visibility 2 s; the record takes 5 s. Without the worker's heartbeats it would be
     // received again after 2 s, by the second batch in flight.
-    let url = client
-        .create_queue()
-        .queue_name(&name)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "2",
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    client
-        .send_message()
-        .queue_url(&url)
-        .message_body(message("SLOW", serde_json::json!({})).to_string())
-        .send()
-        .await
-        .unwrap();
+    let url = queue_with_one_message(&client, &name, "2", "SLOW").await;
     let runs = Calls::default();
     let slow = {
         let runs = runs.clone();
