@@ -443,30 +443,16 @@ impl SqsSource {
                 _ => skipped += 1,
             }
         }
-        let client = match &self.client {
-            Some(c) => c.clone(),
-            None => crate::shared_client().await,
-        };
+        let client = self.client().await;
         let (mut deleted, mut not_deleted) = (0usize, skipped);
         for (arn, messages) in by_queue {
-            let Some((account, name)) = parse_queue_arn(arn) else {
-                tracing::warn!(arn, "cannot derive a queue URL from this eventSourceARN; its acknowledged messages are not deleted");
+            let Some(url) = queue_url(&client, arn).await else {
+                tracing::warn!(
+                    arn,
+                    "acknowledged messages of this queue are not deleted and will be redelivered"
+                );
                 not_deleted += messages.len();
                 continue;
-            };
-            let url = match client
-                .get_queue_url()
-                .queue_name(name)
-                .queue_owner_aws_account_id(account)
-                .send()
-                .await
-            {
-                Ok(out) => out.queue_url.unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!(arn, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "GetQueueUrl failed; acknowledged messages are not deleted and will be redelivered");
-                    not_deleted += messages.len();
-                    continue;
-                }
             };
             for chunk in messages.chunks(10) {
                 let entries: Vec<_> = chunk
