@@ -349,6 +349,25 @@ impl BatchResult {
         response
     }
 
+    /// The partial batch response Lambda's SQS, Kinesis and DynamoDB Streams mappings read:
+    /// `{"batchItemFailures": [{"itemIdentifier": id}, …], "stats": {…}}`, the failed records
+    /// named by their ids (`id_name` names the id in the error).
+    ///
+    /// # Errors
+    ///
+    /// As [`failed_ids`](Self::failed_ids): a failed record without an id.
+    pub fn partial_batch_response(
+        &self,
+        id_name: &str,
+    ) -> Result<serde_json::Value, InvocationError> {
+        let failures: Vec<serde_json::Value> = self
+            .failed_ids(id_name)?
+            .into_iter()
+            .map(|id| serde_json::json!({ "itemIdentifier": id }))
+            .collect();
+        Ok(serde_json::json!({ "batchItemFailures": failures, "stats": self.stats }))
+    }
+
     /// The identities to list in a partial batch response: each failed record's id, once.
     ///
     /// # Errors

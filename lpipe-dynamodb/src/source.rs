@@ -245,14 +245,6 @@ impl EventSource for DynamoDbSource {
         if !self.partial_responses && batch.stats.failed > 0 {
             return Err(batch.catastrophic_error(None));
         }
-        let failures: Vec<Value> = batch
-            .failed_ids("dynamodb.SequenceNumber")?
-            .into_iter()
-            .map(|id| serde_json::json!({ "itemIdentifier": id }))
-            .collect();
-        Ok(serde_json::json!({
-            "batchItemFailures": failures,
-            "stats": batch.stats,
-        }))
+        batch.partial_batch_response("dynamodb.SequenceNumber")
     }
 }

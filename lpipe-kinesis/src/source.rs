@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 
-use aws_lambda_events::streams::KinesisEventResponse;
 use base64::Engine;
 use lpipe_core::{
     async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, KinesisMeta,
@@ -157,13 +156,6 @@ impl EventSource for KinesisSource {
         if !self.partial_responses && batch.stats.failed > 0 {
             return Err(batch.catastrophic_error(None));
         }
-        let mut response = KinesisEventResponse::default();
-        for id in batch.failed_ids("sequenceNumber")? {
-            response.add_failure(id);
-        }
-        let mut value = serde_json::to_value(&response)
-            .map_err(|e| InvocationError::new("Serialization", e.to_string()))?;
-        value["stats"] = serde_json::to_value(batch.stats).unwrap_or_default();
-        Ok(value)
+        batch.partial_batch_response("sequenceNumber")
     }
 }

@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use aws_lambda_events::sqs::SqsBatchResponse;
 use lpipe_core::{
     async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, Ordering,
     Outcome, Record, RecordError, RecordMeta, SqsMeta,
@@ -325,10 +324,7 @@ impl EventSource for SqsSource {
         event: &str,
         batch: &BatchResult,
     ) -> Result<serde_json::Value, InvocationError> {
-        let mut response = SqsBatchResponse::default();
-        for id in batch.failed_ids("messageId")? {
-            response.add_failure(id);
-        }
+        let response = batch.partial_batch_response("messageId")?;
         if self.mode == SqsMode::Classic && batch.stats.failed > 0 {
             let deleted = self.delete_acknowledged(event, batch).await;
             return Err(batch.catastrophic_error(Some(&deleted)));
@@ -336,10 +332,7 @@ impl EventSource for SqsSource {
         if let (Some(backoff), true) = (self.backoff, batch.stats.failed > 0) {
             self.back_off_failed(event, batch, backoff).await;
         }
-        let mut value = serde_json::to_value(&response)
-            .map_err(|e| InvocationError::new("Serialization", e.to_string()))?;
-        value["stats"] = serde_json::to_value(batch.stats).unwrap_or_default();
-        Ok(value)
+        Ok(response)
     }
 }
 
