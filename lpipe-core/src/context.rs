@@ -120,7 +120,7 @@ impl RecordInfo {
     /// DynamoDB stream.
     pub fn dynamodb(&self) -> Option<&crate::source::DynamoDbMeta> {
         match &self.meta {
-            crate::source::RecordMeta::DynamoDb(m) => Some(m),
+            crate::source::RecordMeta::DynamoDb(m) => Some(m.as_ref()),
             _ => None,
         }
     }

@@ -230,8 +230,12 @@ impl fmt::Display for ErrorKind {
 }
 
 /// Why a record did not succeed: its class, a message, and where it happened.
+///
+/// One pointer wide (its parts are boxed): every record carries room for one, and few use it.
+pub struct RecordError(Box<ErrorParts>);
+
 #[derive(Debug)]
-pub struct RecordError {
+struct ErrorParts {
     kind: ErrorKind,
     message: String,
     path: Option<PathName>,
@@ -239,16 +243,28 @@ pub struct RecordError {
     source: Option<BoxError>,
 }
 
+impl fmt::Debug for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordError")
+            .field("kind", &self.0.kind)
+            .field("message", &self.0.message)
+            .field("path", &self.0.path)
+            .field("function", &self.0.function)
+            .field("source", &self.0.source)
+            .finish()
+    }
+}
+
 impl RecordError {
     /// A record error of this class.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(ErrorParts {
             kind,
             message: message.into(),
             path: None,
             function: None,
             source: None,
-        }
+        }))
     }
 
     /// An [`ErrorKind::InvalidPayload`] error.
@@ -258,68 +274,69 @@ impl RecordError {
 
     /// Sets the path the error happened on, unless one is set already.
     pub fn at_path(mut self, path: &PathName) -> Self {
-        if self.path.is_none() {
-            self.path = Some(path.clone());
+        if self.0.path.is_none() {
+            self.0.path = Some(path.clone());
         }
         self
     }
 
     /// Sets the function the error happened in, unless one is set already.
     pub fn in_function(mut self, function: &'static str) -> Self {
-        if self.function.is_none() {
-            self.function = Some(function);
+        if self.0.function.is_none() {
+            self.0.function = Some(function);
         }
         self
     }
 
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: BoxError) -> Self {
-        self.source = Some(source);
+        self.0.source = Some(source);
         self
     }
 
     /// The class.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// What the record becomes.
     pub fn outcome(&self) -> Outcome {
-        self.kind.outcome()
+        self.0.kind.outcome()
     }
 
     /// The message, without path or function.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The path the error happened on, if known.
     pub fn path(&self) -> Option<&PathName> {
-        self.path.as_ref()
+        self.0.path.as_ref()
     }
 
     /// The user function the error happened in, if any.
     pub fn function(&self) -> Option<&'static str> {
-        self.function
+        self.0.function
     }
 }
 
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        match (&self.path, self.function) {
+        write!(f, "{}", self.0.kind)?;
+        match (&self.0.path, self.0.function) {
             (Some(p), Some(func)) => write!(f, " in {func} on path {p}")?,
             (Some(p), None) => write!(f, " on path {p}")?,
             (None, Some(func)) => write!(f, " in {func}")?,
             (None, None) => {}
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", self.0.message)
     }
 }
 
 impl std::error::Error for RecordError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }

@@ -48,10 +48,10 @@ pub use runtime::{run, run_lambda, run_local, usage, Command, LocalOptions};
 pub use sink::{
     stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,
 };
-pub use source::trace_id;
+pub use source::{decode_records, trace_id};
 pub use source::{
-    BatchResult, DynamoDbMeta, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, KinesisMeta,
-    Ordering, RawSource, Record, RecordMeta, RecordResult, SqsMeta, Stats,
+    BatchResult, Body, DynamoDbMeta, EventBridgeMeta, EventProbe, EventSource, InvalidEvent,
+    KinesisMeta, Ordering, RawSource, Record, RecordMeta, RecordResult, SqsMeta, Stats,
 };
 
 /// Re-exported for implementing [`EventSource`], [`Sink`] and [`Reporter`].

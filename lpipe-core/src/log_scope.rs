@@ -8,7 +8,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use crate::context::{Invocation, RecordInfo};
 use crate::path::PathName;
@@ -42,15 +44,32 @@ impl Drop for Swapped<'_> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// [`with_scope`]'s future. A struct, not an `async fn`: that would hold the wrapped
+    /// future twice (as its argument and pinned), and every record's future is wrapped.
+    pub(crate) struct WithScope<F> {
+        slot: Option<Scope>,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for WithScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _swapped = Swapped::new(this.slot);
+        this.fut.poll(cx)
+    }
+}
+
 /// Runs `fut` with `scope` as the thread's scope while it is polled.
-pub(crate) async fn with_scope<F: Future>(scope: Scope, fut: F) -> F::Output {
-    let mut slot = Some(scope);
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
-        let _swapped = Swapped::new(&mut slot);
-        fut.as_mut().poll(cx)
-    })
-    .await
+pub(crate) fn with_scope<F: Future>(scope: Scope, fut: F) -> WithScope<F> {
+    WithScope {
+        slot: Some(scope),
+        fut,
+    }
 }
 
 /// Restores the thread's function when dropped.
@@ -62,14 +81,28 @@ impl Drop for FunctionSet {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// [`with_function`]'s future (a struct for the reason [`WithScope`] is).
+    pub(crate) struct WithFunction<F> {
+        name: &'static str,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for WithFunction<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _restore = FunctionSet(FUNCTION.with(|f| f.replace(Some(*this.name))));
+        this.fut.poll(cx)
+    }
+}
+
 /// Runs `fut` with `name` as the thread's function while it is polled.
-pub(crate) async fn with_function<F: Future>(name: &'static str, fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
-        let _restore = FunctionSet(FUNCTION.with(|f| f.replace(Some(name))));
-        fut.as_mut().poll(cx)
-    })
-    .await
+pub(crate) fn with_function<F: Future>(name: &'static str, fut: F) -> WithFunction<F> {
+    WithFunction { name, fut }
 }
 
 /// Sets the entry path of the record being run.

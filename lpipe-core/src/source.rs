@@ -19,15 +19,328 @@ pub struct Record<'e> {
     pub id: Option<Cow<'e, str>>,
     /// Its ordering key (FIFO `MessageGroupId`, Kinesis partition key), if ordered.
     pub ordering_key: Option<Cow<'e, str>>,
-    /// The lpipe message's JSON text, or why it could not be extracted (bad base64, say).
-    /// When [`Record::path`] is set, the body is the kwargs object instead.
-    pub body: Result<Cow<'e, str>, RecordError>,
+    /// The lpipe message's JSON text (or still encoded, decoded when the record runs), or why
+    /// it could not be extracted (bad base64, say). When [`Record::path`] is set, the body is
+    /// the kwargs object instead.
+    pub body: Body<'e>,
     /// The path, when the source decided it (EventBridge routes by `detail-type`, or unpacks a
     /// directed message from `detail`); the body is then the kwargs. `None`: the body is a
     /// message, or bare kwargs for the pipeline's default path.
     pub path: Option<Cow<'e, str>>,
     /// What the source says about the record besides (see [`RecordMeta`]).
     pub meta: RecordMeta,
+}
+
+/// A record's body as its source found it. A body still encoded in the event (an SQS body is
+/// a JSON string with escapes; Kinesis data is base64) is decoded when its record runs and
+/// freed when it has run, so a batch never holds all its decoded bodies at once.
+#[derive(Debug)]
+pub enum Body<'e> {
+    /// The text.
+    Text(Cow<'e, str>),
+    /// Text still encoded as it sits in the event, and the function that decodes it.
+    Encoded {
+        /// The encoded text.
+        raw: &'e str,
+        /// Decodes it; an error says what is wrong with it (and drops the record).
+        decode: fn(&str) -> Result<String, RecordError>,
+    },
+    /// Why the body could not be extracted (the record is dropped with this error).
+    Invalid(RecordError),
+}
+
+impl<'e> Body<'e> {
+    /// The text, decoding it if it is still encoded.
+    ///
+    /// # Errors
+    ///
+    /// Why the body could not be extracted or decoded.
+    pub fn into_text(self) -> Result<Cow<'e, str>, RecordError> {
+        match self {
+            Body::Text(text) => Ok(text),
+            Body::Encoded { raw, decode } => decode(raw).map(Cow::Owned),
+            Body::Invalid(e) => Err(e),
+        }
+    }
+
+    /// A JSON string literal as it sits in the event (`"…"`, quotes included): borrowed when
+    /// it has no escapes, else unescaped when its record runs.
+    pub fn json_string(literal: &'e str) -> Body<'e> {
+        match literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+            Some(inner)
+                if memchr::memchr2(b'\\', b'"', inner.as_bytes()).is_none()
+                    && !inner.bytes().any(|b| b < 0x20) =>
+            {
+                Body::Text(Cow::Borrowed(inner))
+            }
+            _ => Body::Encoded {
+                raw: literal,
+                decode: unescape_json_string,
+            },
+        }
+    }
+}
+
+/// A JSON string literal's text. The common escapes are undone here in one pass; anything
+/// else (a literal that is not a well-formed string, a lone surrogate) goes to serde_json,
+/// for its verdict and its precise error.
+fn unescape_json_string(literal: &str) -> Result<String, RecordError> {
+    unescape_simple(literal).map_or_else(
+        || {
+            serde_json::from_str(literal).map_err(|e| {
+                RecordError::invalid_payload(format!("the record's body is not a JSON string: {e}"))
+            })
+        },
+        Ok,
+    )
+}
+
+/// [`unescape_json_string`]'s one pass: `None` when it is not sure. Plain runs are found
+/// with a byte table and copied whole; escapes are undone one by one.
+fn unescape_simple(literal: &str) -> Option<String> {
+    let mut rest = literal.strip_prefix('"')?.strip_suffix('"')?.as_bytes();
+    let mut out = Vec::with_capacity(rest.len());
+    loop {
+        let Some(at) = rest.iter().position(|&b| STOPS[usize::from(b)]) else {
+            out.extend_from_slice(rest);
+            break;
+        };
+        out.extend_from_slice(&rest[..at]);
+        let plain = match (rest[at], rest.get(at + 1)) {
+            (b'\\', Some(b'"')) => b'"',
+            (b'\\', Some(b'\\')) => b'\\',
+            (b'\\', Some(b'/')) => b'/',
+            (b'\\', Some(b'b')) => 0x08,
+            (b'\\', Some(b'f')) => 0x0c,
+            (b'\\', Some(b'n')) => b'\n',
+            (b'\\', Some(b'r')) => b'\r',
+            (b'\\', Some(b't')) => b'\t',
+            (b'\\', Some(b'u')) => {
+                let (ch, used) = unicode_escape(&rest[at..])?;
+                out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
+                rest = &rest[at + used..];
+                continue;
+            }
+            // A quote or control character that is not escaped, or an unknown escape.
+            _ => return None,
+        };
+        out.push(plain);
+        rest = &rest[at + 2..];
+    }
+    // Whole characters were copied and whole characters added: still UTF-8 (checked anyway).
+    String::from_utf8(out).ok()
+}
+
+/// The bytes that end a plain run in a JSON string: `\`, `"` and control characters.
+const STOPS: [bool; 256] = {
+    let mut stops = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        stops[b] = true;
+        b += 1;
+    }
+    stops[b'\\' as usize] = true;
+    stops[b'"' as usize] = true;
+    stops
+};
+
+/// A `\uXXXX` escape (or a surrogate pair of two) at the start of `bytes`: the character and
+/// how many bytes it took.
+fn unicode_escape(bytes: &[u8]) -> Option<(char, usize)> {
+    let unit = |from: usize| {
+        let hex = bytes.get(from..from + 4)?;
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    let first = unit(2)?;
+    if !(0xD800..0xDC00).contains(&first) {
+        return Some((char::from_u32(first)?, 6));
+    }
+    // A surrogate pair: `\uD83D\uDE00`.
+    if bytes.get(6..8)? != b"\\u" {
+        return None;
+    }
+    let second = unit(8)?;
+    if !(0xDC00..0xE000).contains(&second) {
+        return None;
+    }
+    Some((
+        char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))?,
+        12,
+    ))
+}
+
+impl<'e> From<Result<Cow<'e, str>, RecordError>> for Body<'e> {
+    fn from(body: Result<Cow<'e, str>, RecordError>) -> Self {
+        match body {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Invalid(e),
+        }
+    }
+}
+
+/// Decodes an event of the common layout `{"Records": [ … ]}` record by record: each element
+/// is read as a `T` and handed to `each` with its index, and what `each` makes of it is kept;
+/// no list of the elements themselves is built. Other top-level fields are skipped.
+///
+/// # Errors
+///
+/// When the event is not such an object (the message names what is wrong and where), or the
+/// first error `each` returns.
+///
+/// # Examples
+///
+/// ```
+/// use std::borrow::Cow;
+/// use lpipe_core::{decode_records, Record};
+///
+/// #[derive(serde::Deserialize)]
+/// struct Item<'a> {
+///     #[serde(borrow)]
+///     id: Cow<'a, str>,
+///     #[serde(borrow)]
+///     text: Cow<'a, str>,
+/// }
+///
+/// let event = r#"{"Records": [{"id": "a", "text": "{}"}], "other": 1}"#;
+/// let records = decode_records("mine", event, |_, item: Item<'_>| {
+///     Ok(Record::new(Some(item.id), Ok(item.text)))
+/// })
+/// .unwrap();
+/// assert_eq!(records.len(), 1);
+/// assert!(decode_records("mine", "{}", |_, item: Item<'_>| Ok(Record::new(None, Ok(item.text)))).is_err());
+/// ```
+pub fn decode_records<'e, T, F>(
+    source_name: &'static str,
+    event: &'e str,
+    each: F,
+) -> Result<Vec<Record<'e>>, InvalidEvent>
+where
+    T: serde::Deserialize<'e>,
+    F: FnMut(usize, T) -> Result<Record<'e>, InvalidEvent>,
+{
+    let mut failed = None;
+    let seed = RecordsEvent {
+        each,
+        failed: &mut failed,
+        marker: std::marker::PhantomData,
+    };
+    let mut de = serde_json::Deserializer::from_str(event);
+    let result = seed.deserialize(&mut de).and_then(|records| {
+        de.end()?;
+        Ok(records)
+    });
+    result.map_err(|e| {
+        failed.take().unwrap_or_else(|| InvalidEvent {
+            source_name,
+            message: e.to_string(),
+        })
+    })
+}
+
+/// The event object of [`decode_records`]; `failed` keeps the error of `each`, which serde
+/// can only carry as text.
+struct RecordsEvent<'f, T, F> {
+    each: F,
+    failed: &'f mut Option<InvalidEvent>,
+    marker: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'de, T, F> DeserializeSeed<'de> for RecordsEvent<'_, T, F>
+where
+    T: serde::Deserialize<'de>,
+    F: FnMut(usize, T) -> Result<Record<'de>, InvalidEvent>,
+{
+    type Value = Vec<Record<'de>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de, T, F> Visitor<'de> for RecordsEvent<'_, T, F>
+where
+    T: serde::Deserialize<'de>,
+    F: FnMut(usize, T) -> Result<Record<'de>, InvalidEvent>,
+{
+    type Value = Vec<Record<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an event object with a `Records` list")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut records = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key != "Records" {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            if records.is_some() {
+                return Err(de::Error::duplicate_field("Records"));
+            }
+            records = Some(map.next_value_seed(RecordsList {
+                each: &mut self.each,
+                failed: &mut *self.failed,
+                marker: std::marker::PhantomData,
+            })?);
+        }
+        records.ok_or_else(|| de::Error::missing_field("Records"))
+    }
+}
+
+/// The `Records` list of [`decode_records`].
+struct RecordsList<'a, T, F> {
+    each: &'a mut F,
+    failed: &'a mut Option<InvalidEvent>,
+    marker: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'de, T, F> DeserializeSeed<'de> for RecordsList<'_, T, F>
+where
+    T: serde::Deserialize<'de>,
+    F: FnMut(usize, T) -> Result<Record<'de>, InvalidEvent>,
+{
+    type Value = Vec<Record<'de>>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de, T, F> Visitor<'de> for RecordsList<'_, T, F>
+where
+    T: serde::Deserialize<'de>,
+    F: FnMut(usize, T) -> Result<Record<'de>, InvalidEvent>,
+{
+    type Value = Vec<Record<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(element) = seq.next_element::<T>()? {
+            match (self.each)(records.len(), element) {
+                Ok(record) => records.push(record),
+                Err(e) => {
+                    let message = e.to_string();
+                    *self.failed = Some(e);
+                    return Err(de::Error::custom(message));
+                }
+            }
+        }
+        Ok(records)
+    }
 }
 
 /// What the event source says about a record beyond its body, id and ordering key; functions
@@ -44,8 +357,8 @@ pub enum RecordMeta {
     Kinesis(KinesisMeta),
     /// An EventBridge event's.
     EventBridge(EventBridgeMeta),
-    /// A DynamoDB stream record's.
-    DynamoDb(DynamoDbMeta),
+    /// A DynamoDB stream record's (boxed: the largest, and on its source's records only).
+    DynamoDb(Box<DynamoDbMeta>),
 }
 
 /// An SQS message's attributes (the FIFO `MessageGroupId` is the record's ordering key).
@@ -212,12 +525,13 @@ pub fn trace_id(header: &str) -> Option<&str> {
 }
 
 impl<'e> Record<'e> {
-    /// A record whose body is an lpipe message (or bare kwargs for a default path).
-    pub fn new(id: Option<Cow<'e, str>>, body: Result<Cow<'e, str>, RecordError>) -> Self {
+    /// A record whose body is an lpipe message (or bare kwargs for a default path): its text,
+    /// a [`Body`], or why it could not be extracted.
+    pub fn new(id: Option<Cow<'e, str>>, body: impl Into<Body<'e>>) -> Self {
         Record {
             id,
             ordering_key: None,
-            body,
+            body: body.into(),
             path: None,
             meta: RecordMeta::None,
         }
@@ -787,19 +1101,93 @@ mod tests {
     }
 
     #[test]
+    fn decode_records_keeps_each_records_error_and_names_bad_events() {
+        let each = |index: usize, r: serde_json::Map<String, serde_json::Value>| {
+            InvalidEvent::check_record_source("mine", "aws:mine", index, r["eventSource"].as_str())
+                .map(|()| Record::new(None, Ok(Cow::Borrowed("{}"))))
+        };
+        let ok =
+            r#"{"x": [1], "Records": [{"eventSource": "aws:mine"}, {"eventSource": "aws:mine"}]}"#;
+        assert_eq!(decode_records("mine", ok, each).unwrap().len(), 2);
+        // The error of `each` comes back as it was made, not as serde's text.
+        let other = r#"{"Records": [{"eventSource": "aws:mine"}, {"eventSource": "aws:sqs"}]}"#;
+        let e = decode_records("mine", other, each).unwrap_err();
+        assert!(
+            e.message.starts_with("record 1 has eventSource 'aws:sqs'"),
+            "{e}"
+        );
+        for (bad, says) in [
+            ("{}", "missing field `Records`"),
+            (
+                r#"{"Records": [], "Records": []}"#,
+                "duplicate field `Records`",
+            ),
+            (r#"{"Records": {}}"#, "a list of records"),
+            ("[]", "an event object"),
+            (r#"{"Records": []} x"#, "trailing characters"),
+        ] {
+            let e = decode_records("mine", bad, each).unwrap_err();
+            assert_eq!(e.source_name, "mine");
+            assert!(e.message.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn json_string_bodies_unescape_as_serde_json_does() {
+        let cases = [
+            r#""plain""#,
+            r#""{\"path\": \"A\", \"kwargs\": {\"x\": \"a\\\\b\/c\"}}""#,
+            r#""tab\tnew\nline\r\b\f""#,
+            r#""\u00e9\u4e2d\ud83d\ude00 é""#,
+            r#""\"""#,
+            r#""\\""#,
+            r#""""#,
+        ];
+        for literal in cases {
+            let expected: String = serde_json::from_str(literal).unwrap();
+            assert_eq!(
+                unescape_simple(literal).as_deref(),
+                Some(expected.as_str()),
+                "{literal}"
+            );
+            assert_eq!(
+                Body::json_string(literal).into_text().unwrap(),
+                expected,
+                "{literal}"
+            );
+        }
+        // Not sure: serde_json decides, and names the problem.
+        for bad in [
+            r#""\u+0e9""#,
+            r#""\ud83d alone""#,
+            r#""\x""#,
+            r#""open"#,
+            r#""a"b""#,
+            "\"ctl\u{1}\"",
+            "5",
+        ] {
+            assert_eq!(unescape_simple(bad), None, "{bad}");
+            let e = Body::json_string(bad).into_text().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidPayload, "{bad}");
+            assert!(e.message().contains("not a JSON string"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn raw_records_are_objects_or_strings_holding_json() {
         let event = r#"[{"path": "A", "kwargs": {}}, "{\"path\": \"B\", \"kwargs\": {}}", 5]"#;
         let records = RawSource.decode(event).unwrap();
         assert_eq!(records.len(), 3);
+        let mut bodies = records.into_iter().map(|r| r.body.into_text());
         assert_eq!(
-            records[0].body.as_deref().unwrap(),
+            bodies.next().unwrap().unwrap(),
             r#"{"path": "A", "kwargs": {}}"#
         );
         assert_eq!(
-            records[1].body.as_deref().unwrap(),
+            bodies.next().unwrap().unwrap(),
             r#"{"path": "B", "kwargs": {}}"#
         );
-        let err = records[2].body.as_ref().unwrap_err();
+        let err = bodies.next().unwrap().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidPayload);
         assert!(err.message().contains("a number"), "{err}");
         let single = RawSource.decode(r#"{"path": "A", "kwargs": {}}"#).unwrap();

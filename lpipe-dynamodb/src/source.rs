@@ -219,7 +219,7 @@ impl EventSource for DynamoDbSource {
                         Ok((body, path, ordering_key, meta)) => {
                             let record = Record::new(id, Ok(Cow::Owned(body)))
                                 .ordering_key(ordering_key.map(Cow::Owned))
-                                .meta(RecordMeta::DynamoDb(meta));
+                                .meta(RecordMeta::DynamoDb(Box::new(meta)));
                             match path {
                                 Some(path) => record.with_path(Cow::Owned(path)),
                                 None => record,

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use lpipe_core::{
-    async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, KinesisMeta,
-    Ordering, Record, RecordError, RecordMeta,
+    async_trait, BatchResult, Body, EventProbe, EventSource, InvalidEvent, InvocationError,
+    KinesisMeta, Ordering, Record, RecordError, RecordMeta,
 };
 use serde::Deserialize;
 
@@ -42,12 +42,6 @@ impl KinesisSource {
 }
 
 #[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "Records", borrow)]
-    records: Vec<KinesisRecord<'a>>,
-}
-
-#[derive(Deserialize)]
 struct KinesisRecord<'a> {
     #[serde(borrow, default)]
     kinesis: Option<Payload<'a>>,
@@ -66,21 +60,32 @@ struct Payload<'a> {
     sequence_number: Option<Cow<'a, str>>,
     #[serde(rename = "partitionKey", borrow, default)]
     partition_key: Option<Cow<'a, str>>,
+    /// The base64 as a JSON string literal: decoded when the record runs (see [`Body`]).
     #[serde(borrow, default)]
-    data: Option<Cow<'a, str>>,
+    data: Option<&'a serde_json::value::RawValue>,
     #[serde(rename = "approximateArrivalTimestamp", default)]
     arrival: Option<f64>,
 }
 
-fn decode_data(data: Option<&str>) -> Result<Cow<'static, str>, RecordError> {
-    let data =
-        data.ok_or_else(|| RecordError::invalid_payload("the Kinesis record has no data"))?;
+/// A record's data (a JSON string literal of base64) as text: run when the record runs, so
+/// that decoded bodies do not pile up (see [`Body`]).
+fn decode_data(literal: &str) -> Result<String, RecordError> {
+    let text: Cow<'_, str> = match literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        // Base64 has no characters JSON must escape; a writer may still escape `/` as `\/`.
+        Some(inner) if !inner.contains('\\') => Cow::Borrowed(inner),
+        _ => Cow::Owned(serde_json::from_str::<String>(literal).map_err(|_| {
+            RecordError::invalid_payload(format!(
+                "the Kinesis record's data is not a string: {}",
+                literal.chars().take(40).collect::<String>()
+            ))
+        })?),
+    };
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data.as_bytes())
+        .decode(text.as_bytes())
         .map_err(|e| {
             RecordError::invalid_payload(format!("the Kinesis record's data is not base64: {e}"))
         })?;
-    String::from_utf8(bytes).map(Cow::Owned).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         RecordError::invalid_payload(format!("the Kinesis record's data is not UTF-8: {e}"))
     })
 }
@@ -97,51 +102,50 @@ impl EventSource for KinesisSource {
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
-        let event: Event<'e> = serde_json::from_str(event).map_err(|e| InvalidEvent {
-            source_name: Self::NAME,
-            message: e.to_string(),
-        })?;
         // A batch comes from one shard: its id is shared, not copied per record.
         let mut shard: Option<std::sync::Arc<str>> = None;
-        event
-            .records
-            .into_iter()
-            .enumerate()
-            .map(|(index, r)| {
-                let shard_id =
-                    r.event_id
-                        .as_deref()
-                        .and_then(|id| id.split_once(':'))
-                        .map(|(shard_id, _)| match &shard {
-                            Some(s) if s.as_ref() == shard_id => s.clone(),
-                            _ => {
-                                let s: std::sync::Arc<str> = shard_id.into();
-                                shard = Some(s.clone());
-                                s
-                            }
-                        });
-                InvalidEvent::check_record_source(
-                    Self::NAME,
-                    EVENT_SOURCE,
-                    index,
-                    r.event_source.as_deref(),
-                )?;
-                Ok(match r.kinesis {
-                    Some(k) => Record::new(
-                        k.sequence_number.filter(|s| !s.is_empty()),
-                        decode_data(k.data.as_deref()),
-                    )
-                    .ordering_key(k.partition_key)
-                    .meta(RecordMeta::Kinesis(KinesisMeta::new(k.arrival, shard_id))),
-                    None => Record::new(
-                        None,
-                        Err(RecordError::invalid_payload(
-                            "the record has no 'kinesis' object",
+        lpipe_core::decode_records(Self::NAME, event, |index, r: KinesisRecord<'e>| {
+            let shard_id =
+                r.event_id
+                    .as_deref()
+                    .and_then(|id| id.split_once(':'))
+                    .map(|(shard_id, _)| match &shard {
+                        Some(s) if s.as_ref() == shard_id => s.clone(),
+                        _ => {
+                            let s: std::sync::Arc<str> = shard_id.into();
+                            shard = Some(s.clone());
+                            s
+                        }
+                    });
+            InvalidEvent::check_record_source(
+                Self::NAME,
+                EVENT_SOURCE,
+                index,
+                r.event_source.as_deref(),
+            )?;
+            Ok(match r.kinesis {
+                Some(k) => Record::new(
+                    k.sequence_number.filter(|s| !s.is_empty()),
+                    match k.data {
+                        Some(literal) => Body::Encoded {
+                            raw: literal.get(),
+                            decode: decode_data,
+                        },
+                        None => Body::Invalid(RecordError::invalid_payload(
+                            "the Kinesis record has no data",
                         )),
-                    ),
-                })
+                    },
+                )
+                .ordering_key(k.partition_key)
+                .meta(RecordMeta::Kinesis(KinesisMeta::new(k.arrival, shard_id))),
+                None => Record::new(
+                    None,
+                    Err(RecordError::invalid_payload(
+                        "the record has no 'kinesis' object",
+                    )),
+                ),
             })
-            .collect()
+        })
     }
 
     fn ordering(&self) -> Ordering {

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use lpipe_core::{
-    async_trait, BatchResult, EventProbe, EventSource, InvalidEvent, InvocationError, Ordering,
-    Outcome, Record, RecordError, RecordMeta, SqsMeta,
+    async_trait, BatchResult, Body, EventProbe, EventSource, InvalidEvent, InvocationError,
+    Ordering, Outcome, Record, RecordError, RecordMeta, SqsMeta,
 };
 use serde::Deserialize;
 
@@ -126,17 +126,12 @@ impl SqsSource {
 }
 
 #[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "Records", borrow)]
-    records: Vec<SqsRecord<'a>>,
-}
-
-#[derive(Deserialize)]
 struct SqsRecord<'a> {
     #[serde(rename = "messageId", borrow, default)]
     message_id: Option<Cow<'a, str>>,
+    /// The JSON string literal: unescaped when the record runs (see [`Body`]).
     #[serde(borrow, default)]
-    body: Option<Cow<'a, str>>,
+    body: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     attributes: Option<Attributes<'a>>,
     /// Read leniently, apart from the rest: a malformed attribute must not cost the batch.
@@ -214,13 +209,6 @@ struct ReceiptEvent<'a> {
     records: Vec<Receipt<'a>>,
 }
 
-fn invalid(message: impl Into<String>) -> InvalidEvent {
-    InvalidEvent {
-        source_name: SqsSource::NAME,
-        message: message.into(),
-    }
-}
-
 /// The URL of the queue of an `eventSourceARN`, or `None` (logged).
 async fn queue_url(client: &aws_sdk_sqs::Client, arn: &str) -> Option<String> {
     let Some((account, name)) = parse_queue_arn(arn) else {
@@ -270,49 +258,42 @@ impl EventSource for SqsSource {
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
-        let event: Event<'e> = serde_json::from_str(event).map_err(|e| invalid(e.to_string()))?;
-        event
-            .records
-            .into_iter()
-            .enumerate()
-            .map(|(index, r)| {
-                InvalidEvent::check_record_source(
-                    Self::NAME,
-                    EVENT_SOURCE,
-                    index,
-                    r.event_source.as_deref(),
-                )?;
-                let fifo_queue = r
-                    .event_source_arn
-                    .as_deref()
-                    .is_some_and(|a| a.ends_with(".fifo"));
-                let (group, receive_count, sent, trace_header) = match r.attributes {
-                    Some(a) => (
-                        a.message_group_id,
-                        a.receive_count.and_then(|c| c.parse().ok()),
-                        a.sent_timestamp.and_then(|t| t.parse().ok()),
-                        a.trace_header.filter(|t| !t.is_empty()),
-                    ),
-                    None => (None, None, None, None),
-                };
-                let meta =
-                    SqsMeta::new(receive_count, sent, string_attributes(r.message_attributes))
-                        .with_trace_header(trace_header.map(Cow::into_owned));
-                let ordering_key = match (group, fifo_queue) {
-                    (Some(g), _) => Some(g),
-                    // A FIFO queue's record without a group: keep the whole queue in order.
-                    (None, true) => r.event_source_arn.clone(),
-                    (None, false) => None,
-                };
-                Ok(Record::new(
-                    r.message_id.filter(|id| !id.is_empty()),
-                    r.body
-                        .ok_or_else(|| RecordError::invalid_payload("the SQS record has no body")),
-                )
+        lpipe_core::decode_records(Self::NAME, event, |index, r: SqsRecord<'e>| {
+            InvalidEvent::check_record_source(
+                Self::NAME,
+                EVENT_SOURCE,
+                index,
+                r.event_source.as_deref(),
+            )?;
+            let fifo_queue = r
+                .event_source_arn
+                .as_deref()
+                .is_some_and(|a| a.ends_with(".fifo"));
+            let (group, receive_count, sent, trace_header) = match r.attributes {
+                Some(a) => (
+                    a.message_group_id,
+                    a.receive_count.and_then(|c| c.parse().ok()),
+                    a.sent_timestamp.and_then(|t| t.parse().ok()),
+                    a.trace_header.filter(|t| !t.is_empty()),
+                ),
+                None => (None, None, None, None),
+            };
+            let meta = SqsMeta::new(receive_count, sent, string_attributes(r.message_attributes))
+                .with_trace_header(trace_header.map(Cow::into_owned));
+            let ordering_key = match (group, fifo_queue) {
+                (Some(g), _) => Some(g),
+                // A FIFO queue's record without a group: keep the whole queue in order.
+                (None, true) => r.event_source_arn.clone(),
+                (None, false) => None,
+            };
+            let body = match r.body {
+                Some(literal) => Body::json_string(literal.get()),
+                None => Body::Invalid(RecordError::invalid_payload("the SQS record has no body")),
+            };
+            Ok(Record::new(r.message_id.filter(|id| !id.is_empty()), body)
                 .ordering_key(ordering_key)
                 .meta(RecordMeta::Sqs(meta)))
-            })
-            .collect()
+        })
     }
 
     fn ordering(&self) -> Ordering {

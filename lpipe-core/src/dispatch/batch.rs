@@ -111,10 +111,11 @@ pub(super) trait Collect: Send {
 /// A batch's records, run, in record order.
 pub(super) struct Collected {
     pub(super) results: Vec<RecordResult>,
-    pub(super) kwargs_of: Vec<Option<Kwargs>>,
+    /// The kwargs of the records that did not succeed (for reports), by record index.
+    pub(super) kwargs_of: Vec<(usize, Kwargs)>,
     pub(super) staged: Vec<Staged>,
     /// For metrics: the path each record entered by, and the records dead-lettered.
-    pub(super) paths: Vec<Option<PathName>>,
+    pub(super) paths: Vec<(usize, PathName)>,
     pub(super) dead_lettered: Vec<usize>,
     /// For metrics: what the outbox did, per queue kind.
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
@@ -131,9 +132,13 @@ impl Collect for Collected {
             self.dead_lettered.push(done.index);
         }
         self.results.push(done.result);
-        self.kwargs_of.push(done.kwargs);
+        if let Some(kwargs) = done.kwargs {
+            self.kwargs_of.push((done.index, kwargs));
+        }
         self.staged.extend(done.staged);
-        self.paths.push(done.path);
+        if let Some(path) = done.path {
+            self.paths.push((done.index, path));
+        }
         if let Some(claim) = done.claim {
             self.claims.push((done.index, claim));
         }
@@ -221,9 +226,9 @@ impl Pipeline {
     ) -> Collected {
         let mut collected = Collected {
             results: Vec::with_capacity(records.len()),
-            kwargs_of: Vec::with_capacity(records.len()),
+            kwargs_of: Vec::new(),
             staged: Vec::new(),
-            paths: Vec::with_capacity(records.len()),
+            paths: Vec::new(),
             dead_lettered: Vec::new(),
             message_counts: Default::default(),
             claims: Vec::new(),
@@ -386,10 +391,14 @@ impl Pipeline {
             record: Some(exec.record.clone()),
             path: None,
         };
-        let (result, kwargs, body) = match body {
+        let (result, kwargs, body) = match body.into_text() {
             Ok(body) => {
-                let run = self.run_record(&body, source_path.as_deref(), &mut exec);
-                let (result, kwargs) = crate::log_scope::with_scope(scope, run).await;
+                // Built in place: a future held in a local as well would take its room twice.
+                let (result, kwargs) = crate::log_scope::with_scope(
+                    scope,
+                    self.run_record(&body, source_path.as_deref(), &mut exec),
+                )
+                .await;
                 (result, kwargs, Some(body))
             }
             Err(e) => (Err(e), None, None),

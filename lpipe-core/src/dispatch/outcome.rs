@@ -46,16 +46,17 @@ pub(super) fn summary(collected: &Collected) -> InvocationSummary {
     }
     // Few paths, many records: count by reference, name them once.
     let mut by_path: Vec<(&crate::path::PathName, RecordCounts)> = Vec::new();
-    for (i, r) in collected.results.iter().enumerate() {
+    for r in &collected.results {
         count(&mut summary.total, r);
-        if let Some(Some(path)) = collected.paths.get(i) {
-            match by_path.iter_mut().find(|(p, _)| *p == path) {
-                Some((_, c)) => count(c, r),
-                None => {
-                    let mut c = RecordCounts::default();
-                    count(&mut c, r);
-                    by_path.push((path, c));
-                }
+    }
+    for (i, path) in &collected.paths {
+        let r = &collected.results[*i];
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, c)) => count(c, r),
+            None => {
+                let mut c = RecordCounts::default();
+                count(&mut c, r);
+                by_path.push((path, c));
             }
         }
     }
@@ -183,6 +184,8 @@ impl Pipeline {
             duplicates,
             ..Stats::default()
         };
+        // The kwargs of the records that did not succeed, in record order.
+        let mut kwargs_of = kwargs_of.into_iter().peekable();
         for (i, r) in results.iter().enumerate() {
             match r.outcome {
                 Outcome::Success => stats.successes += 1,
@@ -193,6 +196,7 @@ impl Pipeline {
             if let Some(output) = &r.output {
                 tracing::debug!(record_id, %output, "record output");
             }
+            while kwargs_of.next_if(|(index, _)| *index < i).is_some() {}
             if let Some(e) = &r.error {
                 // Logged after the batch ran, outside the record's span: its fields again.
                 let path = e.path().map_or("", |p| p.as_str());
@@ -209,7 +213,10 @@ impl Pipeline {
                     request_id,
                     outcome: r.outcome,
                     error: e,
-                    kwargs: kwargs_of.get(i).and_then(Option::as_ref),
+                    kwargs: kwargs_of
+                        .next_if(|(index, _)| *index == i)
+                        .as_ref()
+                        .map(|(_, k)| k),
                 });
             }
         }
