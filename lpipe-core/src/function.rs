@@ -209,8 +209,13 @@ pub(crate) type Prepared<'a> = BoxFuture<'a, Result<Returned, BoxError>>;
 pub(crate) type ParamError = serde_path_to_error::Error<serde_json::Error>;
 
 pub(crate) trait ErasedFunction: Send + Sync + 'static {
-    /// Deserializes the arguments; the returned future runs the function.
-    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError>;
+    /// Deserializes the arguments; the returned future runs the function. `ctx` makes the
+    /// function's [`Context`], called only by functions that take one (or state).
+    fn prepare<'a>(
+        &'a self,
+        kwargs: &Kwargs,
+        ctx: &dyn Fn() -> Context,
+    ) -> Result<Prepared<'a>, ParamError>;
 }
 
 fn short_name<F>() -> &'static str {
@@ -275,7 +280,11 @@ where
     R: IntoReturn + 'static,
     E: Into<BoxError> + 'static,
 {
-    fn prepare<'a>(&'a self, kwargs: &Kwargs, _ctx: Context) -> Result<Prepared<'a>, ParamError> {
+    fn prepare<'a>(
+        &'a self,
+        kwargs: &Kwargs,
+        _ctx: &dyn Fn() -> Context,
+    ) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
         Ok(async move {
             (self.f)(args)
@@ -295,8 +304,13 @@ where
     R: IntoReturn + 'static,
     E: Into<BoxError> + 'static,
 {
-    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError> {
+    fn prepare<'a>(
+        &'a self,
+        kwargs: &Kwargs,
+        ctx: &dyn Fn() -> Context,
+    ) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
+        let ctx = ctx();
         Ok(async move {
             (self.f)(args, ctx)
                 .await
@@ -410,8 +424,13 @@ where
     R: IntoReturn + 'static,
     E: Into<BoxError> + 'static,
 {
-    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError> {
+    fn prepare<'a>(
+        &'a self,
+        kwargs: &Kwargs,
+        ctx: &dyn Fn() -> Context,
+    ) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
+        let ctx = ctx();
         let state = state_of::<T>(&ctx);
         Ok(async move {
             (self.f)(args, state)
@@ -432,8 +451,13 @@ where
     R: IntoReturn + 'static,
     E: Into<BoxError> + 'static,
 {
-    fn prepare<'a>(&'a self, kwargs: &Kwargs, ctx: Context) -> Result<Prepared<'a>, ParamError> {
+    fn prepare<'a>(
+        &'a self,
+        kwargs: &Kwargs,
+        ctx: &dyn Fn() -> Context,
+    ) -> Result<Prepared<'a>, ParamError> {
         let args: A = args_from(&self.params, kwargs)?;
+        let ctx = ctx();
         let state = state_of::<T>(&ctx);
         Ok(async move {
             (self.f)(args, state, ctx)

@@ -107,19 +107,19 @@ impl Pipeline {
             Some(path) => self.parse_kwargs_for(path, body),
             None => self.parse_message(body),
         };
-        let (path, kwargs) = match parsed {
-            Ok(pk) => pk,
+        let (path, actions, kwargs) = match parsed {
+            Ok(parsed) => parsed,
             Err(e) => return (Err(e), None),
         };
-        crate::log_scope::set_path(&path);
+        crate::log_scope::set_path(path);
         if self.inner.metrics.is_some() {
             exec.entry_path = Some(path.clone());
         }
         tracing::debug!(kwargs = %kwargs, "record received");
-        if let Some(done) = self.claim_key(&path, &kwargs, exec).await {
+        if let Some(done) = self.claim_key(path, &kwargs, exec).await {
             return (done, Some(kwargs));
         }
-        let result = self.run_path_unboxed(&path, &kwargs, 0, exec).await;
+        let result = self.run_actions(path, actions, &kwargs, 0, exec).await;
         (result, Some(kwargs))
     }
 
@@ -181,23 +181,27 @@ impl Pipeline {
         depth: usize,
         exec: &'a mut Exec<'_>,
     ) -> BoxFuture<'a, Result<Produced, RecordError>> {
-        self.run_path_unboxed(path, kwargs, depth, exec).boxed()
+        async move {
+            let (name, actions) = self
+                .lookup(path.as_str())
+                .ok_or_else(|| self.unknown_path(path.as_str()))?;
+            self.run_actions(name, actions, kwargs, depth, exec).await
+        }
+        .boxed()
     }
 
     /// Runs a path's actions in order.
-    async fn run_path_unboxed(
+    async fn run_actions(
         &self,
-        path: &PathName,
+        name: &PathName,
+        actions: &[Action],
         kwargs: &Kwargs,
         depth: usize,
         exec: &mut Exec<'_>,
     ) -> Result<Produced, RecordError> {
         if depth > self.inner.max_depth {
-            return Err(self.too_deep(path));
+            return Err(self.too_deep(name));
         }
-        let (name, actions) = self
-            .lookup(path.as_str())
-            .ok_or_else(|| self.unknown_path(path.as_str()))?;
         let mut output = None;
         for action in actions {
             output = self
@@ -255,7 +259,7 @@ impl Pipeline {
             // The common case, without collecting the prepared calls.
             let call = f
                 .inner
-                .prepare(&fn_kwargs, context(exec))
+                .prepare(&fn_kwargs, &|| context(exec))
                 .map_err(|e| param_error(e, f.name, path))?;
             output = self
                 .call_function(f.name, call, (path, action), depth, exec)
@@ -266,7 +270,7 @@ impl Pipeline {
             for f in &action.functions {
                 let call = f
                     .inner
-                    .prepare(&fn_kwargs, context(exec))
+                    .prepare(&fn_kwargs, &|| context(exec))
                     .map_err(|e| param_error(e, f.name, path))?;
                 prepared.push((f.name, call));
             }

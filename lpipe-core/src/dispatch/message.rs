@@ -9,9 +9,14 @@ use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use crate::error::{ErrorKind, RecordError};
+use crate::action::Action;
 use crate::kwargs::Kwargs;
 use crate::path::PathName;
 use crate::pipeline::Pipeline;
+
+/// A parsed record: the path it runs (as the pipeline names it), that path's actions, and its
+/// kwargs. The path is looked up once, here.
+pub(super) type Parsed<'p> = (&'p PathName, &'p [Action], Kwargs);
 
 #[derive(serde::Deserialize)]
 struct Message<'a> {
@@ -49,23 +54,28 @@ impl Pipeline {
         &self,
         path: &str,
         body: &str,
-    ) -> Result<(PathName, Kwargs), RecordError> {
+    ) -> Result<Parsed<'_>, RecordError> {
         let kwargs =
             Kwargs::from_json(body).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
+        self.with_path(path, kwargs)
+    }
+
+    /// The parsed record of a path name and kwargs; an error for an unknown path.
+    fn with_path(&self, path: &str, kwargs: Kwargs) -> Result<Parsed<'_>, RecordError> {
         match self.lookup(path) {
-            Some((name, _)) => Ok((name.clone(), kwargs)),
+            Some((name, actions)) => Ok((name, actions, kwargs)),
             None => Err(self.unknown_path(path)),
         }
     }
 
-    pub(super) fn parse_message(&self, body: &str) -> Result<(PathName, Kwargs), RecordError> {
+    pub(super) fn parse_message(&self, body: &str) -> Result<Parsed<'_>, RecordError> {
         if let Some(default) = &self.inner.default_path {
             let raw: Box<RawValue> = serde_json::from_str(body).map_err(|e| {
                 RecordError::invalid_payload(format!("the record is not valid JSON: {e}"))
             })?;
             let kwargs =
                 Kwargs::from_raw(raw).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
-            return Ok((default.clone(), kwargs));
+            return self.with_path(default.as_str(), kwargs);
         }
         // The fast path: one scan finds the path and every kwarg. It declines (and the general
         // path below runs, with its precise errors) on keys with escapes, empty kwargs or any
@@ -76,10 +86,7 @@ impl Pipeline {
         }) = serde_json::from_str::<IndexedMessage<'_>>(body)
         {
             if let Some(kwargs) = indexed_kwargs(body, &entries.0) {
-                return match self.lookup(&path) {
-                    Some((name, _)) => Ok((name.clone(), kwargs)),
-                    None => Err(self.unknown_path(&path)),
-                };
+                return self.with_path(&path, kwargs);
             }
         }
         let message: Message<'_> = serde_json::from_str(body).map_err(|e| {
@@ -94,10 +101,7 @@ impl Pipeline {
         };
         let kwargs = Kwargs::from_raw(kwargs.to_owned())
             .map_err(|e| RecordError::invalid_payload(e.to_string()))?;
-        match self.lookup(&path) {
-            Some((name, _)) => Ok((name.clone(), kwargs)),
-            None => Err(self.unknown_path(&path)),
-        }
+        self.with_path(&path, kwargs)
     }
 
     pub(super) fn unknown_path(&self, path: &str) -> RecordError {
