@@ -49,13 +49,18 @@ impl CloudWatchSource {
 
 #[derive(Deserialize)]
 struct Event<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lpipe_core::borrow::option_str")]
     id: Option<Cow<'a, str>>,
-    #[serde(rename = "detail-type", borrow, default)]
+    #[serde(
+        rename = "detail-type",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     detail_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lpipe_core::borrow::option_str")]
     source: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lpipe_core::borrow::option_str")]
     time: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     detail: Option<&'a RawValue>,

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod action;
+pub mod borrow;
 mod context;
 mod dispatch;
 mod error;

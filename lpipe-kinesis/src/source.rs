@@ -45,9 +45,20 @@ impl KinesisSource {
 struct KinesisRecord<'a> {
     #[serde(borrow, default)]
     kinesis: Option<Payload<'a>>,
-    #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
+    #[serde(
+        rename = "eventSource",
+        alias = "EventSource",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     event_source: Option<Cow<'a, str>>,
-    #[serde(rename = "eventID", borrow, default)]
+    #[serde(
+        rename = "eventID",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     event_id: Option<Cow<'a, str>>,
 }
 
@@ -56,9 +67,19 @@ const EVENT_SOURCE: &str = "aws:kinesis";
 
 #[derive(Deserialize)]
 struct Payload<'a> {
-    #[serde(rename = "sequenceNumber", borrow, default)]
+    #[serde(
+        rename = "sequenceNumber",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     sequence_number: Option<Cow<'a, str>>,
-    #[serde(rename = "partitionKey", borrow, default)]
+    #[serde(
+        rename = "partitionKey",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     partition_key: Option<Cow<'a, str>>,
     /// The base64 as a JSON string literal: decoded when the record runs (see [`Body`]).
     #[serde(borrow, default)]

@@ -127,7 +127,12 @@ impl SqsSource {
 
 #[derive(Deserialize)]
 struct SqsRecord<'a> {
-    #[serde(rename = "messageId", borrow, default)]
+    #[serde(
+        rename = "messageId",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     message_id: Option<Cow<'a, str>>,
     /// The JSON string literal: unescaped when the record runs (see [`Body`]).
     #[serde(borrow, default)]
@@ -137,15 +142,31 @@ struct SqsRecord<'a> {
     /// Read leniently, apart from the rest: a malformed attribute must not cost the batch.
     #[serde(rename = "messageAttributes", borrow, default)]
     message_attributes: Option<&'a serde_json::value::RawValue>,
-    #[serde(rename = "eventSourceARN", borrow, default)]
+    #[serde(
+        rename = "eventSourceARN",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     event_source_arn: Option<Cow<'a, str>>,
-    #[serde(rename = "eventSource", alias = "EventSource", borrow, default)]
+    #[serde(
+        rename = "eventSource",
+        alias = "EventSource",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     event_source: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 struct MessageAttribute<'a> {
-    #[serde(rename = "stringValue", borrow, default)]
+    #[serde(
+        rename = "stringValue",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     string_value: Option<Cow<'a, str>>,
 }
 
@@ -174,24 +195,59 @@ const EVENT_SOURCE: &str = "aws:sqs";
 
 #[derive(Deserialize)]
 struct Attributes<'a> {
-    #[serde(rename = "MessageGroupId", borrow, default)]
+    #[serde(
+        rename = "MessageGroupId",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     message_group_id: Option<Cow<'a, str>>,
-    #[serde(rename = "ApproximateReceiveCount", borrow, default)]
+    #[serde(
+        rename = "ApproximateReceiveCount",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     receive_count: Option<Cow<'a, str>>,
-    #[serde(rename = "SentTimestamp", borrow, default)]
+    #[serde(
+        rename = "SentTimestamp",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     sent_timestamp: Option<Cow<'a, str>>,
-    #[serde(rename = "AWSTraceHeader", borrow, default)]
+    #[serde(
+        rename = "AWSTraceHeader",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     trace_header: Option<Cow<'a, str>>,
 }
 
 /// What the classic mode needs to delete a message.
 #[derive(Deserialize)]
 struct Receipt<'a> {
-    #[serde(rename = "messageId", borrow, default)]
+    #[serde(
+        rename = "messageId",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     message_id: Option<Cow<'a, str>>,
-    #[serde(rename = "receiptHandle", borrow, default)]
+    #[serde(
+        rename = "receiptHandle",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     receipt_handle: Option<Cow<'a, str>>,
-    #[serde(rename = "eventSourceARN", borrow, default)]
+    #[serde(
+        rename = "eventSourceARN",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     event_source_arn: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     attributes: Option<ReceiptAttributes<'a>>,
@@ -199,7 +255,12 @@ struct Receipt<'a> {
 
 #[derive(Deserialize)]
 struct ReceiptAttributes<'a> {
-    #[serde(rename = "ApproximateReceiveCount", borrow, default)]
+    #[serde(
+        rename = "ApproximateReceiveCount",
+        borrow,
+        default,
+        deserialize_with = "lpipe_core::borrow::option_str"
+    )]
     receive_count: Option<Cow<'a, str>>,
 }
 

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::error::{ErrorKind, RecordError};
 use crate::action::Action;
+use crate::error::{ErrorKind, RecordError};
 use crate::kwargs::Kwargs;
 use crate::path::PathName;
 use crate::pipeline::Pipeline;
@@ -20,7 +20,7 @@ pub(super) type Parsed<'p> = (&'p PathName, &'p [Action], Kwargs);
 
 #[derive(serde::Deserialize)]
 struct Message<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::borrow::option_str")]
     path: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     kwargs: Option<&'a RawValue>,
@@ -28,7 +28,7 @@ struct Message<'a> {
 
 #[derive(serde::Deserialize)]
 struct IndexedMessage<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "crate::borrow::option_str")]
     path: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     kwargs: Option<crate::kwargs_de::Entries<'a>>,

@@ -10,6 +10,29 @@
 //!   reported.
 //!
 //! [`Pipeline::handle`] reads as those steps.
+//!
+//! # What a record costs
+//!
+//! Measured on the `bench` workload (an SQS or Kinesis record whose message runs one path of
+//! two actions: `validate` + `enrich`, then `store`; see `bench/` at the repository's root).
+//!
+//! - **Parses.** The event is read once, by its source, straight into records
+//!   ([`decode_records`](crate::decode_records)); ids, attributes and bodies are borrowed from
+//!   the event's text (optional strings too, with [`crate::borrow::option_str`]). A body still
+//!   encoded (an SQS body's escapes, Kinesis base64) is decoded when its record runs
+//!   ([`Body`](crate::Body)). The message is scanned once: the path is found and every kwarg
+//!   indexed (`message`); each function then deserializes only its own fields from the index.
+//!   The path is looked up once per record.
+//! - **Allocations** (15 per SQS record on this workload, 16 per Kinesis record): the decoded
+//!   body (none when it had no escapes), the record's shared info for its `Context` and logs
+//!   and its id, the kwargs (their text and index, and the list the scan fills), one boxed
+//!   future per function call, and what the functions' own argument types own (here two
+//!   `String`s, a `Vec` and its two `String`s). A function that takes no `Context` gets none
+//!   built.
+//! - **Memory that outlives the record**: its result (72 bytes and its id) until the batch's
+//!   response is made; its kwargs only if it did not succeed (for reports); its outbound
+//!   messages until the outbox has sent them. Its body and kwargs are freed when it has run,
+//!   and the batch's records (184 bytes each) when the batch has run.
 
 use std::sync::Arc;
 
