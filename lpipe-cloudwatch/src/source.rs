@@ -128,7 +128,7 @@ impl EventSource for CloudWatchSource {
     async fn respond(
         &self,
         _event: &str,
-        batch: &BatchResult,
+        batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError> {
         if batch.stats.failed > 0 {
             return Err(

@@ -571,15 +571,16 @@ pub enum Ordering {
 
 /// What happened to one record.
 #[derive(Debug)]
-pub struct RecordResult {
-    /// Its identity (see [`Record::id`]).
-    pub id: Option<String>,
+pub struct RecordResult<'e> {
+    /// Its identity (see [`Record::id`]), borrowed from the event where the record's was.
+    pub id: Option<Cow<'e, str>>,
     /// The outcome.
     pub outcome: Outcome,
     /// The error, unless it succeeded.
     pub error: Option<RecordError>,
-    /// Its output (see [`Returned::Output`](crate::Returned::Output)), if any.
-    pub output: Option<serde_json::Value>,
+    /// Its output (see [`Returned::Output`](crate::Returned::Output)), if any (boxed: most
+    /// records have none, and every record has a result).
+    pub output: Option<Box<serde_json::Value>>,
 }
 
 /// Counts of a batch's outcomes.
@@ -603,18 +604,18 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The outcome of a batch, handed to [`EventSource::respond`].
+/// The outcome of a batch, handed to [`EventSource::respond`]; `'e` is the event's text.
 #[derive(Debug)]
-pub struct BatchResult {
+pub struct BatchResult<'e> {
     /// One entry per record, in batch order.
-    pub records: Vec<RecordResult>,
+    pub records: Vec<RecordResult<'e>>,
     /// The counts.
     pub stats: Stats,
 }
 
-impl BatchResult {
+impl<'e> BatchResult<'e> {
     /// The records that failed (kept for retry).
-    pub fn failed(&self) -> impl Iterator<Item = (usize, &RecordResult)> {
+    pub fn failed(&self) -> impl Iterator<Item = (usize, &RecordResult<'e>)> {
         self.records
             .iter()
             .enumerate()
@@ -628,7 +629,12 @@ impl BatchResult {
             Some(
                 self.records
                     .iter()
-                    .map(|r| r.output.clone().unwrap_or(serde_json::Value::Null))
+                    .map(|r| {
+                        r.output
+                            .as_deref()
+                            .cloned()
+                            .unwrap_or(serde_json::Value::Null)
+                    })
                     .collect(),
             )
         } else {
@@ -727,7 +733,7 @@ impl BatchResult {
             if !out.is_empty() {
                 out.push_str("; ");
             }
-            let id = r.id.clone().unwrap_or_else(|| i.to_string());
+            let id = r.id.as_deref().map_or_else(|| i.to_string(), str::to_owned);
             match &r.error {
                 Some(e) => out.push_str(&format!("record {id} ({e})")),
                 None => out.push_str(&format!("record {id}")),
@@ -996,7 +1002,7 @@ pub trait EventSource: Send + Sync + 'static {
     async fn respond(
         &self,
         event: &str,
-        batch: &BatchResult,
+        batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError>;
 }
 
@@ -1071,7 +1077,7 @@ impl EventSource for RawSource {
     async fn respond(
         &self,
         _event: &str,
-        batch: &BatchResult,
+        batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError> {
         if batch.stats.failed > 0 {
             return Err(batch.catastrophic_error(None));

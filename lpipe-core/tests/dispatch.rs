@@ -616,7 +616,11 @@ impl EventSource for Keyed {
     fn ordering(&self) -> Ordering {
         self.0
     }
-    async fn respond(&self, _event: &str, batch: &BatchResult) -> Result<Value, InvocationError> {
+    async fn respond(
+        &self,
+        _event: &str,
+        batch: &BatchResult<'_>,
+    ) -> Result<Value, InvocationError> {
         let failed: Vec<&str> = batch
             .failed()
             .filter_map(|(_, r)| r.id.as_deref())

@@ -240,7 +240,7 @@ impl EventSource for DynamoDbSource {
     async fn respond(
         &self,
         _event: &str,
-        batch: &BatchResult,
+        batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError> {
         if !self.partial_responses && batch.stats.failed > 0 {
             return Err(batch.catastrophic_error(None));

@@ -364,7 +364,7 @@ impl EventSource for SqsSource {
     async fn respond(
         &self,
         event: &str,
-        batch: &BatchResult,
+        batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError> {
         let response = batch.partial_batch_response("messageId")?;
         if self.mode == SqsMode::Classic && batch.stats.failed > 0 {
@@ -389,7 +389,7 @@ impl SqsSource {
     /// Sets the visibility timeout of the failed messages from their receive counts (see
     /// [`Backoff`]). What cannot be set is logged: those records come back after the queue's
     /// visibility timeout, as without backoff.
-    async fn back_off_failed(&self, event: &str, batch: &BatchResult, backoff: Backoff) {
+    async fn back_off_failed(&self, event: &str, batch: &BatchResult<'_>, backoff: Backoff) {
         let Ok(receipts) = serde_json::from_str::<ReceiptEvent<'_>>(event) else {
             tracing::warn!("backoff not applied: the event could not be re-read");
             return;
@@ -452,7 +452,7 @@ impl SqsSource {
     }
 
     /// Deletes the acknowledged messages of the batch; returns a summary for the error message.
-    async fn delete_acknowledged(&self, event: &str, batch: &BatchResult) -> String {
+    async fn delete_acknowledged(&self, event: &str, batch: &BatchResult<'_>) -> String {
         let receipts: ReceiptEvent<'_> = match serde_json::from_str(event) {
             Ok(r) => r,
             Err(e) => {

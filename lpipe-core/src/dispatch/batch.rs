@@ -87,9 +87,9 @@ fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
 }
 
 /// One record, run (or not).
-pub(super) struct Done {
+pub(super) struct Done<'e> {
     index: usize,
-    result: RecordResult,
+    result: RecordResult<'e>,
     /// Kept only for reporting what did not succeed.
     kwargs: Option<Kwargs>,
     staged: Vec<Staged>,
@@ -104,13 +104,13 @@ pub(super) struct Done {
 }
 
 /// Where the records of a lane go once run.
-pub(super) trait Collect: Send {
-    fn collect(&mut self, done: Done);
+pub(super) trait Collect<'e>: Send {
+    fn collect(&mut self, done: Done<'e>);
 }
 
 /// A batch's records, run, in record order.
-pub(super) struct Collected {
-    pub(super) results: Vec<RecordResult>,
+pub(super) struct Collected<'e> {
+    pub(super) results: Vec<RecordResult<'e>>,
     /// The kwargs of the records that did not succeed (for reports), by record index.
     pub(super) kwargs_of: Vec<(usize, Kwargs)>,
     pub(super) staged: Vec<Staged>,
@@ -125,9 +125,9 @@ pub(super) struct Collected {
     pub(super) duplicates: usize,
 }
 
-impl Collect for Collected {
+impl<'e> Collect<'e> for Collected<'e> {
     #[inline]
-    fn collect(&mut self, done: Done) {
+    fn collect(&mut self, done: Done<'e>) {
         if done.dead_lettered {
             self.dead_lettered.push(done.index);
         }
@@ -146,9 +146,9 @@ impl Collect for Collected {
     }
 }
 
-impl Collect for Vec<Done> {
+impl<'e> Collect<'e> for Vec<Done<'e>> {
     #[inline]
-    fn collect(&mut self, done: Done) {
+    fn collect(&mut self, done: Done<'e>) {
         self.push(done);
     }
 }
@@ -188,9 +188,9 @@ struct Lane<'o, C> {
 }
 
 /// What running (or not running) one record produced.
-struct Ran {
-    id: Option<String>,
-    key: Option<String>,
+struct Ran<'e> {
+    id: Option<Cow<'e, str>>,
+    key: Option<Cow<'e, str>>,
     result: Result<Produced, RecordError>,
     kwargs: Option<Kwargs>,
     staged: Vec<Staged>,
@@ -200,11 +200,11 @@ struct Ran {
     duplicate: bool,
 }
 
-impl Ran {
-    fn not_run(record: Record<'_>, why: String) -> Ran {
+impl<'e> Ran<'e> {
+    fn not_run(record: Record<'e>, why: String) -> Ran<'e> {
         Ran {
-            id: record.id.map(Cow::into_owned),
-            key: record.ordering_key.map(Cow::into_owned),
+            id: record.id,
+            key: record.ordering_key,
             result: Err(RecordError::new(ErrorKind::NotRun, why)),
             kwargs: None,
             staged: Vec::new(),
@@ -219,11 +219,11 @@ impl Ran {
 impl Pipeline {
     /// Runs every record of the batch (side by side, up to the pipeline's concurrency);
     /// returns what they produced, in record order.
-    pub(super) async fn run_records(
+    pub(super) async fn run_records<'e>(
         &self,
-        records: Vec<Record<'_>>,
+        records: Vec<Record<'e>>,
         batch: &BatchRun<'_>,
-    ) -> Collected {
+    ) -> Collected<'e> {
         let mut collected = Collected {
             results: Vec::with_capacity(records.len()),
             kwargs_of: Vec::new(),
@@ -249,7 +249,7 @@ impl Pipeline {
         for lane in waiting.by_ref().take(concurrency) {
             running.push(self.run_lane_collected(lane, batch));
         }
-        let mut done: Vec<Done> = Vec::new();
+        let mut done: Vec<Done<'e>> = Vec::new();
         while let Some(lane_done) = running.next().await {
             done.extend(lane_done);
             if let Some(lane) = waiting.next() {
@@ -264,11 +264,11 @@ impl Pipeline {
     }
 
     /// Runs the records of one lane in order; returns what they produced.
-    async fn run_lane_collected(
+    async fn run_lane_collected<'e>(
         &self,
-        lane: Vec<(usize, Record<'_>)>,
+        lane: Vec<(usize, Record<'e>)>,
         batch: &BatchRun<'_>,
-    ) -> Vec<Done> {
+    ) -> Vec<Done<'e>> {
         let mut done = Vec::with_capacity(lane.len());
         self.run_lane(lane.into_iter(), batch, &mut done).await;
         done
@@ -279,7 +279,7 @@ impl Pipeline {
         &self,
         records: impl Iterator<Item = (usize, Record<'e>)> + Send,
         batch: &BatchRun<'_>,
-        out: &mut impl Collect,
+        out: &mut impl Collect<'e>,
     ) {
         let mut lane = Lane {
             failed_keys: HashSet::new(),
@@ -291,23 +291,27 @@ impl Pipeline {
     }
 
     /// Runs one record, unless its ordering or the deadline says not, and collects it.
-    async fn run_one(
+    async fn run_one<'e>(
         &self,
         index: usize,
-        record: Record<'_>,
+        record: Record<'e>,
         batch: &BatchRun<'_>,
-        lane: &mut Lane<'_, impl Collect>,
+        lane: &mut Lane<'_, impl Collect<'e>>,
     ) {
         let ran = match self.why_not_run(&record, batch, &lane.failed_keys) {
             Some(why) => Ran::not_run(record, why),
             None => self.execute(index, record, batch).await,
         };
         let (outcome, error, output) = match ran.result {
-            Ok(output) => (Outcome::Success, None, output),
+            Ok(output) => (Outcome::Success, None, output.map(Box::new)),
             Err(e) => (e.outcome(), Some(e), None),
         };
         if outcome == Outcome::Failed {
-            batch.note_failure(ran.id.as_deref(), ran.key, &mut lane.failed_keys);
+            batch.note_failure(
+                ran.id.as_deref(),
+                ran.key.map(Cow::into_owned),
+                &mut lane.failed_keys,
+            );
         }
         lane.out.collect(Done {
             index,
@@ -357,7 +361,7 @@ impl Pipeline {
     /// Runs a record through the graph; stages its outbound messages if it succeeded, and its
     /// dead letter if it was dropped. The record is consumed: its body is freed as soon as it
     /// has run.
-    async fn execute(&self, index: usize, record: Record<'_>, batch: &BatchRun<'_>) -> Ran {
+    async fn execute<'e>(&self, index: usize, record: Record<'e>, batch: &BatchRun<'_>) -> Ran<'e> {
         let Record {
             id,
             ordering_key,
@@ -369,11 +373,13 @@ impl Pipeline {
             .trace_header()
             .map(Arc::from)
             .or_else(|| batch.invocation.trace_header.clone());
+        // The record's context owns copies (a function may keep it); the result keeps the
+        // id as the event has it.
         let info = Arc::new(RecordInfo {
             index,
-            id: id.map(Cow::into_owned),
+            id: id.as_deref().map(str::to_owned),
             source: batch.source.name(),
-            ordering_key: ordering_key.map(Cow::into_owned),
+            ordering_key: ordering_key.as_deref().map(str::to_owned),
             meta,
         });
         let mut outbox = Vec::new();
@@ -406,11 +412,7 @@ impl Pipeline {
         let trace_header = exec.trace_header;
         let path = exec.entry_path;
         let (claim, duplicate) = (exec.claim, exec.duplicate);
-        // Take the id and key back from the record's context (copies if a function kept it).
-        let (id, key) = match Arc::try_unwrap(exec.record) {
-            Ok(info) => (info.id, info.ordering_key),
-            Err(shared) => (shared.id.clone(), shared.ordering_key.clone()),
-        };
+        drop(exec.record);
         let mut staged = Vec::new();
         match &result {
             Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
@@ -443,7 +445,7 @@ impl Pipeline {
         }
         Ran {
             id,
-            key,
+            key: ordering_key,
             result,
             kwargs,
             staged,

@@ -29,8 +29,8 @@
 //!   future per function call, and what the functions' own argument types own (here two
 //!   `String`s, a `Vec` and its two `String`s). A function that takes no `Context` gets none
 //!   built.
-//! - **Memory that outlives the record**: its result (72 bytes and its id) until the batch's
-//!   response is made; its kwargs only if it did not succeed (for reports); its outbound
+//! - **Memory that outlives the record**: its result (48 bytes; its id stays in the event's
+//!   text) until the batch's response is made; its kwargs only if it did not succeed (for reports); its outbound
 //!   messages until the outbox has sent them. Its body and kwargs are freed when it has run,
 //!   and the batch's records (184 bytes each) when the batch has run.
 

@@ -24,13 +24,13 @@ pub(super) fn dead_letter_body(body: &str, source_path: Option<&str>) -> String 
 
 /// What the metrics say of a batch, once its messages were delivered (the batch's duration
 /// is filled in later).
-pub(super) fn summary(collected: &Collected) -> InvocationSummary {
+pub(super) fn summary(collected: &Collected<'_>) -> InvocationSummary {
     let mut summary = InvocationSummary {
         messages: collected.message_counts.clone(),
         duplicates: collected.duplicates,
         ..InvocationSummary::default()
     };
-    fn count(c: &mut RecordCounts, r: &crate::source::RecordResult) {
+    fn count(c: &mut RecordCounts, r: &crate::source::RecordResult<'_>) {
         c.received += 1;
         match r.outcome {
             Outcome::Success => c.succeeded += 1,
@@ -78,7 +78,7 @@ impl Pipeline {
     /// (a dropped one whose dead letter could not be sent is kept instead).
     pub(super) async fn deliver(
         &self,
-        collected: &mut Collected,
+        collected: &mut Collected<'_>,
         deadline: Option<std::time::Instant>,
     ) {
         if collected.staged.is_empty() {
@@ -112,7 +112,7 @@ impl Pipeline {
     /// Settles the idempotency keys the records hold, once their outcomes are final: a
     /// record that succeeded (its messages delivered) completes its key, with its output; any
     /// other releases it, so that a retry runs it. Side by side, a few at a time.
-    pub(super) async fn settle_claims(&self, collected: &mut Collected) {
+    pub(super) async fn settle_claims(&self, collected: &mut Collected<'_>) {
         if collected.claims.is_empty() {
             return;
         }
@@ -135,7 +135,7 @@ impl Pipeline {
                     if r.outcome == Outcome::Success {
                         Settlement::Complete {
                             key: &claim.key,
-                            output: r.output.as_ref(),
+                            output: r.output.as_deref(),
                             expires_at_s,
                         }
                     } else {
@@ -166,12 +166,12 @@ impl Pipeline {
 
     /// Counts the outcomes, logs and reports each record that did not succeed, and flushes the
     /// reporter.
-    pub(super) async fn conclude(
+    pub(super) async fn conclude<'e>(
         &self,
-        collected: Collected,
+        collected: Collected<'e>,
         source: &'static str,
         request_id: &str,
-    ) -> BatchResult {
+    ) -> BatchResult<'e> {
         let Collected {
             results,
             kwargs_of,
