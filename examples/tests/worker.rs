@@ -3,14 +3,18 @@
 //! throttles, fails with 5xx, fails entries of batch calls and drops connections, before and
 //! after moto acts, on ReceiveMessage, DeleteMessageBatch and SendMessageBatch).
 //!
-//! Hundreds of signups (`LPIPE_SOAK_SIGNUPS`, default 600; moto through the proxy handles
-//! about 15 a second here) on a queue with a redrive policy
+//! Thousands of signups (`LPIPE_SOAK_SIGNUPS`, default 2,000) on queues with a redrive policy
 //! (maxReceiveCount 2, visibility timeout 2 s): a tenth have a bad email (dropped, to the
 //! signup Lambda's dead-letter queue), a tenth a store that is down (kept, until the queue's
 //! redrive moves them to its DLQ), the rest succeed (a welcome message to the mailer queue).
-//! The worker gets SIGTERM in the middle (it finishes its batches and exits 0), and a second
-//! worker finishes the queue. Nothing may be lost: every signup ends where its kind says;
+//! Each worker gets SIGTERM in the middle (it finishes its batches and exits 0), and a second
+//! worker finishes its queue. Nothing may be lost: every signup ends where its kind says;
 //! duplicates (delivery is at least once) are counted and printed.
+//!
+//! The signups are spread over shards of at most [`SHARD`] (each its own source queue, DLQ,
+//! mailer and dead-letter queue, and its own worker): moto's SQS slows down with the length of
+//! a queue (draining 2,000 messages from one queue took 24 times as long as 500), not with
+//! the number of queues.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -25,8 +29,11 @@ fn signups() -> usize {
     std::env::var("LPIPE_SOAK_SIGNUPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(600)
+        .unwrap_or(2_000)
 }
+
+/// The most signups one shard (one source queue and its worker) takes.
+const SHARD: usize = 500;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
@@ -113,9 +120,8 @@ async fn create_queues(client: &aws_sdk_sqs::Client) -> Queues {
     q
 }
 
-async fn send_signups(client: &aws_sdk_sqs::Client, queue: &str, n: usize) {
+async fn send_signups(client: &aws_sdk_sqs::Client, queue: &str, ids: &[usize]) {
     let url = url(client, queue).await;
-    let ids: Vec<usize> = (0..n).collect();
     for chunk in ids.chunks(10) {
         let entries = chunk
             .iter()
@@ -262,39 +268,58 @@ async fn the_worker_loses_nothing_under_sqs_faults_and_sigterm() {
     let moto = moto_endpoint("the_worker_loses_nothing_under_sqs_faults_and_sigterm");
     let n = signups();
     let client = client().await;
-    let q = create_queues(&client).await;
-    send_signups(&client, &q.source, n).await;
+    // Signup i goes to shard i % shards.
+    let shards = n.div_ceil(SHARD).max(1);
+    let mut queues = Vec::new();
+    for shard in 0..shards {
+        let q = create_queues(&client).await;
+        let ids: Vec<usize> = (shard..n).step_by(shards).collect();
+        send_signups(&client, &q.source, &ids).await;
+        queues.push(q);
+    }
     let proxy = Proxy::start(&moto);
     let started = Instant::now();
 
-    // The first worker, stopped by SIGTERM once about a third of the queue went through.
-    let worker = start_worker(proxy.1, &q);
+    // The first workers, stopped by SIGTERM once about a third of the signups went through.
+    let workers: Vec<Child> = queues.iter().map(|q| start_worker(proxy.1, q)).collect();
     let third = (n / 3) as u64;
     loop {
-        let (mailed, _) = depth(&client, &q.mailer).await;
+        let mut mailed = 0;
+        for q in &queues {
+            mailed += depth(&client, &q.mailer).await.0;
+        }
         if mailed >= third || started.elapsed() > Duration::from_secs(600) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, log) = stop_worker(worker);
-    assert!(
-        status.success(),
-        "the worker exits 0 on SIGTERM: {status:?}\n{log}"
-    );
-    assert!(
-        log.contains("SIGTERM: finishing the batches in flight"),
-        "{log}"
-    );
-    let (left, in_flight) = depth(&client, &q.source).await;
-    println!("after SIGTERM: {left} messages left, {in_flight} in flight");
+    for (worker, q) in workers.into_iter().zip(&queues) {
+        let (status, log) = stop_worker(worker);
+        assert!(
+            status.success(),
+            "the worker exits 0 on SIGTERM: {status:?}\n{log}"
+        );
+        assert!(
+            log.contains("SIGTERM: finishing the batches in flight"),
+            "{log}"
+        );
+        let (left, in_flight) = depth(&client, &q.source).await;
+        println!(
+            "{} after SIGTERM: {left} messages left, {in_flight} in flight",
+            q.source
+        );
+    }
 
-    // A second worker finishes the queue: wait until the source is empty for a while (kept
+    // Second workers finish the queues: wait until every source is empty for a while (kept
     // messages come back after their visibility timeout, twice, then go to the DLQ).
-    let worker = start_worker(proxy.1, &q);
+    let workers: Vec<Child> = queues.iter().map(|q| start_worker(proxy.1, q)).collect();
     let mut quiet_since: Option<Instant> = None;
     loop {
-        let (visible, invisible) = depth(&client, &q.source).await;
+        let (mut visible, mut invisible) = (0, 0);
+        for q in &queues {
+            let (v, i) = depth(&client, &q.source).await;
+            (visible, invisible) = (visible + v, invisible + i);
+        }
         if visible + invisible == 0 {
             let since = *quiet_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(6) {
@@ -305,12 +330,14 @@ async fn the_worker_loses_nothing_under_sqs_faults_and_sigterm() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(900),
-            "the queue is not drained: {visible} visible, {invisible} in flight"
+            "the queues are not drained: {visible} visible, {invisible} in flight"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (status, log) = stop_worker(worker);
-    assert!(status.success(), "{status:?}\n{log}");
+    for worker in workers {
+        let (status, log) = stop_worker(worker);
+        assert!(status.success(), "{status:?}\n{log}");
+    }
     let elapsed = started.elapsed();
     drop(proxy);
 
@@ -324,13 +351,21 @@ async fn the_worker_loses_nothing_under_sqs_faults_and_sigterm() {
     };
     let mut ended: BTreeMap<(Kind, &str), HashMap<usize, usize>> = BTreeMap::new();
     let mut others_on_dlq = 0;
-    for (queue, kind_expected) in [
-        (&q.mailer, Kind::Good),
-        (&q.dropped, Kind::BadEmail),
-        (&q.source_dlq, Kind::StoreDown),
-    ] {
+    let ends = queues.iter().enumerate().flat_map(|(shard, q)| {
+        [
+            (&q.mailer, Kind::Good, q, shard),
+            (&q.dropped, Kind::BadEmail, q, shard),
+            (&q.source_dlq, Kind::StoreDown, q, shard),
+        ]
+    });
+    for (queue, kind_expected, q, shard) in ends {
         for body in drain(&client, queue).await {
             let i = name_of(&body, "name");
+            assert_eq!(
+                i % shards,
+                shard,
+                "user-{i} ended on another shard's {queue}"
+            );
             // Any signup can end on the source's DLQ (received twice without being handled:
             // a response lost on the way, a receive abandoned at shutdown), kept, not lost.
             let kind_expected = if queue == &q.source_dlq && kind_of(i) != Kind::StoreDown {
@@ -365,13 +400,16 @@ async fn the_worker_loses_nothing_under_sqs_faults_and_sigterm() {
         );
         duplicates += seen.values().map(|c| c - 1).sum::<usize>();
     }
-    assert_eq!(
-        depth(&client, &q.source).await,
-        (0, 0),
-        "the source queue is empty"
-    );
+    for q in &queues {
+        assert_eq!(
+            depth(&client, &q.source).await,
+            (0, 0),
+            "the source queue {} is empty",
+            q.source
+        );
+    }
     println!(
-        "{n} signups in {:.1} s through the fault proxy; nothing lost; {duplicates} duplicates (at least once); {others_on_dlq} good or bad-email signups on the source's DLQ (received twice without being handled)",
+        "{n} signups over {shards} queues and workers in {:.1} s through the fault proxy; nothing lost; {duplicates} duplicates (at least once); {others_on_dlq} good or bad-email signups on the source's DLQ (received twice without being handled)",
         elapsed.as_secs_f64()
     );
 }
