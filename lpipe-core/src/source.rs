@@ -976,7 +976,10 @@ pub trait EventSource: Send + Sync + 'static {
     /// whose records name another service, so that it is refused rather than misread.
     fn matches(&self, probe: &EventProbe) -> bool;
 
-    /// Splits the event into records.
+    /// Splits the event into records. Borrow from the event where you can, and decode
+    /// straight into records ([`decode_records`] does it for `{"Records": [...]}` events); a
+    /// body that needs decoding is best left as [`Body::Encoded`], decoded when its record
+    /// runs, so that a large batch does not hold all its decoded bodies at once.
     ///
     /// # Errors
     ///
