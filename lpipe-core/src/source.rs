@@ -221,12 +221,12 @@ where
     T: serde::Deserialize<'e>,
     F: FnMut(usize, T) -> Result<Record<'e>, InvalidEvent>,
 {
-    let mut failed = None;
-    let seed = RecordsEvent {
-        each,
+    let (mut each, mut failed) = (each, None);
+    let seed = RecordsEvent(RecordsList {
+        each: &mut each,
         failed: &mut failed,
         marker: std::marker::PhantomData,
-    };
+    });
     let mut de = serde_json::Deserializer::from_str(event);
     let result = seed.deserialize(&mut de).and_then(|records| {
         de.end()?;
@@ -240,13 +240,8 @@ where
     })
 }
 
-/// The event object of [`decode_records`]; `failed` keeps the error of `each`, which serde
-/// can only carry as text.
-struct RecordsEvent<'f, T, F> {
-    each: F,
-    failed: &'f mut Option<InvalidEvent>,
-    marker: std::marker::PhantomData<fn() -> T>,
-}
+/// The event object of [`decode_records`]: its `Records` list is read once.
+struct RecordsEvent<'a, T, F>(RecordsList<'a, T, F>);
 
 impl<'de, T, F> DeserializeSeed<'de> for RecordsEvent<'_, T, F>
 where
@@ -274,27 +269,24 @@ where
         f.write_str("an event object with a `Records` list")
     }
 
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut records = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut list, mut records) = (Some(self.0), None);
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if key != "Records" {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            if records.is_some() {
-                return Err(de::Error::duplicate_field("Records"));
-            }
-            records = Some(map.next_value_seed(RecordsList {
-                each: &mut self.each,
-                failed: &mut *self.failed,
-                marker: std::marker::PhantomData,
-            })?);
+            let list = list
+                .take()
+                .ok_or_else(|| de::Error::duplicate_field("Records"))?;
+            records = Some(map.next_value_seed(list)?);
         }
         records.ok_or_else(|| de::Error::missing_field("Records"))
     }
 }
 
-/// The `Records` list of [`decode_records`].
+/// The `Records` list of [`decode_records`]; `failed` keeps the error of `each`, which serde
+/// can only carry as text.
 struct RecordsList<'a, T, F> {
     each: &'a mut F,
     failed: &'a mut Option<InvalidEvent>,

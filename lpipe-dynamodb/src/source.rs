@@ -69,12 +69,6 @@ impl DynamoDbSource {
 }
 
 #[derive(Deserialize)]
-struct Event {
-    #[serde(rename = "Records")]
-    records: Vec<StreamRecord>,
-}
-
-#[derive(Deserialize)]
 struct StreamRecord {
     #[serde(rename = "eventSource", alias = "EventSource", default)]
     event_source: Option<String>,
@@ -186,50 +180,41 @@ impl EventSource for DynamoDbSource {
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
-        let event: Event = serde_json::from_str(event).map_err(|e| InvalidEvent {
-            source_name: Self::NAME,
-            message: e.to_string(),
-        })?;
-        event
-            .records
-            .into_iter()
-            .enumerate()
-            .map(|(index, r)| {
-                InvalidEvent::check_record_source(
-                    Self::NAME,
-                    EVENT_SOURCE,
-                    index,
-                    r.event_source.as_deref(),
-                )?;
-                let Some(data) = r.dynamodb else {
-                    return Ok(Record::new(
-                        None,
-                        Err(RecordError::invalid_payload(
-                            "the record has no 'dynamodb' object",
-                        )),
-                    ));
-                };
-                let id = data
-                    .sequence_number
-                    .clone()
-                    .filter(|s| !s.is_empty())
-                    .map(Cow::Owned);
-                Ok(
-                    match self.body_and_meta(r.event_name.as_deref(), &data, r.event_source_arn) {
-                        Ok((body, path, ordering_key, meta)) => {
-                            let record = Record::new(id, Ok(Cow::Owned(body)))
-                                .ordering_key(ordering_key.map(Cow::Owned))
-                                .meta(RecordMeta::DynamoDb(Box::new(meta)));
-                            match path {
-                                Some(path) => record.with_path(Cow::Owned(path)),
-                                None => record,
-                            }
+        lpipe_core::decode_records(Self::NAME, event, |index, r: StreamRecord| {
+            InvalidEvent::check_record_source(
+                Self::NAME,
+                EVENT_SOURCE,
+                index,
+                r.event_source.as_deref(),
+            )?;
+            let Some(data) = r.dynamodb else {
+                return Ok(Record::new(
+                    None,
+                    Err(RecordError::invalid_payload(
+                        "the record has no 'dynamodb' object",
+                    )),
+                ));
+            };
+            let id = data
+                .sequence_number
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(Cow::Owned);
+            Ok(
+                match self.body_and_meta(r.event_name.as_deref(), &data, r.event_source_arn) {
+                    Ok((body, path, ordering_key, meta)) => {
+                        let record = Record::new(id, Ok(Cow::Owned(body)))
+                            .ordering_key(ordering_key.map(Cow::Owned))
+                            .meta(RecordMeta::DynamoDb(Box::new(meta)));
+                        match path {
+                            Some(path) => record.with_path(Cow::Owned(path)),
+                            None => record,
                         }
-                        Err(e) => Record::new(id, Err(e)),
-                    },
-                )
-            })
-            .collect()
+                    }
+                    Err(e) => Record::new(id, Err(e)),
+                },
+            )
+        })
     }
 
     fn ordering(&self) -> Ordering {

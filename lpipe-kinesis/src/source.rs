@@ -91,16 +91,13 @@ struct Payload<'a> {
 /// A record's data (a JSON string literal of base64) as text: run when the record runs, so
 /// that decoded bodies do not pile up (see [`Body`]).
 fn decode_data(literal: &str) -> Result<String, RecordError> {
-    let text: Cow<'_, str> = match literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
-        // Base64 has no characters JSON must escape; a writer may still escape `/` as `\/`.
-        Some(inner) if !inner.contains('\\') => Cow::Borrowed(inner),
-        _ => Cow::Owned(serde_json::from_str::<String>(literal).map_err(|_| {
-            RecordError::invalid_payload(format!(
-                "the Kinesis record's data is not a string: {}",
-                literal.chars().take(40).collect::<String>()
-            ))
-        })?),
-    };
+    // Base64 has no characters JSON must escape; a writer may still escape `/` as `\/`.
+    let text = Body::json_string(literal).into_text().map_err(|_| {
+        RecordError::invalid_payload(format!(
+            "the Kinesis record's data is not a string: {}",
+            literal.chars().take(40).collect::<String>()
+        ))
+    })?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.as_bytes())
         .map_err(|e| {

@@ -11,6 +11,16 @@ use lpipe_sqs::{Backoff, SqsSource};
 
 type Calls = Arc<Mutex<Vec<(Instant, u32)>>>;
 
+/// Notes that a record ran now, with its receive count.
+fn note_run(calls: &Calls, ctx: &Context) {
+    let count = ctx
+        .record()
+        .sqs()
+        .and_then(|m| m.receive_count)
+        .unwrap_or(0);
+    calls.lock().unwrap().push((Instant::now(), count));
+}
+
 /// A pipeline whose one path always keeps its record, noting when and with which receive
 /// count it ran.
 fn failing(calls: &Calls, source: SqsSource) -> Pipeline {
@@ -18,12 +28,7 @@ fn failing(calls: &Calls, source: SqsSource) -> Pipeline {
     let keep = move |_: NoParams, ctx: Context| {
         let calls = calls.clone();
         async move {
-            let count = ctx
-                .record()
-                .sqs()
-                .and_then(|m| m.receive_count)
-                .unwrap_or(0);
-            calls.lock().unwrap().push((Instant::now(), count));
+            note_run(&calls, &ctx);
             Err::<(), _>(FailCatastrophically::new("kept for the test"))
         }
     };
@@ -153,12 +158,7 @@ async fn a_slow_record_is_not_delivered_again_while_it_runs() {
         move |_: NoParams, ctx: Context| {
             let runs = runs.clone();
             async move {
-                let count = ctx
-                    .record()
-                    .sqs()
-                    .and_then(|m| m.receive_count)
-                    .unwrap_or(0);
-                runs.lock().unwrap().push((Instant::now(), count));
+                note_run(&runs, &ctx);
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Ok::<(), lpipe_core::BoxError>(())
             }
