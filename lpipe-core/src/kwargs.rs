@@ -40,6 +40,24 @@ pub(crate) struct Entry {
     value: (u32, u32),
 }
 
+impl Entry {
+    /// The entry of `key` and `value`, by position from `base` (all three borrowed from one
+    /// text, `base` first).
+    pub(crate) fn at(base: &str, key: &str, value: &str) -> Entry {
+        let offset = |s: &str| (s.as_ptr() as usize - base.as_ptr() as usize) as u32;
+        Entry {
+            key: (offset(key), key.len() as u32),
+            value: (offset(value), value.len() as u32),
+        }
+    }
+
+    /// Counted from `shift` bytes earlier.
+    pub(crate) fn shift(&mut self, shift: u32) {
+        self.key.0 += shift;
+        self.value.0 += shift;
+    }
+}
+
 /// The kwargs were not a JSON object, or could not be serialized.
 #[derive(Debug, thiserror::Error)]
 pub enum KwargsError {
@@ -78,12 +96,10 @@ impl Kwargs {
 
     /// Kwargs from a slice of a message that serde_json has just parsed as an object, with its
     /// entries (borrowed from `text`) already found: no second scan.
-    pub(crate) fn from_parsed(text: &str, entries: &[(&str, &RawValue)]) -> Self {
-        let index = OnceLock::new();
-        let _ = index.set(Some(locate(text, entries)));
+    pub(crate) fn from_parsed(text: &str, entries: crate::kwargs_de::Entries<'_>) -> Self {
         Kwargs {
+            index: OnceLock::from(Some(entries.index_in(text))),
             text: text.into(),
-            index,
         }
     }
 
@@ -93,7 +109,7 @@ impl Kwargs {
             .get_or_init(|| {
                 let text = self.as_str();
                 let entries = serde_json::from_str::<crate::kwargs_de::Entries<'_>>(text).ok()?;
-                Some(locate(text, &entries.0))
+                Some(entries.index_in(text))
             })
             .as_deref()
     }
@@ -248,18 +264,6 @@ impl Kwargs {
 }
 
 /// The positions in `text` of entries borrowed from it.
-fn locate(text: &str, entries: &[(&str, &RawValue)]) -> Vec<Entry> {
-    let base = text.as_ptr() as usize;
-    let offset = |s: &str| (s.as_ptr() as usize - base) as u32;
-    entries
-        .iter()
-        .map(|(k, v)| Entry {
-            key: (offset(k), k.len() as u32),
-            value: (offset(v.get()), v.get().len() as u32),
-        })
-        .collect()
-}
-
 fn push_key(out: &mut String, key: &str) {
     out.push_str(&serde_json::to_string(key).expect("a string serializes"));
     out.push(':');

@@ -7,8 +7,33 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// The entries of a JSON object, borrowed (fails on keys with escapes: the caller falls back).
-pub(crate) struct Entries<'a>(pub(crate) Vec<(&'a str, &'a RawValue)>);
+use crate::kwargs::Entry;
+
+/// The entries of a JSON object, found in one scan (fails on keys with escapes: the caller
+/// falls back): where each key and value lies, counted from the first key, so that the list
+/// becomes the kwargs' index as it is (see [`Entries::index_in`]); no list of borrowed slices
+/// is built and copied.
+pub(crate) struct Entries<'a> {
+    /// The first key and the last value, which bound the object's entries.
+    pub(crate) first_key: Option<&'a str>,
+    pub(crate) last_value: Option<&'a RawValue>,
+    /// Each entry's key and value, by position from the start of `first_key`.
+    entries: Vec<Entry>,
+}
+
+impl Entries<'_> {
+    /// The index of the entries in `text`, the object's text, which holds them.
+    pub(crate) fn index_in(self, text: &str) -> Vec<Entry> {
+        let mut entries = self.entries;
+        if let Some(first) = self.first_key {
+            let shift = (first.as_ptr() as usize - text.as_ptr() as usize) as u32;
+            for e in &mut entries {
+                e.shift(shift);
+            }
+        }
+        entries
+    }
+}
 
 impl<'de: 'a, 'a> de::Deserialize<'de> for Entries<'a> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -19,11 +44,18 @@ impl<'de: 'a, 'a> de::Deserialize<'de> for Entries<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'a>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                let mut out = Entries {
+                    first_key: None,
+                    last_value: None,
+                    entries: Vec::with_capacity(map.size_hint().unwrap_or(8)),
+                };
                 while let Some(key) = map.next_key::<&'de str>()? {
-                    entries.push((key, map.next_value::<&'de RawValue>()?));
+                    let value = map.next_value::<&'de RawValue>()?;
+                    let base = *out.first_key.get_or_insert(key);
+                    out.entries.push(Entry::at(base, key, value.get()));
+                    out.last_value = Some(value);
                 }
-                Ok(Entries(entries))
+                Ok(out)
             }
         }
         d.deserialize_map(V(PhantomData))

@@ -265,8 +265,10 @@ impl Pipeline {
                 .call_function(f.name, call, (path, action), depth, exec)
                 .await?;
         } else if !action.functions.is_empty() {
-            // Every function's parameters are checked before any function runs.
-            let mut prepared = Vec::with_capacity(action.functions.len());
+            // Every function's parameters are checked before any function runs (the calls of
+            // an action of a few functions are kept on the stack).
+            let mut prepared: smallvec::SmallVec<[_; 4]> =
+                smallvec::SmallVec::with_capacity(action.functions.len());
             for f in &action.functions {
                 let call = f
                     .inner

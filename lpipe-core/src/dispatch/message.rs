@@ -37,11 +37,10 @@ struct IndexedMessage<'a> {
 /// The kwargs object of a parsed message, from the positions of its entries in `body`: the
 /// object runs from the `{` before the first key to the `}` after the last value (only
 /// whitespace and the key's quote lie between). `None` for an empty object.
-fn indexed_kwargs(body: &str, entries: &[(&str, &RawValue)]) -> Option<Kwargs> {
+fn indexed_kwargs(body: &str, entries: crate::kwargs_de::Entries<'_>) -> Option<Kwargs> {
     let base = body.as_ptr() as usize;
     let offset = |s: &str| s.as_ptr() as usize - base;
-    let (first_key, _) = entries.first()?;
-    let (_, last_value) = entries.last()?;
+    let (first_key, last_value) = (entries.first_key?, entries.last_value?);
     let open = body[..offset(first_key)].rfind('{')?;
     let after = offset(last_value.get()) + last_value.get().len();
     let close = after + body[after..].find('}')?;
@@ -85,7 +84,7 @@ impl Pipeline {
             kwargs: Some(entries),
         }) = serde_json::from_str::<IndexedMessage<'_>>(body)
         {
-            if let Some(kwargs) = indexed_kwargs(body, &entries.0) {
+            if let Some(kwargs) = indexed_kwargs(body, entries) {
                 return self.with_path(&path, kwargs);
             }
         }
@@ -133,7 +132,7 @@ mod tests {
 
     fn index(body: &str) -> Option<String> {
         let m: IndexedMessage<'_> = serde_json::from_str(body).ok()?;
-        indexed_kwargs(body, &m.kwargs?.0).map(|k| k.as_str().to_owned())
+        indexed_kwargs(body, m.kwargs?).map(|k| k.as_str().to_owned())
     }
 
     #[test]
