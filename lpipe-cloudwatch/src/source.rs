@@ -122,7 +122,7 @@ impl EventSource for CloudWatchSource {
             event.detail_type.map(Cow::into_owned),
             event.time.map(Cow::into_owned),
         );
-        Ok(vec![record.meta(RecordMeta::EventBridge(meta))])
+        Ok(vec![record.meta(RecordMeta::EventBridge(Box::new(meta)))])
     }
 
     async fn respond(

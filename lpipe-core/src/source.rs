@@ -357,13 +357,16 @@ pub enum RecordMeta {
     Sqs(SqsMeta),
     /// A Kinesis record's.
     Kinesis(KinesisMeta),
-    /// An EventBridge event's.
-    EventBridge(EventBridgeMeta),
+    /// An EventBridge event's (boxed: one per invocation, and larger than the others).
+    EventBridge(Box<EventBridgeMeta>),
     /// A DynamoDB stream record's (boxed: the largest, and on its source's records only).
     DynamoDb(Box<DynamoDbMeta>),
 }
 
 /// An SQS message's attributes (the FIFO `MessageGroupId` is the record's ordering key).
+///
+/// The message attributes and trace header are kept apart, boxed, and only for a message that
+/// has either: every record carries its metadata, and most messages have neither.
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SqsMeta {
@@ -372,11 +375,15 @@ pub struct SqsMeta {
     pub receive_count: Option<u32>,
     /// `SentTimestamp`, in Unix milliseconds.
     pub sent_timestamp_ms: Option<u64>,
-    /// The message attributes that have a string value, by name.
-    pub message_attributes: Vec<(String, String)>,
-    /// `AWSTraceHeader`: the X-Ray trace header its sender attached
-    /// (`Root=1-…;Parent=…;Sampled=…`).
-    pub trace_header: Option<String>,
+    /// Its message attributes and trace header, when it has either.
+    rare: Option<Box<SqsRare>>,
+}
+
+/// What few SQS messages have (see [`SqsMeta`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct SqsRare {
+    message_attributes: Vec<(String, String)>,
+    trace_header: Option<String>,
 }
 
 impl SqsMeta {
@@ -389,23 +396,45 @@ impl SqsMeta {
         SqsMeta {
             receive_count,
             sent_timestamp_ms,
-            message_attributes,
-            trace_header: None,
+            rare: (!message_attributes.is_empty()).then(|| {
+                Box::new(SqsRare {
+                    message_attributes,
+                    trace_header: None,
+                })
+            }),
         }
     }
 
     /// With this `AWSTraceHeader`.
     pub fn with_trace_header(mut self, trace_header: Option<String>) -> Self {
-        self.trace_header = trace_header;
+        match (trace_header, &mut self.rare) {
+            (Some(header), rare) => {
+                rare.get_or_insert_with(Box::default).trace_header = Some(header)
+            }
+            (None, Some(rare)) if rare.message_attributes.is_empty() => self.rare = None,
+            (None, Some(rare)) => rare.trace_header = None,
+            (None, None) => {}
+        }
         self
+    }
+
+    /// The message attributes that have a string value, by name.
+    pub fn message_attributes(&self) -> &[(String, String)] {
+        self.rare.as_deref().map_or(&[], |r| &r.message_attributes)
     }
 
     /// A message attribute's string value.
     pub fn message_attribute(&self, name: &str) -> Option<&str> {
-        self.message_attributes
+        self.message_attributes()
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// `AWSTraceHeader`: the X-Ray trace header its sender attached
+    /// (`Root=1-…;Parent=…;Sampled=…`).
+    pub fn trace_header(&self) -> Option<&str> {
+        self.rare.as_deref()?.trace_header.as_deref()
     }
 }
 
@@ -504,7 +533,7 @@ impl RecordMeta {
     /// The X-Ray trace header the record arrived with (SQS `AWSTraceHeader`), if any.
     pub fn trace_header(&self) -> Option<&str> {
         match self {
-            RecordMeta::Sqs(m) => m.trace_header.as_deref(),
+            RecordMeta::Sqs(m) => m.trace_header(),
             _ => None,
         }
     }
@@ -1182,6 +1211,24 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::InvalidPayload, "{bad}");
             assert!(e.message().contains("not a JSON string"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_record_stays_small() {
+        // Every record of a batch is held until the batch has run: 100,000 of them at 144
+        // bytes are 14 MB. Rare metadata is boxed to keep it so.
+        assert_eq!(std::mem::size_of::<RecordMeta>(), 40);
+        assert_eq!(std::mem::size_of::<Record<'_>>(), 144);
+        let meta = SqsMeta::new(Some(1), None, Vec::new());
+        assert_eq!(meta.trace_header(), None);
+        let traced = meta.clone().with_trace_header(Some("Root=1-a".into()));
+        assert_eq!(traced.trace_header(), Some("Root=1-a"));
+        assert_eq!(traced.with_trace_header(None), meta);
+        let tagged = SqsMeta::new(None, None, vec![("tenant".into(), "t1".into())])
+            .with_trace_header(Some("Root=1-b".into()))
+            .with_trace_header(None);
+        assert_eq!(tagged.message_attribute("tenant"), Some("t1"));
+        assert_eq!(tagged.trace_header(), None);
     }
 
     #[test]

@@ -33,7 +33,7 @@
 //! - **Memory that outlives the record**: its result (48 bytes; its id stays in the event's
 //!   text) until the batch's response is made; its kwargs only if it did not succeed (for reports); its outbound
 //!   messages until the outbox has sent them. Its body and kwargs are freed when it has run,
-//!   and the batch's records (184 bytes each) when the batch has run.
+//!   and the batch's records (144 bytes each) when the batch has run.
 
 use std::sync::Arc;
 
