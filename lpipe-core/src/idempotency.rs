@@ -569,31 +569,9 @@ pub struct MemoryIdempotencyStore {
     items: Arc<Mutex<Items>>,
 }
 
-/// Keys end in a SHA-256 digest: a cheap hash of their bytes spreads them well (SipHash's
-/// defence against chosen keys is not needed).
-type Items = HashMap<Arc<str>, MemoryItem, std::hash::BuildHasherDefault<KeyHasher>>;
-
-/// A multiply-rotate hash over 8 bytes at a time.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// Keys end in a SHA-256 digest: a cheap hash of their bytes spreads them well (the store's
+/// keys are the program's own: SipHash's defence against chosen keys is not needed).
+type Items = HashMap<Arc<str>, MemoryItem, crate::fast_hash::FastHash>;
 
 impl MemoryIdempotencyStore {
     fn complete_locked(items: &mut Items, key: &str, output: Option<&Value>, expires_at_s: u64) {

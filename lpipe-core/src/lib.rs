@@ -6,6 +6,7 @@ pub mod borrow;
 mod context;
 mod dispatch;
 mod error;
+mod fast_hash;
 mod function;
 pub mod idempotency;
 mod kwargs;

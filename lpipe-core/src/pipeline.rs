@@ -67,7 +67,7 @@ impl std::fmt::Debug for Pipeline {
 }
 
 pub(crate) struct Inner {
-    pub(crate) paths: HashMap<PathName, Vec<Action>>,
+    pub(crate) paths: Paths,
     pub(crate) path_order: Vec<PathName>,
     pub(crate) default_path: Option<PathName>,
     pub(crate) registry: Registry,
@@ -88,6 +88,9 @@ pub(crate) struct Inner {
     /// Run by the local mode: metrics go to stderr, not stdout.
     pub(crate) local: bool,
 }
+
+/// The paths by name (a cheap hash: the names are the program's own; looked up per record).
+pub(crate) type Paths = HashMap<PathName, Vec<Action>, crate::fast_hash::FastHash>;
 
 /// Which records are idempotent, and how (see [`crate::idempotency`]).
 #[derive(Clone, Debug, Default)]
@@ -580,7 +583,7 @@ impl PipelineBuilder {
         for (kind, sink) in self.sinks {
             registry.sinks_mut().insert(kind, sink);
         }
-        let mut paths = HashMap::new();
+        let mut paths = HashMap::default();
         let mut path_order = Vec::new();
         for (name, actions) in self.paths {
             if name.as_str().is_empty() {
@@ -785,7 +788,7 @@ pub(crate) fn check_queue(
     sink.validate(q).map_err(QueueProblem::Rejected)
 }
 
-fn find_cycle(order: &[PathName], paths: &HashMap<PathName, Vec<Action>>) -> Option<Vec<PathName>> {
+fn find_cycle(order: &[PathName], paths: &Paths) -> Option<Vec<PathName>> {
     // Depth-first search over "action runs path" edges; returned payloads are dynamic and are
     // bounded by max_depth instead.
     #[derive(Clone, Copy, PartialEq)]
@@ -795,7 +798,7 @@ fn find_cycle(order: &[PathName], paths: &HashMap<PathName, Vec<Action>>) -> Opt
     }
     fn visit<'a>(
         p: &'a PathName,
-        paths: &'a HashMap<PathName, Vec<Action>>,
+        paths: &'a Paths,
         marks: &mut HashMap<&'a PathName, Mark>,
         stack: &mut Vec<&'a PathName>,
     ) -> Option<Vec<PathName>> {

@@ -384,7 +384,7 @@ impl Pipeline {
         });
         let mut outbox = Vec::new();
         let mut exec = Exec {
-            invocation: batch.invocation.clone(),
+            invocation: batch.invocation,
             record: info,
             outbox: &mut outbox,
             trace_header,

@@ -27,7 +27,7 @@ pub(super) type Produced = Option<serde_json::Value>;
 /// What a record's execution carries through the graph: its invocation, its identity, and the
 /// messages it staged so far.
 pub(super) struct Exec<'r> {
-    pub(super) invocation: Arc<Invocation>,
+    pub(super) invocation: &'r Arc<Invocation>,
     pub(super) record: Arc<RecordInfo>,
     pub(super) outbox: &'r mut Vec<OutboundMessage>,
     /// What its outbound messages carry on (see [`OutboundMessage::trace_header`]).
@@ -43,7 +43,7 @@ pub(super) struct Exec<'r> {
 impl Exec<'_> {
     fn push(&mut self, queue: crate::Queue, body: String) {
         let id = outbound_id(
-            &self.invocation,
+            self.invocation,
             self.record.id.as_deref(),
             self.record.index,
             self.outbox.len(),
