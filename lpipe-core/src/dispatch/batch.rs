@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::graph::{outbound_id, Exec, Produced};
 use super::outcome::dead_letter_body;
-use crate::context::{Invocation, RecordInfo};
+use crate::context::{Invocation, RecordInfo, ShortText};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::Claimed;
 use crate::kwargs::Kwargs;
@@ -377,9 +377,9 @@ impl Pipeline {
         // id as the event has it.
         let info = Arc::new(RecordInfo {
             index,
-            id: id.as_deref().map(str::to_owned),
+            id: id.as_deref().map(ShortText::new),
             source: batch.source.name(),
-            ordering_key: ordering_key.as_deref().map(str::to_owned),
+            ordering_key: ordering_key.as_deref().map(ShortText::new),
             meta,
         });
         let mut outbox = Vec::new();

@@ -44,7 +44,7 @@ impl Exec<'_> {
     fn push(&mut self, queue: crate::Queue, body: String) {
         let id = outbound_id(
             self.invocation,
-            self.record.id.as_deref(),
+            self.record.id(),
             self.record.index,
             self.outbox.len(),
         );
