@@ -398,14 +398,13 @@ impl Pipeline {
             path: None,
         };
         let (result, kwargs, body) = match body.into_text() {
+            // Built in place: a future held in a local as well would take its room twice.
             Ok(body) => {
-                // Built in place: a future held in a local as well would take its room twice.
-                let (result, kwargs) = crate::log_scope::with_scope(
+                crate::log_scope::with_scope(
                     scope,
-                    self.run_record(&body, source_path.as_deref(), &mut exec),
+                    self.run_record(body, source_path.as_deref(), &mut exec),
                 )
-                .await;
-                (result, kwargs, Some(body))
+                .await
             }
             Err(e) => (Err(e), None, None),
         };
@@ -432,10 +431,12 @@ impl Pipeline {
         if let Err(e) = &result {
             if e.outcome() == Outcome::Dropped {
                 let before = staged.len();
+                // The body, or the kwargs that took it over.
+                let body = body.as_deref().or(kwargs.as_ref().map(Kwargs::whole_text));
                 staged.extend(self.dead_letter(
                     index,
                     id.as_deref(),
-                    body.as_deref(),
+                    body,
                     source_path.as_deref(),
                     batch,
                     trace_header,
