@@ -27,12 +27,9 @@ use serde_json::value::RawValue;
 /// ```
 #[derive(Clone)]
 pub struct Kwargs {
-    /// Text holding the JSON object at `span`: the object alone, or the whole message the
-    /// kwargs were cut out of (a decoded body is taken over, not copied).
-    text: String,
-    /// Where the object lies in `text`.
-    span: (u32, u32),
-    /// Where each entry's key and value sit in the object, found once, on first use.
+    /// The JSON text of an object; valid JSON by construction.
+    text: Box<str>,
+    /// Where each entry's key and value sit in `raw`, found once, on first use.
     index: OnceLock<Option<Vec<Entry>>>,
 }
 
@@ -91,27 +88,19 @@ pub(crate) fn json_kind(text: &str) -> &'static str {
 
 impl Kwargs {
     fn new(raw: Box<RawValue>) -> Self {
-        let text = String::from(Box::<str>::from(raw));
         Kwargs {
-            span: (0, text.len() as u32),
-            text,
+            text: Box::<str>::from(raw),
             index: OnceLock::new(),
         }
     }
 
-    /// Kwargs from a message that serde_json has just parsed, the object at `span` in it, with
-    /// its entries already indexed: no second scan, and the message is kept, not copied.
-    pub(crate) fn from_indexed(message: String, span: (usize, usize), index: Vec<Entry>) -> Self {
+    /// Kwargs from a slice of a message that serde_json has just parsed as an object, with its
+    /// entries (borrowed from `text`) already found: no second scan.
+    pub(crate) fn from_parsed(text: &str, entries: crate::kwargs_de::Entries<'_>) -> Self {
         Kwargs {
-            text: message,
-            span: (span.0 as u32, span.1 as u32),
-            index: OnceLock::from(Some(index)),
+            index: OnceLock::from(Some(entries.index_in(text))),
+            text: text.into(),
         }
-    }
-
-    /// The whole text the kwargs were cut out of (see [`Kwargs::from_indexed`]).
-    pub(crate) fn whole_text(&self) -> &str {
-        &self.text
     }
 
     /// The entries' positions, or `None` when a key has escapes (then the slow path runs).
@@ -172,7 +161,7 @@ impl Kwargs {
 
     /// The JSON text.
     pub fn as_str(&self) -> &str {
-        &self.text[self.span.0 as usize..self.span.1 as usize]
+        &self.text
     }
 
     /// Parses the kwargs into a [`serde_json::Value`] (allocates; for inspection and tests).
@@ -301,8 +290,7 @@ impl PartialEq for Kwargs {
 impl Serialize for Kwargs {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         // The text is valid JSON by construction: embed it as is.
-        let raw: &RawValue =
-            serde_json::from_str(self.as_str()).map_err(serde::ser::Error::custom)?;
+        let raw: &RawValue = serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
         raw.serialize(serializer)
     }
 }

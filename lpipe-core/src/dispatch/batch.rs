@@ -398,13 +398,14 @@ impl Pipeline {
             path: None,
         };
         let (result, kwargs, body) = match body.into_text() {
-            // Built in place: a future held in a local as well would take its room twice.
             Ok(body) => {
-                crate::log_scope::with_scope(
+                // Built in place: a future held in a local as well would take its room twice.
+                let (result, kwargs) = crate::log_scope::with_scope(
                     scope,
-                    self.run_record(body, source_path.as_deref(), &mut exec),
+                    self.run_record(&body, source_path.as_deref(), &mut exec),
                 )
-                .await
+                .await;
+                (result, kwargs, Some(body))
             }
             Err(e) => (Err(e), None, None),
         };
@@ -431,12 +432,10 @@ impl Pipeline {
         if let Err(e) = &result {
             if e.outcome() == Outcome::Dropped {
                 let before = staged.len();
-                // The body, or the kwargs that took it over.
-                let body = body.as_deref().or(kwargs.as_ref().map(Kwargs::whole_text));
                 staged.extend(self.dead_letter(
                     index,
                     id.as_deref(),
-                    body,
+                    body.as_deref(),
                     source_path.as_deref(),
                     batch,
                     trace_header,

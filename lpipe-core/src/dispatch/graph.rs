@@ -96,26 +96,20 @@ fn param_error(e: ParamError, function: &'static str, path: &PathName) -> Record
 }
 
 impl Pipeline {
-    /// Runs a record's body: parses it, then runs its path. Returns what it produced, its
-    /// kwargs (once parsed) and its body, unless the kwargs took it over (see
-    /// [`Kwargs::whole_text`]).
-    pub(super) async fn run_record<'e>(
+    /// Runs a record's body: parses it, then runs its path.
+    pub(super) async fn run_record(
         &self,
-        body: Cow<'e, str>,
+        body: &str,
         source_path: Option<&str>,
         exec: &mut Exec<'_>,
-    ) -> (
-        Result<Produced, RecordError>,
-        Option<Kwargs>,
-        Option<Cow<'e, str>>,
-    ) {
-        let (parsed, body) = match source_path {
-            Some(path) => (self.parse_kwargs_for(path, &body), Some(body)),
+    ) -> (Result<Produced, RecordError>, Option<Kwargs>) {
+        let parsed = match source_path {
+            Some(path) => self.parse_kwargs_for(path, body),
             None => self.parse_message(body),
         };
         let (path, actions, kwargs) = match parsed {
             Ok(parsed) => parsed,
-            Err(e) => return (Err(e), None, body),
+            Err(e) => return (Err(e), None),
         };
         crate::log_scope::set_path(path);
         if self.inner.metrics.is_some() {
@@ -123,10 +117,10 @@ impl Pipeline {
         }
         tracing::debug!(kwargs = %kwargs, "record received");
         if let Some(done) = self.claim_key(path, &kwargs, exec).await {
-            return (done, Some(kwargs), body);
+            return (done, Some(kwargs));
         }
         let result = self.run_actions(path, actions, &kwargs, 0, exec).await;
-        (result, Some(kwargs), body)
+        (result, Some(kwargs))
     }
 
     /// When the record's path is idempotent, claims its key: `None` when the record is to run

@@ -10,8 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::action::Action;
 use crate::error::{ErrorKind, RecordError};
-use crate::kwargs::{Entry, Kwargs};
-use crate::kwargs_de::Entries;
+use crate::kwargs::Kwargs;
 use crate::path::PathName;
 use crate::pipeline::Pipeline;
 
@@ -32,28 +31,21 @@ struct IndexedMessage<'a> {
     #[serde(borrow, default, deserialize_with = "crate::borrow::option_str")]
     path: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    kwargs: Option<Entries<'a>>,
+    kwargs: Option<crate::kwargs_de::Entries<'a>>,
 }
 
-/// Where the kwargs object of a parsed message lies in `body` (the object runs from the `{`
-/// before the first key to the `}` after the last value: only whitespace and the key's quote
-/// lie between), and its entries' index. `None` for an empty object.
-fn kwargs_span(body: &str, entries: Entries<'_>) -> Option<((usize, usize), Vec<Entry>)> {
+/// The kwargs object of a parsed message, from the positions of its entries in `body`: the
+/// object runs from the `{` before the first key to the `}` after the last value (only
+/// whitespace and the key's quote lie between). `None` for an empty object.
+fn indexed_kwargs(body: &str, entries: crate::kwargs_de::Entries<'_>) -> Option<Kwargs> {
     let base = body.as_ptr() as usize;
     let offset = |s: &str| s.as_ptr() as usize - base;
     let (first_key, last_value) = (entries.first_key?, entries.last_value?);
     let open = body[..offset(first_key)].rfind('{')?;
     let after = offset(last_value.get()) + last_value.get().len();
     let close = after + body[after..].find('}')?;
-    Some(((open, close + 1), entries.index_in(&body[open..=close])))
+    Some(Kwargs::from_parsed(&body[open..=close], entries))
 }
-
-/// What the fast path found in a message: its path looked up, and where its kwargs lie.
-type Indexed<'p> = (
-    Result<(&'p PathName, &'p [Action]), RecordError>,
-    (usize, usize),
-    Vec<Entry>,
-);
 
 impl Pipeline {
     /// The body is the kwargs of a path the source chose.
@@ -75,52 +67,7 @@ impl Pipeline {
         }
     }
 
-    /// A record's message, parsed; and the body back, unless its kwargs took it over (a decoded
-    /// body is kept by its kwargs, not copied: [`Kwargs::whole_text`] gives it back).
-    pub(super) fn parse_message<'e>(
-        &self,
-        body: Cow<'e, str>,
-    ) -> (Result<Parsed<'_>, RecordError>, Option<Cow<'e, str>>) {
-        if self.inner.default_path.is_none() {
-            if let Some((found, span, index)) = self.index_message(&body) {
-                let (name, actions) = match found {
-                    Ok(found) => found,
-                    Err(e) => return (Err(e), Some(body)),
-                };
-                return match body {
-                    Cow::Owned(text) => (
-                        Ok((name, actions, Kwargs::from_indexed(text, span, index))),
-                        None,
-                    ),
-                    Cow::Borrowed(text) => {
-                        let object = text[span.0..span.1].to_owned();
-                        let len = object.len();
-                        let kwargs = Kwargs::from_indexed(object, (0, len), index);
-                        (Ok((name, actions, kwargs)), Some(body))
-                    }
-                };
-            }
-        }
-        (self.parse_message_slowly(&body), Some(body))
-    }
-
-    /// The fast path: one scan finds the path and every kwarg. It declines (`None`: the general
-    /// path runs, with its precise errors) on keys with escapes, empty kwargs or any error.
-    fn index_message(&self, body: &str) -> Option<Indexed<'_>> {
-        let Ok(IndexedMessage {
-            path: Some(path),
-            kwargs: Some(entries),
-        }) = serde_json::from_str::<IndexedMessage<'_>>(body)
-        else {
-            return None;
-        };
-        let (span, index) = kwargs_span(body, entries)?;
-        let found = self.lookup(&path).ok_or_else(|| self.unknown_path(&path));
-        Some((found, span, index))
-    }
-
-    /// Bare kwargs for the default path, or a message the fast path declined.
-    fn parse_message_slowly(&self, body: &str) -> Result<Parsed<'_>, RecordError> {
+    pub(super) fn parse_message(&self, body: &str) -> Result<Parsed<'_>, RecordError> {
         if let Some(default) = &self.inner.default_path {
             let raw: Box<RawValue> = serde_json::from_str(body).map_err(|e| {
                 RecordError::invalid_payload(format!("the record is not valid JSON: {e}"))
@@ -128,6 +75,18 @@ impl Pipeline {
             let kwargs =
                 Kwargs::from_raw(raw).map_err(|e| RecordError::invalid_payload(e.to_string()))?;
             return self.with_path(default.as_str(), kwargs);
+        }
+        // The fast path: one scan finds the path and every kwarg. It declines (and the general
+        // path below runs, with its precise errors) on keys with escapes, empty kwargs or any
+        // error.
+        if let Ok(IndexedMessage {
+            path: Some(path),
+            kwargs: Some(entries),
+        }) = serde_json::from_str::<IndexedMessage<'_>>(body)
+        {
+            if let Some(kwargs) = indexed_kwargs(body, entries) {
+                return self.with_path(&path, kwargs);
+            }
         }
         let message: Message<'_> = serde_json::from_str(body).map_err(|e| {
             RecordError::invalid_payload(format!(
@@ -173,12 +132,7 @@ mod tests {
 
     fn index(body: &str) -> Option<String> {
         let m: IndexedMessage<'_> = serde_json::from_str(body).ok()?;
-        let ((open, close), index) = kwargs_span(body, m.kwargs?)?;
-        Some(
-            Kwargs::from_indexed(body.to_owned(), (open, close), index)
-                .as_str()
-                .to_owned(),
-        )
+        indexed_kwargs(body, m.kwargs?).map(|k| k.as_str().to_owned())
     }
 
     #[test]

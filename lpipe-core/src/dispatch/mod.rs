@@ -24,16 +24,15 @@
 //!   ([`Body`](crate::Body)). The message is scanned once: the path is found and every kwarg
 //!   indexed as it is scanned (`message`); each function then deserializes only its own fields
 //!   from the index. The path is looked up once per record.
-//! - **Allocations** (11 per SQS or Kinesis record on this workload): the decoded body (none
-//!   when it had no escapes), which the kwargs then keep rather than copy their text from; the
-//!   record's shared info for its `Context` and logs (its id and ordering key inline when
-//!   short); the kwargs' index; one boxed future per function call; and what the functions'
-//!   own argument types own (here two `String`s, a `Vec` and its two `String`s). A function that takes no `Context` gets none built; the
+//! - **Allocations** (12 per SQS or Kinesis record on this workload): the decoded body (none
+//!   when it had no escapes), the record's shared info for its `Context` and logs (its id and
+//!   ordering key inline when short), the kwargs (their text and index), one boxed future per
+//!   function call, and what the functions' own argument types own (here two `String`s, a
+//!   `Vec` and its two `String`s). A function that takes no `Context` gets none built; the
 //!   calls of an action of up to four functions are kept on the stack.
 //! - **Memory that outlives the record**: its result (48 bytes; its id stays in the event's
-//!   text) until the batch's response is made; its kwargs (with the body they were cut out
-//!   of) only if it did not succeed, for reports and its dead letter; its outbound messages
-//!   until the outbox has sent them. Its body and kwargs are freed when it has run,
+//!   text) until the batch's response is made; its kwargs only if it did not succeed (for
+//!   reports); its outbound messages until the outbox has sent them. Its body and kwargs are freed when it has run,
 //!   and the batch's records (144 bytes each) when the batch has run.
 
 use std::sync::Arc;
