@@ -215,13 +215,13 @@ impl<'e> From<Result<Cow<'e, str>, RecordError>> for Body<'e> {
 pub fn decode_records<'e, T, F>(
     source_name: &'static str,
     event: &'e str,
-    each: F,
+    mut each: F,
 ) -> Result<Vec<Record<'e>>, InvalidEvent>
 where
     T: serde::Deserialize<'e>,
     F: FnMut(usize, T) -> Result<Record<'e>, InvalidEvent>,
 {
-    let (mut each, mut failed) = (each, None);
+    let mut failed = None;
     let seed = RecordsEvent(RecordsList {
         each: &mut each,
         failed: &mut failed,
@@ -288,10 +288,10 @@ where
 
 /// Fewer bytes of event text than any record of an AWS source takes (the smallest in AWS's
 /// sample events, a DynamoDB stream record, takes ~350 written compactly; SQS ~430):
-/// [`decode_records`] reserves room for
-/// `event.len() / MIN_RECORD_TEXT` records at once, so the list is not copied as it grows (at
-/// 100,000 SQS records, growing it cost more than a quarter of the decoding). Room reserved
-/// and never written takes address space, not memory: the pages are never touched.
+/// [`decode_records`] reserves room for `event.len() / MIN_RECORD_TEXT` records at once, so
+/// the list is not copied as it grows (at 100,000 SQS records, growing it cost more than a
+/// quarter of the decoding). Room reserved and never written takes address space, not
+/// memory: the pages are never touched.
 const MIN_RECORD_TEXT: usize = 256;
 
 /// The `Records` list of [`decode_records`]; `failed` keeps the error of `each`, which serde

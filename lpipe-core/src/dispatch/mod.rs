@@ -32,8 +32,8 @@
 //!   calls of an action of up to four functions are kept on the stack.
 //! - **Memory that outlives the record**: its result (48 bytes; its id stays in the event's
 //!   text) until the batch's response is made; its kwargs only if it did not succeed (for
-//!   reports); its outbound messages until the outbox has sent them. Its body and kwargs are freed when it has run,
-//!   and the batch's records (144 bytes each) when the batch has run.
+//!   reports); its outbound messages until the outbox has sent them. Its body and kwargs are
+//!   freed when it has run, and the batch's records (144 bytes each) when the batch has run.
 
 use std::sync::Arc;
 
