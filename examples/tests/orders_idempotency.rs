@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use lpipe::dynamodb::DynamoDbStore;
-use lpipe::idempotency::{Begun, Claim, IdempotencyStore, StoreError};
+use lpipe::idempotency::{Begun, Claim, IdempotencyKey, IdempotencyStore, StoreError};
 use lpipe::testing::{
     lambda_context, message, moto_endpoint, unique_name, DynamoDbEvent, SqsEvent,
 };
@@ -281,10 +281,15 @@ impl IdempotencyStore for Down {
     async fn begin(&self, _: &Claim) -> Result<Begun, StoreError> {
         Err(StoreError::new("throttled"))
     }
-    async fn complete(&self, _: &str, _: Option<&Value>, _: u64) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        _: &IdempotencyKey,
+        _: Option<&Value>,
+        _: u64,
+    ) -> Result<(), StoreError> {
         Err(StoreError::new("throttled"))
     }
-    async fn release(&self, _: &str) -> Result<(), StoreError> {
+    async fn release(&self, _: &IdempotencyKey) -> Result<(), StoreError> {
         Err(StoreError::new("throttled"))
     }
 }

@@ -76,6 +76,8 @@ pub struct Idempotency {
     key_fields: Option<Vec<String>>,
     pub(crate) expires_after: Duration,
     lock_timeout: Option<Duration>,
+    /// The keys' namespaces made so far, shared by clones.
+    namespaces: Arc<Namespaces>,
 }
 
 impl fmt::Debug for Idempotency {
@@ -102,6 +104,7 @@ impl Idempotency {
             key_fields: None,
             expires_after: DEFAULT_EXPIRY,
             lock_timeout: None,
+            namespaces: Arc::default(),
         }
     }
 
@@ -131,9 +134,8 @@ impl Idempotency {
         self.key_fields.as_deref()
     }
 
-    /// A record's key: `{namespace}#{the first 128 bits of the SHA-256 of the key's canonical
-    /// JSON, in hex}`, where the namespace
-    /// is `{function name}.{path}`.
+    /// A record's key: its namespace, `{function name}.{path}`, and the first 128 bits of the
+    /// SHA-256 of its canonical JSON.
     ///
     /// # Errors
     ///
@@ -143,39 +145,17 @@ impl Idempotency {
         function_name: &str,
         path: &PathName,
         kwargs: &Kwargs,
-    ) -> Result<Arc<str>, String> {
+    ) -> Result<IdempotencyKey, String> {
         let mut hasher = Sha256::new();
         self.material(kwargs, &mut hasher)?;
         let digest = hasher.finalize();
-        // The first 128 bits of the digest, in hex: collisions need 2^64 keys.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = [0u8; 2 * DIGEST_BYTES];
-        for (pair, b) in hex.chunks_exact_mut(2).zip(&digest[..DIGEST_BYTES]) {
-            pair[0] = HEX[usize::from(b >> 4)];
-            pair[1] = HEX[usize::from(b & 0xf)];
-        }
-        let parts = [
-            function_name.as_bytes(),
-            b".",
-            path.as_str().as_bytes(),
-            b"#",
-            &hex,
-        ];
-        // One allocation when the key fits on the stack: its bytes go straight into the
-        // shared string.
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut buf = [0u8; 192];
-        let Some(out) = buf.get_mut(..len) else {
-            return Ok(Arc::from(
-                String::from_utf8(parts.concat()).expect("UTF-8 parts"),
-            ));
-        };
-        let mut at = 0;
-        for p in parts {
-            out[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
-        }
-        Ok(Arc::from(std::str::from_utf8(out).expect("UTF-8 parts")))
+        // The first 128 bits of the digest: collisions need 2^64 keys.
+        let mut first = [0u8; DIGEST_BYTES];
+        first.copy_from_slice(&digest[..DIGEST_BYTES]);
+        Ok(IdempotencyKey {
+            namespace: self.namespaces.of(function_name, path),
+            digest: first,
+        })
     }
 
     /// Writes what the key hashes: the canonical JSON of the named fields' values as an array,
@@ -259,7 +239,7 @@ impl Idempotency {
     }
 
     /// The claim a record makes on its key, now.
-    pub(crate) fn claim(&self, key: Arc<str>, deadline_ms: Option<u64>) -> Claim {
+    pub(crate) fn claim(&self, key: IdempotencyKey, deadline_ms: Option<u64>) -> Claim {
         let now_ms = unix_ms(SystemTime::now());
         let lock_until_ms = match (self.lock_timeout, deadline_ms) {
             (Some(timeout), _) => now_ms + timeout.as_millis() as u64,
@@ -278,9 +258,114 @@ impl Idempotency {
 /// A key a record's run holds: completed or released once the record's outcome is known.
 #[derive(Clone, Debug)]
 pub(crate) struct Claimed {
-    pub(crate) key: Arc<str>,
+    pub(crate) key: IdempotencyKey,
     /// Which of the pipeline's idempotency settings (see `IdempotencyPolicy`).
     pub(crate) policy: usize,
+}
+
+/// The namespaces keys were made in: one `{function name}.{path}` string per path, made once
+/// and shared by the path's keys.
+#[derive(Debug, Default)]
+struct Namespaces(Mutex<Vec<Arc<str>>>);
+
+impl Namespaces {
+    /// The namespace of this function's path.
+    fn of(&self, function_name: &str, path: &PathName) -> Arc<str> {
+        let path = path.as_str();
+        let is = |ns: &str| {
+            ns.len() == function_name.len() + 1 + path.len()
+                && ns.starts_with(function_name)
+                && ns[function_name.len()..].starts_with('.')
+                && ns.ends_with(path)
+        };
+        let mut known = self.0.lock().expect("namespaces lock");
+        if let Some(ns) = known.iter().find(|ns| is(ns)) {
+            return ns.clone();
+        }
+        let ns: Arc<str> = format!("{function_name}.{path}").into();
+        known.push(ns.clone());
+        ns
+    }
+}
+
+/// A record's idempotency key: the namespace it is unique in (`{function name}.{path}`) and
+/// the first 128 bits of the SHA-256 of the record's canonical JSON. Its text (`Display`),
+/// `{namespace}#{the digest in hex}`, names it in a store (the DynamoDB item's `id`).
+///
+/// Cheap to make and clone: the namespace is made once per path and shared, so a key
+/// allocates nothing. Equal keys have equal [`digest`](Self::digest)s, whose first bytes make
+/// a good hash.
+///
+/// ```
+/// use lpipe_core::IdempotencyKey;
+///
+/// let key = IdempotencyKey::new("orders.PLACE_ORDER", [0xab; 16]);
+/// assert_eq!(
+///     key.to_string(),
+///     "orders.PLACE_ORDER#abababababababababababababababab"
+/// );
+/// ```
+#[derive(Clone)]
+pub struct IdempotencyKey {
+    namespace: Arc<str>,
+    digest: [u8; DIGEST_BYTES],
+}
+
+impl IdempotencyKey {
+    /// A key of this namespace and digest (for stores' own tests).
+    pub fn new(namespace: impl Into<Arc<str>>, digest: [u8; DIGEST_BYTES]) -> Self {
+        IdempotencyKey {
+            namespace: namespace.into(),
+            digest,
+        }
+    }
+
+    /// Its namespace: `{function name}.{path}`.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The first 128 bits of the SHA-256 of the record's canonical JSON.
+    pub fn digest(&self) -> &[u8; DIGEST_BYTES] {
+        &self.digest
+    }
+}
+
+impl PartialEq for IdempotencyKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+            && (Arc::ptr_eq(&self.namespace, &other.namespace) || self.namespace == other.namespace)
+    }
+}
+
+impl Eq for IdempotencyKey {}
+
+impl std::hash::Hash for IdempotencyKey {
+    /// The digest's first 8 bytes: already uniformly spread, and equal keys' are equal.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.digest[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 2 * DIGEST_BYTES];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(&self.digest) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        let hex = std::str::from_utf8(&hex).expect("hex digits");
+        write!(f, "{}#{hex}", self.namespace())
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdempotencyKey({self})")
+    }
 }
 
 impl Idempotency {
@@ -381,8 +466,8 @@ fn unix_ms(t: SystemTime) -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Claim {
-    /// The record's key (`{function}.{path}#{hash}`).
-    pub key: Arc<str>,
+    /// The record's key.
+    pub key: IdempotencyKey,
     /// Now, in Unix milliseconds.
     pub now_ms: u64,
     /// Until when, in Unix milliseconds, the in-progress item locks the key.
@@ -393,14 +478,9 @@ pub struct Claim {
 
 impl Claim {
     /// A claim with these values (for stores' own tests).
-    pub fn new(
-        key: impl Into<Arc<str>>,
-        now_ms: u64,
-        lock_until_ms: u64,
-        expires_at_s: u64,
-    ) -> Self {
+    pub fn new(key: IdempotencyKey, now_ms: u64, lock_until_ms: u64, expires_at_s: u64) -> Self {
         Claim {
-            key: key.into(),
+            key,
             now_ms,
             lock_until_ms,
             expires_at_s,
@@ -449,13 +529,13 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// `expires_at_s` (Unix seconds).
     async fn complete(
         &self,
-        key: &str,
+        key: &IdempotencyKey,
         output: Option<&Value>,
         expires_at_s: u64,
     ) -> Result<(), StoreError>;
 
     /// The key's record did not succeed: its in-progress item is deleted.
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
 
     /// A batch of about this many records is about to claim keys: a store may make room
     /// (the in-memory store does). The default does nothing.
@@ -506,7 +586,7 @@ pub enum Settlement<'a> {
     /// The record succeeded: [`IdempotencyStore::complete`].
     Complete {
         /// The key.
-        key: &'a str,
+        key: &'a IdempotencyKey,
         /// The record's output.
         output: Option<&'a Value>,
         /// When the completed item expires (Unix seconds).
@@ -515,7 +595,7 @@ pub enum Settlement<'a> {
     /// The record did not succeed: [`IdempotencyStore::release`].
     Release {
         /// The key.
-        key: &'a str,
+        key: &'a IdempotencyKey,
     },
 }
 
@@ -526,13 +606,13 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
     }
     async fn complete(
         &self,
-        key: &str,
+        key: &IdempotencyKey,
         output: Option<&Value>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
         (**self).complete(key, output, expires_at_s).await
     }
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
         (**self).release(key).await
     }
     async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
@@ -569,22 +649,64 @@ pub struct MemoryIdempotencyStore {
     items: Arc<Mutex<Items>>,
 }
 
-/// Keys end in a SHA-256 digest: a cheap hash of their bytes spreads them well (the store's
-/// keys are the program's own: SipHash's defence against chosen keys is not needed).
-type Items = HashMap<Arc<str>, MemoryItem, crate::fast_hash::FastHash>;
+/// The store's items, by key. A key is kept as its digest and the number of its namespace
+/// (24 bytes, nothing on the heap): a batch's keys cost the table's slots and nothing more.
+#[derive(Debug, Default)]
+struct Items {
+    /// The keys' namespaces, by number.
+    namespaces: Vec<Box<str>>,
+    by_key: HashMap<StoredKey, MemoryItem, crate::fast_hash::FastHash>,
+}
 
-impl MemoryIdempotencyStore {
-    fn complete_locked(items: &mut Items, key: &str, output: Option<&Value>, expires_at_s: u64) {
-        let completed = MemoryItem::Completed {
-            output: output.map(|v| Box::new(v.clone())),
-            expires_at_s,
-        };
-        match items.get_mut(key) {
-            Some(item) => *item = completed,
+/// A key as [`MemoryIdempotencyStore`] keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StoredKey {
+    namespace: u32,
+    digest: [u8; DIGEST_BYTES],
+}
+
+impl std::hash::Hash for StoredKey {
+    /// As [`IdempotencyKey`]'s: the digest's first bytes, spread already (a cheap hasher passes
+    /// them on; SipHash's defence against chosen keys is not needed for digests).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.digest[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+impl Items {
+    /// The key as kept, its namespace numbered if new.
+    fn stored(&mut self, key: &IdempotencyKey) -> StoredKey {
+        let ns = key.namespace();
+        // Few namespaces (one per idempotent path), the last one most often.
+        let namespace = match self.namespaces.iter().rposition(|n| **n == *ns) {
+            Some(i) => i,
             None => {
-                items.insert(key.into(), completed);
+                self.namespaces.push(key.namespace().into());
+                self.namespaces.len() - 1
             }
+        };
+        StoredKey {
+            namespace: u32::try_from(namespace).expect("fewer than 2^32 namespaces"),
+            digest: key.digest,
         }
+    }
+
+    fn complete(&mut self, key: &IdempotencyKey, output: Option<&Value>, expires_at_s: u64) {
+        let key = self.stored(key);
+        self.by_key.insert(
+            key,
+            MemoryItem::Completed {
+                output: output.map(|v| Box::new(v.clone())),
+                expires_at_s,
+            },
+        );
+    }
+
+    fn release(&mut self, key: &IdempotencyKey) {
+        let key = self.stored(key);
+        self.by_key.remove(&key);
     }
 }
 
@@ -594,12 +716,19 @@ impl MemoryIdempotencyStore {
         Self::default()
     }
 
-    /// The items, by key.
+    /// The items, by key (as [`IdempotencyKey`] writes it).
     pub fn items(&self) -> HashMap<String, MemoryItem> {
         let items = self.items.lock().expect("store lock");
         items
+            .by_key
             .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+            .map(|(k, v)| {
+                let namespace = &items.namespaces[k.namespace as usize];
+                (
+                    IdempotencyKey::new(&**namespace, k.digest).to_string(),
+                    v.clone(),
+                )
+            })
             .collect()
     }
 }
@@ -609,12 +738,13 @@ impl IdempotencyStore for MemoryIdempotencyStore {
     async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
         use std::collections::hash_map::Entry;
         let mut items = self.items.lock().expect("store lock");
+        let key = items.stored(&claim.key);
         let now_s = claim.now_ms / 1000;
         let in_progress = MemoryItem::InProgress {
             lock_until_ms: claim.lock_until_ms,
             expires_at_s: claim.expires_at_s,
         };
-        let mut entry = match items.entry(claim.key.clone()) {
+        let mut entry = match items.by_key.entry(key) {
             Entry::Vacant(vacant) => {
                 vacant.insert(in_progress);
                 return Ok(Begun::Started);
@@ -645,22 +775,26 @@ impl IdempotencyStore for MemoryIdempotencyStore {
 
     async fn complete(
         &self,
-        key: &str,
+        key: &IdempotencyKey,
         output: Option<&Value>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
         let mut items = self.items.lock().expect("store lock");
-        Self::complete_locked(&mut items, key, output, expires_at_s);
+        items.complete(key, output, expires_at_s);
         Ok(())
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.items.lock().expect("store lock").remove(key);
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        self.items.lock().expect("store lock").release(key);
         Ok(())
     }
 
     fn reserve(&self, records: usize) {
-        self.items.lock().expect("store lock").reserve(records);
+        self.items
+            .lock()
+            .expect("store lock")
+            .by_key
+            .reserve(records);
     }
 
     async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
@@ -671,10 +805,8 @@ impl IdempotencyStore for MemoryIdempotencyStore {
                     key,
                     output,
                     expires_at_s,
-                } => Self::complete_locked(&mut items, key, output, expires_at_s),
-                Settlement::Release { key } => {
-                    items.remove(key);
-                }
+                } => items.complete(key, output, expires_at_s),
+                Settlement::Release { key } => items.release(key),
             }
         }
         vec![Ok(()); settlements.len()]
@@ -688,6 +820,10 @@ mod tests {
 
     fn kwargs(v: Value) -> Kwargs {
         Kwargs::from_serialize(&v).unwrap()
+    }
+
+    fn key(namespace: &str) -> IdempotencyKey {
+        IdempotencyKey::new(namespace, [7; DIGEST_BYTES])
     }
 
     #[test]
@@ -709,8 +845,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(a, b, "key order does not matter");
-        assert!(a.starts_with("orders.PLACE#"), "{a}");
-        assert_eq!(a.len(), "orders.PLACE#".len() + 32);
+        assert!(a.to_string().starts_with("orders.PLACE#"), "{a}");
+        assert_eq!(a.to_string().len(), "orders.PLACE#".len() + 32);
         let other_path = i
             .key(
                 "orders",
@@ -718,7 +854,11 @@ mod tests {
                 &kwargs(json!({"a": 1, "b": {"y": 2, "x": [1, {"q": 1, "p": 2}]}})),
             )
             .unwrap();
-        assert!(other_path.starts_with("orders.OTHER#"), "{other_path}");
+        assert!(
+            other_path.to_string().starts_with("orders.OTHER#"),
+            "{other_path}"
+        );
+        assert_ne!(a, other_path, "the namespace is part of the key");
         let c = i.key("orders", &path, &kwargs(json!({"a": 2}))).unwrap();
         assert_ne!(a, c);
     }
@@ -793,21 +933,21 @@ mod tests {
     fn claims_lock_until_the_deadline_or_the_timeout() {
         let i = Idempotency::new(MemoryIdempotencyStore::new());
         let now = unix_ms(SystemTime::now());
-        let c = i.claim("k".into(), Some(now + 5_000));
+        let c = i.claim(key("k"), Some(now + 5_000));
         assert_eq!(c.lock_until_ms, now + 5_000);
         assert!(c.expires_at_s >= now / 1000 + 3600);
-        let c = i.claim("k".into(), None);
+        let c = i.claim(key("k"), None);
         assert!(c.lock_until_ms >= now + 60_000);
         let c = i
             .lock_timeout(Duration::from_secs(2))
-            .claim("k".into(), Some(now + 900_000));
+            .claim(key("k"), Some(now + 900_000));
         assert!(c.lock_until_ms < now + 10_000);
     }
 
     #[tokio::test]
     async fn the_memory_store_follows_the_table_of_answers() {
         let s = MemoryIdempotencyStore::new();
-        let claim = Claim::new("k", 10_000_000, 10_060_000, 10_000 + 3600);
+        let claim = Claim::new(key("k"), 10_000_000, 10_060_000, 10_000 + 3600);
         assert_eq!(s.begin(&claim).await.unwrap(), Begun::Started);
         assert_eq!(
             s.begin(&claim).await.unwrap(),
@@ -816,9 +956,9 @@ mod tests {
             }
         );
         // A lock that timed out is taken over.
-        let later = Claim::new("k", 10_060_001, 10_120_000, 10_060 + 3600);
+        let later = Claim::new(key("k"), 10_060_001, 10_120_000, 10_060 + 3600);
         assert_eq!(s.begin(&later).await.unwrap(), Begun::Started);
-        s.complete("k", Some(&json!({"n": 1})), 10_060 + 3600)
+        s.complete(&key("k"), Some(&json!({"n": 1})), 10_060 + 3600)
             .await
             .unwrap();
         assert_eq!(
@@ -826,9 +966,9 @@ mod tests {
             Begun::Completed(Some(json!({"n": 1})))
         );
         // Expired: free again.
-        let expired = Claim::new("k", (10_060 + 3600) * 1000, 0, 0);
+        let expired = Claim::new(key("k"), (10_060 + 3600) * 1000, 0, 0);
         assert_eq!(s.begin(&expired).await.unwrap(), Begun::Started);
-        s.release("k").await.unwrap();
+        s.release(&key("k")).await.unwrap();
         assert!(s.items().is_empty());
     }
 }

@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use lpipe_core::async_trait;
-use lpipe_core::idempotency::{Begun, Claim, IdempotencyStore, StoreError};
+use lpipe_core::idempotency::{Begun, Claim, IdempotencyKey, IdempotencyStore, StoreError};
 use serde_json::Value;
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -141,7 +141,7 @@ impl DynamoDbStore {
         }
     }
 
-    fn error<E>(&self, what: &str, key: &str, e: SdkError<E>) -> StoreError
+    fn error<E>(&self, what: &str, key: &IdempotencyKey, e: SdkError<E>) -> StoreError
     where
         E: std::error::Error + Send + Sync + 'static,
     {
@@ -214,7 +214,7 @@ impl IdempotencyStore for DynamoDbStore {
 
     async fn complete(
         &self,
-        key: &str,
+        key: &IdempotencyKey,
         output: Option<&Value>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
@@ -223,7 +223,7 @@ impl IdempotencyStore for DynamoDbStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(&n.key, AttributeValue::S(key.to_owned()))
+            .key(&n.key, AttributeValue::S(key.to_string()))
             .expression_attribute_names("#status", &n.status)
             .expression_attribute_names("#expiry", &n.expiry)
             .expression_attribute_names("#lock", &n.lock)
@@ -247,11 +247,11 @@ impl IdempotencyStore for DynamoDbStore {
             .map_err(|e| self.error("UpdateItem", key, e))
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key(&self.names.key, AttributeValue::S(key.to_owned()))
+            .key(&self.names.key, AttributeValue::S(key.to_string()))
             .send()
             .await
             .map(drop)

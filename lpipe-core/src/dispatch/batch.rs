@@ -231,7 +231,12 @@ impl Pipeline {
             paths: Vec::new(),
             dead_lettered: Vec::new(),
             message_counts: Default::default(),
-            claims: Vec::new(),
+            // At most a claim per record: room reserved once (and never written, for records
+            // that claim no key, costs no memory) rather than grown by doubling.
+            claims: match self.inner.idempotency.is_on() {
+                true => Vec::with_capacity(records.len()),
+                false => Vec::new(),
+            },
             duplicates: 0,
         };
         let concurrency = self.inner.concurrency;
