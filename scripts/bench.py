@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Whole-process comparison of the lpipe `bench` example with the benchmark's floor (bench/floor:
+"""Whole-process comparison of the lpipe `bench` program with the benchmark's floor (bench/floor:
 the same work written by hand in Rust) and, optionally, the Python anchors (bench/anchors:
 Python lpipe 4.2.0 and Powertools' BatchProcessor). Prints one Markdown table of medians (wall
 time, peak RSS) and ratios to the floor, measured in this one run, interleaved.
@@ -12,11 +12,11 @@ usage: scripts/bench.py [--records 1,10000,100000] [--kinds sqs,kinesis] [--runs
 at concurrency 1 and 10 (ideal: 2 s and 0.2 s; one record in a hundred is dropped before
 `store`, so 99 waits).
 
---observability adds a row for the `bench` example with JSON logs (AWS_LAMBDA_LOG_FORMAT=JSON,
+--observability adds a row for the `bench` program with JSON logs (AWS_LAMBDA_LOG_FORMAT=JSON,
 at the default level) and EMF metrics (LPIPE_METRICS_NAMESPACE) on, beside the row with both
 off (text logs at the default level, no metrics).
 
---idempotency adds a row for the `bench` example with every record idempotent by `user_id`,
+--idempotency adds a row for the `bench` program with every record idempotent by `user_id`,
 its keys in the in-memory store (BENCH_IDEMPOTENT=1).
 
 A record count of 1 is the cold start: the whole process for a one-record event. The Python
@@ -37,9 +37,9 @@ BENCH = os.path.join(ROOT, "bench")
 
 # The environment of a row, by its program's name (the others run in ours, less these).
 OBSERVABILITY = {"AWS_LAMBDA_LOG_FORMAT": "JSON", "LPIPE_METRICS_NAMESPACE": "bench"}
-OBSERVED = "lpipe, `bench` example, JSON logs + metrics"
+OBSERVED = "lpipe, `bench` program, JSON logs + metrics"
 IDEMPOTENCY = {"BENCH_IDEMPOTENT": "1"}
-IDEMPOTENT = "lpipe, `bench` example, idempotent (memory store)"
+IDEMPOTENT = "lpipe, `bench` program, idempotent (memory store)"
 
 
 def run(cmd, extra_env=None):
@@ -71,7 +71,7 @@ def main():
                    help="also the I/O-bound case: 100 records awaiting 20 ms, concurrency 1 and 10")
     a = p.parse_args()
 
-    for target in (["-p", "lpipe-examples", "--bin", "bench"], ["-p", "lpipe-bench-floor"]):
+    for target in (["-p", "lpipe-bench", "--bin", "bench"], ["-p", "lpipe-bench-floor"]):
         subprocess.run(["cargo", "build", "--release", "-q", *target], cwd=ROOT, check=True)
     release = os.path.join(ROOT, "target", "release")
     tmp = tempfile.mkdtemp()
@@ -86,7 +86,7 @@ def main():
                                stdout=f, check=True)
             fast = {
                 "floor (hand-written Rust)": [os.path.join(release, "lpipe-bench-floor"), event, kind],
-                "lpipe, `bench` example": [os.path.join(release, "bench"), event],
+                "lpipe, `bench` program": [os.path.join(release, "bench"), event],
             }
             if a.observability:
                 fast[OBSERVED] = [os.path.join(release, "bench"), event]
@@ -120,7 +120,7 @@ def main():
 
 
 def io_bound(release, tmp, runs):
-    """The I/O-bound rows: the `bench` example with BENCH_IO_MS=20 at concurrency 1 and 10."""
+    """The I/O-bound rows: the `bench` program with BENCH_IO_MS=20 at concurrency 1 and 10."""
     event = os.path.join(tmp, "sqs-100.json")
     with open(event, "w") as f:
         subprocess.run([sys.executable, os.path.join(BENCH, "gen_event.py"), "100", "sqs"], stdout=f, check=True)

@@ -2,7 +2,6 @@
 //!
 //! - [`conformance`]: a port of Python lpipe's own test Lambda (`dummy_lambda/func/main.py`),
 //!   run against the reference's fixture table.
-//! - [`bench`](mod@bench): the dispatch benchmark's workload (see `bench/` at the repository's root).
 //! - [`graph`]: a directed graph across two Lambdas joined by SQS.
 //! - [`orders`]: SQS in, Kinesis and SQS FIFO out, and the stream's consumer.
 //! - [`place_order`]: each order placed once (idempotent by `order_id`, keys in DynamoDB or
@@ -12,7 +11,6 @@
 //! Each binary runs under Lambda when `AWS_LAMBDA_RUNTIME_API` is set and otherwise locally
 //! on an event file.
 
-pub mod bench;
 pub mod conformance;
 pub mod graph;
 pub mod orders;

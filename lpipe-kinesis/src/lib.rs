@@ -13,15 +13,21 @@
 //!   internally.
 //!
 //! Both register themselves when this crate is linked (the `kinesis` feature of `lpipe`).
+//!
+//! The feature `client` (on by default) brings the AWS SDK and the sink. Without it (the
+//! facade's `kinesis-source`), the crate is the event source alone: a Lambda that only
+//! consumes a stream builds without the SDK, in a fraction of the binary and of the cold start.
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
 mod sink;
 mod source;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use lpipe_core::{EventSource, Sink, SinkRegistration, SourceRegistration};
+use lpipe_core::{EventSource, SourceRegistration};
 
+#[cfg(feature = "client")]
 pub use sink::{
     KinesisSink, KINESIS_MAX_BATCH_BYTES, KINESIS_MAX_RECORDS, KINESIS_MAX_RECORD_BYTES,
 };
@@ -30,6 +36,7 @@ pub use source::KinesisSource;
 /// The Kinesis client shared by everything in this crate that was not given one: built once per
 /// process from the standard AWS configuration (`AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_KINESIS`
 /// included).
+#[cfg(feature = "client")]
 pub async fn shared_client() -> aws_sdk_kinesis::Client {
     static CLIENT: tokio::sync::OnceCell<aws_sdk_kinesis::Client> =
         tokio::sync::OnceCell::const_new();
@@ -43,13 +50,15 @@ fn build_source() -> Arc<dyn EventSource> {
     Arc::new(KinesisSource::new())
 }
 
-fn build_sink() -> Arc<dyn Sink> {
-    static SINK: OnceLock<KinesisSink> = OnceLock::new();
+#[cfg(feature = "client")]
+fn build_sink() -> Arc<dyn lpipe_core::Sink> {
+    static SINK: std::sync::OnceLock<KinesisSink> = std::sync::OnceLock::new();
     Arc::new(SINK.get_or_init(KinesisSink::new).clone())
 }
 
 lpipe_core::inventory::submit! { SourceRegistration { name: KinesisSource::NAME, build: build_source } }
-lpipe_core::inventory::submit! { SinkRegistration { kind: "kinesis", build: build_sink } }
+#[cfg(feature = "client")]
+lpipe_core::inventory::submit! { lpipe_core::SinkRegistration { kind: "kinesis", build: build_sink } }
 
 /// Refers to this crate, so that it is linked and its registrations (its event source and
 /// sink) are seen; returns the source's name. A program that depends on this crate directly

@@ -17,21 +17,34 @@
 //! feature of the `lpipe` facade). Clients are built once per process from the standard AWS
 //! configuration (`aws-config`: region, credentials, `AWS_ENDPOINT_URL` /
 //! `AWS_ENDPOINT_URL_SQS`).
+//!
+//! The feature `client` (on by default) brings the AWS SDK and what needs it: the sink, the
+//! worker, the classic mode and backoff. Without it (the facade's `sqs-source`), the crate is
+//! the event source with partial batch responses alone: a Lambda that only consumes SQS builds
+//! without the SDK, in a fraction of the binary and of the cold start.
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+mod acks;
+#[cfg(feature = "client")]
 mod sink;
 mod source;
+#[cfg(feature = "client")]
 pub mod worker;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use lpipe_core::{EventSource, Sink, SinkRegistration, SourceRegistration};
+use lpipe_core::{EventSource, SourceRegistration};
 
+#[cfg(feature = "client")]
+pub use acks::Backoff;
+#[cfg(feature = "client")]
 pub use sink::{SqsSink, SQS_MAX_BATCH_BYTES, SQS_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES};
-pub use source::{Backoff, SqsMode, SqsSource};
+pub use source::{SqsMode, SqsSource};
 
 /// The SQS client shared by everything in this crate that was not given one: built once per
 /// process from the standard AWS configuration.
+#[cfg(feature = "client")]
 pub async fn shared_client() -> aws_sdk_sqs::Client {
     static CLIENT: tokio::sync::OnceCell<aws_sdk_sqs::Client> = tokio::sync::OnceCell::const_new();
     CLIENT
@@ -44,13 +57,15 @@ fn build_source() -> Arc<dyn EventSource> {
     Arc::new(SqsSource::new())
 }
 
-fn build_sink() -> Arc<dyn Sink> {
-    static SINK: OnceLock<SqsSink> = OnceLock::new();
+#[cfg(feature = "client")]
+fn build_sink() -> Arc<dyn lpipe_core::Sink> {
+    static SINK: std::sync::OnceLock<SqsSink> = std::sync::OnceLock::new();
     Arc::new(SINK.get_or_init(SqsSink::new).clone())
 }
 
 lpipe_core::inventory::submit! { SourceRegistration { name: SqsSource::NAME, build: build_source } }
-lpipe_core::inventory::submit! { SinkRegistration { kind: "sqs", build: build_sink } }
+#[cfg(feature = "client")]
+lpipe_core::inventory::submit! { lpipe_core::SinkRegistration { kind: "sqs", build: build_sink } }
 
 /// Refers to this crate, so that it is linked and its registrations (its event source and
 /// sink) are seen; returns the source's name. A program that depends on this crate directly

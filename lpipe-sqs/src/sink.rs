@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::{
 };
 use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
 
-use crate::source::parse_queue_arn;
+use crate::acks::parse_queue_arn;
 
 /// Messages per SendMessageBatch call.
 pub const SQS_MAX_ENTRIES: usize = 10;

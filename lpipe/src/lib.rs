@@ -4,13 +4,14 @@
 #[doc(inline)]
 pub use lpipe_core::*;
 
-/// Amazon SQS: event source and sink (feature `sqs`).
-#[cfg(feature = "sqs")]
+/// Amazon SQS: event source and sink (feature `sqs`; the source alone: `sqs-source`).
+#[cfg(feature = "sqs-source")]
 #[doc(inline)]
 pub use lpipe_sqs as sqs;
 
-/// Amazon Kinesis Data Streams: event source and sink (feature `kinesis`).
-#[cfg(feature = "kinesis")]
+/// Amazon Kinesis Data Streams: event source and sink (feature `kinesis`; the source alone:
+/// `kinesis-source`).
+#[cfg(feature = "kinesis-source")]
 #[doc(inline)]
 pub use lpipe_kinesis as kinesis;
 
@@ -36,9 +37,9 @@ use std::process::ExitCode;
 /// (so their registrations are seen); this keeps that true in the entry points should the
 /// re-exports ever change.
 fn link_plugins() {
-    #[cfg(feature = "sqs")]
+    #[cfg(feature = "sqs-source")]
     std::hint::black_box(lpipe_sqs::link());
-    #[cfg(feature = "kinesis")]
+    #[cfg(feature = "kinesis-source")]
     std::hint::black_box(lpipe_kinesis::link());
     #[cfg(feature = "cloudwatch")]
     std::hint::black_box(lpipe_cloudwatch::link());

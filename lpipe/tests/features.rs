@@ -6,12 +6,17 @@ fn the_registry_matches_the_enabled_features() {
     let registry = lpipe::registry();
     let mut sources = vec!["raw"];
     let mut sinks: Vec<String> = Vec::new();
-    if cfg!(feature = "sqs") {
+    // `sqs-source` and `kinesis-source`: the source without the sink (and the SDK).
+    if cfg!(feature = "sqs-source") {
         sources.push("sqs");
+    }
+    if cfg!(feature = "sqs") {
         sinks.push("sqs".into());
     }
-    if cfg!(feature = "kinesis") {
+    if cfg!(feature = "kinesis-source") {
         sources.push("kinesis");
+    }
+    if cfg!(feature = "kinesis") {
         sinks.push("kinesis".into());
     }
     if cfg!(feature = "cloudwatch") {

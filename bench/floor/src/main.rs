@@ -1,4 +1,4 @@
-//! The floor of lpipe's benchmark: the `bench` example's work written by hand, as a careful
+//! The floor of lpipe's benchmark: the `bench` program's work written by hand, as a careful
 //! engineer would without a framework. It decodes the event with borrowed serde structs, runs
 //! the three functions of path PROCESS (`validate` + `enrich`, then `store`) on each record's
 //! typed kwargs, and prints the same response as lpipe (a partial batch response with the

@@ -2,6 +2,8 @@
 //! handling the event (stderr), like the floor program `bench/floor`. With `BENCH_IO_MS=20`
 //! (and `BENCH_CONCURRENCY=N`), `store` awaits 20 ms per record, N records at once. With
 //! `BENCH_IDEMPOTENT=1`, records are idempotent by `user_id`, their keys kept in memory.
+mod workload;
+
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -23,11 +25,10 @@ async fn main() -> ExitCode {
     // BENCH_IO_MS=20 BENCH_CONCURRENCY=10: the I/O-bound variant (`store` awaits 20 ms).
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let builder = match (number("BENCH_IO_MS"), number("BENCH_CONCURRENCY")) {
-        (None, None) => lpipe_examples::bench::pipeline(),
-        (ms, concurrency) => lpipe_examples::bench::io_pipeline(
-            ms.unwrap_or(0),
-            concurrency.unwrap_or(1).max(1) as usize,
-        ),
+        (None, None) => crate::workload::pipeline(),
+        (ms, concurrency) => {
+            crate::workload::io_pipeline(ms.unwrap_or(0), concurrency.unwrap_or(1).max(1) as usize)
+        }
     };
     // BENCH_IDEMPOTENT=1: each record idempotent by user_id, keys in memory.
     let builder = if std::env::var("BENCH_IDEMPOTENT").is_ok_and(|v| v == "1") {
