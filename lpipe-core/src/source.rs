@@ -95,20 +95,32 @@ fn unescape_json_string(literal: &str) -> Result<String, RecordError> {
     )
 }
 
-/// [`unescape_json_string`]'s one pass: `None` when it is not sure. Plain runs are found
-/// with a byte table and copied whole; escapes are undone one by one. Runs end at ASCII bytes,
-/// so they are whole characters: the text is built as a `String`, with no UTF-8 check after.
+/// [`unescape_json_string`]'s one pass: `None` when it is not sure. Message bodies escape
+/// every few bytes (each quote of the JSON inside), so plain ASCII is copied a byte at a time
+/// in one tight loop rather than found and copied as runs (a scan and a call per few bytes);
+/// runs of non-ASCII text end at ASCII bytes, so they are whole characters, copied whole. The
+/// text is built as a `String`, with no UTF-8 check after.
 fn unescape_simple(literal: &str) -> Option<String> {
-    let mut rest = literal.strip_prefix('"')?.strip_suffix('"')?;
-    let mut out = String::with_capacity(rest.len());
-    loop {
-        let Some(at) = rest.bytes().position(|b| STOPS[usize::from(b)]) else {
-            out.push_str(rest);
-            return Some(out);
-        };
-        out.push_str(&rest[..at]);
-        let bytes = rest.as_bytes();
-        let plain = match (bytes[at], bytes.get(at + 1)) {
+    let text = literal.strip_prefix('"')?.strip_suffix('"')?;
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(&b) = bytes.get(at) {
+        if !STOPS[usize::from(b)] {
+            if b.is_ascii() {
+                out.push(char::from(b));
+                at += 1;
+            } else {
+                let end = bytes[at..]
+                    .iter()
+                    .position(u8::is_ascii)
+                    .map_or(bytes.len(), |n| at + n);
+                out.push_str(&text[at..end]);
+                at = end;
+            }
+            continue;
+        }
+        let plain = match (b, bytes.get(at + 1)) {
             (b'\\', Some(b'"')) => '"',
             (b'\\', Some(b'\\')) => '\\',
             (b'\\', Some(b'/')) => '/',
@@ -120,15 +132,16 @@ fn unescape_simple(literal: &str) -> Option<String> {
             (b'\\', Some(b'u')) => {
                 let (ch, used) = unicode_escape(&bytes[at..])?;
                 out.push(ch);
-                rest = &rest[at + used..];
+                at += used;
                 continue;
             }
             // A quote or control character that is not escaped, or an unknown escape.
             _ => return None,
         };
         out.push(plain);
-        rest = &rest[at + 2..];
+        at += 2;
     }
+    Some(out)
 }
 
 /// The bytes that end a plain run in a JSON string: `\`, `"` and control characters.
