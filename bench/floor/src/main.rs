@@ -176,5 +176,17 @@ fn main() -> ExitCode {
         elapsed.as_secs_f64() * 1e3,
         elapsed.as_secs_f64() * 1e6 / received.max(1) as f64
     );
+    if let Some(kb) = peak_rss_kb() {
+        eprintln!("peak_rss_kb={kb}");
+    }
     ExitCode::SUCCESS
+}
+
+/// This process's peak resident memory (`VmHWM`), in KiB, where Linux says it: printed for
+/// `scripts/bench.py`, which cannot measure it from outside (a child's `ru_maxrss` includes the
+/// Python parent's memory copied at fork, about 15 MiB).
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
