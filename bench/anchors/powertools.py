@@ -13,6 +13,8 @@ import time
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+import peak
+
 
 class Dropped(Exception):
     pass
@@ -50,18 +52,7 @@ def main():
     elapsed = time.perf_counter() - started
     print(json.dumps(response))
     print(f"handle={elapsed * 1000:.3f}ms", file=sys.stderr)
-    print_peak_rss()
-
-
-def print_peak_rss():
-    """This process's peak resident memory (VmHWM), for scripts/bench.py (see bench/floor)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    print(f"peak_rss_kb={line.split()[1]}", file=sys.stderr)
-    except OSError:
-        pass
+    peak.print_peak_rss()
 
 
 if __name__ == "__main__":

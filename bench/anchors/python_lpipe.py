@@ -15,6 +15,8 @@ import lpipe
 from lpipe import Action
 from lpipe.exceptions import FailButContinue
 
+import peak
+
 
 def validate(user_id: int, email: str, **kwargs):
     if "@" not in email:
@@ -47,18 +49,7 @@ def main():
     elapsed = time.perf_counter() - started
     print(json.dumps(response.get("stats", response)))
     print(f"handle={elapsed * 1000:.3f}ms", file=sys.stderr)
-    print_peak_rss()
-
-
-def print_peak_rss():
-    """This process's peak resident memory (VmHWM), for scripts/bench.py (see bench/floor)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    print(f"peak_rss_kb={line.split()[1]}", file=sys.stderr)
-    except OSError:
-        pass
+    peak.print_peak_rss()
 
 
 if __name__ == "__main__":
