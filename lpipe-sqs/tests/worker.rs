@@ -1,5 +1,6 @@
 //! The worker against moto_server: records it keeps come back as the queue says, or, with
-//! backoff, later and later as their receive count grows; a shutdown stops it cleanly.
+//! backoff, later and later as their receive count grows; a FIFO group's later records wait
+//! for a failed one; a shutdown stops it cleanly.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -192,4 +193,118 @@ async fn a_slow_record_is_not_delivered_again_while_it_runs() {
         .messages
         .unwrap_or_default();
     assert!(left.is_empty(), "deleted once done: {left:?}");
+}
+
+/// The FIFO test's runs: (group, n, receive count, succeeded).
+type Runs = Arc<Mutex<Vec<(String, u32, u32, bool)>>>;
+
+/// One record of the FIFO test: which group, which message of it.
+#[derive(serde::Deserialize)]
+struct Step {
+    group: String,
+    n: u32,
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifo_queue_keeps_group_order_when_a_record_fails() {
+    moto_endpoint("a_fifo_queue_keeps_group_order_when_a_record_fails");
+    let client = client().await;
+    let name = format!("{}.fifo", unique_name("fifo"));
+    use aws_sdk_sqs::types::QueueAttributeName as Attr;
+    let url = client
+        .create_queue()
+        .queue_name(&name)
+        .attributes(Attr::FifoQueue, "true")
+        .attributes(Attr::ContentBasedDeduplication, "true")
+        .attributes(Attr::VisibilityTimeout, "2")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    for (group, n) in [("A", 1), ("A", 2), ("B", 1)] {
+        client
+            .send_message()
+            .queue_url(&url)
+            .message_group_id(group)
+            .message_body(message("STEP", serde_json::json!({"group": group, "n": n})).to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    // A1 fails on its first delivery.
+    let runs = Runs::default();
+    let step = {
+        let runs = runs.clone();
+        move |s: Step, ctx: Context| {
+            let runs = runs.clone();
+            async move {
+                let count = ctx
+                    .record()
+                    .sqs()
+                    .and_then(|m| m.receive_count)
+                    .unwrap_or(0);
+                let fail = s.group == "A" && s.n == 1 && count == 1;
+                runs.lock().unwrap().push((s.group, s.n, count, !fail));
+                if fail {
+                    return Err(FailCatastrophically::new("A1 fails once").into());
+                }
+                Ok::<(), lpipe_core::BoxError>(())
+            }
+        }
+    };
+    let pipeline = Pipeline::builder()
+        .path("STEP", [Action::new().function(step)])
+        .registry(Registry::from_inventory())
+        .build()
+        .unwrap();
+    let mut options = WorkerOptions::new(&name);
+    options.wait_seconds = 1;
+    let watched = runs.clone();
+    let shutdown = async move {
+        let started = Instant::now();
+        while watched.lock().unwrap().iter().filter(|r| r.3).count() < 3
+            && started.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let stats = worker::run(pipeline, client.clone(), options, shutdown)
+        .await
+        .unwrap();
+    let runs = runs.lock().unwrap().clone();
+    let succeeded: Vec<(&str, u32)> = runs
+        .iter()
+        .filter(|r| r.3)
+        .map(|r| (r.0.as_str(), r.1))
+        .collect();
+    assert_eq!(
+        succeeded.len(),
+        3,
+        "every message ran once to success: {runs:?}"
+    );
+    // The first receive brings all three (one batch): A1 fails, so A2, after it in its
+    // group, is not run but kept with it; B is not held back by A.
+    let first: Vec<(&str, u32, bool)> = runs
+        .iter()
+        .filter(|r| r.2 == 1)
+        .map(|r| (r.0.as_str(), r.1, r.3))
+        .collect();
+    assert_eq!(first, [("A", 1, false), ("B", 1, true)], "{runs:?}");
+    // Both A messages come back and run once each. Their order on redelivery is the queue's
+    // to keep; moto 5.2.5 does not keep it (of a group's messages that time out together it
+    // delivers the last first), so it is not asserted here.
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert_eq!((stats.received, stats.deleted), (5, 3), "{stats:?}");
+
+    let left = client
+        .receive_message()
+        .queue_url(&url)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert!(left.is_empty(), "all deleted: {left:?}");
 }
