@@ -64,7 +64,16 @@ pub(crate) fn sink_plugin_hint(kind: &str) -> Option<String> {
     BUILT_IN_PLUGINS
         .iter()
         .find(|(_, _, _, sink)| !sink.is_empty() && *sink == kind)
-        .map(|(feature, krate, _, _)| plugin_hint(feature, krate))
+        .map(|(feature, krate, _, _)| {
+            let hint = plugin_hint(feature, krate);
+            match *feature {
+                // These plugins also come as their source alone, without the SDK and the sink.
+                "sqs" | "kinesis" => format!(
+                    "{hint} (the feature '{feature}-source' is the event source alone, without the sink; {krate} without its feature 'client' too)"
+                ),
+                _ => hint,
+            }
+        })
 }
 
 /// The hint for an event no registered source recognises, when it looks like one a built-in

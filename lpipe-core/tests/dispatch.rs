@@ -1556,8 +1556,12 @@ fn a_missing_sink_of_a_built_in_kind_says_how_to_get_its_plugin_registered() {
         .unwrap_err()
         .to_string();
     assert_contains(
-        e,
+        &e,
         "enable the lpipe feature 'kinesis', or, if lpipe_kinesis is a dependency of its own, add `use lpipe_kinesis as _;` to the program",
+    );
+    assert_contains(
+        e,
+        "the feature 'kinesis-source' is the event source alone, without the sink",
     );
 }
 
