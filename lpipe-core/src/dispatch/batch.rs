@@ -308,7 +308,7 @@ impl Pipeline {
             None => self.execute(index, record, batch).await,
         };
         let (outcome, error, output) = match ran.result {
-            Ok(output) => (Outcome::Success, None, output.map(Box::new)),
+            Ok(output) => (Outcome::Success, None, output),
             Err(e) => (e.outcome(), Some(e), None),
         };
         if outcome == Outcome::Failed {

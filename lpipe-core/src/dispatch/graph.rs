@@ -21,8 +21,11 @@ use crate::pipeline::Pipeline;
 use crate::queue::{Payload, Target};
 use crate::sink::OutboundMessage;
 
-/// What a record, path, action or function produced: the record's output, if any.
-pub(super) type Produced = Option<serde_json::Value>;
+/// What a record, path, action or function produced: the record's output, if any. Boxed: most
+/// records have none, and a result one pointer wide moves up the graph's calls in a register,
+/// where an inline `Value` (32 bytes, a tag and seven bytes of padding or payload) was copied
+/// piecewise at every level, each copy stalling on the one before (store forwarding).
+pub(super) type Produced = Option<Box<serde_json::Value>>;
 
 /// What a record's execution carries through the graph: its invocation, its identity, and the
 /// messages it staged so far.
@@ -151,7 +154,7 @@ impl Pipeline {
             Ok(Begun::Completed(output)) => {
                 tracing::info!(key = %claim.key, "record already handled (its idempotency key is completed): not run again");
                 exec.duplicate = true;
-                Some(Ok(output))
+                Some(Ok(output.map(Box::new)))
             }
             Ok(Begun::InProgress { lock_until_ms }) => Some(Err(RecordError::new(
                 ErrorKind::InProgress,
@@ -361,7 +364,7 @@ impl Pipeline {
         };
         Ok(match returned {
             Returned::Nothing => None,
-            Returned::Output(v) => Some(v),
+            Returned::Output(v) => Some(Box::new(v)),
             Returned::Payloads(payloads) => {
                 let mut last = None;
                 for p in payloads {
