@@ -95,53 +95,51 @@ fn unescape_json_string(literal: &str) -> Result<String, RecordError> {
     )
 }
 
-/// [`unescape_json_string`]'s one pass: `None` when it is not sure. Message bodies escape
-/// every few bytes (each quote of the JSON inside), so plain ASCII is copied a byte at a time
-/// in one tight loop rather than found and copied as runs (a scan and a call per few bytes);
-/// runs of non-ASCII text end at ASCII bytes, so they are whole characters, copied whole. The
-/// text is built as a `String`, with no UTF-8 check after.
+/// [`unescape_json_string`]'s one pass: `None` when it is not sure. The literal's text is
+/// copied whole (one `memcpy`), then unescaped in place with a read and a write cursor: an
+/// escape is never shorter than what it stands for, so the text only shrinks. Message bodies
+/// escape every few bytes (each quote of the JSON inside), which makes a tight loop over
+/// bytes cheaper than finding and copying runs. The result is checked as UTF-8 once (the ASCII
+/// fast path; escapes write whole characters and other bytes are copied in order).
 fn unescape_simple(literal: &str) -> Option<String> {
     let text = literal.strip_prefix('"')?.strip_suffix('"')?;
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    while let Some(&b) = bytes.get(at) {
+    let mut buf = text.as_bytes().to_vec();
+    let (mut read, mut write) = (0, 0);
+    while let Some(&b) = buf.get(read) {
         if !STOPS[usize::from(b)] {
-            if b.is_ascii() {
-                out.push(char::from(b));
-                at += 1;
-            } else {
-                let end = bytes[at..]
-                    .iter()
-                    .position(u8::is_ascii)
-                    .map_or(bytes.len(), |n| at + n);
-                out.push_str(&text[at..end]);
-                at = end;
-            }
+            buf[write] = b;
+            write += 1;
+            read += 1;
             continue;
         }
-        let plain = match (b, bytes.get(at + 1)) {
-            (b'\\', Some(b'"')) => '"',
-            (b'\\', Some(b'\\')) => '\\',
-            (b'\\', Some(b'/')) => '/',
-            (b'\\', Some(b'b')) => '\u{8}',
-            (b'\\', Some(b'f')) => '\u{c}',
-            (b'\\', Some(b'n')) => '\n',
-            (b'\\', Some(b'r')) => '\r',
-            (b'\\', Some(b't')) => '\t',
+        let plain = match (b, buf.get(read + 1)) {
+            (b'\\', Some(b'"')) => b'"',
+            (b'\\', Some(b'\\')) => b'\\',
+            (b'\\', Some(b'/')) => b'/',
+            (b'\\', Some(b'b')) => 0x08,
+            (b'\\', Some(b'f')) => 0x0c,
+            (b'\\', Some(b'n')) => b'\n',
+            (b'\\', Some(b'r')) => b'\r',
+            (b'\\', Some(b't')) => b'\t',
             (b'\\', Some(b'u')) => {
-                let (ch, used) = unicode_escape(&bytes[at..])?;
-                out.push(ch);
-                at += used;
+                let (ch, used) = unicode_escape(&buf[read..])?;
+                // At most 4 bytes of UTF-8 for 6 (or 12) of escape: the write stays behind.
+                let mut utf8 = [0; 4];
+                let encoded = ch.encode_utf8(&mut utf8).as_bytes();
+                buf[write..write + encoded.len()].copy_from_slice(encoded);
+                write += encoded.len();
+                read += used;
                 continue;
             }
             // A quote or control character that is not escaped, or an unknown escape.
             _ => return None,
         };
-        out.push(plain);
-        at += 2;
+        buf[write] = plain;
+        write += 1;
+        read += 2;
     }
-    Some(out)
+    buf.truncate(write);
+    String::from_utf8(buf).ok()
 }
 
 /// The bytes that end a plain run in a JSON string: `\`, `"` and control characters.
