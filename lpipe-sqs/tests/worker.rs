@@ -45,6 +45,18 @@ async fn client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&config)
 }
 
+/// The messages a receive finds in the queue now.
+async fn visible(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    client
+        .receive_message()
+        .queue_url(url)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+}
+
 /// A queue with this visibility timeout (seconds) holding one message for `path`; its URL.
 async fn queue_with_one_message(
     client: &aws_sdk_sqs::Client,
@@ -184,14 +196,7 @@ async fn a_slow_record_is_not_delivered_again_while_it_runs() {
     let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 1, "ran once: {runs:?}");
     assert_eq!((stats.received, stats.deleted), (1, 1), "{stats:?}");
-    let left = client
-        .receive_message()
-        .queue_url(&url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let left = visible(&client, &url).await;
     assert!(left.is_empty(), "deleted once done: {left:?}");
 }
 
@@ -297,14 +302,6 @@ async fn a_fifo_queue_keeps_group_order_when_a_record_fails() {
     // delivers the last first), so it is not asserted here.
     assert_eq!(runs.len(), 4, "{runs:?}");
     assert_eq!((stats.received, stats.deleted), (5, 3), "{stats:?}");
-
-    let left = client
-        .receive_message()
-        .queue_url(&url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let left = visible(&client, &url).await;
     assert!(left.is_empty(), "all deleted: {left:?}");
 }
