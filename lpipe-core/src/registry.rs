@@ -36,18 +36,47 @@ pub struct SinkRegistration {
     pub build: fn() -> Arc<dyn Sink>,
 }
 
-/// The built-in plugins: the lpipe feature, the crate, what it registers.
-const BUILT_IN_PLUGINS: [(&str, &str, &str, &str); 4] = [
-    // (feature, crate, event source, sink kind; "" for none)
-    ("sqs", "lpipe_sqs", "sqs", "sqs"),
-    ("kinesis", "lpipe_kinesis", "kinesis", "kinesis"),
-    (
-        "cloudwatch",
-        "lpipe_cloudwatch",
-        "cloudwatch",
-        "eventbridge",
-    ),
-    ("dynamodb", "lpipe_dynamodb", "dynamodb", ""),
+/// A built-in plugin: the lpipe feature, the crate, what it registers.
+struct BuiltIn {
+    feature: &'static str,
+    krate: &'static str,
+    source: &'static str,
+    /// The queue kind of its sink; `""` for none.
+    sink: &'static str,
+    /// The lpipe feature of its source alone, without the sink (and the AWS SDK), if any.
+    source_only: Option<&'static str>,
+}
+
+/// The built-in plugins.
+const BUILT_IN_PLUGINS: [BuiltIn; 4] = [
+    BuiltIn {
+        feature: "sqs",
+        krate: "lpipe_sqs",
+        source: "sqs",
+        sink: "sqs",
+        source_only: Some("sqs-source"),
+    },
+    BuiltIn {
+        feature: "kinesis",
+        krate: "lpipe_kinesis",
+        source: "kinesis",
+        sink: "kinesis",
+        source_only: Some("kinesis-source"),
+    },
+    BuiltIn {
+        feature: "cloudwatch",
+        krate: "lpipe_cloudwatch",
+        source: "cloudwatch",
+        sink: "eventbridge",
+        source_only: None,
+    },
+    BuiltIn {
+        feature: "dynamodb",
+        krate: "lpipe_dynamodb",
+        source: "dynamodb",
+        sink: "",
+        source_only: None,
+    },
 ];
 
 /// How to get a built-in plugin registered, for errors: a crate that nothing in the program
@@ -63,15 +92,15 @@ fn plugin_hint(feature: &str, krate: &str) -> String {
 pub(crate) fn sink_plugin_hint(kind: &str) -> Option<String> {
     BUILT_IN_PLUGINS
         .iter()
-        .find(|(_, _, _, sink)| !sink.is_empty() && *sink == kind)
-        .map(|(feature, krate, _, _)| {
-            let hint = plugin_hint(feature, krate);
-            match *feature {
-                // These plugins also come as their source alone, without the SDK and the sink.
-                "sqs" | "kinesis" => format!(
-                    "{hint} (the feature '{feature}-source' is the event source alone, without the sink; {krate} without its feature 'client' too)"
+        .find(|p| !p.sink.is_empty() && p.sink == kind)
+        .map(|p| {
+            let hint = plugin_hint(p.feature, p.krate);
+            match p.source_only {
+                Some(source_only) => format!(
+                    "{hint} (the feature '{source_only}' is the event source alone, without the sink; {} without its feature 'client' too)",
+                    p.krate
                 ),
-                _ => hint,
+                None => hint,
             }
         })
 }
@@ -91,8 +120,8 @@ pub(crate) fn source_plugin_hint(probe: &EventProbe, registered: &[&str]) -> Opt
     }
     BUILT_IN_PLUGINS
         .iter()
-        .find(|(_, _, s, _)| *s == source)
-        .map(|(feature, krate, _, _)| plugin_hint(feature, krate))
+        .find(|p| p.source == source)
+        .map(|p| plugin_hint(p.feature, p.krate))
 }
 
 inventory::collect!(SourceRegistration);
