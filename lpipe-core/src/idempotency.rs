@@ -343,10 +343,15 @@ impl Eq for IdempotencyKey {}
 impl std::hash::Hash for IdempotencyKey {
     /// The digest's first 8 bytes: already uniformly spread, and equal keys' are equal.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&self.digest[..8]);
-        state.write_u64(u64::from_le_bytes(first));
+        state.write_u64(digest_prefix(&self.digest));
     }
+}
+
+/// A digest's first 8 bytes, as the hash of the keys that end in it.
+fn digest_prefix(digest: &[u8; DIGEST_BYTES]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
 }
 
 impl fmt::Display for IdempotencyKey {
@@ -669,28 +674,31 @@ impl std::hash::Hash for StoredKey {
     /// As [`IdempotencyKey`]'s: the digest's first bytes, spread already (a cheap hasher passes
     /// them on; SipHash's defence against chosen keys is not needed for digests).
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&self.digest[..8]);
-        state.write_u64(u64::from_le_bytes(first));
+        state.write_u64(digest_prefix(&self.digest));
     }
 }
 
 impl Items {
-    /// The key as kept, its namespace numbered if new.
-    fn stored(&mut self, key: &IdempotencyKey) -> StoredKey {
-        let ns = key.namespace();
+    /// The key as kept, if its namespace has a number.
+    fn find(&self, key: &IdempotencyKey) -> Option<StoredKey> {
         // Few namespaces (one per idempotent path), the last one most often.
-        let namespace = match self.namespaces.iter().rposition(|n| **n == *ns) {
-            Some(i) => i,
-            None => {
-                self.namespaces.push(key.namespace().into());
-                self.namespaces.len() - 1
-            }
-        };
-        StoredKey {
+        let namespace = self
+            .namespaces
+            .iter()
+            .rposition(|n| **n == *key.namespace())?;
+        Some(StoredKey {
             namespace: u32::try_from(namespace).expect("fewer than 2^32 namespaces"),
             digest: key.digest,
+        })
+    }
+
+    /// The key as kept, its namespace numbered if new.
+    fn stored(&mut self, key: &IdempotencyKey) -> StoredKey {
+        if let Some(stored) = self.find(key) {
+            return stored;
         }
+        self.namespaces.push(key.namespace().into());
+        self.find(key).expect("just numbered")
     }
 
     fn complete(&mut self, key: &IdempotencyKey, output: Option<&Value>, expires_at_s: u64) {
@@ -705,8 +713,10 @@ impl Items {
     }
 
     fn release(&mut self, key: &IdempotencyKey) {
-        let key = self.stored(key);
-        self.by_key.remove(&key);
+        // A key of a namespace never seen has no item: nothing to number, nothing to delete.
+        if let Some(key) = self.find(key) {
+            self.by_key.remove(&key);
+        }
     }
 }
 

@@ -233,9 +233,10 @@ impl Pipeline {
             message_counts: Default::default(),
             // At most a claim per record: room reserved once (and never written, for records
             // that claim no key, costs no memory) rather than grown by doubling.
-            claims: match self.inner.idempotency.is_on() {
-                true => Vec::with_capacity(records.len()),
-                false => Vec::new(),
+            claims: if self.inner.idempotency.is_on() {
+                Vec::with_capacity(records.len())
+            } else {
+                Vec::new()
             },
             duplicates: 0,
         };
