@@ -125,24 +125,109 @@ pub(super) struct Collected<'e> {
     pub(super) duplicates: usize,
 }
 
-impl<'e> Collect<'e> for Collected<'e> {
+/// A record's place in its batch: the record until it runs, then what became of it. Results
+/// are written over the records they came from (a result takes a third of a record's room),
+/// so a batch holds one list of records, not a second one of results beside it.
+enum Slot<'e> {
+    /// Not run yet.
+    Waiting(Record<'e>),
+    /// Taken to run.
+    Running,
+    /// Run (or not run, and why).
+    Done(RecordResult<'e>),
+}
+
+impl<'e> Slot<'e> {
+    /// The record, to run it; `None` if it was taken before.
+    fn take(&mut self) -> Option<Record<'e>> {
+        match std::mem::replace(self, Slot::Running) {
+            Slot::Waiting(record) => Some(record),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// What became of the record. Every record is collected once it has run, so the two
+    /// other cases are a bug of the scheduler: the record is then failed (kept for retry), not
+    /// lost.
+    fn into_result(self) -> RecordResult<'e> {
+        match self {
+            Slot::Done(result) => result,
+            Slot::Waiting(record) => lost(record.id),
+            Slot::Running => lost(None),
+        }
+    }
+}
+
+/// The result of a record the scheduler lost track of (see [`Slot::into_result`]).
+#[cold]
+fn lost(id: Option<Cow<'_, str>>) -> RecordResult<'_> {
+    debug_assert!(false, "a record of the batch was never collected");
+    RecordResult {
+        id,
+        outcome: Outcome::Failed,
+        error: Some(RecordError::new(
+            ErrorKind::NotRun,
+            "not run: lpipe lost track of this record (a bug; it is kept for retry)",
+        )),
+        output: None,
+    }
+}
+
+/// What a batch's records produced while they run: their results in their slots, the rest
+/// in [`Collected`] (whose results are filled from the slots once all have run).
+struct Collecting<'e> {
+    slots: Vec<Slot<'e>>,
+    collected: Collected<'e>,
+}
+
+impl<'e> Collecting<'e> {
+    /// What the batch produced, its results in record order.
+    fn finish(self) -> Collected<'e> {
+        let Collecting {
+            slots,
+            mut collected,
+        } = self;
+        // In place: a result is smaller than a slot, and the list keeps its allocation.
+        collected.results = slots.into_iter().map(Slot::into_result).collect();
+        collected
+    }
+}
+
+impl<'e> Collect<'e> for Collecting<'e> {
     #[inline]
     fn collect(&mut self, done: Done<'e>) {
-        if done.dead_lettered {
-            self.dead_lettered.push(done.index);
+        let Done {
+            index,
+            result,
+            kwargs,
+            staged,
+            path,
+            dead_lettered,
+            claim,
+            duplicate,
+        } = done;
+        match self.slots.get_mut(index) {
+            Some(slot) => *slot = Slot::Done(result),
+            None => debug_assert!(false, "record {index} is not of this batch"),
         }
-        self.results.push(done.result);
-        if let Some(kwargs) = done.kwargs {
-            self.kwargs_of.push((done.index, kwargs));
+        let collected = &mut self.collected;
+        if dead_lettered {
+            collected.dead_lettered.push(index);
         }
-        self.staged.extend(done.staged);
-        if let Some(path) = done.path {
-            self.paths.push((done.index, path));
+        if let Some(kwargs) = kwargs {
+            collected.kwargs_of.push((index, kwargs));
         }
-        if let Some(claim) = done.claim {
-            self.claims.push((done.index, claim));
+        collected.staged.extend(staged);
+        if let Some(path) = path {
+            collected.paths.push((index, path));
         }
-        self.duplicates += usize::from(done.duplicate);
+        if let Some(claim) = claim {
+            collected.claims.push((index, claim));
+        }
+        collected.duplicates += usize::from(duplicate);
     }
 }
 
@@ -156,8 +241,10 @@ impl<'e> Collect<'e> for Vec<Done<'e>> {
 /// Splits a batch into lanes that may run concurrently; the records of a lane run one after
 /// another. Unordered records get a lane each, and keyed records share their key's lane (a
 /// record without a key gets its own).
-fn lanes(records: Vec<Record<'_>>, ordering: Ordering) -> Vec<Vec<(usize, Record<'_>)>> {
-    let numbered = records.into_iter().enumerate();
+fn lanes<'e>(
+    numbered: impl Iterator<Item = (usize, Record<'e>)>,
+    ordering: Ordering,
+) -> Vec<Vec<(usize, Record<'e>)>> {
     match ordering {
         Ordering::Unordered => numbered.map(|r| vec![r]).collect(),
         Ordering::PerKey | Ordering::StopOnFailure => {
@@ -224,8 +311,8 @@ impl Pipeline {
         records: Vec<Record<'e>>,
         batch: &BatchRun<'_>,
     ) -> Collected<'e> {
-        let mut collected = Collected {
-            results: Vec::with_capacity(records.len()),
+        let collected = Collected {
+            results: Vec::new(),
             kwargs_of: Vec::new(),
             staged: Vec::new(),
             paths: Vec::new(),
@@ -240,17 +327,29 @@ impl Pipeline {
             },
             duplicates: 0,
         };
+        // In place: a slot is the size of a record.
+        let slots: Vec<Slot<'e>> = records.into_iter().map(Slot::Waiting).collect();
+        let mut collecting = Collecting { slots, collected };
         let concurrency = self.inner.concurrency;
-        if concurrency <= 1 || records.len() <= 1 {
-            self.run_lane(records.into_iter().enumerate(), batch, &mut collected)
-                .await;
-            return collected;
+        if concurrency <= 1 || collecting.slots.len() <= 1 {
+            let mut lane = Lane {
+                failed_keys: HashSet::new(),
+                out: &mut collecting,
+            };
+            for index in 0..lane.out.slots.len() {
+                if let Some(record) = lane.out.slots[index].take() {
+                    self.run_one(index, record, batch, &mut lane).await;
+                }
+            }
+            return collecting.finish();
         }
         // Up to `concurrency` lanes at once. A loop over named async fns rather than stream
         // combinators with closures: with those, rustc cannot prove the future `Send` for every
         // lifetime of the records, and `handle` could not be spawned.
         use futures::StreamExt;
-        let mut waiting = lanes(records, batch.ordering).into_iter();
+        let taken = collecting.slots.iter_mut().map(Slot::take).enumerate();
+        let numbered = taken.filter_map(|(index, record)| Some((index, record?)));
+        let mut waiting = lanes(numbered, batch.ordering).into_iter();
         let mut running = futures::stream::FuturesUnordered::new();
         for lane in waiting.by_ref().take(concurrency) {
             running.push(self.run_lane_collected(lane, batch));
@@ -264,9 +363,9 @@ impl Pipeline {
         }
         done.sort_unstable_by_key(|d| d.index);
         for d in done {
-            collected.collect(d);
+            collecting.collect(d);
         }
-        collected
+        collecting.finish()
     }
 
     /// Runs the records of one lane in order; returns what they produced.
@@ -490,5 +589,42 @@ impl Pipeline {
                 trace_header,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_take_the_room_of_their_records() {
+        // A slot is no larger than a record (so records become slots in place), and a
+        // result fits a slot's room (so slots become results in place).
+        assert_eq!(
+            std::mem::size_of::<Slot<'_>>(),
+            std::mem::size_of::<Record<'_>>()
+        );
+        assert!(std::mem::size_of::<RecordResult<'_>>() <= std::mem::size_of::<Slot<'_>>());
+        let records = vec![
+            Record::new(Some("a".into()), Ok(Cow::Borrowed("{}"))),
+            Record::new(Some("b".into()), Ok(Cow::Borrowed("{}"))),
+        ];
+        let room = records.as_ptr() as usize;
+        let mut slots: Vec<Slot<'_>> = records.into_iter().map(Slot::Waiting).collect();
+        assert_eq!(slots.as_ptr() as usize, room);
+        for slot in &mut slots {
+            let record = slot.take().expect("waiting");
+            assert!(slot.take().is_none(), "a record is taken once");
+            *slot = Slot::Done(RecordResult {
+                id: record.id,
+                outcome: Outcome::Success,
+                error: None,
+                output: None,
+            });
+        }
+        let results: Vec<RecordResult<'_>> = slots.into_iter().map(Slot::into_result).collect();
+        assert_eq!(results.as_ptr() as usize, room);
+        let ids: Vec<_> = results.iter().map(|r| r.id.as_deref()).collect();
+        assert_eq!(ids, [Some("a"), Some("b")]);
     }
 }
