@@ -474,6 +474,7 @@ impl Pipeline {
             path: source_path,
             meta,
         } = record;
+        let source_path = source_path.as_deref().map(|p| &**p);
         let trace_header = meta
             .trace_header()
             .map(Arc::from)
@@ -507,7 +508,7 @@ impl Pipeline {
                 // Built in place: a future held in a local as well would take its room twice.
                 let (result, kwargs) = crate::log_scope::with_scope(
                     scope,
-                    self.run_record(&body, source_path.as_deref(), &mut exec),
+                    self.run_record(&body, source_path, &mut exec),
                 )
                 .await;
                 (result, kwargs, Some(body))
@@ -541,7 +542,7 @@ impl Pipeline {
                     index,
                     id.as_deref(),
                     body.as_deref(),
-                    source_path.as_deref(),
+                    source_path,
                     batch,
                     trace_header,
                 ));

@@ -32,7 +32,7 @@
 //!   calls of an action of up to four functions are kept on the stack.
 //! - **Memory that outlives the record**: its result (48 bytes; its id stays in the event's
 //!   text) until the batch's response is made, written over the record it came from (the
-//!   batch's list of records, 144 bytes each, becomes its list of results in place: no second
+//!   batch's list of records, 128 bytes each, becomes its list of results in place: no second
 //!   list); its kwargs only if it did not succeed (for reports); its outbound messages until
 //!   the outbox has sent them. Its body and kwargs are freed when it has run.
 
