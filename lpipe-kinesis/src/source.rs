@@ -91,13 +91,18 @@ struct Payload<'a> {
 /// A record's data (a JSON string literal of base64) as text: run when the record runs, so
 /// that decoded bodies do not pile up (see [`Body`]).
 fn decode_data(literal: &str) -> Result<String, RecordError> {
-    // Base64 has no characters JSON must escape; a writer may still escape `/` as `\/`.
-    let text = Body::json_string(literal).into_text().map_err(|_| {
-        RecordError::invalid_payload(format!(
-            "the Kinesis record's data is not a string: {}",
-            literal.chars().take(40).collect::<String>()
-        ))
-    })?;
+    // Base64 has no characters JSON must escape; a writer may still escape `/` as `\/`. The
+    // literal was checked as JSON when the event was read, so one without a backslash is
+    // its text between the quotes (anything there that is not base64 fails the decoding).
+    let text = match literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        Some(inner) if !inner.as_bytes().contains(&b'\\') => std::borrow::Cow::Borrowed(inner),
+        _ => Body::json_string(literal).into_text().map_err(|_| {
+            RecordError::invalid_payload(format!(
+                "the Kinesis record's data is not a string: {}",
+                literal.chars().take(40).collect::<String>()
+            ))
+        })?,
+    };
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.as_bytes())
         .map_err(|e| {
@@ -179,5 +184,23 @@ impl EventSource for KinesisSource {
             return Err(batch.catastrophic_error(None));
         }
         batch.partial_batch_response("sequenceNumber")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_data;
+
+    #[test]
+    fn data_decodes_with_and_without_escapes_and_names_what_is_wrong() {
+        assert_eq!(decode_data(r#""eyJhIjogMX0=""#).unwrap(), r#"{"a": 1}"#);
+        // `/` may be escaped by the writer: "Pz8/" is "???".
+        assert_eq!(decode_data(r#""Pz8\/""#).unwrap(), "???");
+        assert_eq!(decode_data(r#""Pz8/""#).unwrap(), "???");
+        let wrong = |literal: &str| decode_data(literal).unwrap_err().to_string();
+        assert!(wrong("123").contains("not a string"), "{}", wrong("123"));
+        assert!(wrong(r#""not base64!""#).contains("not base64"));
+        assert!(wrong(r#""\u0001""#).contains("not base64"));
+        assert!(wrong(r#""/w==""#).contains("not UTF-8"));
     }
 }
