@@ -1223,6 +1223,8 @@ mod tests {
             r#""open"#,
             r#""a"b""#,
             "\"ctl\u{1}\"",
+            r#""a quote " inside a long run of plain text""#,
+            "\"a control \u{1f} inside a long run of plain text\"",
             "5",
         ] {
             assert_eq!(unescape_simple(bad), None, "{bad}");
@@ -1256,8 +1258,8 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let alphabet: Vec<char> = "ab \"\\/\u{0}\u{1f}\n\t\u{7f}é中😀{}:,".chars().collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for _ in 0..2_000 {
-            let len = rng.random_range(0..40);
+        for _ in 0..4_000 {
+            let len = rng.random_range(0..80);
             let text: String = (0..len)
                 .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                 .collect();
