@@ -548,7 +548,8 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         let _ = records;
     }
 
-    /// Settles a batch's keys, one result per settlement, in order. The default calls
+    /// Settles keys of a batch, one result per settlement, in order; a batch of more than
+    /// 1,024 claims is settled in calls of up to 1,024 keys. The default calls
     /// [`complete`](Self::complete) and [`release`](Self::release), up to 16 at once; a store
     /// that can do better (one lock, one call) overrides it.
     async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {

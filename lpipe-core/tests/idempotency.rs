@@ -98,3 +98,71 @@ async fn a_record_without_its_key_is_dropped_naming_the_kwarg() {
         other.items()
     );
 }
+
+/// A memory store that notes how many keys each `settle` call was given.
+#[derive(Clone, Default)]
+struct Chunks {
+    store: MemoryIdempotencyStore,
+    sizes: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+#[lpipe_core::async_trait]
+impl lpipe_core::IdempotencyStore for Chunks {
+    async fn begin(
+        &self,
+        claim: &lpipe_core::idempotency::Claim,
+    ) -> Result<lpipe_core::idempotency::Begun, lpipe_core::idempotency::StoreError> {
+        self.store.begin(claim).await
+    }
+    async fn complete(
+        &self,
+        key: &lpipe_core::IdempotencyKey,
+        output: Option<&serde_json::Value>,
+        expires_at_s: u64,
+    ) -> Result<(), lpipe_core::idempotency::StoreError> {
+        self.store.complete(key, output, expires_at_s).await
+    }
+    async fn release(
+        &self,
+        key: &lpipe_core::IdempotencyKey,
+    ) -> Result<(), lpipe_core::idempotency::StoreError> {
+        self.store.release(key).await
+    }
+    async fn settle(
+        &self,
+        settlements: &[lpipe_core::idempotency::Settlement<'_>],
+    ) -> Vec<Result<(), lpipe_core::idempotency::StoreError>> {
+        self.sizes.lock().unwrap().push(settlements.len());
+        self.store.settle(settlements).await
+    }
+}
+
+#[tokio::test]
+async fn a_large_batch_settles_every_key_a_chunk_at_a_time() {
+    let store = Chunks::default();
+    let pipeline = Pipeline::builder()
+        .path("A", [Action::new().function(ok)])
+        .idempotent(Idempotency::new(store.clone()))
+        .build()
+        .unwrap();
+    let messages: Vec<_> = (0..2500).map(|n| message("A", json!({ "n": n }))).collect();
+    let response = pipeline
+        .handle(&raw_event(&messages), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(response["stats"]["successes"], 2500);
+    // Every key completed, in calls of at most 1,024 keys (bounded memory), none left out.
+    let items = store.store.items();
+    assert_eq!(items.len(), 2500);
+    assert!(items
+        .values()
+        .all(|i| matches!(i, lpipe_core::idempotency::MemoryItem::Completed { .. })));
+    assert_eq!(*store.sizes.lock().unwrap(), [1024, 1024, 452]);
+    // Handled again: every record a duplicate, nothing left to settle.
+    let response = pipeline
+        .handle(&raw_event(&messages), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(response["stats"]["duplicates"], 2500);
+    assert_eq!(store.sizes.lock().unwrap().len(), 3);
+}
