@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -140,22 +140,44 @@ impl Idempotency {
     /// # Errors
     ///
     /// A message naming the first key field the kwargs lack.
+    #[cfg(test)]
     pub(crate) fn key(
         &self,
         function_name: &str,
         path: &PathName,
         kwargs: &Kwargs,
     ) -> Result<IdempotencyKey, String> {
+        let digest = self.digest(kwargs)?;
+        Ok(IdempotencyKey {
+            namespace: self.namespaces.of(function_name, path),
+            digest,
+        })
+    }
+
+    /// As [`key`](Self::key), for a record of an invocation with this configuration (whose
+    /// function name is the namespace's first part).
+    pub(crate) fn key_in(
+        &self,
+        config: &Arc<lambda_runtime::Config>,
+        path: &PathName,
+        kwargs: &Kwargs,
+    ) -> Result<IdempotencyKey, String> {
+        let digest = self.digest(kwargs)?;
+        Ok(IdempotencyKey {
+            namespace: self.namespaces.of_config(config, path),
+            digest,
+        })
+    }
+
+    /// The first 128 bits of the SHA-256 of the key's canonical JSON: collisions need 2^64
+    /// keys.
+    fn digest(&self, kwargs: &Kwargs) -> Result<[u8; DIGEST_BYTES], String> {
         let mut hasher = Sha256::new();
         self.material(kwargs, &mut hasher)?;
         let digest = hasher.finalize();
-        // The first 128 bits of the digest: collisions need 2^64 keys.
         let mut first = [0u8; DIGEST_BYTES];
         first.copy_from_slice(&digest[..DIGEST_BYTES]);
-        Ok(IdempotencyKey {
-            namespace: self.namespaces.of(function_name, path),
-            digest: first,
-        })
+        Ok(first)
     }
 
     /// Writes what the key hashes: the canonical JSON of the named fields' values as an array,
@@ -266,9 +288,40 @@ pub(crate) struct Claimed {
 /// The namespaces keys were made in: one `{function name}.{path}` string per path, made once
 /// and shared by the path's keys.
 #[derive(Debug, Default)]
-struct Namespaces(Mutex<Vec<Arc<str>>>);
+struct Namespaces {
+    /// The first namespace asked for by configuration, found again without a lock or a text
+    /// comparison: a Lambda's records share one configuration and a pipeline's paths are the
+    /// same from record to record (both are held here, so their addresses stay theirs).
+    first: OnceLock<First>,
+    known: Mutex<Vec<Arc<str>>>,
+}
+
+/// See [`Namespaces::first`].
+#[derive(Debug)]
+struct First {
+    config: Arc<lambda_runtime::Config>,
+    path: PathName,
+    namespace: Arc<str>,
+}
 
 impl Namespaces {
+    /// The namespace of this path, for an invocation with this configuration.
+    fn of_config(&self, config: &Arc<lambda_runtime::Config>, path: &PathName) -> Arc<str> {
+        if let Some(first) = self.first.get() {
+            if Arc::ptr_eq(&first.config, config) && first.path.same(path) {
+                return first.namespace.clone();
+            }
+        }
+        let namespace = self.of(&config.function_name, path);
+        // Only the first time: later ones keep it, and the others take the way above.
+        let _ = self.first.set(First {
+            config: config.clone(),
+            path: path.clone(),
+            namespace: namespace.clone(),
+        });
+        namespace
+    }
+
     /// The namespace of this function's path.
     fn of(&self, function_name: &str, path: &PathName) -> Arc<str> {
         let path = path.as_str();
@@ -278,7 +331,7 @@ impl Namespaces {
                 && ns[function_name.len()..].starts_with('.')
                 && ns.ends_with(path)
         };
-        let mut known = self.0.lock().expect("namespaces lock");
+        let mut known = self.known.lock().expect("namespaces lock");
         if let Some(ns) = known.iter().find(|ns| is(ns)) {
             return ns.clone();
         }
@@ -659,8 +712,8 @@ pub struct MemoryIdempotencyStore {
 /// (24 bytes, nothing on the heap): a batch's keys cost the table's slots and nothing more.
 #[derive(Debug, Default)]
 struct Items {
-    /// The keys' namespaces, by number.
-    namespaces: Vec<Box<str>>,
+    /// The keys' namespaces, by number (shared with the keys: found by address first).
+    namespaces: Vec<Arc<str>>,
     by_key: HashMap<StoredKey, MemoryItem, crate::fast_hash::FastHash>,
 }
 
@@ -683,10 +736,17 @@ impl Items {
     /// The key as kept, if its namespace has a number.
     fn find(&self, key: &IdempotencyKey) -> Option<StoredKey> {
         // Few namespaces (one per idempotent path), the last one most often.
-        let namespace = self
+        let namespace = match self
             .namespaces
             .iter()
-            .rposition(|n| **n == *key.namespace())?;
+            .rposition(|n| Arc::ptr_eq(n, &key.namespace))
+        {
+            Some(n) => n,
+            None => self
+                .namespaces
+                .iter()
+                .rposition(|n| **n == *key.namespace())?,
+        };
         Some(StoredKey {
             namespace: u32::try_from(namespace).expect("fewer than 2^32 namespaces"),
             digest: key.digest,
@@ -698,7 +758,7 @@ impl Items {
         if let Some(stored) = self.find(key) {
             return stored;
         }
-        self.namespaces.push(key.namespace().into());
+        self.namespaces.push(key.namespace.clone());
         self.find(key).expect("just numbered")
     }
 
@@ -835,6 +895,43 @@ mod tests {
 
     fn key(namespace: &str) -> IdempotencyKey {
         IdempotencyKey::new(namespace, [7; DIGEST_BYTES])
+    }
+
+    #[test]
+    fn a_namespace_is_found_again_by_its_configuration_and_path() {
+        let config = |name: &str| {
+            Arc::new(lambda_runtime::Config {
+                function_name: name.to_owned(),
+                ..Default::default()
+            })
+        };
+        let i = Idempotency::new(MemoryIdempotencyStore::new());
+        let (orders, refunds) = (config("orders"), config("refunds"));
+        let (a, b) = (PathName::new("A"), PathName::new("B"));
+        let k = |config: &Arc<lambda_runtime::Config>, path: &PathName| {
+            i.key_in(config, path, &kwargs(json!({"n": 1})))
+                .unwrap()
+                .namespace()
+                .to_owned()
+        };
+        // The first: remembered, then found by address.
+        assert_eq!(k(&orders, &a), "orders.A");
+        assert_eq!(k(&orders, &a), "orders.A");
+        // Other paths, other functions, and equal ones that are other objects: by their text.
+        assert_eq!(k(&orders, &b), "orders.B");
+        assert_eq!(k(&refunds, &a), "refunds.A");
+        assert_eq!(k(&config("orders"), &PathName::new("A")), "orders.A");
+        assert_eq!(k(&orders, &a), "orders.A");
+        // One namespace string per text, shared by the keys.
+        let first = i.key_in(&orders, &a, &kwargs(json!({"n": 1}))).unwrap();
+        let again = i
+            .key_in(
+                &config("orders"),
+                &PathName::new("A"),
+                &kwargs(json!({"n": 2})),
+            )
+            .unwrap();
+        assert!(Arc::ptr_eq(&first.namespace, &again.namespace));
     }
 
     #[test]

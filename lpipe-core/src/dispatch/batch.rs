@@ -110,6 +110,7 @@ pub(super) trait Collect<'e>: Send {
 
 /// A batch's records, run, in record order.
 pub(super) struct Collected<'e> {
+    /// Each record's result (empty while the records run: see [`Collecting`]).
     pub(super) results: Vec<RecordResult<'e>>,
     /// The kwargs of the records that did not succeed (for reports), by record index.
     pub(super) kwargs_of: Vec<(usize, Kwargs)>,

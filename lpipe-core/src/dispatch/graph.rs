@@ -136,7 +136,7 @@ impl Pipeline {
     ) -> Option<Result<Produced, RecordError>> {
         let (policy, idempotency) = self.inner.idempotency.of(path)?;
         let lambda = &exec.invocation.lambda;
-        let key = match idempotency.key(&lambda.env_config.function_name, path, kwargs) {
+        let key = match idempotency.key_in(&lambda.env_config, path, kwargs) {
             Ok(key) => key,
             Err(why) => return Some(Err(RecordError::invalid_payload(why).at_path(path))),
         };
