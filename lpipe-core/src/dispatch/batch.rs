@@ -127,7 +127,7 @@ pub(super) struct Collected<'e> {
 }
 
 /// A record's place in its batch: the record until it runs, then what became of it. Results
-/// are written over the records they came from (a result takes a third of a record's room),
+/// are written over the records they came from (a result takes 48 bytes of a record's 128),
 /// so a batch holds one list of records, not a second one of results beside it.
 enum Slot<'e> {
     /// Not run yet.
