@@ -98,28 +98,37 @@ struct ReceiptEvent<'a> {
     records: Vec<Receipt<'a>>,
 }
 
-/// The URL of the queue of an `eventSourceARN`, or `None` (logged).
-async fn queue_url(client: &aws_sdk_sqs::Client, arn: &str) -> Option<String> {
-    let Some((account, name)) = parse_queue_arn(arn) else {
-        tracing::warn!(arn, "cannot derive a queue URL from this eventSourceARN");
-        return None;
-    };
-    match client
-        .get_queue_url()
-        .queue_name(name)
-        .queue_owner_aws_account_id(account)
-        .send()
-        .await
-    {
-        Ok(out) => out.queue_url,
-        Err(e) => {
-            tracing::warn!(arn, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "GetQueueUrl failed");
-            None
-        }
-    }
-}
-
 impl SqsSource {
+    /// The URL of the queue of an `eventSourceARN` (looked up once, then remembered), or
+    /// `None` (logged).
+    async fn queue_url(&self, client: &aws_sdk_sqs::Client, arn: &str) -> Option<String> {
+        if let Some(url) = self.urls.lock().expect("url cache lock").get(arn) {
+            return Some(url.clone());
+        }
+        let Some((account, name)) = parse_queue_arn(arn) else {
+            tracing::warn!(arn, "cannot derive a queue URL from this eventSourceARN");
+            return None;
+        };
+        let url = match client
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+        {
+            Ok(out) => out.queue_url?,
+            Err(e) => {
+                tracing::warn!(arn, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "GetQueueUrl failed");
+                return None;
+            }
+        };
+        self.urls
+            .lock()
+            .expect("url cache lock")
+            .insert(arn.to_owned(), url.clone());
+        Some(url)
+    }
+
     pub(crate) async fn client(&self) -> aws_sdk_sqs::Client {
         match &self.client {
             Some(c) => c.clone(),
@@ -161,7 +170,7 @@ impl SqsSource {
         }
         let client = self.client().await;
         for (arn, messages) in by_queue {
-            let Some(url) = queue_url(&client, arn).await else {
+            let Some(url) = self.queue_url(&client, arn).await else {
                 continue;
             };
             for chunk in messages.chunks(10) {
@@ -227,7 +236,7 @@ impl SqsSource {
         let client = self.client().await;
         let (mut deleted, mut not_deleted) = (0usize, skipped);
         for (arn, messages) in by_queue {
-            let Some(url) = queue_url(&client, arn).await else {
+            let Some(url) = self.queue_url(&client, arn).await else {
                 tracing::warn!(
                     arn,
                     "acknowledged messages of this queue are not deleted and will be redelivered"

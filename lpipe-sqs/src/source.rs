@@ -45,6 +45,11 @@ pub struct SqsSource {
     pub(crate) client: Option<aws_sdk_sqs::Client>,
     #[cfg(feature = "client")]
     pub(crate) backoff: Option<crate::Backoff>,
+    /// The queues' URLs by `eventSourceARN`, looked up once (the classic mode's deletes and
+    /// backoff's visibility timeouts need them; a queue's URL does not change). Shared by
+    /// clones.
+    #[cfg(feature = "client")]
+    pub(crate) urls: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl SqsSource {
@@ -61,8 +66,7 @@ impl SqsSource {
     pub fn classic() -> Self {
         SqsSource {
             mode: SqsMode::Classic,
-            client: None,
-            backoff: None,
+            ..SqsSource::default()
         }
     }
 

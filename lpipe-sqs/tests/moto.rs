@@ -313,6 +313,97 @@ async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
     assert_eq!(paths, ["KEEP", "KEEP"]);
 }
 
+/// Counts the SQS API calls of the client it is given to, by operation.
+#[derive(Clone, Debug, Default)]
+struct CountCalls(std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>);
+
+impl CountCalls {
+    fn get(&self, operation: &str) -> usize {
+        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
+    }
+}
+
+impl aws_sdk_sqs::config::Intercept for CountCalls {
+    fn name(&self) -> &'static str {
+        "CountCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_sqs::config::RuntimeComponents,
+        _: &mut aws_sdk_sqs::config::ConfigBag,
+    ) -> Result<(), aws_sdk_sqs::error::BoxError> {
+        // The JSON protocol names the operation in a header: `AmazonSQS.GetQueueUrl`.
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        *self.0.lock().unwrap().entry(operation).or_default() += 1;
+        Ok(())
+    }
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test]
+async fn the_classic_mode_looks_a_queue_url_up_once() {
+    moto_endpoint("the_classic_mode_looks_a_queue_url_up_once");
+    let client = client().await;
+    let name = unique_name("classic-url");
+    let url = create_queue(&client, &name, false).await;
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let calls = CountCalls::default();
+    let counted = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&config)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(ok)])
+        .path("KEEP", [Action::new().function(keep_it)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::classic().with_client(counted))
+        .build()
+        .unwrap();
+    // Two failing invocations, each deleting its acknowledged message from the same queue.
+    for round in 0..2 {
+        for path in ["OK", "KEEP"] {
+            client
+                .send_message()
+                .queue_url(&url)
+                .message_body(json!({"path": path, "kwargs": {"round": round}}).to_string())
+                .send()
+                .await
+                .unwrap();
+        }
+        let mut received = Vec::new();
+        while received.len() < 2 {
+            let out = client
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .visibility_timeout(30)
+                .send()
+                .await
+                .unwrap();
+            received.extend(out.messages.unwrap_or_default());
+        }
+        let err = pipeline
+            .handle(&lambda_event(&received, &arn), lambda_context(0))
+            .await
+            .unwrap_err();
+        assert_contains(
+            &err.error_message,
+            "1 acknowledged messages deleted, 0 not deleted",
+        );
+    }
+    assert_eq!(calls.get("DeleteMessageBatch"), 2);
+    assert_eq!(calls.get("GetQueueUrl"), 1, "the URL is looked up once");
+}
+
 #[derive(Deserialize)]
 struct Route {
     #[allow(dead_code)]
