@@ -234,6 +234,38 @@ async fn keep_it(_: NoParams) -> Result<(), FailCatastrophically> {
 }
 
 /// An SQS Lambda event made of messages received from a real queue.
+/// Sends these messages to the queue and receives them (and nothing else: the queue is the
+/// test's), invisible for this many seconds.
+async fn send_and_receive(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    messages: &[Value],
+    visibility_s: i32,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    for message in messages {
+        client
+            .send_message()
+            .queue_url(url)
+            .message_body(message.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut received = Vec::new();
+    while received.len() < messages.len() {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(visibility_s)
+            .send()
+            .await
+            .unwrap();
+        received.extend(out.messages.unwrap_or_default());
+    }
+    received
+}
+
 fn lambda_event(messages: &[aws_sdk_sqs::types::Message], arn: &str) -> String {
     let records: Vec<Value> = messages
         .iter()
@@ -258,27 +290,12 @@ async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
     let name = unique_name("classic");
     let url = create_queue(&client, &name, false).await;
     let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
-    for (i, path) in ["OK", "KEEP", "DROP", "OK", "KEEP"].iter().enumerate() {
-        client
-            .send_message()
-            .queue_url(&url)
-            .message_body(json!({"path": path, "kwargs": {"i": i}}).to_string())
-            .send()
-            .await
-            .unwrap();
-    }
-    let mut received = Vec::new();
-    while received.len() < 5 {
-        let out = client
-            .receive_message()
-            .queue_url(&url)
-            .max_number_of_messages(10)
-            .visibility_timeout(2)
-            .send()
-            .await
-            .unwrap();
-        received.extend(out.messages.unwrap_or_default());
-    }
+    let messages: Vec<Value> = ["OK", "KEEP", "DROP", "OK", "KEEP"]
+        .iter()
+        .enumerate()
+        .map(|(i, path)| json!({"path": path, "kwargs": {"i": i}}))
+        .collect();
+    let received = send_and_receive(&client, &url, &messages, 2).await;
     let pipeline = Pipeline::builder()
         .path("OK", [Action::new().function(ok)])
         .path("DROP", [Action::new().function(drop_it)])
@@ -370,27 +387,8 @@ async fn the_classic_mode_looks_a_queue_url_up_once() {
         .unwrap();
     // Two failing invocations, each deleting its acknowledged message from the same queue.
     for round in 0..2 {
-        for path in ["OK", "KEEP"] {
-            client
-                .send_message()
-                .queue_url(&url)
-                .message_body(json!({"path": path, "kwargs": {"round": round}}).to_string())
-                .send()
-                .await
-                .unwrap();
-        }
-        let mut received = Vec::new();
-        while received.len() < 2 {
-            let out = client
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .visibility_timeout(30)
-                .send()
-                .await
-                .unwrap();
-            received.extend(out.messages.unwrap_or_default());
-        }
+        let messages = ["OK", "KEEP"].map(|path| json!({"path": path, "kwargs": {"round": round}}));
+        let received = send_and_receive(&client, &url, &messages, 30).await;
         let err = pipeline
             .handle(&lambda_event(&received, &arn), lambda_context(0))
             .await
