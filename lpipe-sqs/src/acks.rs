@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use lpipe_core::{BatchResult, Outcome};
 use serde::Deserialize;
 
+use crate::urls::UrlError;
 use crate::SqsSource;
 
 /// Backoff for kept records (opt-in, [`SqsSource::with_backoff`]; feature `client`): a record that fails comes
@@ -102,31 +103,21 @@ impl SqsSource {
     /// The URL of the queue of an `eventSourceARN` (looked up once, then remembered), or
     /// `None` (logged).
     async fn queue_url(&self, client: &aws_sdk_sqs::Client, arn: &str) -> Option<String> {
-        if let Some(url) = self.urls.lock().expect("url cache lock").get(arn) {
-            return Some(url.clone());
-        }
-        let Some((account, name)) = parse_queue_arn(arn) else {
+        if parse_queue_arn(arn).is_none() {
             tracing::warn!(arn, "cannot derive a queue URL from this eventSourceARN");
             return None;
-        };
-        let url = match client
-            .get_queue_url()
-            .queue_name(name)
-            .queue_owner_aws_account_id(account)
-            .send()
-            .await
-        {
-            Ok(out) => out.queue_url?,
-            Err(e) => {
+        }
+        match self.urls.of(client, arn).await {
+            Ok(url) => Some(url),
+            Err(UrlError::Api(e)) => {
                 tracing::warn!(arn, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "GetQueueUrl failed");
-                return None;
+                None
             }
-        };
-        self.urls
-            .lock()
-            .expect("url cache lock")
-            .insert(arn.to_owned(), url.clone());
-        Some(url)
+            Err(UrlError::NoUrl) => {
+                tracing::warn!(arn, "GetQueueUrl returned no URL");
+                None
+            }
+        }
     }
 
     pub(crate) async fn client(&self) -> aws_sdk_sqs::Client {

@@ -30,6 +30,8 @@ mod acks;
 mod sink;
 mod source;
 #[cfg(feature = "client")]
+mod urls;
+#[cfg(feature = "client")]
 pub mod worker;
 
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! The SQS sink: SendMessageBatch within the API's limits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_sqs::types::{
     MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
@@ -9,6 +8,7 @@ use aws_sdk_sqs::types::{
 use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
 
 use crate::acks::parse_queue_arn;
+use crate::urls::{QueueUrls, UrlError};
 
 /// Messages per SendMessageBatch call.
 pub const SQS_MAX_ENTRIES: usize = 10;
@@ -49,7 +49,7 @@ pub struct SqsSink {
 #[derive(Default)]
 struct Inner {
     client: Option<aws_sdk_sqs::Client>,
-    urls: Mutex<HashMap<String, String>>,
+    urls: QueueUrls,
     state: lpipe_aws::SinkState,
 }
 
@@ -92,33 +92,16 @@ impl SqsSink {
         client: &aws_sdk_sqs::Client,
         target: &str,
     ) -> Result<String, SendError> {
-        if target.starts_with("https://") || target.starts_with("http://") {
-            return Ok(target.to_owned());
-        }
-        if let Some(url) = self.inner.urls.lock().expect("url cache lock").get(target) {
-            return Ok(url.clone());
-        }
-        let request = match parse_queue_arn(target) {
-            Some((account, name)) => client
-                .get_queue_url()
-                .queue_name(name)
-                .queue_owner_aws_account_id(account),
-            None => client.get_queue_url().queue_name(target),
-        };
-        let url = request
-            .send()
-            .await
-            .map_err(|e| classify(&e, &format!("GetQueueUrl for queue '{target}'")))?
-            .queue_url
-            .ok_or_else(|| {
-                SendError::permanent(format!("GetQueueUrl for queue '{target}' returned no URL"))
-            })?;
         self.inner
             .urls
-            .lock()
-            .expect("url cache lock")
-            .insert(target.to_owned(), url.clone());
-        Ok(url)
+            .of(client, target)
+            .await
+            .map_err(|e| match e {
+                UrlError::Api(e) => classify(&e, &format!("GetQueueUrl for queue '{target}'")),
+                UrlError::NoUrl => SendError::permanent(format!(
+                    "GetQueueUrl for queue '{target}' returned no URL"
+                )),
+            })
     }
 }
 

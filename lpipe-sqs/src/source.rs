@@ -46,10 +46,9 @@ pub struct SqsSource {
     #[cfg(feature = "client")]
     pub(crate) backoff: Option<crate::Backoff>,
     /// The queues' URLs by `eventSourceARN`, looked up once (the classic mode's deletes and
-    /// backoff's visibility timeouts need them; a queue's URL does not change). Shared by
-    /// clones.
+    /// backoff's visibility timeouts need them). Shared by clones.
     #[cfg(feature = "client")]
-    pub(crate) urls: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    pub(crate) urls: std::sync::Arc<crate::urls::QueueUrls>,
 }
 
 impl SqsSource {

@@ -1,0 +1,57 @@
+//! Queue URLs, looked up once: the sink's targets and the source's `eventSourceARN`s.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
+
+use crate::acks::parse_queue_arn;
+
+/// Queue URLs by target, looked up with GetQueueUrl the first time and remembered (a queue's
+/// URL does not change).
+#[derive(Debug, Default)]
+pub(crate) struct QueueUrls(Mutex<HashMap<String, String>>);
+
+/// Why a queue's URL could not be had.
+pub(crate) enum UrlError {
+    /// GetQueueUrl failed (boxed: the SDK's error is large, and errors are rare).
+    Api(Box<SdkError<GetQueueUrlError>>),
+    /// GetQueueUrl answered without a URL.
+    NoUrl,
+}
+
+impl QueueUrls {
+    /// The URL of the queue a target names: a URL (itself), an ARN (the queue of that name in
+    /// the ARN's account) or a name.
+    pub(crate) async fn of(
+        &self,
+        client: &aws_sdk_sqs::Client,
+        target: &str,
+    ) -> Result<String, UrlError> {
+        if target.starts_with("https://") || target.starts_with("http://") {
+            return Ok(target.to_owned());
+        }
+        if let Some(url) = self.0.lock().expect("url cache lock").get(target) {
+            return Ok(url.clone());
+        }
+        let request = match parse_queue_arn(target) {
+            Some((account, name)) => client
+                .get_queue_url()
+                .queue_name(name)
+                .queue_owner_aws_account_id(account),
+            None => client.get_queue_url().queue_name(target),
+        };
+        let url = request
+            .send()
+            .await
+            .map_err(|e| UrlError::Api(Box::new(e)))?
+            .queue_url
+            .ok_or(UrlError::NoUrl)?;
+        self.0
+            .lock()
+            .expect("url cache lock")
+            .insert(target.to_owned(), url.clone());
+        Ok(url)
+    }
+}
