@@ -134,12 +134,31 @@ impl Idempotency {
         self.key_fields.as_deref()
     }
 
-    /// A record's key: its namespace, `{function name}.{path}`, and the first 128 bits of the
-    /// SHA-256 of its canonical JSON.
+    /// A record's key: its namespace, `{function name}.{path}` (the function name is that of
+    /// the invocation's configuration), and the first 128 bits of the SHA-256 of its
+    /// canonical JSON (collisions need 2^64 keys).
     ///
     /// # Errors
     ///
     /// A message naming the first key field the kwargs lack.
+    pub(crate) fn key_in(
+        &self,
+        config: &Arc<lambda_runtime::Config>,
+        path: &PathName,
+        kwargs: &Kwargs,
+    ) -> Result<IdempotencyKey, String> {
+        let mut hasher = Sha256::new();
+        self.material(kwargs, &mut hasher)?;
+        let digest = hasher.finalize();
+        let mut first = [0u8; DIGEST_BYTES];
+        first.copy_from_slice(&digest[..DIGEST_BYTES]);
+        Ok(IdempotencyKey {
+            namespace: self.namespaces.of_config(config, path),
+            digest: first,
+        })
+    }
+
+    /// [`key_in`](Self::key_in) for an invocation of this function.
     #[cfg(test)]
     pub(crate) fn key(
         &self,
@@ -147,37 +166,11 @@ impl Idempotency {
         path: &PathName,
         kwargs: &Kwargs,
     ) -> Result<IdempotencyKey, String> {
-        let digest = self.digest(kwargs)?;
-        Ok(IdempotencyKey {
-            namespace: self.namespaces.of(function_name, path),
-            digest,
-        })
-    }
-
-    /// As [`key`](Self::key), for a record of an invocation with this configuration (whose
-    /// function name is the namespace's first part).
-    pub(crate) fn key_in(
-        &self,
-        config: &Arc<lambda_runtime::Config>,
-        path: &PathName,
-        kwargs: &Kwargs,
-    ) -> Result<IdempotencyKey, String> {
-        let digest = self.digest(kwargs)?;
-        Ok(IdempotencyKey {
-            namespace: self.namespaces.of_config(config, path),
-            digest,
-        })
-    }
-
-    /// The first 128 bits of the SHA-256 of the key's canonical JSON: collisions need 2^64
-    /// keys.
-    fn digest(&self, kwargs: &Kwargs) -> Result<[u8; DIGEST_BYTES], String> {
-        let mut hasher = Sha256::new();
-        self.material(kwargs, &mut hasher)?;
-        let digest = hasher.finalize();
-        let mut first = [0u8; DIGEST_BYTES];
-        first.copy_from_slice(&digest[..DIGEST_BYTES]);
-        Ok(first)
+        let config = lambda_runtime::Config {
+            function_name: function_name.to_owned(),
+            ..Default::default()
+        };
+        self.key_in(&Arc::new(config), path, kwargs)
     }
 
     /// Writes what the key hashes: the canonical JSON of the named fields' values as an array,
