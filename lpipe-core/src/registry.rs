@@ -41,8 +41,8 @@ struct BuiltIn {
     feature: &'static str,
     krate: &'static str,
     source: &'static str,
-    /// The queue kind of its sink; `""` for none.
-    sink: &'static str,
+    /// The queue kind of its sink, if it has one.
+    sink: Option<&'static str>,
     /// The lpipe feature of its source alone, without the sink (and the AWS SDK), if any.
     source_only: Option<&'static str>,
 }
@@ -53,28 +53,28 @@ const BUILT_IN_PLUGINS: [BuiltIn; 4] = [
         feature: "sqs",
         krate: "lpipe_sqs",
         source: "sqs",
-        sink: "sqs",
+        sink: Some("sqs"),
         source_only: Some("sqs-source"),
     },
     BuiltIn {
         feature: "kinesis",
         krate: "lpipe_kinesis",
         source: "kinesis",
-        sink: "kinesis",
+        sink: Some("kinesis"),
         source_only: Some("kinesis-source"),
     },
     BuiltIn {
         feature: "cloudwatch",
         krate: "lpipe_cloudwatch",
         source: "cloudwatch",
-        sink: "eventbridge",
+        sink: Some("eventbridge"),
         source_only: None,
     },
     BuiltIn {
         feature: "dynamodb",
         krate: "lpipe_dynamodb",
         source: "dynamodb",
-        sink: "",
+        sink: None,
         source_only: None,
     },
 ];
@@ -92,7 +92,7 @@ fn plugin_hint(feature: &str, krate: &str) -> String {
 pub(crate) fn sink_plugin_hint(kind: &str) -> Option<String> {
     BUILT_IN_PLUGINS
         .iter()
-        .find(|p| !p.sink.is_empty() && p.sink == kind)
+        .find(|p| p.sink == Some(kind))
         .map(|p| {
             let hint = plugin_hint(p.feature, p.krate);
             match p.source_only {
