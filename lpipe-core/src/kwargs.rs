@@ -122,6 +122,22 @@ impl Kwargs {
             .map(move |entries| entries.iter().map(move |e| (slice(e.key), slice(e.value))))
     }
 
+    /// The raw value text of the last entry with this key (as parsing would keep), from the
+    /// index: `None` when there is no such entry, or no index (a key has escapes). Lengths are
+    /// compared before text.
+    pub(crate) fn raw_last(&self, key: &str) -> Option<Option<&str>> {
+        let text = self.as_str();
+        let entries = self.index()?;
+        let found = entries.iter().rev().find(|e| {
+            e.key.1 as usize == key.len()
+                && text
+                    .as_bytes()
+                    .get(e.key.0 as usize..(e.key.0 + e.key.1) as usize)
+                    == Some(key.as_bytes())
+        });
+        Some(found.map(|e| &text[e.value.0 as usize..(e.value.0 + e.value.1) as usize]))
+    }
+
     /// `{}`.
     pub fn empty() -> Self {
         Kwargs::new(RawValue::from_string("{}".to_owned()).expect("valid JSON"))

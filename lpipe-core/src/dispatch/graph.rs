@@ -143,7 +143,11 @@ impl Pipeline {
         let deadline =
             (lambda.deadline >= super::batch::PLAUSIBLE_DEADLINE_MS).then_some(lambda.deadline);
         let claim = idempotency.claim(key, deadline);
-        match idempotency.store.begin(&claim).await {
+        let begun = match idempotency.store.begin_now(&claim) {
+            Some(now) => now,
+            None => idempotency.store.begin(&claim).await,
+        };
+        match begun {
             Ok(Begun::Started) => {
                 exec.claim = Some(Claimed {
                     key: claim.key,
