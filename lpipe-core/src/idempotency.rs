@@ -147,12 +147,11 @@ impl Idempotency {
         path: &PathName,
         kwargs: &Kwargs,
     ) -> Result<IdempotencyKey, String> {
-        // Most keys' text is short: written on the stack, then hashed in one call.
         let mut material = Material::new();
         self.material(kwargs, &mut material)?;
         Ok(IdempotencyKey {
             namespace: self.namespaces.of_config(config, path),
-            digest: sha256_prefix(&material),
+            digest: material.digest(),
         })
     }
 
@@ -423,37 +422,77 @@ impl Idempotency {
     }
 }
 
-/// The first [`DIGEST_BYTES`] of the SHA-256 of these bytes. Text that fits one block (55
-/// bytes or fewer, as most keys do) is padded here and compressed once, without the
-/// streaming hasher's buffering (a third of the cost of hashing a short key).
-fn sha256_prefix(bytes: &[u8]) -> [u8; DIGEST_BYTES] {
-    /// SHA-256's initial state (FIPS 180-4, 5.3.3).
-    const INITIAL: [u32; 8] = [
-        0x6a09_e667,
-        0xbb67_ae85,
-        0x3c6e_f372,
-        0xa54f_f53a,
-        0x510e_527f,
-        0x9b05_688c,
-        0x1f83_d9ab,
-        0x5be0_cd19,
-    ];
-    let mut prefix = [0u8; DIGEST_BYTES];
-    if bytes.len() <= 55 {
-        // The message, a 1 bit, zeros, and the message's length in bits (big-endian).
-        let mut block = [0u8; 64];
-        block[..bytes.len()].copy_from_slice(bytes);
-        block[bytes.len()] = 0x80;
-        block[56..].copy_from_slice(&(bytes.len() as u64 * 8).to_be_bytes());
-        let mut state = INITIAL;
-        sha2::block_api::compress256(&mut state, &[block]);
-        for (out, word) in prefix.chunks_exact_mut(4).zip(state) {
-            out.copy_from_slice(&word.to_be_bytes());
+/// A key's text as it is written, hashed with SHA-256. Most keys' text is short: while it
+/// fits one block (55 bytes, the room before the padding), it is written straight into the
+/// block, on the stack, which is padded and compressed once, without the streaming hasher's
+/// buffering (a third of the cost of hashing a short key); longer text goes to a hasher.
+struct Material {
+    block: [u8; 64],
+    len: usize,
+    long: Option<Sha256>,
+}
+
+impl Material {
+    /// The most text one block holds with its padding.
+    const ONE_BLOCK: usize = 55;
+
+    fn new() -> Self {
+        Material {
+            block: [0; 64],
+            len: 0,
+            long: None,
         }
-    } else {
-        prefix.copy_from_slice(&Sha256::digest(bytes)[..DIGEST_BYTES]);
     }
-    prefix
+
+    #[inline]
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.long {
+            hasher.update(bytes);
+            return;
+        }
+        let end = self.len + bytes.len();
+        if end <= Self::ONE_BLOCK {
+            self.block[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            let mut hasher = Sha256::new();
+            hasher.update(&self.block[..self.len]);
+            hasher.update(bytes);
+            self.long = Some(hasher);
+        }
+    }
+
+    /// The first [`DIGEST_BYTES`] of the SHA-256 of the text (in place: the material is not
+    /// moved, and its block is padded where it is).
+    fn digest(&mut self) -> [u8; DIGEST_BYTES] {
+        /// SHA-256's initial state (FIPS 180-4, 5.3.3).
+        const INITIAL: [u32; 8] = [
+            0x6a09_e667,
+            0xbb67_ae85,
+            0x3c6e_f372,
+            0xa54f_f53a,
+            0x510e_527f,
+            0x9b05_688c,
+            0x1f83_d9ab,
+            0x5be0_cd19,
+        ];
+        let mut prefix = [0u8; DIGEST_BYTES];
+        match self.long.take() {
+            Some(hasher) => prefix.copy_from_slice(&hasher.finalize()[..DIGEST_BYTES]),
+            None => {
+                // The text, a 1 bit, zeros, and the text's length in bits (big-endian).
+                let block = &mut self.block;
+                block[self.len] = 0x80;
+                block[56..].copy_from_slice(&(self.len as u64 * 8).to_be_bytes());
+                let mut state = INITIAL;
+                sha2::block_api::compress256(&mut state, std::slice::from_ref(block));
+                for (out, word) in prefix.chunks_exact_mut(4).zip(state) {
+                    out.copy_from_slice(&word.to_be_bytes());
+                }
+            }
+        }
+        prefix
+    }
 }
 
 /// Where canonical JSON goes: the key's hasher (or a string, in tests).
@@ -467,12 +506,10 @@ impl Out for String {
     }
 }
 
-/// A key's text before it is hashed: on the stack up to 128 bytes.
-type Material = smallvec::SmallVec<[u8; 128]>;
-
 impl Out for Material {
+    #[inline]
     fn put(&mut self, s: &str) {
-        self.extend_from_slice(s.as_bytes());
+        self.put_bytes(s.as_bytes());
     }
 }
 
@@ -761,12 +798,11 @@ pub struct MemoryIdempotencyStore {
     items: Arc<Mutex<Items>>,
 }
 
-/// The store's items, by key. A key is kept as its digest and the number of its namespace
-/// (20 bytes, nothing on the heap), beside its item in a list in the order keys were claimed;
-/// a table of 4-byte places in that list finds them. A batch's claims append to the list and
-/// its settlements walk it in the same order, so only the small table is written at random
-/// (10,000 keys: 80 KB, where a table of the entries themselves takes 800 KB, more than many
-/// CPUs' L2 cache).
+/// The store's items, by key. A key and its item are kept in 32 bytes, nothing on the heap
+/// (see [`Entry`]), in a list in the order keys were claimed; a table of 4-byte places in
+/// that list finds them. A batch's claims append to the list and its settlements walk it in
+/// the same order, so only the small table is written at random (10,000 keys: 80 KB, where a
+/// table of the entries themselves takes 800 KB, more than many CPUs' L2 cache).
 #[derive(Debug, Default)]
 struct Items {
     /// The keys' namespaces, by number (shared with the keys: found by address first).
@@ -775,11 +811,13 @@ struct Items {
     places: hashbrown::HashTable<u32>,
     /// The keys and their items, in the order they were written (a deleted one's place is
     /// taken by the last).
-    entries: Vec<(StoredKey, MemoryItem)>,
+    entries: Vec<Entry>,
+    /// The outputs of the completed items that have one (few records return one).
+    outputs: HashMap<StoredKey, Box<Value>, crate::fast_hash::FastHash>,
 }
 
 /// A key as [`MemoryIdempotencyStore`] keeps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct StoredKey {
     namespace: u32,
     digest: [u8; DIGEST_BYTES],
@@ -789,6 +827,49 @@ impl StoredKey {
     /// As [`IdempotencyKey`]'s hash: the digest's first bytes, spread already.
     fn hash(&self) -> u64 {
         digest_prefix(&self.digest)
+    }
+}
+
+/// A key and its [`MemoryItem`], in 32 bytes.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    key: StoredKey,
+    /// When the item expires, in Unix seconds (up to the year 2106: a later expiry is kept as
+    /// then).
+    expires_at_s: u32,
+    /// In progress: until when its lock holds (Unix milliseconds). Completed: [`COMPLETED`],
+    /// or [`COMPLETED_WITH_OUTPUT`] (the output is in [`Items::outputs`]).
+    lock_until_ms: u64,
+}
+
+/// [`Entry::lock_until_ms`] of a completed item without an output.
+const COMPLETED: u64 = u64::MAX;
+/// [`Entry::lock_until_ms`] of a completed item with an output.
+const COMPLETED_WITH_OUTPUT: u64 = u64::MAX - 1;
+
+impl Entry {
+    fn in_progress(key: StoredKey, lock_until_ms: u64, expires_at_s: u64) -> Self {
+        Entry {
+            key,
+            expires_at_s: u32::try_from(expires_at_s).unwrap_or(u32::MAX),
+            lock_until_ms: lock_until_ms.min(COMPLETED_WITH_OUTPUT - 1),
+        }
+    }
+
+    fn completed(key: StoredKey, with_output: bool, expires_at_s: u64) -> Self {
+        Entry {
+            key,
+            expires_at_s: u32::try_from(expires_at_s).unwrap_or(u32::MAX),
+            lock_until_ms: if with_output {
+                COMPLETED_WITH_OUTPUT
+            } else {
+                COMPLETED
+            },
+        }
+    }
+
+    fn is_completed(&self) -> bool {
+        self.lock_until_ms >= COMPLETED_WITH_OUTPUT
     }
 }
 
@@ -822,93 +903,103 @@ impl Items {
         self.find(key).expect("just numbered")
     }
 
-    /// The place of the key's item, if it has one.
+    /// The place of the key's entry, if it has one.
     fn place(&self, key: &StoredKey) -> Option<usize> {
         let entries = &self.entries;
         self.places
-            .find(key.hash(), |&at| entries[at as usize].0 == *key)
+            .find(key.hash(), |&at| entries[at as usize].key == *key)
             .map(|&at| at as usize)
     }
 
-    /// The key's item, if it has one.
-    fn get_mut(&mut self, key: &StoredKey) -> Option<&mut MemoryItem> {
-        let at = self.place(key)?;
-        Some(&mut self.entries[at].1)
-    }
-
-    /// The key's item if it has one, else `None` once `item` is written as its item (one
+    /// The place of the entry's key if it has one, else `None` once the entry is written (one
     /// probe of the table).
-    fn get_or_insert(&mut self, key: StoredKey, item: MemoryItem) -> Option<&mut MemoryItem> {
+    fn place_or_insert(&mut self, entry: Entry) -> Option<usize> {
         let entries = &self.entries;
         match self.places.entry(
-            key.hash(),
-            |&at| entries[at as usize].0 == key,
-            |&at| entries[at as usize].0.hash(),
+            entry.key.hash(),
+            |&at| entries[at as usize].key == entry.key,
+            |&at| entries[at as usize].key.hash(),
         ) {
-            hashbrown::hash_table::Entry::Occupied(held) => {
-                Some(&mut self.entries[*held.get() as usize].1)
-            }
+            hashbrown::hash_table::Entry::Occupied(held) => Some(*held.get() as usize),
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 let at = u32::try_from(entries.len()).expect("fewer than 2^32 keys in memory");
                 vacant.insert(at);
-                self.entries.push((key, item));
+                self.entries.push(entry);
                 None
             }
         }
     }
 
-    /// Writes the key's item, in place of any it had.
-    fn insert(&mut self, key: StoredKey, item: MemoryItem) {
-        match self.get_mut(&key) {
-            Some(held) => *held = item,
-            None => {
-                self.get_or_insert(key, item);
-            }
+    /// Writes the entry at its key's place, letting go of the output the place held.
+    fn set(&mut self, at: usize, entry: Entry) {
+        let held = std::mem::replace(&mut self.entries[at], entry);
+        if held.lock_until_ms == COMPLETED_WITH_OUTPUT {
+            self.outputs.remove(&held.key);
         }
     }
 
-    /// Deletes the key's item, if it has one; the last item takes its place.
+    /// Deletes the key's entry, if it has one; the last entry takes its place.
     fn remove(&mut self, key: &StoredKey) {
         let entries = &self.entries;
         let Ok(found) = self
             .places
-            .find_entry(key.hash(), |&at| entries[at as usize].0 == *key)
+            .find_entry(key.hash(), |&at| entries[at as usize].key == *key)
         else {
             return;
         };
         let (at, _) = found.remove();
         let last = self.entries.len() - 1;
         if at as usize != last {
-            let moved = self.entries[last].0.hash();
+            let moved = self.entries[last].key.hash();
             if let Some(place) = self.places.find_mut(moved, |&i| i as usize == last) {
                 *place = at;
             }
         }
-        self.entries.swap_remove(at as usize);
+        let removed = self.entries.swap_remove(at as usize);
+        if removed.lock_until_ms == COMPLETED_WITH_OUTPUT {
+            self.outputs.remove(&removed.key);
+        }
     }
 
     /// Makes room for this many more keys.
     fn reserve(&mut self, more: usize) {
         let entries = &self.entries;
-        self.places.reserve(more, |&i| entries[i as usize].0.hash());
+        self.places
+            .reserve(more, |&i| entries[i as usize].key.hash());
         self.entries.reserve(more);
     }
 
     fn complete(&mut self, key: &IdempotencyKey, output: Option<&Value>, expires_at_s: u64) {
         let key = self.stored(key);
-        self.insert(
-            key,
-            MemoryItem::Completed {
-                output: output.map(|v| Box::new(v.clone())),
-                expires_at_s,
-            },
-        );
+        let entry = Entry::completed(key, output.is_some(), expires_at_s);
+        if let Some(at) = self.place(&key).or_else(|| self.place_or_insert(entry)) {
+            self.set(at, entry);
+        }
+        if let Some(output) = output {
+            self.outputs.insert(key, Box::new(output.clone()));
+        }
     }
 
     fn release(&mut self, key: &IdempotencyKey) {
         // A key of a namespace never seen has no item: nothing to number, nothing to delete.
         if let Some(key) = self.find(key) {
             self.remove(&key);
+        }
+    }
+
+    /// The entry as a [`MemoryItem`].
+    fn item(&self, entry: &Entry) -> MemoryItem {
+        let expires_at_s = u64::from(entry.expires_at_s);
+        if entry.is_completed() {
+            MemoryItem::Completed {
+                output: self.outputs.get(&entry.key).cloned(),
+                expires_at_s,
+            }
+        } else {
+            MemoryItem::InProgress {
+                lock_until_ms: entry.lock_until_ms,
+                expires_at_s,
+            }
         }
     }
 }
@@ -923,47 +1014,39 @@ impl MemoryIdempotencyStore {
     fn answer(&self, claim: &Claim) -> Begun {
         let mut items = self.items.lock().expect("store lock");
         let key = items.stored(&claim.key);
-        let now_s = claim.now_ms / 1000;
-        let in_progress = MemoryItem::InProgress {
-            lock_until_ms: claim.lock_until_ms,
-            expires_at_s: claim.expires_at_s,
-        };
-        let Some(held) = items.get_or_insert(key, in_progress.clone()) else {
+        let started = Entry::in_progress(key, claim.lock_until_ms, claim.expires_at_s);
+        let Some(at) = items.place_or_insert(started) else {
             return Begun::Started;
         };
-        let answer = match held {
-            MemoryItem::Completed {
-                output,
-                expires_at_s,
-            } if *expires_at_s > now_s => Some(Begun::Completed(output.as_deref().cloned())),
-            MemoryItem::InProgress {
-                lock_until_ms,
-                expires_at_s,
-            } if *expires_at_s > now_s && *lock_until_ms > claim.now_ms => {
-                Some(Begun::InProgress {
-                    lock_until_ms: *lock_until_ms,
-                })
+        let held = items.entries[at];
+        if u64::from(held.expires_at_s) > claim.now_ms / 1000 {
+            if held.is_completed() {
+                let output = items.outputs.get(&key).map(|v| Value::clone(v));
+                return Begun::Completed(output);
             }
-            _ => None,
-        };
-        if let Some(answer) = answer {
-            return answer;
+            if held.lock_until_ms > claim.now_ms {
+                return Begun::InProgress {
+                    lock_until_ms: held.lock_until_ms,
+                };
+            }
         }
-        *held = in_progress;
+        // Expired, or its lock timed out: taken over.
+        items.set(at, started);
         Begun::Started
     }
 
-    /// The items, by key (as [`IdempotencyKey`] writes it).
+    /// The items, by key (as [`IdempotencyKey`] writes it). The store keeps expiries up to
+    /// the year 2106 (Unix seconds in 32 bits): a later one reads as `u32::MAX`.
     pub fn items(&self) -> HashMap<String, MemoryItem> {
         let items = self.items.lock().expect("store lock");
         items
             .entries
             .iter()
-            .map(|(k, v)| {
-                let namespace = &items.namespaces[k.namespace as usize];
+            .map(|e| {
+                let namespace = &items.namespaces[e.key.namespace as usize];
                 (
-                    IdempotencyKey::new(&**namespace, k.digest).to_string(),
-                    v.clone(),
+                    IdempotencyKey::new(&**namespace, e.key.digest).to_string(),
+                    items.item(e),
                 )
             })
             .collect()
@@ -1067,20 +1150,31 @@ mod tests {
     }
 
     #[test]
-    fn short_keys_hash_as_sha256_does() {
-        // Both sides of the one-block limit (55 bytes), and the empty text.
+    fn keys_hash_as_sha256_does() {
+        let digest = |pieces: &[&[u8]]| {
+            let mut m = Material::new();
+            for p in pieces {
+                m.put_bytes(p);
+            }
+            m.digest()
+        };
+        // Both sides of the one-block limit (55 bytes), and the empty text; in one piece, and
+        // in pieces that cross the limit.
         for len in 0..=130 {
             let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
             let whole = Sha256::digest(&text);
+            assert_eq!(digest(&[&text])[..], whole[..DIGEST_BYTES], "{len} bytes");
+            let (a, rest) = text.split_at(len / 3);
+            let (b, c) = rest.split_at(rest.len() / 2);
             assert_eq!(
-                sha256_prefix(&text)[..],
+                digest(&[a, b, c])[..],
                 whole[..DIGEST_BYTES],
-                "{len} bytes"
+                "{len} bytes in 3"
             );
         }
         // A known answer: SHA-256("abc").
         assert_eq!(
-            sha256_prefix(b"abc"),
+            digest(&[b"abc"]),
             [
                 0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
                 0x22, 0x23
@@ -1204,6 +1298,55 @@ mod tests {
             .lock_timeout(Duration::from_secs(2))
             .claim(key("k"), Some(now + 900_000));
         assert!(c.lock_until_ms < now + 10_000);
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_keeps_its_places_and_outputs_straight() {
+        let s = MemoryIdempotencyStore::new();
+        let k = |n: u8| IdempotencyKey::new("ns", [n; DIGEST_BYTES]);
+        let claim = |n: u8| Claim::new(k(n), 10_000_000, 10_060_000, 10_000 + 3600);
+        for n in 0..5 {
+            assert_eq!(s.begin(&claim(n)).await.unwrap(), Begun::Started);
+        }
+        s.complete(&k(1), Some(&json!({"n": 1})), 10_000 + 3600)
+            .await
+            .unwrap();
+        s.complete(&k(3), None, 10_000 + 3600).await.unwrap();
+        // The first deleted: the last takes its place, and each key is still found.
+        s.release(&k(0)).await.unwrap();
+        assert_eq!(
+            s.begin(&claim(4)).await.unwrap(),
+            Begun::InProgress {
+                lock_until_ms: 10_060_000
+            }
+        );
+        assert_eq!(
+            s.begin(&claim(1)).await.unwrap(),
+            Begun::Completed(Some(json!({"n": 1})))
+        );
+        assert_eq!(s.begin(&claim(3)).await.unwrap(), Begun::Completed(None));
+        assert_eq!(s.begin(&claim(0)).await.unwrap(), Begun::Started);
+        assert_eq!(s.items().len(), 5);
+        // An output goes with its item: deleted, or taken over once expired.
+        s.release(&k(1)).await.unwrap();
+        assert!(s.items.lock().unwrap().outputs.is_empty());
+        s.complete(&k(2), Some(&json!(2)), 10_000 + 3600)
+            .await
+            .unwrap();
+        let expired = Claim::new(k(2), (10_000 + 3600) * 1000, 20_000_000, 20_000 + 3600);
+        assert_eq!(s.begin(&expired).await.unwrap(), Begun::Started);
+        assert!(s.items.lock().unwrap().outputs.is_empty());
+        assert_eq!(s.items().len(), 4);
+        // An expiry after 2106 is kept as then.
+        s.complete(&k(9), None, u64::MAX).await.unwrap();
+        let far = &s.items()[&k(9).to_string()];
+        assert_eq!(
+            *far,
+            MemoryItem::Completed {
+                output: None,
+                expires_at_s: u64::from(u32::MAX)
+            }
+        );
     }
 
     #[tokio::test]

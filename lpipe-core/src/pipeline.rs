@@ -108,11 +108,6 @@ impl IdempotencyPolicy {
         Some((i, &self.all[i]))
     }
 
-    /// Whether any record may be idempotent.
-    pub(crate) fn is_on(&self) -> bool {
-        !self.all.is_empty()
-    }
-
     /// The setting at this index.
     pub(crate) fn get(&self, i: usize) -> &Idempotency {
         &self.all[i]

@@ -120,22 +120,21 @@ pub(super) struct Collected<'e> {
     pub(super) dead_lettered: Vec<usize>,
     /// For metrics: what the outbox did, per queue kind.
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
-    /// The idempotency keys held, by record index: completed or released once settled.
-    pub(super) claims: Vec<(usize, Claimed)>,
     /// Records not run because their key was completed.
     pub(super) duplicates: usize,
 }
 
 /// A record's place in its batch: the record until it runs, then what became of it. Results
-/// are written over the records they came from (a result takes 48 bytes of a record's 128),
-/// so a batch holds one list of records, not a second one of results beside it.
+/// are written over the records they came from (a result takes 48 bytes of a record's 128,
+/// and the idempotency key it holds 40 more), so a batch holds one list of records, not a
+/// second one of results, or of keys, beside it.
 enum Slot<'e> {
     /// Not run yet.
     Waiting(Record<'e>),
     /// Taken to run.
     Running,
-    /// Run (or not run, and why).
-    Done(RecordResult<'e>),
+    /// Run (or not run, and why), and the idempotency key it holds until it is settled.
+    Done(RecordResult<'e>, Option<Claimed>),
 }
 
 impl<'e> Slot<'e> {
@@ -155,7 +154,7 @@ impl<'e> Slot<'e> {
     /// lost.
     fn into_result(self) -> RecordResult<'e> {
         match self {
-            Slot::Done(result) => result,
+            Slot::Done(result, _) => result,
             Slot::Waiting(record) => lost(record.id),
             Slot::Running => lost(None),
         }
@@ -177,16 +176,36 @@ fn lost(id: Option<Cow<'_, str>>) -> RecordResult<'_> {
     }
 }
 
-/// What a batch's records produced while they run: their results in their slots, the rest
-/// in [`Collected`] (whose results are filled from the slots once all have run).
-struct Collecting<'e> {
+/// What a batch's records produced: their results and keys in their slots, the rest in
+/// [`Collected`] (whose results are filled from the slots once the records' messages are
+/// delivered and their keys settled).
+pub(super) struct Collecting<'e> {
     slots: Vec<Slot<'e>>,
-    collected: Collected<'e>,
+    pub(super) collected: Collected<'e>,
 }
 
 impl<'e> Collecting<'e> {
-    /// What the batch produced, its results in record order.
-    fn finish(self) -> Collected<'e> {
+    /// The result of the record at this index, once it has run.
+    pub(super) fn result_mut(&mut self, index: usize) -> Option<&mut RecordResult<'e>> {
+        match self.slots.get_mut(index) {
+            Some(Slot::Done(result, _)) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// The records that hold an idempotency key: index, result and key, in record order.
+    pub(super) fn claims(&self) -> impl Iterator<Item = (usize, &RecordResult<'e>, &Claimed)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| match slot {
+                Slot::Done(result, Some(claim)) => Some((index, result, claim)),
+                _ => None,
+            })
+    }
+
+    /// What the batch produced, its results in record order (the keys, settled, let go).
+    pub(super) fn finish(self) -> Collected<'e> {
         let Collecting {
             slots,
             mut collected,
@@ -211,7 +230,7 @@ impl<'e> Collect<'e> for Collecting<'e> {
             duplicate,
         } = done;
         match self.slots.get_mut(index) {
-            Some(slot) => *slot = Slot::Done(result),
+            Some(slot) => *slot = Slot::Done(result, claim),
             None => debug_assert!(false, "record {index} is not of this batch"),
         }
         let collected = &mut self.collected;
@@ -224,9 +243,6 @@ impl<'e> Collect<'e> for Collecting<'e> {
         collected.staged.extend(staged);
         if let Some(path) = path {
             collected.paths.push((index, path));
-        }
-        if let Some(claim) = claim {
-            collected.claims.push((index, claim));
         }
         collected.duplicates += usize::from(duplicate);
     }
@@ -311,7 +327,7 @@ impl Pipeline {
         &self,
         records: Vec<Record<'e>>,
         batch: &BatchRun<'_>,
-    ) -> Collected<'e> {
+    ) -> Collecting<'e> {
         let collected = Collected {
             results: Vec::new(),
             kwargs_of: Vec::new(),
@@ -319,13 +335,6 @@ impl Pipeline {
             paths: Vec::new(),
             dead_lettered: Vec::new(),
             message_counts: Default::default(),
-            // At most a claim per record: room reserved once (and never written, for records
-            // that claim no key, costs no memory) rather than grown by doubling.
-            claims: if self.inner.idempotency.is_on() {
-                Vec::with_capacity(records.len())
-            } else {
-                Vec::new()
-            },
             duplicates: 0,
         };
         // In place: a slot is the size of a record.
@@ -342,7 +351,7 @@ impl Pipeline {
                     self.run_one(index, record, batch, &mut lane).await;
                 }
             }
-            return collecting.finish();
+            return collecting;
         }
         // Up to `concurrency` lanes at once. A loop over named async fns rather than stream
         // combinators with closures: with those, rustc cannot prove the future `Send` for every
@@ -366,7 +375,7 @@ impl Pipeline {
         for d in done {
             collecting.collect(d);
         }
-        collecting.finish()
+        collecting
     }
 
     /// Runs the records of one lane in order; returns what they produced.
@@ -617,12 +626,15 @@ mod tests {
         for slot in &mut slots {
             let record = slot.take().expect("waiting");
             assert!(slot.take().is_none(), "a record is taken once");
-            *slot = Slot::Done(RecordResult {
-                id: record.id,
-                outcome: Outcome::Success,
-                error: None,
-                output: None,
-            });
+            *slot = Slot::Done(
+                RecordResult {
+                    id: record.id,
+                    outcome: Outcome::Success,
+                    error: None,
+                    output: None,
+                },
+                None,
+            );
         }
         let results: Vec<RecordResult<'_>> = slots.into_iter().map(Slot::into_result).collect();
         assert_eq!(results.as_ptr() as usize, room);

@@ -82,7 +82,8 @@ impl Pipeline {
             let batch = BatchRun::new(source.as_ref(), &invocation);
             let mut ran = self.run_records(records, &batch).await;
             self.deliver(&mut ran, batch.deadline).await;
-            self.settle_claims(&mut ran).await;
+            self.settle_claims(&ran).await;
+            let ran = ran.finish();
             let summary = self.inner.metrics.as_ref().map(|_| outcome::summary(&ran));
             let result = self
                 .conclude(ran, source.name(), &invocation.lambda.request_id)

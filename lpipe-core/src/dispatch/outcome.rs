@@ -1,13 +1,14 @@
 //! Outcomes: a batch's outbound messages are delivered (a record whose messages could not be
 //! fails), then the outcomes are counted, logged and reported, ready for the source's response.
 
-use super::batch::Collected;
+use super::batch::{Collected, Collecting};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::{Claimed, Settlement};
 use crate::metrics::{InvocationSummary, RecordCounts};
 use crate::outbox;
 use crate::pipeline::Pipeline;
 use crate::report::Report;
+use crate::source::RecordResult;
 use crate::source::{BatchResult, Stats};
 
 /// How many idempotency keys are settled in one call to their store.
@@ -81,9 +82,10 @@ impl Pipeline {
     /// (a dropped one whose dead letter could not be sent is kept instead).
     pub(super) async fn deliver(
         &self,
-        collected: &mut Collected<'_>,
+        collecting: &mut Collecting<'_>,
         deadline: Option<std::time::Instant>,
     ) {
+        let collected = &mut collecting.collected;
         if collected.staged.is_empty() {
             return;
         }
@@ -97,7 +99,11 @@ impl Pipeline {
         .await;
         collected.message_counts = flushed.counts;
         for (index, why) in flushed.undelivered {
-            let r = &mut collected.results[index];
+            // A record not collected (a bug of the scheduler) is failed when the batch is
+            // finished.
+            let Some(r) = collecting.result_mut(index) else {
+                continue;
+            };
             let why = match (r.outcome, &r.error) {
                 (Outcome::Failed, _) => continue,
                 // Only its dead-letter message was staged: say why it was going there.
@@ -115,15 +121,10 @@ impl Pipeline {
     /// Settles the idempotency keys the records hold, once their outcomes are final: a
     /// record that succeeded (its messages delivered) completes its key, with its output; any
     /// other releases it, so that a retry runs it. Side by side, a few at a time.
-    pub(super) async fn settle_claims(&self, collected: &mut Collected<'_>) {
-        if collected.claims.is_empty() {
-            return;
-        }
-        let claims = std::mem::take(&mut collected.claims);
-        let results = &collected.results;
+    pub(super) async fn settle_claims(&self, collecting: &Collecting<'_>) {
         // One call per idempotency setting (paths may have their own), in record order.
         let mut policies: Vec<usize> = Vec::new();
-        for (_, c) in &claims {
+        for (_, _, c) in collecting.claims() {
             // Few settings (one per path at most), most batches one.
             if policies.last() != Some(&c.policy) && !policies.contains(&c.policy) {
                 policies.push(c.policy);
@@ -134,10 +135,11 @@ impl Pipeline {
             let idempotency = self.inner.idempotency.get(policy);
             let store = &idempotency.store;
             let expires_at_s = idempotency.expires_at_s();
-            let mut mine = claims.iter().filter(|(_, c)| c.policy == policy);
+            let mut mine = collecting.claims().filter(|(_, _, c)| c.policy == policy);
             // A chunk at a time: the memory a batch's settlements take stays small however
             // many records it has (all at once, 100,000 records' took ~7 MB).
-            let mut chunk: Vec<&(usize, Claimed)> = Vec::with_capacity(SETTLE_CHUNK);
+            let mut chunk: Vec<(usize, &RecordResult<'_>, &Claimed)> =
+                Vec::with_capacity(SETTLE_CHUNK);
             let mut settlements: Vec<Settlement<'_>> = Vec::with_capacity(SETTLE_CHUNK);
             loop {
                 chunk.clear();
@@ -146,8 +148,7 @@ impl Pipeline {
                     break;
                 }
                 settlements.clear();
-                settlements.extend(chunk.iter().map(|(index, claim)| {
-                    let r = &results[*index];
+                settlements.extend(chunk.iter().map(|(_, r, claim)| {
                     if r.outcome == Outcome::Success {
                         Settlement::Complete {
                             key: &claim.key,
@@ -159,10 +160,10 @@ impl Pipeline {
                     }
                 }));
                 let settled = store.settle(&settlements).await;
-                for ((index, claim), result) in chunk.iter().zip(settled) {
+                for ((_, r, claim), result) in chunk.iter().zip(settled) {
                     let Err(e) = result else { continue };
-                    let record_id = results[*index].id.as_deref().unwrap_or("");
-                    if results[*index].outcome == Outcome::Success {
+                    let record_id = r.id.as_deref().unwrap_or("");
+                    if r.outcome == Outcome::Success {
                         tracing::error!(
                             record_id,
                             key = %claim.key,
