@@ -814,6 +814,10 @@ struct Items {
     entries: Vec<Entry>,
     /// The outputs of the completed items that have one (few records return one).
     outputs: HashMap<StoredKey, Box<Value>, crate::fast_hash::FastHash>,
+    /// Where the next completion's key most likely is: just after the last one's (a batch
+    /// settles its keys in the order it claimed them), found there without a probe of the
+    /// table.
+    next: usize,
 }
 
 /// A key as [`MemoryIdempotencyStore`] keeps it.
@@ -972,8 +976,14 @@ impl Items {
     fn complete(&mut self, key: &IdempotencyKey, output: Option<&Value>, expires_at_s: u64) {
         let key = self.stored(key);
         let entry = Entry::completed(key, output.is_some(), expires_at_s);
-        if let Some(at) = self.place(&key).or_else(|| self.place_or_insert(entry)) {
+        let next = self.next;
+        let at = match self.entries.get(next) {
+            Some(e) if e.key == key => Some(next),
+            _ => self.place(&key).or_else(|| self.place_or_insert(entry)),
+        };
+        if let Some(at) = at {
             self.set(at, entry);
+            self.next = at + 1;
         }
         if let Some(output) = output {
             self.outputs.insert(key, Box::new(output.clone()));
