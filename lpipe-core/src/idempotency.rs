@@ -4,9 +4,10 @@
 //! [`PipelineBuilder::idempotent`](crate::PipelineBuilder::idempotent) or
 //! [`PipelineBuilder::idempotent_in`](crate::PipelineBuilder::idempotent_in) keys each record
 //! it takes, by the kwargs named with [`Idempotency::key_from`] or by the whole message,
-//! namespaced by the function's and the path's names and hashed (SHA-256, its first 128 bits
-//! in hex), and keeps what it
-//! did with that key in an [`IdempotencyStore`]:
+//! namespaced by the function's and the path's names and digested (128 bits, in hex: SHA-256's
+//! first, or for a store that keeps keys only as long as its process, as the in-memory one, a
+//! keyed SipHash; see [`KeyDigest`]), and keeps what it did with that key in an
+//! [`IdempotencyStore`]:
 //!
 //! | the key is… | what happens to the record |
 //! | --- | --- |
@@ -36,7 +37,7 @@ use sha2::{Digest, Sha256};
 use crate::kwargs::Kwargs;
 use crate::path::PathName;
 
-/// How much of the SHA-256 digest names a key: 16 bytes (32 hex digits).
+/// How long a key's digest is: 16 bytes (32 hex digits).
 const DIGEST_BYTES: usize = 16;
 
 /// How long a completed key keeps its record from running again, unless set
@@ -76,6 +77,8 @@ pub struct Idempotency {
     key_fields: Option<Vec<String>>,
     pub(crate) expires_after: Duration,
     lock_timeout: Option<Duration>,
+    /// How the store wants its keys digested.
+    digest: KeyDigest,
     /// The keys' namespaces made so far, shared by clones.
     namespaces: Arc<Namespaces>,
 }
@@ -100,6 +103,7 @@ impl Idempotency {
     /// As [`Idempotency::new`], with a store shared with other pipelines or paths.
     pub fn shared(store: Arc<dyn IdempotencyStore>) -> Self {
         Idempotency {
+            digest: store.key_digest(),
             store,
             key_fields: None,
             expires_after: DEFAULT_EXPIRY,
@@ -135,8 +139,8 @@ impl Idempotency {
     }
 
     /// A record's key: its namespace, `{function name}.{path}` (the function name is that of
-    /// the invocation's configuration), and the first 128 bits of the SHA-256 of its
-    /// canonical JSON (collisions need 2^64 keys).
+    /// the invocation's configuration), and the 128-bit digest of its canonical JSON that the
+    /// store asks for ([`KeyDigest`]; collisions need 2^64 keys).
     ///
     /// # Errors
     ///
@@ -147,7 +151,7 @@ impl Idempotency {
         path: &PathName,
         kwargs: &Kwargs,
     ) -> Result<IdempotencyKey, String> {
-        let mut material = Material::new();
+        let mut material = Material::new(self.digest);
         self.material(kwargs, &mut material)?;
         Ok(IdempotencyKey {
             namespace: self.namespaces.of_config(config, path),
@@ -331,7 +335,8 @@ impl Namespaces {
 }
 
 /// A record's idempotency key: the namespace it is unique in (`{function name}.{path}`) and
-/// the first 128 bits of the SHA-256 of the record's canonical JSON. Its text (`Display`),
+/// a 128-bit digest of the record's canonical JSON (the first 128 bits of its SHA-256, unless
+/// the store keeps keys only in its process: see [`KeyDigest`]). Its text (`Display`),
 /// `{namespace}#{the digest in hex}`, names it in a store (the DynamoDB item's `id`).
 ///
 /// Cheap to make and clone: the namespace is made once per path and shared, so a key
@@ -367,7 +372,7 @@ impl IdempotencyKey {
         &self.namespace
     }
 
-    /// The first 128 bits of the SHA-256 of the record's canonical JSON.
+    /// The digest of the record's canonical JSON (see [`KeyDigest`]).
     pub fn digest(&self) -> &[u8; DIGEST_BYTES] {
         &self.digest
     }
@@ -422,48 +427,80 @@ impl Idempotency {
     }
 }
 
-/// A key's text as it is written, hashed with SHA-256. Most keys' text is short: while it
+/// How a store's keys are digested (see [`IdempotencyStore::key_digest`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyDigest {
+    /// The first 128 bits of SHA-256: the same key in every process, for a store that keeps
+    /// keys beyond the process or shares them (DynamoDB). The default.
+    #[default]
+    Sha256,
+    /// SipHash-2-4 with 128-bit output, keyed at random once per process: no one outside the
+    /// process knows the key, so no one can make two records collide (as with SHA-256,
+    /// collisions need about 2^64 keys), at about a third of SHA-256's cost for a short key;
+    /// but a key means nothing in another process. For a store that lives and dies with its
+    /// process ([`MemoryIdempotencyStore`]).
+    ProcessLocal,
+}
+
+/// The process's SipHash key for [`KeyDigest::ProcessLocal`], drawn once.
+fn process_key() -> (u64, u64) {
+    static KEY: OnceLock<(u64, u64)> = OnceLock::new();
+    *KEY.get_or_init(rand::random)
+}
+
+/// A key's text as it is written, digested. With SHA-256, most keys' text is short: while it
 /// fits one block (55 bytes, the room before the padding), it is written straight into the
 /// block, on the stack, which is padded and compressed once, without the streaming hasher's
 /// buffering (a third of the cost of hashing a short key); longer text goes to a hasher.
-struct Material {
-    block: [u8; 64],
-    len: usize,
-    long: Option<Sha256>,
+enum Material {
+    /// SHA-256, the text so far in its one block.
+    Block { block: [u8; 64], len: usize },
+    /// SHA-256, of text longer than a block.
+    Long(Sha256),
+    /// [`KeyDigest::ProcessLocal`].
+    Local(siphasher::sip128::SipHasher24),
 }
 
 impl Material {
     /// The most text one block holds with its padding.
     const ONE_BLOCK: usize = 55;
 
-    fn new() -> Self {
-        Material {
-            block: [0; 64],
-            len: 0,
-            long: None,
+    fn new(digest: KeyDigest) -> Self {
+        match digest {
+            KeyDigest::Sha256 => Material::Block {
+                block: [0; 64],
+                len: 0,
+            },
+            KeyDigest::ProcessLocal => {
+                let (k0, k1) = process_key();
+                Material::Local(siphasher::sip128::SipHasher24::new_with_keys(k0, k1))
+            }
         }
     }
 
     #[inline]
     fn put_bytes(&mut self, bytes: &[u8]) {
-        if let Some(hasher) = &mut self.long {
-            hasher.update(bytes);
-            return;
-        }
-        let end = self.len + bytes.len();
-        if end <= Self::ONE_BLOCK {
-            self.block[self.len..end].copy_from_slice(bytes);
-            self.len = end;
-        } else {
-            let mut hasher = Sha256::new();
-            hasher.update(&self.block[..self.len]);
-            hasher.update(bytes);
-            self.long = Some(hasher);
+        match self {
+            Material::Block { block, len } => {
+                let end = *len + bytes.len();
+                if end <= Self::ONE_BLOCK {
+                    block[*len..end].copy_from_slice(bytes);
+                    *len = end;
+                } else {
+                    let mut hasher = Sha256::new();
+                    hasher.update(&block[..*len]);
+                    hasher.update(bytes);
+                    *self = Material::Long(hasher);
+                }
+            }
+            Material::Long(hasher) => hasher.update(bytes),
+            Material::Local(hasher) => std::hash::Hasher::write(hasher, bytes),
         }
     }
 
-    /// The first [`DIGEST_BYTES`] of the SHA-256 of the text (in place: the material is not
-    /// moved, and its block is padded where it is).
+    /// The first [`DIGEST_BYTES`] of the digest of the text (in place: the material is not
+    /// moved, and a block is padded where it is).
     fn digest(&mut self) -> [u8; DIGEST_BYTES] {
         /// SHA-256's initial state (FIPS 180-4, 5.3.3).
         const INITIAL: [u32; 8] = [
@@ -477,18 +514,24 @@ impl Material {
             0x5be0_cd19,
         ];
         let mut prefix = [0u8; DIGEST_BYTES];
-        match self.long.take() {
-            Some(hasher) => prefix.copy_from_slice(&hasher.finalize()[..DIGEST_BYTES]),
-            None => {
+        match self {
+            Material::Block { block, len } => {
                 // The text, a 1 bit, zeros, and the text's length in bits (big-endian).
-                let block = &mut self.block;
-                block[self.len] = 0x80;
-                block[56..].copy_from_slice(&(self.len as u64 * 8).to_be_bytes());
+                block[*len] = 0x80;
+                block[56..].copy_from_slice(&(*len as u64 * 8).to_be_bytes());
                 let mut state = INITIAL;
                 sha2::block_api::compress256(&mut state, std::slice::from_ref(block));
                 for (out, word) in prefix.chunks_exact_mut(4).zip(state) {
                     out.copy_from_slice(&word.to_be_bytes());
                 }
+            }
+            Material::Long(hasher) => {
+                let hasher = std::mem::take(hasher);
+                prefix.copy_from_slice(&hasher.finalize()[..DIGEST_BYTES]);
+            }
+            Material::Local(hasher) => {
+                use siphasher::sip128::Hasher128;
+                prefix = u128::from(hasher.finish128()).to_le_bytes();
             }
         }
         prefix
@@ -673,6 +716,13 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// The key's record did not succeed: its in-progress item is deleted.
     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError>;
 
+    /// How this store's keys are digested: SHA-256 (the default), the same in every process;
+    /// a store that keeps keys only as long as its process may take the cheaper
+    /// [`KeyDigest::ProcessLocal`].
+    fn key_digest(&self) -> KeyDigest {
+        KeyDigest::Sha256
+    }
+
     /// Answers a claim as [`begin`](Self::begin) would, when the store can without waiting
     /// (a store in memory): the dispatcher asks this first, and awaits `begin` only when it
     /// says `None`, which the default always does. It saves an allocation and a poll per
@@ -763,6 +813,9 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
     }
     async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
         (**self).settle(settlements).await
+    }
+    fn key_digest(&self) -> KeyDigest {
+        (**self).key_digest()
     }
     fn begin_now(&self, claim: &Claim) -> Option<Result<Begun, StoreError>> {
         (**self).begin_now(claim)
@@ -1065,6 +1118,11 @@ impl MemoryIdempotencyStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotencyStore {
+    /// Its keys live and die with the process: [`KeyDigest::ProcessLocal`].
+    fn key_digest(&self) -> KeyDigest {
+        KeyDigest::ProcessLocal
+    }
+
     fn begin_now(&self, claim: &Claim) -> Option<Result<Begun, StoreError>> {
         Some(Ok(self.answer(claim)))
     }
@@ -1162,7 +1220,7 @@ mod tests {
     #[test]
     fn keys_hash_as_sha256_does() {
         let digest = |pieces: &[&[u8]]| {
-            let mut m = Material::new();
+            let mut m = Material::new(KeyDigest::Sha256);
             for p in pieces {
                 m.put_bytes(p);
             }
@@ -1190,6 +1248,64 @@ mod tests {
                 0x22, 0x23
             ]
         );
+    }
+
+    /// A store that keeps keys beyond its process (as DynamoDB does): SHA-256 keys.
+    struct Lasting;
+
+    #[async_trait]
+    impl IdempotencyStore for Lasting {
+        async fn begin(&self, _: &Claim) -> Result<Begun, StoreError> {
+            Err(StoreError::new("not for running"))
+        }
+        async fn complete(
+            &self,
+            _: &IdempotencyKey,
+            _: Option<&Value>,
+            _: u64,
+        ) -> Result<(), StoreError> {
+            Err(StoreError::new("not for running"))
+        }
+        async fn release(&self, _: &IdempotencyKey) -> Result<(), StoreError> {
+            Err(StoreError::new("not for running"))
+        }
+    }
+
+    #[test]
+    fn keys_are_digested_as_their_store_asks() {
+        let path = PathName::new("P");
+        let short = kwargs(json!({"order_id": "o-1"}));
+        let long = kwargs(json!({"order_id": "o-1".repeat(30)}));
+        let sha = |text: &str| Sha256::digest(text.as_bytes())[..DIGEST_BYTES].to_vec();
+        // By default, SHA-256 of the canonical JSON, short or long.
+        let lasting = Idempotency::new(Lasting).key_from(["order_id"]);
+        assert_eq!(lasting.digest, KeyDigest::Sha256);
+        let key = lasting.key("f", &path, &short).unwrap();
+        assert_eq!(key.digest()[..], sha(r#"["o-1"]"#)[..]);
+        let key = lasting.key("f", &path, &long).unwrap();
+        assert_eq!(
+            key.digest()[..],
+            sha(&format!(r#"["{}"]"#, "o-1".repeat(30)))[..]
+        );
+        // In memory, this process's keyed SipHash: the same for the same text, another for
+        // other text, and not SHA-256.
+        let memory = Idempotency::new(MemoryIdempotencyStore::new()).key_from(["order_id"]);
+        assert_eq!(memory.digest, KeyDigest::ProcessLocal);
+        let a = memory.key("f", &path, &short).unwrap();
+        let again = Idempotency::new(MemoryIdempotencyStore::new())
+            .key_from(["order_id"])
+            .key("f", &path, &short)
+            .unwrap();
+        assert_eq!(a, again);
+        assert_ne!(a.digest()[..], sha(r#"["o-1"]"#)[..]);
+        let b = memory.key("f", &path, &long).unwrap();
+        assert_ne!(a, b);
+        // Written in pieces or at once, the same digest.
+        let mut pieces = Material::new(KeyDigest::ProcessLocal);
+        for p in ["[", "\"o-1\"", "]"] {
+            pieces.put(p);
+        }
+        assert_eq!(pieces.digest(), *a.digest());
     }
 
     #[test]
