@@ -17,7 +17,10 @@ at the default level) and EMF metrics (LPIPE_METRICS_NAMESPACE) on, beside the r
 off (text logs at the default level, no metrics).
 
 --idempotency adds a row for the `bench` program with every record idempotent by `user_id`,
-its keys in the in-memory store (BENCH_IDEMPOTENT=1).
+its keys in the in-memory store (BENCH_IDEMPOTENT=1), and after the table what idempotency
+costs: the idempotent row against the plain one, in wall time (medians) and in the time the
+program reports for handling the event alone (`handle=`: its lower decile and median over the
+same runs; the lower decile is the least disturbed by a shared machine's noise).
 
 A record count of 1 is the cold start: the whole process for a one-record event. The Python
 anchors need `pip install lpipe==4.2.0 python-decouple structlog sentry_sdk boto3
@@ -44,7 +47,8 @@ IDEMPOTENT = "lpipe, `bench` program, idempotent (memory store)"
 
 
 def run(cmd, extra_env=None):
-    """Runs cmd once; returns (wall seconds, peak RSS in MiB).
+    """Runs cmd once; returns (wall seconds, peak RSS in MiB, the handling time it reports in
+    ms or None).
 
     The peak is what the program says of itself (`peak_rss_kb=` on stderr: its VmHWM, which
     every program of the table prints). A child's ru_maxrss would not do: it counts the memory
@@ -62,8 +66,11 @@ def run(cmd, extra_env=None):
         if os.waitstatus_to_exitcode(status) != 0:
             sys.exit(f"failed: {' '.join(cmd)}")
         err.seek(0)
-        said = re.findall(rb"peak_rss_kb=(\d+)", err.read())
-    return wall, (int(said[-1]) if said else usage.ru_maxrss) / 1024
+        text = err.read()
+        said = re.findall(rb"peak_rss_kb=(\d+)", text)
+        handle = re.findall(rb"handle=([\d.]+)ms", text)
+    return (wall, (int(said[-1]) if said else usage.ru_maxrss) / 1024,
+            float(handle[-1]) if handle else None)
 
 
 def main():
@@ -85,6 +92,7 @@ def main():
     release = os.path.join(ROOT, "target", "release")
     tmp = tempfile.mkdtemp()
     print(f"medians of {a.runs} interleaved runs (Python: 3); ratios to the floor of the same row\n")
+    costs = []
     print("| event | program | wall | peak RSS | wall / floor | RSS / floor |")
     print("| --- | --- | --- | --- | --- | --- |")
     for kind in a.kinds.split(","):
@@ -116,16 +124,39 @@ def main():
                     for name, cmd in slow.items():
                         results[name].append(run(cmd))
             floor = results["floor (hand-written Rust)"]
-            floor_wall = statistics.median(w for w, _ in floor)
-            floor_rss = statistics.median(r for _, r in floor)
+            floor_wall = statistics.median(w for w, _, _ in floor)
+            floor_rss = statistics.median(r for _, r, _ in floor)
             label = "cold start (1 record)" if n == 1 else f"{n:,} records"
+            if a.idempotency and n > 1:
+                costs.append((f"{kind}, {n:,} records", results["lpipe, `bench` program"],
+                              results[IDEMPOTENT]))
             for name, samples in results.items():
-                wall = statistics.median(w for w, _ in samples)
-                rss = statistics.median(r for _, r in samples)
+                wall = statistics.median(w for w, _, _ in samples)
+                rss = statistics.median(r for _, r, _ in samples)
                 print(f"| {kind}, {label} | {name} | {wall * 1000:.1f} ms | {rss:.1f} MiB | "
                       f"{wall / floor_wall:.2f}x | {rss / floor_rss:.2f}x |", flush=True)
+    if costs:
+        idempotency_cost(costs, a.runs)
     if a.io:
         io_bound(release, tmp, max(3, a.runs // 4))
+
+
+def idempotency_cost(costs, runs):
+    """What idempotency costs: the idempotent row against the plain one, from the same runs."""
+    def decile(xs):
+        xs = sorted(xs)
+        return xs[(len(xs) - 1) // 10]
+    print(f"\nIdempotency's cost (in-memory store), from the same {runs} runs: wall time (medians), "
+          "and the handling time the program reports (`handle=`), lower decile and median\n")
+    print("| event | wall | handle, lower decile | handle, median |")
+    print("| --- | --- | --- | --- |")
+    for label, plain, idem in costs:
+        wall = statistics.median(w for w, _, _ in idem) / statistics.median(w for w, _, _ in plain)
+        cells = []
+        for stat in (decile, statistics.median):
+            p, i = stat([h for _, _, h in plain]), stat([h for _, _, h in idem])
+            cells.append(f"{p:.1f} -> {i:.1f} ms ({(i / p - 1) * 100:+.1f}%)")
+        print(f"| {label} | {(wall - 1) * 100:+.1f}% | {cells[0]} | {cells[1]} |", flush=True)
 
 
 def io_bound(release, tmp, runs):
