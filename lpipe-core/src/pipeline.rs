@@ -108,6 +108,11 @@ impl IdempotencyPolicy {
         Some((i, &self.all[i]))
     }
 
+    /// How many settings there are (claims name them 0 to this).
+    pub(crate) fn len(&self) -> usize {
+        self.all.len()
+    }
+
     /// The setting at this index.
     pub(crate) fn get(&self, i: usize) -> &Idempotency {
         &self.all[i]

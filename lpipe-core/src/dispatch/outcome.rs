@@ -122,15 +122,21 @@ impl Pipeline {
     /// record that succeeded (its messages delivered) completes its key, with its output; any
     /// other releases it, so that a retry runs it. Side by side, a few at a time.
     pub(super) async fn settle_claims(&self, collecting: &Collecting<'_>) {
-        // One call per idempotency setting (paths may have their own), in record order.
+        // One call per idempotency setting (paths may have their own), in record order. Most
+        // pipelines have one: then the batch's records are not walked to find which.
         let mut policies: Vec<usize> = Vec::new();
-        for (_, _, c) in collecting.claims() {
-            // Few settings (one per path at most), most batches one.
-            if policies.last() != Some(&c.policy) && !policies.contains(&c.policy) {
-                policies.push(c.policy);
+        match self.inner.idempotency.len() {
+            0 => return,
+            1 => policies.push(0),
+            _ => {
+                for (_, _, c) in collecting.claims() {
+                    if policies.last() != Some(&c.policy) && !policies.contains(&c.policy) {
+                        policies.push(c.policy);
+                    }
+                }
+                policies.sort_unstable();
             }
         }
-        policies.sort_unstable();
         for policy in policies {
             let idempotency = self.inner.idempotency.get(policy);
             let store = &idempotency.store;
