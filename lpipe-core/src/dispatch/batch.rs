@@ -193,15 +193,12 @@ impl<'e> Collecting<'e> {
         }
     }
 
-    /// The records that hold an idempotency key: index, result and key, in record order.
-    pub(super) fn claims(&self) -> impl Iterator<Item = (usize, &RecordResult<'e>, &Claimed)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(index, slot)| match slot {
-                Slot::Done(result, Some(claim)) => Some((index, result, claim)),
-                _ => None,
-            })
+    /// The records that hold an idempotency key: result and key, in record order.
+    pub(super) fn claims(&self) -> impl Iterator<Item = (&RecordResult<'e>, &Claimed)> {
+        self.slots.iter().filter_map(|slot| match slot {
+            Slot::Done(result, Some(claim)) => Some((result, claim)),
+            _ => None,
+        })
     }
 
     /// What the batch produced, its results in record order (the keys, settled, let go).

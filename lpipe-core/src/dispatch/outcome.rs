@@ -8,8 +8,7 @@ use crate::metrics::{InvocationSummary, RecordCounts};
 use crate::outbox;
 use crate::pipeline::Pipeline;
 use crate::report::Report;
-use crate::source::RecordResult;
-use crate::source::{BatchResult, Stats};
+use crate::source::{BatchResult, RecordResult, Stats};
 
 /// How many idempotency keys are settled in one call to their store.
 const SETTLE_CHUNK: usize = 1024;
@@ -129,7 +128,7 @@ impl Pipeline {
             0 => return,
             1 => policies.push(0),
             _ => {
-                for (_, _, c) in collecting.claims() {
+                for (_, c) in collecting.claims() {
                     if policies.last() != Some(&c.policy) && !policies.contains(&c.policy) {
                         policies.push(c.policy);
                     }
@@ -141,11 +140,10 @@ impl Pipeline {
             let idempotency = self.inner.idempotency.get(policy);
             let store = &idempotency.store;
             let expires_at_s = idempotency.expires_at_s();
-            let mut mine = collecting.claims().filter(|(_, _, c)| c.policy == policy);
+            let mut mine = collecting.claims().filter(|(_, c)| c.policy == policy);
             // A chunk at a time: the memory a batch's settlements take stays small however
             // many records it has (all at once, 100,000 records' took ~7 MB).
-            let mut chunk: Vec<(usize, &RecordResult<'_>, &Claimed)> =
-                Vec::with_capacity(SETTLE_CHUNK);
+            let mut chunk: Vec<(&RecordResult<'_>, &Claimed)> = Vec::with_capacity(SETTLE_CHUNK);
             let mut settlements: Vec<Settlement<'_>> = Vec::with_capacity(SETTLE_CHUNK);
             loop {
                 chunk.clear();
@@ -154,7 +152,7 @@ impl Pipeline {
                     break;
                 }
                 settlements.clear();
-                settlements.extend(chunk.iter().map(|(_, r, claim)| {
+                settlements.extend(chunk.iter().map(|(r, claim)| {
                     if r.outcome == Outcome::Success {
                         Settlement::Complete {
                             key: &claim.key,
@@ -166,7 +164,7 @@ impl Pipeline {
                     }
                 }));
                 let settled = store.settle(&settlements).await;
-                for ((_, r, claim), result) in chunk.iter().zip(settled) {
+                for ((r, claim), result) in chunk.iter().zip(settled) {
                     let Err(e) = result else { continue };
                     let record_id = r.id.as_deref().unwrap_or("");
                     if r.outcome == Outcome::Success {
