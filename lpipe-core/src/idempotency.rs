@@ -928,6 +928,10 @@ impl Entry {
     fn is_completed(&self) -> bool {
         self.lock_until_ms >= COMPLETED_WITH_OUTPUT
     }
+
+    fn has_output(&self) -> bool {
+        self.lock_until_ms == COMPLETED_WITH_OUTPUT
+    }
 }
 
 impl Items {
@@ -990,9 +994,22 @@ impl Items {
     /// Writes the entry at its key's place, letting go of the output the place held.
     fn set(&mut self, at: usize, entry: Entry) {
         let held = std::mem::replace(&mut self.entries[at], entry);
-        if held.lock_until_ms == COMPLETED_WITH_OUTPUT {
-            self.outputs.remove(&held.key);
+        self.let_go(&held);
+    }
+
+    /// The output of an entry that is no longer kept, if it had one, is let go.
+    fn let_go(&mut self, gone: &Entry) {
+        if gone.has_output() {
+            self.outputs.remove(&gone.key);
         }
+    }
+
+    /// The entry's output, if it is a completed one with an output.
+    fn output(&self, entry: &Entry) -> Option<&Value> {
+        if !entry.has_output() {
+            return None;
+        }
+        self.outputs.get(&entry.key).map(|v| &**v)
     }
 
     /// Deletes the key's entry, if it has one; the last entry takes its place.
@@ -1013,9 +1030,7 @@ impl Items {
             }
         }
         let removed = self.entries.swap_remove(at as usize);
-        if removed.lock_until_ms == COMPLETED_WITH_OUTPUT {
-            self.outputs.remove(&removed.key);
-        }
+        self.let_go(&removed);
     }
 
     /// Makes room for this many more keys.
@@ -1055,7 +1070,7 @@ impl Items {
         let expires_at_s = u64::from(entry.expires_at_s);
         if entry.is_completed() {
             MemoryItem::Completed {
-                output: self.outputs.get(&entry.key).cloned(),
+                output: self.output(entry).map(|v| Box::new(v.clone())),
                 expires_at_s,
             }
         } else {
@@ -1084,8 +1099,7 @@ impl MemoryIdempotencyStore {
         let held = items.entries[at];
         if u64::from(held.expires_at_s) > claim.now_ms / 1000 {
             if held.is_completed() {
-                let output = items.outputs.get(&key).map(|v| Value::clone(v));
-                return Begun::Completed(output);
+                return Begun::Completed(items.output(&held).cloned());
             }
             if held.lock_until_ms > claim.now_ms {
                 return Begun::InProgress {
