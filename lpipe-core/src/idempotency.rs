@@ -265,7 +265,7 @@ impl Idempotency {
             key,
             now_ms,
             lock_until_ms,
-            expires_at_s: (now_ms / 1000) + self.expires_after.as_secs().max(1),
+            expires_at_s: self.expiry_from(now_ms),
         }
     }
 }
@@ -423,7 +423,13 @@ impl fmt::Debug for IdempotencyKey {
 impl Idempotency {
     /// When a completion written now expires (Unix seconds).
     pub(crate) fn expires_at_s(&self) -> u64 {
-        now_ms() / 1000 + self.expires_after.as_secs().max(1)
+        self.expiry_from(now_ms())
+    }
+
+    /// When an item written at this time (Unix milliseconds) expires (Unix seconds): at least a
+    /// second later.
+    fn expiry_from(&self, now_ms: u64) -> u64 {
+        now_ms / 1000 + self.expires_after.as_secs().max(1)
     }
 }
 
