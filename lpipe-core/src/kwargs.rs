@@ -12,6 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::kwargs_de::slice;
+
 /// The kwargs of a message: a JSON object, stored as its text.
 ///
 /// # Examples
@@ -117,9 +119,11 @@ impl Kwargs {
     /// Each entry's key and raw value text, from the index; `None` when a key has escapes.
     pub(crate) fn raw_entries(&self) -> Option<impl Iterator<Item = (&str, &str)> + '_> {
         let text = self.as_str();
-        let slice = |(at, len): (u32, u32)| &text[at as usize..(at + len) as usize];
-        self.index()
-            .map(move |entries| entries.iter().map(move |e| (slice(e.key), slice(e.value))))
+        self.index().map(move |entries| {
+            entries
+                .iter()
+                .map(move |e| (slice(text, e.key), slice(text, e.value)))
+        })
     }
 
     /// The raw value text of the last entry with this key (as parsing would keep), from the
@@ -128,14 +132,11 @@ impl Kwargs {
     pub(crate) fn raw_last(&self, key: &str) -> Option<Option<&str>> {
         let text = self.as_str();
         let entries = self.index()?;
-        let found = entries.iter().rev().find(|e| {
-            e.key.1 as usize == key.len()
-                && text
-                    .as_bytes()
-                    .get(e.key.0 as usize..(e.key.0 + e.key.1) as usize)
-                    == Some(key.as_bytes())
-        });
-        Some(found.map(|e| &text[e.value.0 as usize..(e.value.0 + e.value.1) as usize]))
+        let found = entries
+            .iter()
+            .rev()
+            .find(|e| e.key.1 as usize == key.len() && slice(text, e.key) == key);
+        Some(found.map(|e| slice(text, e.value)))
     }
 
     /// `{}`.

@@ -64,7 +64,8 @@ impl<'de: 'a, 'a> de::Deserialize<'de> for Entries<'a> {
 
 type Range = (u32, u32);
 
-fn slice(text: &str, (start, len): Range) -> &str {
+/// The part of a kwargs text at an index position (start, length).
+pub(crate) fn slice(text: &str, (start, len): Range) -> &str {
     &text[start as usize..(start + len) as usize]
 }
 
