@@ -18,9 +18,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use lpipe::dynamodb::DynamoDbStore;
-use lpipe::idempotency::{Begun, Claim, IdempotencyKey, IdempotencyStore, StoreError};
 use lpipe::testing::{
-    lambda_context, message, moto_endpoint, unique_name, DynamoDbEvent, SqsEvent,
+    lambda_context, message, moto_endpoint, unique_name, DownStore, DynamoDbEvent, SqsEvent,
 };
 use lpipe::{Idempotency, MemoryIdempotencyStore, MemorySink, Pipeline};
 use lpipe_examples::place_order::{self, Warehouse};
@@ -273,27 +272,6 @@ async fn stream_inserts_are_placed_once(idempotency: Idempotency) {
     assert_eq!(forwarded_ids(&o.forwarded), ["o-7"]);
 }
 
-/// A store that is down.
-struct Down;
-
-#[lpipe::async_trait]
-impl IdempotencyStore for Down {
-    async fn begin(&self, _: &Claim) -> Result<Begun, StoreError> {
-        Err(StoreError::new("throttled"))
-    }
-    async fn complete(
-        &self,
-        _: &IdempotencyKey,
-        _: Option<&Value>,
-        _: u64,
-    ) -> Result<(), StoreError> {
-        Err(StoreError::new("throttled"))
-    }
-    async fn release(&self, _: &IdempotencyKey) -> Result<(), StoreError> {
-        Err(StoreError::new("throttled"))
-    }
-}
-
 fn memory() -> Idempotency {
     Idempotency::new(MemoryIdempotencyStore::new())
 }
@@ -320,7 +298,10 @@ async fn memory_an_expired_key_runs_again() {
 
 #[tokio::test]
 async fn memory_faults_of_the_store_fail_every_record_and_run_none() {
-    faults_of_the_store_fail_every_record_and_run_none(Idempotency::new(Down)).await;
+    faults_of_the_store_fail_every_record_and_run_none(Idempotency::new(DownStore::new(
+        "throttled",
+    )))
+    .await;
 }
 
 #[tokio::test]

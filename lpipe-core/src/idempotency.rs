@@ -1272,35 +1272,16 @@ mod tests {
         );
     }
 
-    /// A store that keeps keys beyond its process (as DynamoDB does): SHA-256 keys.
-    struct Lasting;
-
-    #[async_trait]
-    impl IdempotencyStore for Lasting {
-        async fn begin(&self, _: &Claim) -> Result<Begun, StoreError> {
-            Err(StoreError::new("not for running"))
-        }
-        async fn complete(
-            &self,
-            _: &IdempotencyKey,
-            _: Option<&Value>,
-            _: u64,
-        ) -> Result<(), StoreError> {
-            Err(StoreError::new("not for running"))
-        }
-        async fn release(&self, _: &IdempotencyKey) -> Result<(), StoreError> {
-            Err(StoreError::new("not for running"))
-        }
-    }
-
     #[test]
     fn keys_are_digested_as_their_store_asks() {
         let path = PathName::new("P");
         let short = kwargs(json!({"order_id": "o-1"}));
         let long = kwargs(json!({"order_id": "o-1".repeat(30)}));
         let sha = |text: &str| Sha256::digest(text.as_bytes())[..DIGEST_BYTES].to_vec();
-        // By default, SHA-256 of the canonical JSON, short or long.
-        let lasting = Idempotency::new(Lasting).key_from(["order_id"]);
+        // By default (a store that does not say, as DynamoDB's), SHA-256 of the canonical
+        // JSON, short or long.
+        let lasting = Idempotency::new(crate::testing::DownStore::new("not for running"))
+            .key_from(["order_id"]);
         assert_eq!(lasting.digest, KeyDigest::Sha256);
         let key = lasting.key("f", &path, &short).unwrap();
         assert_eq!(key.digest()[..], sha(r#"["o-1"]"#)[..]);

@@ -1,7 +1,8 @@
 //! The test kit (feature `test-kit`): event builders for every source ([`SqsEvent`],
 //! [`KinesisEvent`], [`EventBridgeEvent`], [`DynamoDbEvent`], [`raw_event`]), messages, a Lambda context, and
-//! assertions, a reporter that keeps what it is told ([`CapturingReporter`]) and logs kept
-//! for assertions ([`CapturedLogs`]), for testing
+//! assertions, a reporter that keeps what it is told ([`CapturingReporter`]), logs kept
+//! for assertions ([`CapturedLogs`]) and an idempotency store that is down ([`DownStore`]),
+//! for testing
 //! pipelines without AWS. The test doubles elsewhere are behind this feature too:
 //! [`MemorySink`](crate::MemorySink)'s programmed failures (`fail_next`,
 //! `fail_bodies_containing`, …) and [`Context::for_test`](crate::Context::for_test). The
@@ -14,10 +15,12 @@ mod emf;
 mod events;
 mod logs;
 mod reporter;
+mod store;
 
 pub use emf::check_emf;
 pub use logs::CapturedLogs;
 pub use reporter::{CapturedReport, CapturingReporter};
+pub use store::DownStore;
 
 pub use events::{
     attribute_value, DynamoDbEvent, EventBridgeEvent, KinesisEvent, KinesisRecord, SqsEvent,
