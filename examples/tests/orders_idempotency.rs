@@ -8,12 +8,8 @@
 //! key runs again; faults of the store fail the records and run none of them. With DynamoDB,
 //! a record that runs costs one conditional PutItem and one UpdateItem.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
@@ -22,43 +18,9 @@ use lpipe::testing::{
     lambda_context, message, moto_endpoint, unique_name, DownStore, DynamoDbEvent, SqsEvent,
 };
 use lpipe::{Idempotency, MemoryIdempotencyStore, MemorySink, Pipeline};
+use lpipe_aws::testing::CountCalls;
 use lpipe_examples::place_order::{self, Warehouse};
 use serde_json::{json, Value};
-
-/// Counts the DynamoDB operations a client sends, by name.
-#[derive(Clone, Debug, Default)]
-struct CountCalls(Arc<Mutex<HashMap<String, usize>>>);
-
-impl CountCalls {
-    fn get(&self, operation: &str) -> usize {
-        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
-    }
-    fn reset(&self) {
-        self.0.lock().unwrap().clear();
-    }
-}
-
-impl Intercept for CountCalls {
-    fn name(&self) -> &'static str {
-        "CountCalls"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        _: &mut ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or_default();
-        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
-        *self.0.lock().unwrap().entry(operation).or_default() += 1;
-        Ok(())
-    }
-}
 
 /// A DynamoDB table on moto laid out as the store expects, and a store on it whose client
 /// counts its calls.
@@ -317,10 +279,10 @@ async fn dynamodb_a_batch_handled_twice_runs_and_forwards_each_record_once() {
     a_batch_handled_twice_runs_and_forwards_each_record_once(Idempotency::new(store)).await;
     // 4 records ran (o-1..o-4): a PutItem and an UpdateItem each; 4 duplicates: a PutItem
     // each, answered by the failed condition's item; nothing else.
-    assert_eq!(calls.get("PutItem"), 8, "{:?}", calls.0);
-    assert_eq!(calls.get("UpdateItem"), 4, "{:?}", calls.0);
-    assert_eq!(calls.get("GetItem"), 0, "{:?}", calls.0);
-    assert_eq!(calls.get("DeleteItem"), 0, "{:?}", calls.0);
+    assert_eq!(calls.get("PutItem"), 8, "{calls:?}");
+    assert_eq!(calls.get("UpdateItem"), 4, "{calls:?}");
+    assert_eq!(calls.get("GetItem"), 0, "{calls:?}");
+    assert_eq!(calls.get("DeleteItem"), 0, "{calls:?}");
 }
 
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
@@ -336,7 +298,7 @@ async fn dynamodb_a_failed_record_runs_again_on_retry() {
     let (store, calls) = dynamodb_store("dynamodb_a_failed_record_runs_again_on_retry").await;
     a_failed_record_runs_again_on_retry(Idempotency::new(store)).await;
     // The failed run and the two dropped ones deleted their in-progress items.
-    assert_eq!(calls.get("DeleteItem"), 3, "{:?}", calls.0);
+    assert_eq!(calls.get("DeleteItem"), 3, "{calls:?}");
 }
 
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]

@@ -1,7 +1,8 @@
 //! Plumbing shared by lpipe's AWS plugins (`lpipe-sqs`, `lpipe-kinesis`, `lpipe-cloudwatch`):
 //! the AWS configuration loaded once per process whichever plugins are enabled, the
 //! classification of SDK errors into retryable and permanent [`SendError`]s, and the limits and
-//! call counter every sink keeps. Not for direct use.
+//! call counter every sink keeps; with the feature `test-kit`, an interceptor that counts a
+//! client's calls for their tests (`testing::CountCalls`). Not for direct use.
 #![warn(missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +12,9 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use lpipe_core::{SendError, SinkLimits};
+
+#[cfg(feature = "test-kit")]
+pub mod testing;
 
 /// The standard AWS configuration (`aws-config`: region, credentials, `AWS_ENDPOINT_URL` and
 /// the service-specific endpoint variables), loaded once per process and shared by every

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use lpipe_aws::testing::CountCalls;
 use lpipe_core::testing::{
     assert_contains, lambda_context, message, moto_endpoint, raw_event, unique_name,
 };
@@ -328,39 +329,6 @@ async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
         .collect();
     paths.sort();
     assert_eq!(paths, ["KEEP", "KEEP"]);
-}
-
-/// Counts the SQS API calls of the client it is given to, by operation.
-#[derive(Clone, Debug, Default)]
-struct CountCalls(std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>);
-
-impl CountCalls {
-    fn get(&self, operation: &str) -> usize {
-        self.0.lock().unwrap().get(operation).copied().unwrap_or(0)
-    }
-}
-
-impl aws_sdk_sqs::config::Intercept for CountCalls {
-    fn name(&self) -> &'static str {
-        "CountCalls"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
-        _: &aws_sdk_sqs::config::RuntimeComponents,
-        _: &mut aws_sdk_sqs::config::ConfigBag,
-    ) -> Result<(), aws_sdk_sqs::error::BoxError> {
-        // The JSON protocol names the operation in a header: `AmazonSQS.GetQueueUrl`.
-        let target = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .unwrap_or_default();
-        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
-        *self.0.lock().unwrap().entry(operation).or_default() += 1;
-        Ok(())
-    }
 }
 
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
