@@ -151,11 +151,11 @@ impl Idempotency {
         path: &PathName,
         kwargs: &Kwargs,
     ) -> Result<IdempotencyKey, String> {
-        let mut material = Material::new(self.digest);
-        self.material(kwargs, &mut material)?;
+        let mut text = KeyText::new();
+        self.material(kwargs, &mut text)?;
         Ok(IdempotencyKey {
             namespace: self.namespaces.of_config(config, path),
-            digest: material.digest(),
+            digest: text.digest(self.digest),
         })
     }
 
@@ -456,89 +456,88 @@ fn process_key() -> (u64, u64) {
     *KEY.get_or_init(rand::random)
 }
 
-/// A key's text as it is written, digested. With SHA-256, most keys' text is short: while it
-/// fits one block (55 bytes, the room before the padding), it is written straight into the
-/// block, on the stack, which is padded and compressed once, without the streaming hasher's
-/// buffering (52 ns a short key instead of 70 on the benchmark's machine); longer text goes to
-/// a hasher.
-enum Material {
-    /// SHA-256, the text so far in its one block.
-    Block { block: [u8; 64], len: usize },
-    /// SHA-256, of text longer than a block.
-    Long(Sha256),
-    /// [`KeyDigest::ProcessLocal`].
-    Local(siphasher::sip128::SipHasher24),
+/// A key's canonical text, gathered before it is digested in one go: on the stack while it
+/// is short (most keys: one field's value), on the heap beyond. Digesting whole text rather than
+/// streaming it piece by piece into a hasher saves the hasher's buffering of each piece (with
+/// SHA-256, text that fits one block, 55 bytes before the padding, is padded where it is and
+/// compressed once).
+struct KeyText {
+    short: [u8; KeyText::SHORT],
+    len: usize,
+    /// All of the text once it outgrows `short`.
+    long: Vec<u8>,
 }
 
-impl Material {
-    /// The most text one block holds with its padding.
+impl KeyText {
+    /// How much text the stack holds.
+    const SHORT: usize = 64;
+    /// The most text one SHA-256 block holds with its padding.
     const ONE_BLOCK: usize = 55;
 
-    fn new(digest: KeyDigest) -> Self {
-        match digest {
-            KeyDigest::Sha256 => Material::Block {
-                block: [0; 64],
-                len: 0,
-            },
-            KeyDigest::ProcessLocal => {
-                let (k0, k1) = process_key();
-                Material::Local(siphasher::sip128::SipHasher24::new_with_keys(k0, k1))
-            }
+    fn new() -> Self {
+        KeyText {
+            short: [0; Self::SHORT],
+            len: 0,
+            long: Vec::new(),
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn put_bytes(&mut self, bytes: &[u8]) {
-        match self {
-            Material::Block { block, len } => {
-                let end = *len + bytes.len();
-                if end <= Self::ONE_BLOCK {
-                    block[*len..end].copy_from_slice(bytes);
-                    *len = end;
-                } else {
-                    let mut hasher = Sha256::new();
-                    hasher.update(&block[..*len]);
-                    hasher.update(bytes);
-                    *self = Material::Long(hasher);
-                }
+        let end = self.len + bytes.len();
+        if end <= Self::SHORT {
+            self.short[self.len..end].copy_from_slice(bytes);
+        } else {
+            if self.long.is_empty() {
+                self.long.extend_from_slice(&self.short[..self.len]);
             }
-            Material::Long(hasher) => hasher.update(bytes),
-            Material::Local(hasher) => std::hash::Hasher::write(hasher, bytes),
+            self.long.extend_from_slice(bytes);
+        }
+        self.len = end;
+    }
+
+    fn text(&self) -> &[u8] {
+        if self.len <= Self::SHORT {
+            &self.short[..self.len]
+        } else {
+            &self.long
         }
     }
 
-    /// The first [`DIGEST_BYTES`] of the digest of the text (in place: the material is not
-    /// moved, and a block is padded where it is).
-    fn digest(&mut self) -> [u8; DIGEST_BYTES] {
-        /// SHA-256's initial state (FIPS 180-4, 5.3.3).
-        const INITIAL: [u32; 8] = [
-            0x6a09_e667,
-            0xbb67_ae85,
-            0x3c6e_f372,
-            0xa54f_f53a,
-            0x510e_527f,
-            0x9b05_688c,
-            0x1f83_d9ab,
-            0x5be0_cd19,
-        ];
+    /// The first [`DIGEST_BYTES`] of the text's digest.
+    fn digest(&self, digest: KeyDigest) -> [u8; DIGEST_BYTES] {
+        let text = self.text();
         let mut prefix = [0u8; DIGEST_BYTES];
-        match self {
-            Material::Block { block, len } => {
+        match digest {
+            KeyDigest::Sha256 if text.len() <= Self::ONE_BLOCK => {
+                /// SHA-256's initial state (FIPS 180-4, 5.3.3).
+                const INITIAL: [u32; 8] = [
+                    0x6a09_e667,
+                    0xbb67_ae85,
+                    0x3c6e_f372,
+                    0xa54f_f53a,
+                    0x510e_527f,
+                    0x9b05_688c,
+                    0x1f83_d9ab,
+                    0x5be0_cd19,
+                ];
                 // The text, a 1 bit, zeros, and the text's length in bits (big-endian).
-                block[*len] = 0x80;
-                block[56..].copy_from_slice(&(*len as u64 * 8).to_be_bytes());
+                let mut block = [0u8; 64];
+                block[..text.len()].copy_from_slice(text);
+                block[text.len()] = 0x80;
+                block[56..].copy_from_slice(&(text.len() as u64 * 8).to_be_bytes());
                 let mut state = INITIAL;
-                sha2::block_api::compress256(&mut state, std::slice::from_ref(block));
+                sha2::block_api::compress256(&mut state, std::slice::from_ref(&block));
                 for (out, word) in prefix.chunks_exact_mut(4).zip(state) {
                     out.copy_from_slice(&word.to_be_bytes());
                 }
             }
-            Material::Long(hasher) => {
-                let hasher = std::mem::take(hasher);
-                prefix.copy_from_slice(&hasher.finalize()[..DIGEST_BYTES]);
-            }
-            Material::Local(hasher) => {
+            KeyDigest::Sha256 => prefix.copy_from_slice(&Sha256::digest(text)[..DIGEST_BYTES]),
+            KeyDigest::ProcessLocal => {
                 use siphasher::sip128::Hasher128;
+                let (k0, k1) = process_key();
+                let mut hasher = siphasher::sip128::SipHasher24::new_with_keys(k0, k1);
+                std::hash::Hasher::write(&mut hasher, text);
                 prefix = u128::from(hasher.finish128()).to_le_bytes();
             }
         }
@@ -557,8 +556,8 @@ impl Out for String {
     }
 }
 
-impl Out for Material {
-    #[inline]
+impl Out for KeyText {
+    #[inline(always)]
     fn put(&mut self, s: &str) {
         self.put_bytes(s.as_bytes());
     }
@@ -573,6 +572,7 @@ fn missing_field(field: &str, null: bool) -> String {
 
 /// Writes a raw JSON value as [`canonical_json`] would, parsing only what needs it: objects
 /// and arrays (their keys are sorted), strings with escapes, and numbers (`1.50` is `1.5`).
+#[inline]
 fn canonical_raw(raw: &str, out: &mut impl Out) {
     match raw.as_bytes().first() {
         Some(b'{' | b'[') => match serde_json::from_str::<Value>(raw) {
@@ -630,10 +630,10 @@ fn canonical_json(value: &Value, out: &mut impl Out) {
 }
 
 /// Now, in Unix milliseconds: on Linux from the kernel's coarse clock (a read of memory the
-/// kernel updates each timer tick: ~5 ns a claim, where the precise clock costs ~30), which
-/// lags by at most a tick (a few milliseconds). That only makes a lock or an expiry look alive
-/// as much longer, and a lock taken now as much shorter: nothing next to seconds of locks and
-/// expiries.
+/// kernel updates each timer tick, through the C library: 6-10 ns a claim, where the precise
+/// clock costs ~30), which lags by at most a tick (a few milliseconds). That only makes a lock
+/// or an expiry look alive as much longer, and a lock taken now as much shorter: nothing next
+/// to seconds of locks and expiries.
 fn now_ms() -> u64 {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -1242,11 +1242,11 @@ mod tests {
     #[test]
     fn keys_hash_as_sha256_does() {
         let digest = |pieces: &[&[u8]]| {
-            let mut m = Material::new(KeyDigest::Sha256);
+            let mut m = KeyText::new();
             for p in pieces {
                 m.put_bytes(p);
             }
-            m.digest()
+            m.digest(KeyDigest::Sha256)
         };
         // Both sides of the one-block limit (55 bytes), and the empty text; in one piece, and
         // in pieces that cross the limit.
@@ -1304,11 +1304,11 @@ mod tests {
         let b = memory.key("f", &path, &long).unwrap();
         assert_ne!(a, b);
         // Written in pieces or at once, the same digest.
-        let mut pieces = Material::new(KeyDigest::ProcessLocal);
+        let mut pieces = KeyText::new();
         for p in ["[", "\"o-1\"", "]"] {
             pieces.put(p);
         }
-        assert_eq!(pieces.digest(), *a.digest());
+        assert_eq!(pieces.digest(KeyDigest::ProcessLocal), *a.digest());
     }
 
     #[test]
