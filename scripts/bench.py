@@ -20,7 +20,11 @@ off (text logs at the default level, no metrics).
 its keys in the in-memory store (BENCH_IDEMPOTENT=1), and after the table what idempotency
 costs: the idempotent row against the plain one, in wall time (medians) and in the time the
 program reports for handling the event alone (`handle=`: its lower decile and median over the
-same runs; the lower decile is the least disturbed by a shared machine's noise).
+same runs; the lower decile is the least disturbed by a shared machine's noise), and in a warm
+process: the program run once with BENCH_PAIRED=RUNS, which handles the event RUNS times plain
+and RUNS times idempotent (each with a new store), in alternating pairs a few milliseconds apart,
+and prints the median of the pairs' ratios (pairs share the machine's state, so this holds best
+on a noisy machine).
 
 A record count of 1 is the cold start: the whole process for a one-record event. The Python
 anchors need `pip install lpipe==4.2.0 python-decouple structlog sentry_sdk boto3
@@ -129,7 +133,8 @@ def main():
             label = "cold start (1 record)" if n == 1 else f"{n:,} records"
             if a.idempotency and n > 1:
                 costs.append((f"{kind}, {n:,} records", results["lpipe, `bench` program"],
-                              results[IDEMPOTENT]))
+                              results[IDEMPOTENT], paired(os.path.join(release, "bench"), event,
+                                                          a.runs)))
             for name, samples in results.items():
                 wall = statistics.median(w for w, _, _ in samples)
                 rss = statistics.median(r for _, r, _ in samples)
@@ -147,16 +152,28 @@ def idempotency_cost(costs, runs):
         xs = sorted(xs)
         return xs[(len(xs) - 1) // 10]
     print(f"\nIdempotency's cost (in-memory store), from the same {runs} runs: wall time (medians), "
-          "and the handling time the program reports (`handle=`), lower decile and median\n")
-    print("| event | wall | handle, lower decile | handle, median |")
-    print("| --- | --- | --- | --- |")
-    for label, plain, idem in costs:
+          "and the handling time the program reports (`handle=`), lower decile and median; then "
+          f"in a warm process, {runs} pairs (BENCH_PAIRED): plain and idempotent medians, and the "
+          "median of the pairs' ratios\n")
+    print("| event | wall | handle, lower decile | handle, median | warm, paired |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, plain, idem, warm in costs:
         wall = statistics.median(w for w, _, _ in idem) / statistics.median(w for w, _, _ in plain)
         cells = []
         for stat in (decile, statistics.median):
             p, i = stat([h for _, _, h in plain]), stat([h for _, _, h in idem])
             cells.append(f"{p:.1f} -> {i:.1f} ms ({(i / p - 1) * 100:+.1f}%)")
-        print(f"| {label} | {(wall - 1) * 100:+.1f}% | {cells[0]} | {cells[1]} |", flush=True)
+        print(f"| {label} | {(wall - 1) * 100:+.1f}% | {cells[0]} | {cells[1]} | {warm} |", flush=True)
+
+
+def paired(bench, event, runs):
+    """The bench program's warm, paired measure of idempotency's cost (BENCH_PAIRED), as a cell."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG")}
+    env["BENCH_PAIRED"] = str(runs)
+    out = subprocess.run([bench, event], env=env, capture_output=True, text=True, check=True).stdout
+    said = dict(re.findall(r"(\w+)=([-+\d.]+)", out))
+    return (f"{float(said['plain_median_ms']):.1f} -> {float(said['idempotent_median_ms']):.1f} ms "
+            f"({float(said['cost_median_of_ratios']):+.1f}%)")
 
 
 def io_bound(release, tmp, runs):

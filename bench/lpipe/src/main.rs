@@ -2,6 +2,13 @@
 //! handling the event (stderr), like the floor program `bench/floor`. With `BENCH_IO_MS=20`
 //! (and `BENCH_CONCURRENCY=N`), `store` awaits 20 ms per record, N records at once. With
 //! `BENCH_IDEMPOTENT=1`, records are idempotent by `user_id`, their keys kept in memory.
+//!
+//! With `BENCH_PAIRED=ROUNDS`, it measures what idempotency costs in a warm process instead
+//! (as a Lambda's later invocations run): ROUNDS rounds, each handling the event once plain and
+//! once idempotent with a new in-memory store (which of the two goes first alternates), and
+//! prints the medians and lower deciles of both and the median of the rounds' ratios. Two runs
+//! a few milliseconds apart share the machine's state, so the ratios hold on a noisy machine
+//! where whole-process times do not.
 mod workload;
 
 use std::process::ExitCode;
@@ -24,21 +31,37 @@ async fn main() -> ExitCode {
     lpipe::init_logging();
     // BENCH_IO_MS=20 BENCH_CONCURRENCY=10: the I/O-bound variant (`store` awaits 20 ms).
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
-    let builder = match (number("BENCH_IO_MS"), number("BENCH_CONCURRENCY")) {
+    let (io_ms, concurrency) = (number("BENCH_IO_MS"), number("BENCH_CONCURRENCY"));
+    let builder = || match (io_ms, concurrency) {
         (None, None) => crate::workload::pipeline(),
         (ms, concurrency) => {
             crate::workload::io_pipeline(ms.unwrap_or(0), concurrency.unwrap_or(1).max(1) as usize)
         }
     };
-    // BENCH_IDEMPOTENT=1: each record idempotent by user_id, keys in memory.
-    let builder = if std::env::var("BENCH_IDEMPOTENT").is_ok_and(|v| v == "1") {
-        builder.idempotent(
-            lpipe::Idempotency::new(lpipe::MemoryIdempotencyStore::new()).key_from(["user_id"]),
-        )
-    } else {
-        builder
+    // BENCH_IDEMPOTENT=1: each record idempotent by user_id, keys in memory (a new store each
+    // time this is called).
+    let idempotent = || {
+        builder()
+            .idempotent(
+                lpipe::Idempotency::new(lpipe::MemoryIdempotencyStore::new()).key_from(["user_id"]),
+            )
+            .build()
     };
-    let pipeline = match builder.build() {
+    if let Some(rounds) = number("BENCH_PAIRED") {
+        return paired(
+            &event,
+            rounds.max(1) as usize,
+            builder().build(),
+            idempotent,
+        )
+        .await;
+    }
+    let built = if std::env::var("BENCH_IDEMPOTENT").is_ok_and(|v| v == "1") {
+        idempotent()
+    } else {
+        builder().build()
+    };
+    let pipeline = match built {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -72,6 +95,86 @@ async fn main() -> ExitCode {
         eprintln!("peak_rss_kb={kb}");
     }
     code
+}
+
+/// `BENCH_PAIRED`: the plain pipeline against the same one with idempotent records, handled
+/// in alternating order, each idempotent round with a new store (so none of its records is a
+/// duplicate: the responses must be the same).
+async fn paired(
+    event: &str,
+    rounds: usize,
+    plain: Result<lpipe::Pipeline, lpipe::InvalidConfigurationError>,
+    idempotent: impl Fn() -> Result<lpipe::Pipeline, lpipe::InvalidConfigurationError>,
+) -> ExitCode {
+    let plain = match plain {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (mut plain_ms, mut idempotent_ms) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let pipeline = match idempotent() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+        let (p, i) = if round % 2 == 0 {
+            let p = timed(event, &plain).await;
+            (p, timed(event, &pipeline).await)
+        } else {
+            let i = timed(event, &pipeline).await;
+            (timed(event, &plain).await, i)
+        };
+        if p.1 != i.1 {
+            eprintln!(
+                "round {round}: the idempotent response differs:\n{:?}\n{:?}",
+                p.1, i.1
+            );
+            return ExitCode::FAILURE;
+        }
+        plain_ms.push(p.0);
+        idempotent_ms.push(i.0);
+    }
+    let mut ratios: Vec<f64> = idempotent_ms
+        .iter()
+        .zip(&plain_ms)
+        .map(|(i, p)| i / p)
+        .collect();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let decile = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[(v.len() - 1) / 10]
+    };
+    println!(
+        "paired rounds={rounds} plain_median_ms={:.3} idempotent_median_ms={:.3} plain_decile_ms={:.3} idempotent_decile_ms={:.3} cost_median_of_ratios={:+.2}%",
+        median(&mut plain_ms),
+        median(&mut idempotent_ms),
+        decile(&mut plain_ms),
+        decile(&mut idempotent_ms),
+        (median(&mut ratios) - 1.0) * 100.0
+    );
+    ExitCode::SUCCESS
+}
+
+/// Handles the event; returns the milliseconds it took and the response's text.
+async fn timed(event: &str, pipeline: &lpipe::Pipeline) -> (f64, Result<String, String>) {
+    let started = Instant::now();
+    let response = pipeline
+        .handle(event, lpipe::lambda_runtime::Context::default())
+        .await;
+    let elapsed = started.elapsed().as_secs_f64() * 1e3;
+    let text = match response {
+        Ok(r) => Ok(r.to_string()),
+        Err(e) => Err(serde_json::to_string(&e).unwrap_or_default()),
+    };
+    (elapsed, text)
 }
 
 /// This process's peak resident memory (`VmHWM`), in KiB, where Linux says it: printed for
