@@ -286,7 +286,7 @@ struct Namespaces {
     /// comparison: a Lambda's records share one configuration and a pipeline's paths are the
     /// same from record to record (both are held here, so their addresses stay theirs).
     first: OnceLock<First>,
-    known: Mutex<Vec<Arc<str>>>,
+    known: Mutex<Vec<&'static str>>,
 }
 
 /// See [`Namespaces::first`].
@@ -294,15 +294,30 @@ struct Namespaces {
 struct First {
     config: Arc<lambda_runtime::Config>,
     path: PathName,
-    namespace: Arc<str>,
+    namespace: &'static str,
+}
+
+/// The one copy of a namespace's text, kept for the life of the process: equal namespaces are
+/// the same string, so keys compare and copy them as addresses (no reference count to touch per
+/// key). A process makes few namespaces (one per function and idempotent path), so keeping them
+/// costs nothing that grows.
+fn interned(text: &str) -> &'static str {
+    static INTERNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = interned.iter().find(|known| **known == text) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(text.into());
+    interned.push(kept);
+    kept
 }
 
 impl Namespaces {
     /// The namespace of this path, for an invocation with this configuration.
-    fn of_config(&self, config: &Arc<lambda_runtime::Config>, path: &PathName) -> Arc<str> {
+    fn of_config(&self, config: &Arc<lambda_runtime::Config>, path: &PathName) -> &'static str {
         if let Some(first) = self.first.get() {
             if Arc::ptr_eq(&first.config, config) && first.path.same(path) {
-                return first.namespace.clone();
+                return first.namespace;
             }
         }
         let namespace = self.of(&config.function_name, path);
@@ -310,13 +325,13 @@ impl Namespaces {
         let _ = self.first.set(First {
             config: config.clone(),
             path: path.clone(),
-            namespace: namespace.clone(),
+            namespace,
         });
         namespace
     }
 
     /// The namespace of this function's path.
-    fn of(&self, function_name: &str, path: &PathName) -> Arc<str> {
+    fn of(&self, function_name: &str, path: &PathName) -> &'static str {
         let path = path.as_str();
         let is = |ns: &str| {
             ns.len() == function_name.len() + 1 + path.len()
@@ -326,10 +341,10 @@ impl Namespaces {
         };
         let mut known = self.known.lock().expect("namespaces lock");
         if let Some(ns) = known.iter().find(|ns| is(ns)) {
-            return ns.clone();
+            return ns;
         }
-        let ns: Arc<str> = format!("{function_name}.{path}").into();
-        known.push(ns.clone());
+        let ns = interned(&format!("{function_name}.{path}"));
+        known.push(ns);
         ns
     }
 }
@@ -339,9 +354,10 @@ impl Namespaces {
 /// the store keeps keys only in its process: see [`KeyDigest`]). Its text (`Display`),
 /// `{namespace}#{the digest in hex}`, names it in a store (the DynamoDB item's `id`).
 ///
-/// Cheap to make and clone: the namespace is made once per path and shared, so a key
-/// allocates nothing. Equal keys have equal [`digest`](Self::digest)s, whose first bytes make
-/// a good hash.
+/// Cheap to make and copy: the namespace is made once per path and kept for the life of the
+/// process (one copy of each text, shared by every key that has it), so a key allocates
+/// nothing and holds no reference count. Equal keys have equal [`digest`](Self::digest)s,
+/// whose first bytes make a good hash.
 ///
 /// ```
 /// use lpipe_core::IdempotencyKey;
@@ -352,24 +368,27 @@ impl Namespaces {
 ///     "orders.PLACE_ORDER#abababababababababababababababab"
 /// );
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct IdempotencyKey {
-    namespace: Arc<str>,
+    /// Interned (see [`interned`]): equal namespaces are the same string.
+    namespace: &'static str,
     digest: [u8; DIGEST_BYTES],
 }
 
 impl IdempotencyKey {
-    /// A key of this namespace and digest (for stores' own tests).
-    pub fn new(namespace: impl Into<Arc<str>>, digest: [u8; DIGEST_BYTES]) -> Self {
+    /// A key of this namespace and digest (for stores' own tests). The namespace's text is
+    /// kept for the life of the process, once however many keys have it: a store's tests
+    /// make a few.
+    pub fn new(namespace: impl AsRef<str>, digest: [u8; DIGEST_BYTES]) -> Self {
         IdempotencyKey {
-            namespace: namespace.into(),
+            namespace: interned(namespace.as_ref()),
             digest,
         }
     }
 
     /// Its namespace: `{function name}.{path}`.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        self.namespace
     }
 
     /// The digest of the record's canonical JSON (see [`KeyDigest`]).
@@ -380,8 +399,8 @@ impl IdempotencyKey {
 
 impl PartialEq for IdempotencyKey {
     fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest
-            && (Arc::ptr_eq(&self.namespace, &other.namespace) || self.namespace == other.namespace)
+        // Interned namespaces: the same text is the same string.
+        self.digest == other.digest && std::ptr::eq(self.namespace, other.namespace)
     }
 }
 
@@ -866,8 +885,8 @@ pub struct MemoryIdempotencyStore {
 /// table of the entries themselves takes 800 KB, more than many CPUs' L2 cache).
 #[derive(Debug, Default)]
 struct Items {
-    /// The keys' namespaces, by number (shared with the keys: found by address first).
-    namespaces: Vec<Arc<str>>,
+    /// The keys' namespaces, by number (interned, as the keys': found by address).
+    namespaces: Vec<&'static str>,
     /// Places in `entries`, by their key's hash.
     places: hashbrown::HashTable<u32>,
     /// The keys and their items, in the order they were written (a deleted one's place is
@@ -946,17 +965,10 @@ impl Items {
     /// The key as kept, if its namespace has a number.
     fn find(&self, key: &IdempotencyKey) -> Option<StoredKey> {
         // Few namespaces (one per idempotent path), the last one most often.
-        let namespace = match self
+        let namespace = self
             .namespaces
             .iter()
-            .rposition(|n| Arc::ptr_eq(n, &key.namespace))
-        {
-            Some(n) => n,
-            None => self
-                .namespaces
-                .iter()
-                .rposition(|n| **n == *key.namespace())?,
-        };
+            .rposition(|n| std::ptr::eq(*n, key.namespace))?;
         Some(StoredKey {
             namespace: u32::try_from(namespace).expect("fewer than 2^32 namespaces"),
             digest: key.digest,
@@ -968,7 +980,7 @@ impl Items {
         if let Some(stored) = self.find(key) {
             return stored;
         }
-        self.namespaces.push(key.namespace.clone());
+        self.namespaces.push(key.namespace);
         self.find(key).expect("just numbered")
     }
 
@@ -1128,9 +1140,12 @@ impl MemoryIdempotencyStore {
             .entries
             .iter()
             .map(|e| {
-                let namespace = &items.namespaces[e.key.namespace as usize];
+                let key = IdempotencyKey {
+                    namespace: items.namespaces[e.key.namespace as usize],
+                    digest: e.key.digest,
+                };
                 (
-                    IdempotencyKey::new(&**namespace, e.key.digest).to_string(),
+                    key.to_string(),
                     items.item(e),
                 )
             })
@@ -1236,7 +1251,25 @@ mod tests {
                 &kwargs(json!({"n": 2})),
             )
             .unwrap();
-        assert!(Arc::ptr_eq(&first.namespace, &again.namespace));
+        assert!(std::ptr::eq(first.namespace, again.namespace));
+    }
+
+    #[test]
+    fn equal_namespaces_are_one_string() {
+        let text = String::from("orders.PLACE");
+        let a = IdempotencyKey::new(&text, [1; DIGEST_BYTES]);
+        let b = IdempotencyKey::new("orders.PLACE", [1; DIGEST_BYTES]);
+        // Made from other strings of the same text: the same string, so the same key.
+        assert!(std::ptr::eq(a.namespace, b.namespace));
+        assert_eq!(a, b);
+        assert_ne!(a, IdempotencyKey::new("orders.OTHER", [1; DIGEST_BYTES]));
+        assert_ne!(a, IdempotencyKey::new("orders.PLACE", [2; DIGEST_BYTES]));
+        // A key made by hand finds the item of one made for a record.
+        let i = Idempotency::new(MemoryIdempotencyStore::new());
+        let made = i
+            .key("orders", &PathName::new("PLACE"), &kwargs(json!({"n": 1})))
+            .unwrap();
+        assert!(std::ptr::eq(made.namespace, a.namespace));
     }
 
     #[test]
