@@ -1144,10 +1144,7 @@ impl MemoryIdempotencyStore {
                     namespace: items.namespaces[e.key.namespace as usize],
                     digest: e.key.digest,
                 };
-                (
-                    key.to_string(),
-                    items.item(e),
-                )
+                (key.to_string(), items.item(e))
             })
             .collect()
     }
