@@ -478,8 +478,8 @@ fn process_key() -> (u64, u64) {
 /// A key's canonical text, gathered before it is digested in one go: on the stack while it
 /// is short (most keys: one field's value), on the heap beyond. Digesting whole text rather than
 /// streaming it piece by piece into a hasher saves the hasher's buffering of each piece (with
-/// SHA-256, text that fits one block, 55 bytes before the padding, is padded where it is and
-/// compressed once).
+/// SHA-256, text that fits one block, 55 bytes before the padding, is padded in a block on the
+/// stack and compressed once).
 struct KeyText {
     short: [u8; KeyText::SHORT],
     len: usize,
