@@ -279,14 +279,13 @@ pub(crate) struct Claimed {
 }
 
 /// The namespaces keys were made in: one `{function name}.{path}` string per path, made once
-/// and shared by the path's keys.
+/// (see [`interned`]) and shared by the path's keys.
 #[derive(Debug, Default)]
 struct Namespaces {
     /// The first namespace asked for by configuration, found again without a lock or a text
     /// comparison: a Lambda's records share one configuration and a pipeline's paths are the
     /// same from record to record (both are held here, so their addresses stay theirs).
     first: OnceLock<First>,
-    known: Mutex<Vec<&'static str>>,
 }
 
 /// See [`Namespaces::first`].
@@ -302,12 +301,17 @@ struct First {
 /// key). A process makes few namespaces (one per function and idempotent path), so keeping them
 /// costs nothing that grows.
 fn interned(text: &str) -> &'static str {
+    interned_as(|known| known == text, || text.to_owned())
+}
+
+/// [`interned`], of the text `is` recognises: `make` writes it only if no copy is kept yet.
+fn interned_as(is: impl Fn(&str) -> bool, make: impl FnOnce() -> String) -> &'static str {
     static INTERNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(known) = interned.iter().find(|known| **known == text) {
+    if let Some(known) = interned.iter().find(|known| is(known)) {
         return known;
     }
-    let kept: &'static str = Box::leak(text.into());
+    let kept: &'static str = Box::leak(make().into_boxed_str());
     interned.push(kept);
     kept
 }
@@ -330,7 +334,7 @@ impl Namespaces {
         namespace
     }
 
-    /// The namespace of this function's path.
+    /// The namespace of this function's path (its text is written only the first time).
     fn of(&self, function_name: &str, path: &PathName) -> &'static str {
         let path = path.as_str();
         let is = |ns: &str| {
@@ -339,13 +343,7 @@ impl Namespaces {
                 && ns[function_name.len()..].starts_with('.')
                 && ns.ends_with(path)
         };
-        let mut known = self.known.lock().expect("namespaces lock");
-        if let Some(ns) = known.iter().find(|ns| is(ns)) {
-            return ns;
-        }
-        let ns = interned(&format!("{function_name}.{path}"));
-        known.push(ns);
-        ns
+        interned_as(is, || format!("{function_name}.{path}"))
     }
 }
 
@@ -981,14 +979,16 @@ impl Entry {
 
 impl Items {
     /// The key as kept, if its namespace has a number.
+    #[inline]
     fn find(&self, key: &IdempotencyKey) -> Option<StoredKey> {
-        // Few namespaces (one per idempotent path), the last one most often.
+        // Few namespaces (one per idempotent path), the last one most often. Numbers fit in
+        // 32 bits: `stored` numbers no more.
         let namespace = self
             .namespaces
             .iter()
             .rposition(|n| std::ptr::eq(*n, key.namespace))?;
         Some(StoredKey {
-            namespace: u32::try_from(namespace).expect("fewer than 2^32 namespaces"),
+            namespace: namespace as u32,
             digest: key.digest,
         })
     }
@@ -996,18 +996,13 @@ impl Items {
     /// The key as kept, its namespace numbered if new.
     #[inline]
     fn stored(&mut self, key: &IdempotencyKey) -> StoredKey {
-        // Most often the last namespace numbered (most pipelines have one idempotent path).
-        if let Some(last) = self.namespaces.len().checked_sub(1) {
-            if std::ptr::eq(self.namespaces[last], key.namespace) {
-                return StoredKey {
-                    namespace: last as u32,
-                    digest: key.digest,
-                };
-            }
-        }
         if let Some(stored) = self.find(key) {
             return stored;
         }
+        assert!(
+            u32::try_from(self.namespaces.len()).is_ok(),
+            "fewer than 2^32 namespaces"
+        );
         self.namespaces.push(key.namespace);
         self.find(key).expect("just numbered")
     }
