@@ -61,24 +61,14 @@ async fn main() -> ExitCode {
     } else {
         builder().build()
     };
-    let pipeline = match built {
+    let pipeline = match usable(built) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let started = Instant::now();
-    let result = pipeline
-        .handle(&event, lpipe::lambda_runtime::Context::default())
-        .await;
-    let elapsed = started.elapsed();
-    let (text, code) = match result {
-        Ok(response) => (response.to_string(), ExitCode::SUCCESS),
-        Err(e) => (
-            serde_json::to_string(&e).unwrap_or_default(),
-            ExitCode::FAILURE,
-        ),
+    let (ms, response) = timed(&event, &pipeline).await;
+    let (text, code) = match response {
+        Ok(text) => (text, ExitCode::SUCCESS),
+        Err(text) => (text, ExitCode::FAILURE),
     };
     println!("{text}");
     let n = serde_json::from_str::<serde_json::Value>(&text)
@@ -86,11 +76,7 @@ async fn main() -> ExitCode {
         .and_then(|v| v["stats"]["received"].as_u64())
         .unwrap_or(0)
         .max(1);
-    eprintln!(
-        "handle={:.3}ms per_record_us={:.2}",
-        elapsed.as_secs_f64() * 1e3,
-        elapsed.as_secs_f64() * 1e6 / n as f64
-    );
+    eprintln!("handle={ms:.3}ms per_record_us={:.2}", ms * 1e3 / n as f64);
     if let Some(kb) = peak_rss_kb() {
         eprintln!("peak_rss_kb={kb}");
     }
@@ -106,21 +92,15 @@ async fn paired(
     plain: Result<lpipe::Pipeline, lpipe::InvalidConfigurationError>,
     idempotent: impl Fn() -> Result<lpipe::Pipeline, lpipe::InvalidConfigurationError>,
 ) -> ExitCode {
-    let plain = match plain {
+    let plain = match usable(plain) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let (mut plain_ms, mut idempotent_ms) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let pipeline = match idempotent() {
+        let pipeline = match usable(idempotent()) {
             Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(2);
-            }
+            Err(code) => return code,
         };
         let (p, i) = if round % 2 == 0 {
             let p = timed(event, &plain).await;
@@ -163,7 +143,18 @@ async fn paired(
     ExitCode::SUCCESS
 }
 
-/// Handles the event; returns the milliseconds it took and the response's text.
+/// The pipeline, or (its configuration refused, said on stderr) the exit code for a usage error.
+fn usable(
+    built: Result<lpipe::Pipeline, lpipe::InvalidConfigurationError>,
+) -> Result<lpipe::Pipeline, ExitCode> {
+    built.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Handles the event; returns the milliseconds it took and the response's text (or the
+/// invocation error's JSON).
 async fn timed(event: &str, pipeline: &lpipe::Pipeline) -> (f64, Result<String, String>) {
     let started = Instant::now();
     let response = pipeline
