@@ -50,6 +50,16 @@ IDEMPOTENCY = {"BENCH_IDEMPOTENT": "1"}
 IDEMPOTENT = "lpipe, `bench` program, idempotent (memory store)"
 
 
+def program_env(extra_env=None):
+    """The environment a measured program runs in: ours, without the settings of the rows
+    (logs, metrics, idempotency), plus these."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in OBSERVABILITY and k not in IDEMPOTENCY
+           and k not in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG")}
+    env.update(extra_env or {})
+    return env
+
+
 def run(cmd, extra_env=None):
     """Runs cmd once; returns (wall seconds, peak RSS in MiB, the handling time it reports in
     ms or None).
@@ -58,10 +68,7 @@ def run(cmd, extra_env=None):
     every program of the table prints). A child's ru_maxrss would not do: it counts the memory
     of this Python process, copied at fork, so nothing could measure below ~15 MiB. It is the
     fallback for a program that does not say."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in OBSERVABILITY and k not in IDEMPOTENCY
-           and k not in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG")}
-    env.update(extra_env or {})
+    env = program_env(extra_env)
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
@@ -168,8 +175,7 @@ def idempotency_cost(costs, runs):
 
 def paired(bench, event, runs):
     """The bench program's warm, paired measure of idempotency's cost (BENCH_PAIRED), as a cell."""
-    env = {k: v for k, v in os.environ.items() if k not in ("AWS_LAMBDA_LOG_LEVEL", "RUST_LOG")}
-    env["BENCH_PAIRED"] = str(runs)
+    env = program_env({"BENCH_PAIRED": str(runs)})
     out = subprocess.run([bench, event], env=env, capture_output=True, text=True, check=True).stdout
     said = dict(re.findall(r"(\w+)=([-+\d.]+)", out))
     return (f"{float(said['plain_median_ms']):.1f} -> {float(said['idempotent_median_ms']):.1f} ms "
