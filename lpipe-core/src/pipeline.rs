@@ -104,7 +104,13 @@ pub(crate) struct IdempotencyPolicy {
 impl IdempotencyPolicy {
     /// The idempotency of records entering by this path, if any, and its index.
     pub(crate) fn of(&self, path: &PathName) -> Option<(usize, &Idempotency)> {
-        let i = self.by_path.get(path).copied().or(self.pipeline)?;
+        // Most pipelines are idempotent as a whole or not at all: no path to hash then.
+        let own = if self.by_path.is_empty() {
+            None
+        } else {
+            self.by_path.get(path).copied()
+        };
+        let i = own.or(self.pipeline)?;
         Some((i, &self.all[i]))
     }
 
