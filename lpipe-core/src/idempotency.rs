@@ -151,12 +151,41 @@ impl Idempotency {
         path: &PathName,
         kwargs: &Kwargs,
     ) -> Result<IdempotencyKey, String> {
-        let mut text = KeyText::new();
-        self.material(kwargs, &mut text)?;
+        let digest = match self.short_key(kwargs) {
+            Some(digest) => digest,
+            None => {
+                let mut text = KeyText::new();
+                self.material(kwargs, &mut text)?;
+                text.digest(self.digest)
+            }
+        };
         Ok(IdempotencyKey {
             namespace: self.namespaces.of_config(config, path),
-            digest: text.digest(self.digest),
+            digest,
         })
+    }
+
+    /// The digest of the commonest key in memory without gathering its text: one kwarg whose
+    /// value is canonical as written and short enough that `[value]` is permuted whole (see
+    /// [`KeyText::digest`], which gives the same digest for the same text); `None` for any
+    /// other key (or a missing field, which [`material`](Self::material) names).
+    #[inline]
+    fn short_key(&self, kwargs: &Kwargs) -> Option<[u8; DIGEST_BYTES]> {
+        let [field] = self.key_fields.as_deref()? else {
+            return None;
+        };
+        if self.digest != KeyDigest::ProcessLocal {
+            return None;
+        }
+        let value = kwargs.raw_last(field)??.as_bytes();
+        if value.len() + 2 >= DIGEST_BYTES || value == b"null" || !canonical_as_written(value) {
+            return None;
+        }
+        let mut block = [0u8; DIGEST_BYTES];
+        block[0] = b'[';
+        block[1..=value.len()].copy_from_slice(value);
+        block[value.len() + 1] = b']';
+        Some(sealed(block, value.len() + 2))
     }
 
     /// [`key_in`](Self::key_in) for an invocation of this function.
@@ -473,6 +502,16 @@ fn process_key() -> (u64, u64) {
     *KEY.get_or_init(rand::random)
 }
 
+/// The [`KeyDigest::ProcessLocal`] digest of text shorter than [`DIGEST_BYTES`], written at
+/// the start of the block (zeros after it): the text itself, its length in the last byte,
+/// through a keyed permutation. Two short texts never share a digest, and the digest is as
+/// spread, and as unknowable outside the process, as a hash's.
+#[inline]
+fn sealed(mut block: [u8; DIGEST_BYTES], len: usize) -> [u8; DIGEST_BYTES] {
+    block[DIGEST_BYTES - 1] = len as u8;
+    permuted(u128::from_le_bytes(block)).to_le_bytes()
+}
+
 /// A keyed permutation of 128 bits (two rounds of a Feistel network whose round function is a
 /// folded multiply, keyed with the process's key): distinct inputs give distinct outputs, and
 /// each output's first 64 bits depend on all of its input, so they serve as a table's hash.
@@ -569,13 +608,9 @@ impl KeyText {
             }
             KeyDigest::Sha256 => prefix.copy_from_slice(&Sha256::digest(text)[..DIGEST_BYTES]),
             KeyDigest::ProcessLocal if text.len() < DIGEST_BYTES => {
-                // The text itself (its length in the last byte), through a keyed permutation:
-                // two short texts never share a digest, and the digest is as spread, and as
-                // unknowable outside the process, as a hash's.
                 let mut block = [0u8; DIGEST_BYTES];
                 block[..text.len()].copy_from_slice(text);
-                block[DIGEST_BYTES - 1] = text.len() as u8;
-                prefix = permuted(u128::from_le_bytes(block)).to_le_bytes();
+                prefix = sealed(block, text.len());
             }
             KeyDigest::ProcessLocal => {
                 use siphasher::sip128::Hasher128;
@@ -620,17 +655,22 @@ fn missing_field(field: &str, null: bool) -> String {
 /// canonical as they are written (JSON has no leading zeros), and are written without a call.
 #[inline]
 fn canonical_raw(raw: &str, out: &mut impl Out) {
-    let bytes = raw.as_bytes();
-    let as_written = match bytes.first() {
+    if canonical_as_written(raw.as_bytes()) {
+        out.put(raw);
+    } else {
+        canonical_raw_parsed(raw, out);
+    }
+}
+
+/// Whether a raw JSON value is canonical as it is written: an integer, a string without
+/// escapes, `true`, `false` or `null`.
+#[inline]
+fn canonical_as_written(bytes: &[u8]) -> bool {
+    match bytes.first() {
         Some(b'-' | b'0'..=b'9') => bytes[1..].iter().all(u8::is_ascii_digit),
         Some(b'"') => !bytes.contains(&b'\\'),
         Some(b'{' | b'[') | None => false,
         Some(_) => true,
-    };
-    if as_written {
-        out.put(raw);
-    } else {
-        canonical_raw_parsed(raw, out);
     }
 }
 
@@ -1626,6 +1666,11 @@ mod tests {
             "0",
             "-12",
             "123456789",
+            // Both sides of the shortest keys' limit: `[value]` under 16 bytes, or not.
+            "1234567890123",
+            "12345678901234",
+            r#""abcdefghijk""#,
+            r#""abcdefghijkl""#,
             "true",
             "false",
             r#""plain""#,
