@@ -965,8 +965,8 @@ pub struct MemoryIdempotencyStore {
 /// (see [`Entry`]), in a list in the order keys were claimed; a table of 4-byte places in
 /// that list finds them. A batch's claims append to the list and its settlements walk it in
 /// the same order, so only the small table is written at random (10,000 keys: 80 KB, where a
-/// table of the entries themselves takes 800 KB, more than many CPUs' L2 cache), and that a
-/// few hundred keys at a time (see [`Items::fresh`]).
+/// table of the entries themselves takes 800 KB, more than many CPUs' L2 cache), and that in
+/// passes over a few hundred keys (see [`Items::fresh`]).
 #[derive(Debug, Default)]
 struct Items {
     /// The keys' namespaces, by number (interned, as the keys': found by address).
@@ -1099,10 +1099,7 @@ impl Items {
         {
             return Some(at as usize);
         }
-        match self.fresh_slot(hash, key) {
-            (_, Some(at)) => Some(at),
-            (_, None) => None,
-        }
+        self.fresh_slot(hash, key).1
     }
 
     /// Where the key is in [`Items::fresh`]: the slot that holds it, and its place, or the
@@ -1151,13 +1148,14 @@ impl Items {
         self.entries.push(entry);
         self.fresh[slot] = u16::try_from(self.entries.len() - self.placed).expect("FRESH fits");
         if self.entries.len() - self.placed == FRESH {
-            self.settle_fresh();
+            self.place_fresh();
         }
         None
     }
 
-    /// Moves the fresh entries' places to [`Items::places`], in one pass.
-    fn settle_fresh(&mut self) {
+    /// Moves the fresh entries' places to [`Items::places`], in one pass (the large table's
+    /// cache misses overlap).
+    fn place_fresh(&mut self) {
         if self.placed == self.entries.len() {
             return;
         }
@@ -1197,7 +1195,7 @@ impl Items {
     /// Deletes the key's entry, if it has one; the last entry takes its place.
     fn remove(&mut self, key: &StoredKey) {
         // Rare (a record that did not succeed): every place in one table first.
-        self.settle_fresh();
+        self.place_fresh();
         let entries = &self.entries;
         let Ok(found) = self
             .places
