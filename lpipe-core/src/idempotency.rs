@@ -954,8 +954,10 @@ pub enum MemoryItem {
     },
 }
 
-/// An [`IdempotencyStore`] in memory, for local runs and tests: keys last as long as the
-/// process. Clones share their items.
+/// An [`IdempotencyStore`] in memory, for local runs and tests: keys last until they expire,
+/// at most as long as the process. Expired keys are swept out each time the store has doubled
+/// since the last sweep, so a long-running process holds at most about twice the keys still
+/// alive. Clones share their items.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryIdempotencyStore {
     items: Arc<Mutex<Items>>,
@@ -967,7 +969,12 @@ pub struct MemoryIdempotencyStore {
 /// the same order, so only the small table is written at random (10,000 keys: 80 KB, where a
 /// table of the entries themselves takes 800 KB, more than many CPUs' L2 cache), and that in
 /// passes over a few hundred keys (see [`Items::fresh`]).
-#[derive(Debug, Default)]
+///
+/// Expired items are swept out once the list has doubled since the last sweep and its
+/// earliest expiry has passed (see [`Items::sweep`]), so a long-running process keeps at most
+/// about twice the items that are alive, and a batch whose keys all live pays one comparison
+/// and one minimum a claim for it.
+#[derive(Debug)]
 struct Items {
     /// The keys' namespaces, by number (interned, as the keys': found by address).
     namespaces: Vec<&'static str>,
@@ -991,7 +998,34 @@ struct Items {
     /// settles its keys in the order it claimed them), found there without a probe of the
     /// table.
     next: usize,
+    /// No entry expires before this (Unix seconds; `u32::MAX` when there are none): the
+    /// earliest expiry of the keys claimed since the last sweep and of those it left. An item
+    /// written over later (completed, or taken over) expires no earlier than its key's claim
+    /// did: it is set from a later time, by the same path's setting.
+    earliest_expiry: u32,
+    /// How many entries there must be before the next sweep is considered (see
+    /// [`Items::sweep_if_due`]).
+    sweep_at: usize,
 }
+
+impl Default for Items {
+    fn default() -> Self {
+        Items {
+            namespaces: Vec::new(),
+            places: hashbrown::HashTable::new(),
+            placed: 0,
+            fresh: Vec::new(),
+            entries: Vec::new(),
+            outputs: HashMap::default(),
+            next: 0,
+            earliest_expiry: u32::MAX,
+            sweep_at: SWEEP_FLOOR,
+        }
+    }
+}
+
+/// The fewest entries [`Items::sweep`] runs on: smaller stores are not worth it.
+const SWEEP_FLOOR: usize = 1024;
 
 /// How many new keys [`Items::fresh`] holds before they move to [`Items::places`].
 const FRESH: usize = 256;
@@ -1145,6 +1179,7 @@ impl Items {
             u32::try_from(self.entries.len()).is_ok(),
             "fewer than 2^32 keys in memory"
         );
+        self.earliest_expiry = self.earliest_expiry.min(entry.expires_at_s);
         self.entries.push(entry);
         self.fresh[slot] = u16::try_from(self.entries.len() - self.placed).expect("FRESH fits");
         if self.entries.len() - self.placed == FRESH {
@@ -1216,6 +1251,57 @@ impl Items {
         self.let_go(&removed);
     }
 
+    /// Sweeps out the expired entries once the list has doubled since the last sweep (and
+    /// has [`SWEEP_FLOOR`] entries) if one of them may have expired; if none may, asks again
+    /// [`FRESH`] entries later. An expired item answers as an absent one does (see
+    /// [`MemoryIdempotencyStore::answer`]), so a sweep changes no answer; the run that may
+    /// still hold an expired in-progress key completes or releases it as if it had been
+    /// taken over.
+    #[inline]
+    fn sweep_if_due(&mut self, now_ms: u64) {
+        if self.entries.len() >= self.sweep_at {
+            self.sweep_or_wait(now_ms / 1000);
+        }
+    }
+
+    /// Sweeps if an entry may have expired by `now_s`, else waits [`FRESH`] more entries.
+    #[cold]
+    fn sweep_or_wait(&mut self, now_s: u64) {
+        if now_s >= u64::from(self.earliest_expiry) {
+            self.sweep(now_s);
+        } else {
+            self.sweep_at = self.entries.len() + FRESH;
+        }
+    }
+
+    /// Deletes every entry expired at `now_s` (and its output), keeping the others in their
+    /// order, and finds them again.
+    fn sweep(&mut self, now_s: u64) {
+        let outputs = &mut self.outputs;
+        self.entries.retain(|e| {
+            let alive = u64::from(e.expires_at_s) > now_s;
+            if !alive && e.has_output() {
+                outputs.remove(&e.key);
+            }
+            alive
+        });
+        let entries = &self.entries;
+        self.places.clear();
+        for (at, e) in entries.iter().enumerate() {
+            self.places
+                .insert_unique(e.key.hash(), at as u32, |&i| entries[i as usize].key.hash());
+        }
+        self.placed = entries.len();
+        self.fresh.fill(0);
+        self.next = 0;
+        self.earliest_expiry = entries
+            .iter()
+            .map(|e| e.expires_at_s)
+            .min()
+            .unwrap_or(u32::MAX);
+        self.sweep_at = (2 * entries.len()).max(SWEEP_FLOOR);
+    }
+
     /// Makes room for this many more keys.
     fn reserve(&mut self, more: usize) {
         let entries = &self.entries;
@@ -1274,6 +1360,7 @@ impl MemoryIdempotencyStore {
     /// What the store says to a claim (it never fails).
     fn answer(&self, claim: &Claim) -> Begun {
         let mut items = self.items.lock().expect("store lock");
+        items.sweep_if_due(claim.now_ms);
         let key = items.stored(&claim.key);
         let started = Entry::in_progress(key, claim.lock_until_ms, claim.expires_at_s);
         let Some(at) = items.place_or_insert(started) else {
@@ -1812,6 +1899,95 @@ mod tests {
                 expires_at_s: u64::from(u32::MAX)
             }
         );
+    }
+
+    /// Key number `n`, its digest spread as a real one's is (the store's table takes its
+    /// first bytes as the hash).
+    fn spread_key(n: u32) -> IdempotencyKey {
+        let mut digest = [0; DIGEST_BYTES];
+        let spread = (u64::from(n) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        digest[..8].copy_from_slice(&spread.to_le_bytes());
+        digest[8..12].copy_from_slice(&n.to_le_bytes());
+        IdempotencyKey::new("ns", digest)
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_sweeps_out_expired_keys_and_keeps_the_rest() {
+        let s = MemoryIdempotencyStore::new();
+        let k = spread_key;
+        let t0: u64 = 10_000;
+        let at = |n: u32, now_s: u64, expires_s: u64| {
+            Claim::new(k(n), now_s * 1000, now_s * 1000 + 600_000, expires_s)
+        };
+        // 1,500 keys that expire at t0 + 100 (the first 100 left in progress, every tenth
+        // completed with an output), then 600 that live until t0 + 10,000.
+        for n in 0..2_100 {
+            let expires = if n < 1_500 { t0 + 100 } else { t0 + 10_000 };
+            assert_eq!(s.begin(&at(n, t0, expires)).await.unwrap(), Begun::Started);
+            if n >= 100 {
+                let output = (n % 10 == 0).then(|| json!({ "n": n }));
+                s.complete(&k(n), output.as_ref(), expires).await.unwrap();
+            }
+        }
+        assert_eq!(s.items().len(), 2_100);
+        // Still alive at t0 + 99: a claim sweeps nothing.
+        assert!(matches!(
+            s.begin(&at(0, t0 + 99, t0 + 200)).await.unwrap(),
+            Begun::InProgress { .. }
+        ));
+        assert_eq!(s.items().len(), 2_100);
+        // At t0 + 100 the first 1,500 have expired: new claims sweep them out (within
+        // `FRESH` claims of the list's last check).
+        for n in 5_000..5_000 + FRESH as u32 {
+            assert_eq!(
+                s.begin(&at(n, t0 + 100, t0 + 3_700)).await.unwrap(),
+                Begun::Started
+            );
+        }
+        let items = s.items();
+        assert_eq!(items.len(), 600 + FRESH);
+        assert!(items.contains_key(&k(5_000).to_string()));
+        assert_eq!(s.items.lock().unwrap().outputs.len(), 60);
+        // What lives answers as before, outputs and all; what expired is free.
+        for n in (1_500..2_100).step_by(7) {
+            let output = (n % 10 == 0).then(|| json!({ "n": n }));
+            assert_eq!(
+                s.begin(&at(n, t0 + 100, t0 + 3_700)).await.unwrap(),
+                Begun::Completed(output),
+                "{n}"
+            );
+        }
+        assert_eq!(
+            s.begin(&at(1_400, t0 + 100, t0 + 3_700)).await.unwrap(),
+            Begun::Started
+        );
+        // A run that held an expired key swept out completes it anew.
+        s.complete(&k(50), None, t0 + 3_700).await.unwrap();
+        assert_eq!(
+            s.begin(&at(50, t0 + 101, t0 + 3_700)).await.unwrap(),
+            Begun::Completed(None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_running_memory_store_stays_near_its_live_keys() {
+        let s = MemoryIdempotencyStore::new();
+        let k = spread_key;
+        // Ten hours of a worker that takes 100 new keys a minute, each kept an hour: 6,000 are
+        // alive at any time.
+        let (per_minute, expiry_s) = (100u32, 3_600u64);
+        let mut n = 0;
+        for minute in 0..600u64 {
+            let now_s = 1_000_000 + minute * 60;
+            for _ in 0..per_minute {
+                let claim = Claim::new(k(n), now_s * 1000, now_s * 1000 + 60_000, now_s + expiry_s);
+                assert_eq!(s.begin(&claim).await.unwrap(), Begun::Started);
+                s.complete(&k(n), None, now_s + expiry_s).await.unwrap();
+                n += 1;
+            }
+            let len = s.items.lock().unwrap().entries.len();
+            assert!(len <= 2 * 6_100, "minute {minute}: {len} items kept");
+        }
     }
 
     #[tokio::test]
