@@ -998,10 +998,11 @@ struct Items {
     /// settles its keys in the order it claimed them), found there without a probe of the
     /// table.
     next: usize,
-    /// No entry expires before this (Unix seconds; `u32::MAX` when there are none): the
-    /// earliest expiry of the keys claimed since the last sweep and of those it left. An item
-    /// written over later (completed, or taken over) expires no earlier than its key's claim
-    /// did: it is set from a later time, by the same path's setting.
+    /// When a sweep may first find an expired entry (Unix seconds; `u32::MAX` when there are
+    /// none): the earliest expiry of the keys claimed since the last sweep and of those it
+    /// left. An item written over later (completed, or taken over) is not counted: its expiry
+    /// is set from a later time by the same path's setting, so it is rarely earlier, and if it
+    /// is, the item is only swept later than it could be (a sweep deletes only what expired).
     earliest_expiry: u32,
     /// How many entries there must be before the next sweep is considered (see
     /// [`Items::sweep_if_due`]).
@@ -1285,21 +1286,19 @@ impl Items {
             }
             alive
         });
-        let entries = &self.entries;
+        // Every place moved: the small table is emptied, and all are placed anew.
         self.places.clear();
-        for (at, e) in entries.iter().enumerate() {
-            self.places
-                .insert_unique(e.key.hash(), at as u32, |&i| entries[i as usize].key.hash());
-        }
-        self.placed = entries.len();
         self.fresh.fill(0);
+        self.placed = 0;
+        self.place_fresh();
         self.next = 0;
-        self.earliest_expiry = entries
+        self.earliest_expiry = self
+            .entries
             .iter()
             .map(|e| e.expires_at_s)
             .min()
             .unwrap_or(u32::MAX);
-        self.sweep_at = (2 * entries.len()).max(SWEEP_FLOOR);
+        self.sweep_at = (2 * self.entries.len()).max(SWEEP_FLOOR);
     }
 
     /// Makes room for this many more keys.
@@ -1793,15 +1792,20 @@ mod tests {
         assert!(c.lock_until_ms < now + 10_000);
     }
 
+    /// Key number `n`, its digest spread as a real one's is (the store's table takes its
+    /// first bytes as the hash).
+    fn spread_key(n: u32) -> IdempotencyKey {
+        let mut digest = [0; DIGEST_BYTES];
+        let spread = (u64::from(n) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        digest[..8].copy_from_slice(&spread.to_le_bytes());
+        digest[8..12].copy_from_slice(&n.to_le_bytes());
+        IdempotencyKey::new("ns", digest)
+    }
+
     #[tokio::test]
     async fn the_memory_store_finds_keys_before_and_after_they_move_tables() {
         let s = MemoryIdempotencyStore::new();
-        let k = |n: u32| {
-            let mut digest = [0u8; DIGEST_BYTES];
-            digest[..4].copy_from_slice(&n.wrapping_mul(0x9e37_79b9).to_le_bytes());
-            digest[4..8].copy_from_slice(&n.to_le_bytes());
-            IdempotencyKey::new("ns", digest)
-        };
+        let k = spread_key;
         let claim = |n: u32| Claim::new(k(n), 10_000_000, 10_060_000, 10_000 + 3600);
         let held = Begun::InProgress {
             lock_until_ms: 10_060_000,
@@ -1899,16 +1903,6 @@ mod tests {
                 expires_at_s: u64::from(u32::MAX)
             }
         );
-    }
-
-    /// Key number `n`, its digest spread as a real one's is (the store's table takes its
-    /// first bytes as the hash).
-    fn spread_key(n: u32) -> IdempotencyKey {
-        let mut digest = [0; DIGEST_BYTES];
-        let spread = (u64::from(n) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        digest[..8].copy_from_slice(&spread.to_le_bytes());
-        digest[8..12].copy_from_slice(&n.to_le_bytes());
-        IdempotencyKey::new("ns", digest)
     }
 
     #[tokio::test]
