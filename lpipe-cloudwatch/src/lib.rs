@@ -23,7 +23,10 @@ use std::sync::{Arc, OnceLock};
 
 use lpipe_core::{EventSource, Sink, SinkRegistration, SourceRegistration};
 
-pub use sink::{EventBridgeSink, EVENTBRIDGE_MAX_BATCH_BYTES, EVENTBRIDGE_MAX_ENTRIES};
+pub use sink::{
+    EventBridgeSink, EVENTBRIDGE_CALLS_IN_FLIGHT, EVENTBRIDGE_MAX_BATCH_BYTES,
+    EVENTBRIDGE_MAX_ENTRIES,
+};
 pub use source::CloudWatchSource;
 
 /// The CloudWatch Events client shared by everything in this crate that was not given one:

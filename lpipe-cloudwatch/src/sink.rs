@@ -11,6 +11,11 @@ pub const EVENTBRIDGE_MAX_ENTRIES: usize = 10;
 /// each entry's `Source`, `DetailType`, `Detail` and `Resources`, plus 14 for a `Time`.
 pub const EVENTBRIDGE_MAX_BATCH_BYTES: usize = 256 * 1024;
 
+/// PutEvents calls to one queue on their way at once ([`Sink::calls_in_flight`]), for
+/// messages without an order key: forwarding thousands of messages waits for hundreds of round
+/// trips eight at a time, not one after another.
+pub const EVENTBRIDGE_CALLS_IN_FLIGHT: usize = 8;
+
 /// The `source` of events when the queue sets none.
 pub const DEFAULT_SOURCE: &str = "lpipe";
 
@@ -142,6 +147,10 @@ impl Sink for EventBridgeSink {
                 }),
             })
             .collect())
+    }
+
+    fn calls_in_flight(&self, _queue: &Queue) -> usize {
+        EVENTBRIDGE_CALLS_IN_FLIGHT
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {

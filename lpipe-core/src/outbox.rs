@@ -5,9 +5,11 @@
 //! Per queue ([`QueueOutbox`]), in rounds (one per attempt):
 //! 1. [`QueueOutbox::next_call`] takes the next messages in staging order that fit the sink's
 //!    limits, holding back those whose order key has an undelivered message before them;
-//! 2. the sink sends the call, and [`QueueOutbox::apply`] sorts its results: delivered,
-//!    refused retryably (retried next round, and its key held back), refused for good (its key
-//!    is given up: nothing staged after it with that key is sent);
+//! 2. the sink sends the call (one after another; when no message of the round has an order
+//!    key, up to [`Sink::calls_in_flight`] at once), and [`QueueOutbox::apply`] sorts its
+//!    results as it returns: delivered, refused retryably (retried next round, and its key
+//!    held back), refused for good (its key is given up: nothing staged after it with that key
+//!    is sent);
 //! 3. when a round leaves messages to retry, the outbox waits (exponential backoff with
 //!    jitter) and runs another, until the attempts or the deadline run out
 //!    ([`QueueOutbox::give_up_on`]).
@@ -16,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::iter::Peekable;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures::StreamExt;
 
 use crate::queue::Queue;
 use crate::sink::{OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits};
@@ -218,11 +222,19 @@ impl QueueOutbox {
     /// One attempt: calls until every pending message was offered or held back; returns what
     /// to offer again.
     async fn round(&mut self, attempt: u32) -> Vec<Pending> {
+        let in_flight = self.sink.calls_in_flight(&self.queue).max(1);
+        // Only messages without an order key may overtake each other.
+        let unordered = in_flight > 1 && self.pending.iter().all(|p| p.key.is_none());
         let mut round = Round {
             queued: std::mem::take(&mut self.pending).into_iter().peekable(),
             waiting: BTreeSet::new(),
             retry_next: Vec::new(),
         };
+        if unordered {
+            self.calls_side_by_side(in_flight, attempt, &mut round)
+                .await;
+            return round.retry_next;
+        }
         loop {
             let call = self.next_call(&mut round);
             if call.is_empty() {
@@ -234,6 +246,36 @@ impl QueueOutbox {
             self.apply(call, results, attempt, &mut round);
         }
         round.retry_next
+    }
+
+    /// Sends the round's calls (of messages without order keys), up to `in_flight` at once,
+    /// sorting each call's results as it returns.
+    async fn calls_side_by_side(&mut self, in_flight: usize, attempt: u32, round: &mut Round) {
+        let mut calls = Vec::new();
+        loop {
+            let call = self.next_call(round);
+            if call.is_empty() {
+                break;
+            }
+            calls.push(call);
+        }
+        let (sink, queue) = (Arc::clone(&self.sink), self.queue.clone());
+        let mut returned = futures::stream::iter(calls)
+            .map(|call| {
+                let (sink, queue) = (&sink, &queue);
+                async move {
+                    let messages: Vec<OutboundMessage> =
+                        call.iter().map(|p| p.staged.message.clone()).collect();
+                    let results = sink.send(queue, &messages).await;
+                    (call, results)
+                }
+            })
+            .buffer_unordered(in_flight);
+        while let Some((call, results)) = returned.next().await {
+            self.apply(call, results, attempt, round);
+        }
+        // Calls return in any order: the next round offers in staging order again.
+        round.retry_next.sort_unstable_by_key(|p| p.seq);
     }
 
     /// The next call: messages in staging order, within the limits, leaving out (and holding
@@ -528,6 +570,142 @@ mod tests {
                 undeliverable: 1
             }
         );
+    }
+
+    /// A sink whose calls take a while (later messages' calls less, so calls return out of
+    /// order), counting how many are on their way at once; it refuses (retryably) the first
+    /// offer of every message whose body is a multiple of 7.
+    struct Slow {
+        in_flight: usize,
+        keyed: bool,
+        state: std::sync::Mutex<SlowState>,
+    }
+
+    #[derive(Default)]
+    struct SlowState {
+        now: usize,
+        most: usize,
+        offered: BTreeSet<String>,
+        delivered: Vec<String>,
+        calls: Vec<Vec<usize>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Sink for Slow {
+        async fn send(
+            &self,
+            _queue: &Queue,
+            batch: &[OutboundMessage],
+        ) -> Result<Vec<Result<(), SendError>>, SendError> {
+            let numbers: Vec<usize> = batch.iter().map(|m| m.body.parse().unwrap()).collect();
+            {
+                let mut s = self.state.lock().unwrap();
+                s.now += 1;
+                s.most = s.most.max(s.now);
+                s.calls.push(numbers.clone());
+            }
+            let ms = 200 - numbers[0] as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let mut s = self.state.lock().unwrap();
+            s.now -= 1;
+            let results = batch
+                .iter()
+                .map(|m| {
+                    let first = s.offered.insert(m.body.clone());
+                    if first && m.body.parse::<usize>().unwrap() % 7 == 0 {
+                        return Err(SendError::retryable("throttled"));
+                    }
+                    s.delivered.push(m.body.clone());
+                    Ok(())
+                })
+                .collect();
+            Ok(results)
+        }
+
+        fn calls_in_flight(&self, _queue: &Queue) -> usize {
+            self.in_flight
+        }
+
+        fn order_key(&self, _message: &OutboundMessage) -> Option<String> {
+            self.keyed.then(|| "one key".to_owned())
+        }
+    }
+
+    /// Flushes 100 messages through a [`Slow`] sink: the most calls it saw at once, and the
+    /// calls it was given, in order.
+    async fn through_slow(in_flight: usize, keyed: bool) -> (usize, Vec<Vec<usize>>) {
+        let sink = Arc::new(Slow {
+            in_flight,
+            keyed,
+            state: Default::default(),
+        });
+        let staged = (0..100).map(|i| staged(i, &i.to_string())).collect();
+        let for_queue = Arc::clone(&sink) as Arc<dyn Sink>;
+        let flushed = flush(
+            staged,
+            move |_| Some(Arc::clone(&for_queue)),
+            // Enough attempts for a refusal per round of one key.
+            RetryPolicy {
+                max_attempts: 100,
+                ..RetryPolicy::default()
+            },
+            None,
+        )
+        .await;
+        assert!(flushed.undelivered.is_empty(), "{:?}", flushed.undelivered);
+        // 15 multiples of 7 below 100, each refused once.
+        assert_eq!(
+            flushed.counts["memory"],
+            MessageCounts {
+                sent: 100,
+                retried: 15,
+                undeliverable: 0
+            }
+        );
+        let state = sink.state.lock().unwrap();
+        assert_eq!(state.now, 0);
+        // Each message delivered once.
+        let mut once = state.delivered.clone();
+        once.sort_by_key(|b| b.parse::<usize>().unwrap());
+        once.dedup();
+        assert_eq!(once.len(), state.delivered.len());
+        assert_eq!(once, (0..100).map(|i| i.to_string()).collect::<Vec<_>>());
+        (state.most, state.calls.clone())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_without_order_keys_go_side_by_side_up_to_the_sinks_number() {
+        let (most, calls) = through_slow(4, false).await;
+        assert_eq!(most, 4);
+        // Ten calls of ten, then the refused ones, offered again in staging order although
+        // their calls returned in another.
+        assert_eq!(calls.len(), 12);
+        let mut retried = calls[10..].to_vec();
+        retried.sort();
+        assert_eq!(
+            retried,
+            [
+                vec![0, 7, 14, 21, 28, 35, 42, 49, 56, 63],
+                vec![70, 77, 84, 91, 98]
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_with_order_keys_go_one_after_another() {
+        let (most, _) = through_slow(4, true).await;
+        assert_eq!(most, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sink_sends_one_call_at_a_time_unless_it_says_otherwise() {
+        let queue = Queue::new(QueueKind::custom("memory"), "q");
+        assert_eq!(MemorySink::new().calls_in_flight(&queue), 1);
+        let (most, _) = through_slow(1, false).await;
+        assert_eq!(most, 1);
+        // 0 counts as 1.
+        let (most, _) = through_slow(0, false).await;
+        assert_eq!(most, 1);
     }
 
     /// A sink whose every call fails as a whole.

@@ -41,7 +41,9 @@ use lpipe_core::{EventSource, SourceRegistration};
 #[cfg(feature = "client")]
 pub use acks::Backoff;
 #[cfg(feature = "client")]
-pub use sink::{SqsSink, SQS_MAX_BATCH_BYTES, SQS_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES};
+pub use sink::{
+    SqsSink, SQS_CALLS_IN_FLIGHT, SQS_MAX_BATCH_BYTES, SQS_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES,
+};
 pub use source::{SqsMode, SqsSource};
 
 /// The SQS client shared by everything in this crate that was not given one: built once per

@@ -1,7 +1,9 @@
 //! Queue URLs, looked up once: the sink's targets and the source's `eventSourceARN`s.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
@@ -9,9 +11,10 @@ use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 use crate::acks::parse_queue_arn;
 
 /// Queue URLs by target, looked up with GetQueueUrl the first time and remembered (a queue's
-/// URL does not change).
+/// URL does not change). Calls on their way at once wait for one lookup; a failed lookup is
+/// tried again by the next call.
 #[derive(Debug, Default)]
-pub(crate) struct QueueUrls(Mutex<HashMap<String, String>>);
+pub(crate) struct QueueUrls(Mutex<HashMap<String, Arc<OnceCell<String>>>>);
 
 /// Why a queue's URL could not be had.
 pub(crate) enum UrlError {
@@ -32,26 +35,30 @@ impl QueueUrls {
         if target.starts_with("https://") || target.starts_with("http://") {
             return Ok(target.to_owned());
         }
-        if let Some(url) = self.0.lock().expect("url cache lock").get(target) {
-            return Ok(url.clone());
-        }
-        let request = match parse_queue_arn(target) {
-            Some((account, name)) => client
-                .get_queue_url()
-                .queue_name(name)
-                .queue_owner_aws_account_id(account),
-            None => client.get_queue_url().queue_name(target),
-        };
-        let url = request
-            .send()
-            .await
-            .map_err(|e| UrlError::Api(Box::new(e)))?
-            .queue_url
-            .ok_or(UrlError::NoUrl)?;
-        self.0
-            .lock()
-            .expect("url cache lock")
-            .insert(target.to_owned(), url.clone());
-        Ok(url)
+        let cell = Arc::clone(
+            self.0
+                .lock()
+                .expect("url cache lock")
+                .entry(target.to_owned())
+                .or_default(),
+        );
+        let url = cell
+            .get_or_try_init(|| async {
+                let request = match parse_queue_arn(target) {
+                    Some((account, name)) => client
+                        .get_queue_url()
+                        .queue_name(name)
+                        .queue_owner_aws_account_id(account),
+                    None => client.get_queue_url().queue_name(target),
+                };
+                request
+                    .send()
+                    .await
+                    .map_err(|e| UrlError::Api(Box::new(e)))?
+                    .queue_url
+                    .ok_or(UrlError::NoUrl)
+            })
+            .await?;
+        Ok(url.clone())
     }
 }

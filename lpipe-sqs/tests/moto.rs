@@ -94,10 +94,17 @@ fn forwarding_pipeline(sink: &SqsSink, target: &str) -> Pipeline {
 async fn forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten() {
     moto_endpoint("forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten");
     let client = client().await;
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     for n in [1usize, 10, 11, 1000] {
         let name = unique_name("fwd");
         let url = create_queue(&client, &name, false).await;
-        let sink = SqsSink::with_client(client.clone());
+        let calls = CountCalls::default();
+        let counted = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&config)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let sink = SqsSink::with_client(counted);
         let pipeline = forwarding_pipeline(&sink, &name);
         // Every third message is equal to the one before it: equal bodies must both arrive.
         let messages: Vec<Value> = (0..n)
@@ -112,6 +119,13 @@ async fn forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten() {
             sink.batch_calls(),
             n.div_ceil(10),
             "n={n}: SendMessageBatch calls"
+        );
+        assert_eq!(calls.get("SendMessageBatch"), n.div_ceil(10), "n={n}");
+        // Up to SQS_CALLS_IN_FLIGHT calls at once, and one lookup of the queue's URL for all.
+        assert_eq!(
+            calls.get("GetQueueUrl"),
+            1,
+            "n={n}: the URL is looked up once"
         );
         let mut expected: BTreeMap<String, usize> = BTreeMap::new();
         for m in &messages {

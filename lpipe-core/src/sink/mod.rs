@@ -188,6 +188,16 @@ pub trait Sink: Send + Sync + 'static {
         None
     }
 
+    /// How many calls to this queue the outbox may have on their way at once. It uses more
+    /// than one only for messages without an [order key](Sink::order_key): messages with keys
+    /// go one call after another, so that none overtakes an earlier one with its key. The
+    /// default, 1, sends every call after the one before; the SQS and EventBridge sinks allow
+    /// 8, so a batch forwarding thousands of messages does not wait for each round trip in
+    /// turn. Read once per queue and round; 0 counts as 1.
+    fn calls_in_flight(&self, _queue: &Queue) -> usize {
+        1
+    }
+
     /// The queue option keys this sink understands ([`Queue::option`](crate::Queue::option)):
     /// a queue with any other key fails the build, naming these. `None` (the default) accepts
     /// any key, for sinks that read options of their own.

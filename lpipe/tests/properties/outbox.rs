@@ -1,7 +1,8 @@
 //! The outbox, against a sink that fails generated subsets of entries (retryably or not, per
 //! entry and per call, over several attempts): no call breaks the sink's limits, a message is
 //! delivered at most once, a record succeeds exactly when all its messages were delivered, and
-//! messages sharing an order key are delivered in order and never after one that failed.
+//! messages sharing an order key are delivered in order and never after one that failed;
+//! with the sink's calls side by side (up to 4) where no message has a key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,8 @@ struct Case {
     max_attempts: u32,
     /// Whole calls that fail (by call number; later calls are answered per entry).
     failed_calls: Vec<Option<bool>>,
+    /// The sink's [`Sink::calls_in_flight`] (side by side only for messages without keys).
+    in_flight: usize,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -72,17 +75,33 @@ fn case() -> impl Strategy<Value = Case> {
         0usize..=600,
         1u32..=4,
         prop::collection::vec(prop::option::weighted(0.15, any::<bool>()), 0..10),
+        (1usize..=4, prop::bool::weighted(0.3)),
     )
         .prop_map(
-            |(records, max_entries, max_entry_bytes, extra, max_attempts, failed_calls)| Case {
-                records,
-                limits: SinkLimits {
-                    max_entries,
-                    max_entry_bytes,
-                    max_batch_bytes: max_entry_bytes + extra,
-                },
+            |(
+                mut records,
+                max_entries,
+                max_entry_bytes,
+                extra,
                 max_attempts,
                 failed_calls,
+                (in_flight, no_keys),
+            )| {
+                // Some cases without keys at all, whose calls may go side by side.
+                if no_keys {
+                    records.iter_mut().flatten().for_each(|m| m.key = None);
+                }
+                Case {
+                    records,
+                    limits: SinkLimits {
+                        max_entries,
+                        max_entry_bytes,
+                        max_batch_bytes: max_entry_bytes + extra,
+                    },
+                    max_attempts,
+                    failed_calls,
+                    in_flight,
+                }
             },
         )
 }
@@ -136,6 +155,7 @@ struct Scripted {
     limits: SinkLimits,
     answers: Arc<HashMap<Place, Vec<Answer>>>,
     failed_calls: Arc<Vec<Option<bool>>>,
+    in_flight: usize,
     log: Arc<Mutex<Log>>,
 }
 
@@ -156,6 +176,8 @@ impl Sink for Scripted {
         _queue: &Queue,
         batch: &[OutboundMessage],
     ) -> Result<Vec<Result<(), SendError>>, SendError> {
+        // Calls on their way at once interleave here (their number is the order they reach it).
+        tokio::task::yield_now().await;
         let mut log = self.log.lock().unwrap();
         let call = log.calls.len();
         let whole = self.failed_calls.get(call).copied().flatten();
@@ -202,6 +224,10 @@ impl Sink for Scripted {
     fn order_key(&self, message: &OutboundMessage) -> Option<String> {
         message.kwarg_value("k")
     }
+
+    fn calls_in_flight(&self, _queue: &Queue) -> usize {
+        self.in_flight
+    }
 }
 
 fn run(case: &Case) -> (Value, Log) {
@@ -219,6 +245,7 @@ fn run(case: &Case) -> (Value, Log) {
         limits: case.limits,
         answers: Arc::new(answers),
         failed_calls: Arc::new(case.failed_calls.clone()),
+        in_flight: case.in_flight,
         log: Arc::default(),
     };
     let pipeline = Pipeline::builder()
@@ -427,6 +454,7 @@ fn failed_records(messages: Vec<(u8, usize, Vec<Answer>)>, max_attempts: u32) ->
         },
         max_attempts,
         failed_calls: vec![],
+        in_flight: 1,
     };
     let (stats, log) = run(&case);
     check(&case, &stats, &log).unwrap();
