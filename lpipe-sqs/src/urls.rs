@@ -35,13 +35,14 @@ impl QueueUrls {
         if target.starts_with("https://") || target.starts_with("http://") {
             return Ok(target.to_owned());
         }
-        let cell = Arc::clone(
-            self.0
-                .lock()
-                .expect("url cache lock")
-                .entry(target.to_owned())
-                .or_default(),
-        );
+        let cell = {
+            let mut urls = self.0.lock().expect("url cache lock");
+            // A known target's cell without copying its name: this runs on every call.
+            match urls.get(target) {
+                Some(cell) => Arc::clone(cell),
+                None => Arc::clone(urls.entry(target.to_owned()).or_default()),
+            }
+        };
         let url = cell
             .get_or_try_init(|| async {
                 let request = match parse_queue_arn(target) {
