@@ -4,11 +4,17 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
 use lpipe_core::{BatchResult, Outcome};
 use serde::Deserialize;
 
 use crate::urls::UrlError;
 use crate::SqsSource;
+
+/// How many of the classic mode's `DeleteMessageBatch` calls, or of backoff's
+/// `ChangeMessageVisibilityBatch` calls, go to SQS at once: as many as the sink's
+/// ([`crate::SQS_CALLS_IN_FLIGHT`]). A batch of 10,000 records takes 1,000 calls of 10.
+const ACK_CALLS_IN_FLIGHT: usize = crate::SQS_CALLS_IN_FLIGHT;
 
 /// Backoff for kept records (opt-in, [`SqsSource::with_backoff`]; feature `client`): a record that fails comes
 /// back later and later instead of every visibility timeout. Its visibility timeout is set
@@ -160,38 +166,28 @@ impl SqsSource {
             }
         }
         let client = self.client().await;
-        for (arn, messages) in by_queue {
-            let Some(url) = self.queue_url(&client, arn).await else {
-                continue;
-            };
-            for chunk in messages.chunks(10) {
-                let entries: Vec<_> = chunk
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, (handle, timeout))| {
-                        aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(*handle)
-                            .visibility_timeout(*timeout)
-                            .build()
-                            .ok()
-                    })
-                    .collect();
-                match client
-                    .change_message_visibility_batch()
-                    .queue_url(&url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                {
-                    Ok(out) => {
-                        for f in &out.failed {
-                            tracing::warn!(id = f.id, code = f.code, "backoff not applied to a failed message: it comes back after the queue's visibility timeout");
-                        }
+        let mut calls = Vec::new();
+        for (arn, messages) in &by_queue {
+            if let Some(url) = self.queue_url(&client, arn).await {
+                // Built here, not in a stream's closure: a closure making futures inside this
+                // future would need to be general over lifetimes, which `Send` cannot prove.
+                calls.extend(
+                    messages
+                        .chunks(10)
+                        .map(|chunk| change_visibility(&client, url.clone(), chunk)),
+                );
+            }
+        }
+        let mut sent = futures::stream::iter(calls).buffer_unordered(ACK_CALLS_IN_FLIGHT);
+        while let Some(result) = sent.next().await {
+            match result {
+                Ok(out) => {
+                    for f in &out.failed {
+                        tracing::warn!(id = f.id, code = f.code, "backoff not applied to a failed message: it comes back after the queue's visibility timeout");
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "ChangeMessageVisibilityBatch failed: failed messages come back after the queue's visibility timeout")
-                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "ChangeMessageVisibilityBatch failed: failed messages come back after the queue's visibility timeout")
                 }
             }
         }
@@ -226,7 +222,8 @@ impl SqsSource {
         }
         let client = self.client().await;
         let (mut deleted, mut not_deleted) = (0usize, skipped);
-        for (arn, messages) in by_queue {
+        let mut calls = Vec::new();
+        for (arn, messages) in &by_queue {
             let Some(url) = self.queue_url(&client, arn).await else {
                 tracing::warn!(
                     arn,
@@ -235,41 +232,96 @@ impl SqsSource {
                 not_deleted += messages.len();
                 continue;
             };
-            for chunk in messages.chunks(10) {
-                let entries: Vec<_> = chunk
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, (_, handle))| {
-                        aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(*handle)
-                            .build()
-                            .ok()
-                    })
-                    .collect();
-                match client
-                    .delete_message_batch()
-                    .queue_url(&url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                {
-                    Ok(out) => {
-                        deleted += out.successful.len();
-                        for f in &out.failed {
-                            tracing::warn!(id = f.id, code = f.code, message = ?f.message, "an acknowledged message was not deleted and will be redelivered");
-                        }
-                        not_deleted += out.failed.len();
+            calls.extend(
+                messages
+                    .chunks(10)
+                    .map(|chunk| delete(&client, url.clone(), chunk)),
+            );
+        }
+        let mut sent = futures::stream::iter(calls).buffer_unordered(ACK_CALLS_IN_FLIGHT);
+        while let Some((messages, result)) = sent.next().await {
+            match result {
+                Ok(out) => {
+                    deleted += out.successful.len();
+                    for f in &out.failed {
+                        tracing::warn!(id = f.id, code = f.code, message = ?f.message, "an acknowledged message was not deleted and will be redelivered");
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "DeleteMessageBatch failed; acknowledged messages will be redelivered");
-                        not_deleted += chunk.len();
-                    }
+                    not_deleted += out.failed.len();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "DeleteMessageBatch failed; acknowledged messages will be redelivered");
+                    not_deleted += messages;
                 }
             }
         }
         format!("{deleted} acknowledged messages deleted, {not_deleted} not deleted")
     }
+}
+
+/// One `ChangeMessageVisibilityBatch` call: up to 10 (receipt handle, timeout) pairs.
+async fn change_visibility(
+    client: &aws_sdk_sqs::Client,
+    url: String,
+    chunk: &[(&str, i32)],
+) -> Result<
+    aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput,
+    aws_sdk_sqs::error::SdkError<
+        aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError,
+    >,
+> {
+    let entries: Vec<_> = chunk
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (handle, timeout))| {
+            aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(*handle)
+                .visibility_timeout(*timeout)
+                .build()
+                .ok()
+        })
+        .collect();
+    client
+        .change_message_visibility_batch()
+        .queue_url(url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+}
+
+/// One `DeleteMessageBatch` call: up to 10 (message id, receipt handle) pairs; returns how
+/// many messages it carried beside its result.
+async fn delete(
+    client: &aws_sdk_sqs::Client,
+    url: String,
+    chunk: &[(&str, &str)],
+) -> (
+    usize,
+    Result<
+        aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput,
+        aws_sdk_sqs::error::SdkError<
+            aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchError,
+        >,
+    >,
+) {
+    let entries: Vec<_> = chunk
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, handle))| {
+            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(*handle)
+                .build()
+                .ok()
+        })
+        .collect();
+    let result = client
+        .delete_message_batch()
+        .queue_url(url)
+        .set_entries(Some(entries))
+        .send()
+        .await;
+    (chunk.len(), result)
 }
 
 /// `arn:aws:sqs:REGION:ACCOUNT:NAME` → (account, name).

@@ -19,7 +19,8 @@ pub const SQS_MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// SendMessageBatch calls to one queue on their way at once ([`Sink::calls_in_flight`]), for
 /// a standard queue (a FIFO queue's calls go one after another): forwarding thousands of
-/// messages waits for hundreds of round trips eight at a time, not one after another.
+/// messages waits for hundreds of round trips eight at a time, not one after another. The
+/// source's classic-mode deletes and backoff's visibility changes go as many at once.
 pub const SQS_CALLS_IN_FLIGHT: usize = 8;
 
 /// Sends to queues of kind `sqs`, targeted by name (its URL is looked up once with GetQueueUrl

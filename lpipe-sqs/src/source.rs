@@ -16,7 +16,8 @@ pub enum SqsMode {
     #[default]
     PartialBatch,
     /// Python lpipe's mode, for mappings without `ReportBatchItemFailures`: delete every
-    /// acknowledged message (successes and dropped ones) with DeleteMessageBatch, then fail the
+    /// acknowledged message (successes and dropped ones) with DeleteMessageBatch (in calls of 10,
+    /// up to [`SQS_CALLS_IN_FLIGHT`](crate::SQS_CALLS_IN_FLIGHT) at once), then fail the
     /// invocation so that only the failed messages return after their visibility timeout
     /// (feature `client`).
     Classic,

@@ -384,6 +384,72 @@ async fn the_classic_mode_looks_a_queue_url_up_once() {
     assert_eq!(calls.get("GetQueueUrl"), 1, "the URL is looked up once");
 }
 
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test]
+async fn the_classic_mode_deletes_many_messages_in_calls_side_by_side() {
+    moto_endpoint("the_classic_mode_deletes_many_messages_in_calls_side_by_side");
+    let client = client().await;
+    let name = unique_name("classic-many");
+    let url = create_queue(&client, &name, false).await;
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let calls = CountCalls::default();
+    let counted = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&config)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    // 100 acknowledged records and one kept one: the invocation fails, so the classic mode
+    // deletes the 100 itself, in 10 calls.
+    let mut messages: Vec<Value> = (0..100)
+        .map(|i| json!({"path": "OK", "kwargs": {"i": i}}))
+        .collect();
+    messages.push(json!({"path": "KEEP", "kwargs": {"i": 100}}));
+    // Invisible long enough that none is received twice while the rest are.
+    let received = send_and_receive(&client, &url, &messages, 60).await;
+    assert_eq!(received.len(), 101);
+    let pipeline = Pipeline::builder()
+        .path("OK", [Action::new().function(ok)])
+        .path("KEEP", [Action::new().function(keep_it)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::classic().with_client(counted))
+        .build()
+        .unwrap();
+    let err = pipeline
+        .handle(&lambda_event(&received, &arn), lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_contains(
+        &err.error_message,
+        "100 acknowledged messages deleted, 0 not deleted",
+    );
+    assert_eq!(calls.get("DeleteMessageBatch"), 10);
+    let most = calls.max_in_flight();
+    assert!(
+        (2..=lpipe_sqs::SQS_CALLS_IN_FLIGHT).contains(&most),
+        "the deletes go side by side, at most {} at once: {most} were",
+        lpipe_sqs::SQS_CALLS_IN_FLIGHT
+    );
+
+    // Every message made visible again: only the kept one is still in the queue.
+    for m in &received {
+        client
+            .change_message_visibility()
+            .queue_url(&url)
+            .receipt_handle(m.receipt_handle().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .ok();
+    }
+    let back = drain(&client, &url).await;
+    let paths: Vec<Value> = back
+        .iter()
+        .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap()["path"].clone())
+        .collect();
+    assert_eq!(paths, [json!("KEEP")]);
+}
+
 #[derive(Deserialize)]
 struct Route {
     #[allow(dead_code)]
