@@ -24,6 +24,16 @@ async fn client() -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(&config)
 }
 
+/// A client as [`client`]'s whose calls `calls` counts.
+async fn counted_client(calls: &CountCalls) -> aws_sdk_sqs::Client {
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&config)
+            .interceptor(calls.clone())
+            .build(),
+    )
+}
+
 async fn create_queue(client: &aws_sdk_sqs::Client, name: &str, fifo: bool) -> String {
     let mut req = client.create_queue().queue_name(name);
     if fifo {
@@ -94,16 +104,11 @@ fn forwarding_pipeline(sink: &SqsSink, target: &str) -> Pipeline {
 async fn forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten() {
     moto_endpoint("forwarding_n_messages_arrives_as_exactly_n_in_batches_of_ten");
     let client = client().await;
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     for n in [1usize, 10, 11, 1000] {
         let name = unique_name("fwd");
         let url = create_queue(&client, &name, false).await;
         let calls = CountCalls::default();
-        let counted = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&config)
-                .interceptor(calls.clone())
-                .build(),
-        );
+        let counted = counted_client(&calls).await;
         let sink = SqsSink::with_client(counted);
         let pipeline = forwarding_pipeline(&sink, &name);
         // Every third message is equal to the one before it: equal bodies must both arrive.
@@ -353,13 +358,8 @@ async fn the_classic_mode_looks_a_queue_url_up_once() {
     let name = unique_name("classic-url");
     let url = create_queue(&client, &name, false).await;
     let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let calls = CountCalls::default();
-    let counted = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&config)
-            .interceptor(calls.clone())
-            .build(),
-    );
+    let counted = counted_client(&calls).await;
     let pipeline = Pipeline::builder()
         .path("OK", [Action::new().function(ok)])
         .path("KEEP", [Action::new().function(keep_it)])
@@ -392,13 +392,8 @@ async fn the_classic_mode_deletes_many_messages_in_calls_side_by_side() {
     let name = unique_name("classic-many");
     let url = create_queue(&client, &name, false).await;
     let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let calls = CountCalls::default();
-    let counted = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&config)
-            .interceptor(calls.clone())
-            .build(),
-    );
+    let counted = counted_client(&calls).await;
     // 100 acknowledged records and one kept one: the invocation fails, so the classic mode
     // deletes the 100 itself, in 10 calls.
     let mut messages: Vec<Value> = (0..100)
