@@ -262,14 +262,30 @@ async fn send_and_receive(
     messages: &[Value],
     visibility_s: i32,
 ) -> Vec<aws_sdk_sqs::types::Message> {
-    for message in messages {
-        client
-            .send_message()
+    for chunk in messages.chunks(10) {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, message)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(message.to_string())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = client
+            .send_message_batch()
             .queue_url(url)
-            .message_body(message.to_string())
+            .set_entries(Some(entries))
             .send()
             .await
             .unwrap();
+        assert!(
+            out.failed.is_empty(),
+            "every message sent: {:?}",
+            out.failed
+        );
     }
     let mut received = Vec::new();
     while received.len() < messages.len() {
@@ -427,12 +443,24 @@ async fn the_classic_mode_deletes_many_messages_in_calls_side_by_side() {
     );
 
     // Every message made visible again: only the kept one is still in the queue.
-    for m in &received {
+    // (The deleted ones' entries fail: their receipt handles are gone.)
+    for chunk in received.chunks(10) {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .visibility_timeout(0)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
         client
-            .change_message_visibility()
+            .change_message_visibility_batch()
             .queue_url(&url)
-            .receipt_handle(m.receipt_handle().unwrap())
-            .visibility_timeout(0)
+            .set_entries(Some(entries))
             .send()
             .await
             .ok();
