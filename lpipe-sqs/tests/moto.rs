@@ -318,6 +318,19 @@ fn lambda_event(messages: &[aws_sdk_sqs::types::Message], arn: &str) -> String {
     json!({"Records": records}).to_string()
 }
 
+/// A classic-mode pipeline through this client whose paths OK, DROP and KEEP succeed, drop
+/// and fail their records.
+fn classic_pipeline(client: aws_sdk_sqs::Client) -> Pipeline {
+    Pipeline::builder()
+        .path("OK", [Action::new().function(ok)])
+        .path("DROP", [Action::new().function(drop_it)])
+        .path("KEEP", [Action::new().function(keep_it)])
+        .registry(Registry::empty())
+        .event_source(SqsSource::classic().with_client(client))
+        .build()
+        .unwrap()
+}
+
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
@@ -332,14 +345,7 @@ async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
         .map(|(i, path)| json!({"path": path, "kwargs": {"i": i}}))
         .collect();
     let received = send_and_receive(&client, &url, &messages, 2).await;
-    let pipeline = Pipeline::builder()
-        .path("OK", [Action::new().function(ok)])
-        .path("DROP", [Action::new().function(drop_it)])
-        .path("KEEP", [Action::new().function(keep_it)])
-        .registry(Registry::empty())
-        .event_source(SqsSource::classic().with_client(client.clone()))
-        .build()
-        .unwrap();
+    let pipeline = classic_pipeline(client.clone());
     let err = pipeline
         .handle(&lambda_event(&received, &arn), lambda_context(0))
         .await
@@ -376,13 +382,7 @@ async fn the_classic_mode_looks_a_queue_url_up_once() {
     let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
     let calls = CountCalls::default();
     let counted = counted_client(&calls).await;
-    let pipeline = Pipeline::builder()
-        .path("OK", [Action::new().function(ok)])
-        .path("KEEP", [Action::new().function(keep_it)])
-        .registry(Registry::empty())
-        .event_source(SqsSource::classic().with_client(counted))
-        .build()
-        .unwrap();
+    let pipeline = classic_pipeline(counted);
     // Two failing invocations, each deleting its acknowledged message from the same queue.
     for round in 0..2 {
         let messages = ["OK", "KEEP"].map(|path| json!({"path": path, "kwargs": {"round": round}}));
@@ -419,13 +419,7 @@ async fn the_classic_mode_deletes_many_messages_in_calls_side_by_side() {
     // Invisible long enough that none is received twice while the rest are.
     let received = send_and_receive(&client, &url, &messages, 60).await;
     assert_eq!(received.len(), 101);
-    let pipeline = Pipeline::builder()
-        .path("OK", [Action::new().function(ok)])
-        .path("KEEP", [Action::new().function(keep_it)])
-        .registry(Registry::empty())
-        .event_source(SqsSource::classic().with_client(counted))
-        .build()
-        .unwrap();
+    let pipeline = classic_pipeline(counted);
     let err = pipeline
         .handle(&lambda_event(&received, &arn), lambda_context(0))
         .await
