@@ -32,7 +32,18 @@ pub struct Kwargs {
     /// The JSON text of an object; valid JSON by construction.
     text: Box<str>,
     /// Where each entry's key and value sit in `raw`, found once, on first use.
-    index: OnceLock<Option<Vec<Entry>>>,
+    index: Index,
+}
+
+/// [`Kwargs`]' index of its entries: found while the message was parsed, or on first use.
+/// (A `OnceLock` made full, with `OnceLock::from`, still goes through its slow path to set
+/// itself: a cost on every record's kwargs that the first variant does without.)
+#[derive(Clone)]
+enum Index {
+    /// Found when the kwargs were made.
+    Found(Option<Vec<Entry>>),
+    /// Found on first use.
+    Lazy(OnceLock<Option<Vec<Entry>>>),
 }
 
 /// Byte ranges of one entry's key (without quotes) and value in the kwargs text.
@@ -92,7 +103,7 @@ impl Kwargs {
     fn new(raw: Box<RawValue>) -> Self {
         Kwargs {
             text: Box::<str>::from(raw),
-            index: OnceLock::new(),
+            index: Index::Lazy(OnceLock::new()),
         }
     }
 
@@ -100,20 +111,22 @@ impl Kwargs {
     /// entries (borrowed from `text`) already found: no second scan.
     pub(crate) fn from_parsed(text: &str, entries: crate::kwargs_de::Entries<'_>) -> Self {
         Kwargs {
-            index: OnceLock::from(Some(entries.index_in(text))),
+            index: Index::Found(Some(entries.index_in(text))),
             text: text.into(),
         }
     }
 
     /// The entries' positions, or `None` when a key has escapes (then the slow path runs).
     pub(crate) fn index(&self) -> Option<&[Entry]> {
-        self.index
-            .get_or_init(|| {
+        let found = match &self.index {
+            Index::Found(found) => found,
+            Index::Lazy(lazy) => lazy.get_or_init(|| {
                 let text = self.as_str();
                 let entries = serde_json::from_str::<crate::kwargs_de::Entries<'_>>(text).ok()?;
                 Some(entries.index_in(text))
-            })
-            .as_deref()
+            }),
+        };
+        found.as_deref()
     }
 
     /// Each entry's key and raw value text, from the index; `None` when a key has escapes.
