@@ -145,10 +145,13 @@ impl Kwargs {
     pub(crate) fn raw_last(&self, key: &str) -> Option<Option<&str>> {
         let text = self.as_str();
         let entries = self.index()?;
-        let found = entries
-            .iter()
-            .rev()
-            .find(|e| e.key.1 as usize == key.len() && slice(text, e.key) == key);
+        // As bytes: the index's ranges are a key's, between quotes, so no check of character
+        // boundaries is needed to compare them.
+        let bytes = text.as_bytes();
+        let found = entries.iter().rev().find(|e| {
+            e.key.1 as usize == key.len()
+                && bytes.get(e.key.0 as usize..(e.key.0 + e.key.1) as usize) == Some(key.as_bytes())
+        });
         Some(found.map(|e| slice(text, e.value)))
     }
 

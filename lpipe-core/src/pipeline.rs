@@ -103,15 +103,20 @@ pub(crate) struct IdempotencyPolicy {
 
 impl IdempotencyPolicy {
     /// The idempotency of records entering by this path, if any, and its index.
+    #[inline]
     pub(crate) fn of(&self, path: &PathName) -> Option<(usize, &Idempotency)> {
         // Most pipelines are idempotent as a whole or not at all: no path to hash then.
-        let own = if self.by_path.is_empty() {
-            None
+        let i = if self.by_path.is_empty() {
+            self.pipeline?
         } else {
-            self.by_path.get(path).copied()
+            self.of_path(path)?
         };
-        let i = own.or(self.pipeline)?;
         Some((i, &self.all[i]))
+    }
+
+    /// [`of`](Self::of)'s index when some paths have their own setting.
+    fn of_path(&self, path: &PathName) -> Option<usize> {
+        self.by_path.get(path).copied().or(self.pipeline)
     }
 
     /// How many settings there are (claims name them 0 to this).
