@@ -269,22 +269,10 @@ async fn change_visibility(
         aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchError,
     >,
 > {
-    let entries: Vec<_> = chunk
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (handle, timeout))| {
-            aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(*handle)
-                .visibility_timeout(*timeout)
-                .build()
-                .ok()
-        })
-        .collect();
     client
         .change_message_visibility_batch()
         .queue_url(url)
-        .set_entries(Some(entries))
+        .set_entries(Some(visibility_entries(chunk.iter().copied())))
         .send()
         .await
 }
@@ -304,17 +292,7 @@ async fn delete(
         >,
     >,
 ) {
-    let entries: Vec<_> = chunk
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, handle))| {
-            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(*handle)
-                .build()
-                .ok()
-        })
-        .collect();
+    let entries = delete_entries(chunk.iter().map(|(_, handle)| *handle).enumerate());
     let result = client
         .delete_message_batch()
         .queue_url(url)
@@ -322,6 +300,42 @@ async fn delete(
         .send()
         .await;
     (chunk.len(), result)
+}
+
+/// The entries of one `ChangeMessageVisibilityBatch` call: each receipt handle with its
+/// timeout, their ids their positions in the call. (The builder fails only without an id or
+/// a handle, and both are set.)
+pub(crate) fn visibility_entries<'a>(
+    handles: impl Iterator<Item = (&'a str, i32)>,
+) -> Vec<aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry> {
+    handles
+        .enumerate()
+        .filter_map(|(i, (handle, timeout))| {
+            aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(handle)
+                .visibility_timeout(timeout)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// The entries of one `DeleteMessageBatch` call: each receipt handle with its id (a number
+/// the caller finds its failures by). (The builder fails only without an id or a handle, and
+/// both are set.)
+pub(crate) fn delete_entries<'a>(
+    handles: impl Iterator<Item = (usize, &'a str)>,
+) -> Vec<aws_sdk_sqs::types::DeleteMessageBatchRequestEntry> {
+    handles
+        .filter_map(|(i, handle)| {
+            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(handle)
+                .build()
+                .ok()
+        })
+        .collect()
 }
 
 /// `arn:aws:sqs:REGION:ACCOUNT:NAME` → (account, name).

@@ -28,10 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-    MessageSystemAttributeName, QueueAttributeName,
-};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use lpipe_core::Pipeline;
 use serde_json::{json, Map, Value};
 
@@ -539,18 +536,11 @@ async fn keep_invisible(
     loop {
         tokio::time::sleep(every).await;
         for chunk in handles.chunks(10) {
-            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, handle))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(visibility_timeout)
-                        .build()
-                        .ok()
-                })
-                .collect();
+            let entries = crate::acks::visibility_entries(
+                chunk
+                    .iter()
+                    .map(|(_, handle)| (handle.as_str(), visibility_timeout)),
+            );
             let out = with_retries("ChangeMessageVisibilityBatch", || {
                 client
                     .change_message_visibility_batch()
@@ -584,16 +574,7 @@ async fn delete(shared: &Shared, acknowledged: &[&(String, String)]) {
             .collect();
         let mut attempt = 0u32;
         while !pending.is_empty() {
-            let entries: Vec<DeleteMessageBatchRequestEntry> = pending
-                .iter()
-                .filter_map(|(i, handle)| {
-                    DeleteMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(*handle)
-                        .build()
-                        .ok()
-                })
-                .collect();
+            let entries = crate::acks::delete_entries(pending.iter().copied());
             let out = shared
                 .client
                 .delete_message_batch()
