@@ -114,6 +114,11 @@ struct Pending {
     failed: bool,
 }
 
+/// The messages of one call to a sink, in their order.
+fn messages_of(call: &[Pending]) -> Vec<OutboundMessage> {
+    call.iter().map(|p| p.staged.message.clone()).collect()
+}
+
 /// One round of calls: the messages still to offer, and what is left for the next round.
 struct Round {
     queued: Peekable<std::vec::IntoIter<Pending>>,
@@ -240,9 +245,7 @@ impl QueueOutbox {
             if call.is_empty() {
                 break;
             }
-            let messages: Vec<OutboundMessage> =
-                call.iter().map(|p| p.staged.message.clone()).collect();
-            let results = self.sink.send(&self.queue, &messages).await;
+            let results = self.sink.send(&self.queue, &messages_of(&call)).await;
             self.apply(call, results, attempt, &mut round);
         }
         round.retry_next
@@ -264,9 +267,7 @@ impl QueueOutbox {
             .map(|call| {
                 let (sink, queue) = (&sink, &queue);
                 async move {
-                    let messages: Vec<OutboundMessage> =
-                        call.iter().map(|p| p.staged.message.clone()).collect();
-                    let results = sink.send(queue, &messages).await;
+                    let results = sink.send(queue, &messages_of(&call)).await;
                     (call, results)
                 }
             })
