@@ -145,6 +145,7 @@ impl Idempotency {
     /// # Errors
     ///
     /// A message naming the first key field the kwargs lack.
+    #[inline]
     pub(crate) fn key_in(
         &self,
         config: &Arc<lambda_runtime::Config>,
@@ -153,16 +154,22 @@ impl Idempotency {
     ) -> Result<IdempotencyKey, String> {
         let digest = match self.short_key(kwargs) {
             Some(digest) => digest,
-            None => {
-                let mut text = KeyText::new();
-                self.material(kwargs, &mut text)?;
-                text.digest(self.digest)
-            }
+            None => self.gathered_key(kwargs)?,
         };
         Ok(IdempotencyKey {
             namespace: self.namespaces.of_config(config, path),
             digest,
         })
+    }
+
+    /// The digest of any key that [`short_key`](Self::short_key) does not make: its text
+    /// gathered, then digested. Out of line: its buffer would otherwise weigh on the frame of
+    /// every key, short ones too.
+    #[inline(never)]
+    fn gathered_key(&self, kwargs: &Kwargs) -> Result<[u8; DIGEST_BYTES], String> {
+        let mut text = KeyText::new();
+        self.material(kwargs, &mut text)?;
+        Ok(text.digest(self.digest))
     }
 
     /// The digest of the commonest key in memory without gathering its text: one kwarg whose
@@ -515,7 +522,7 @@ fn sealed(mut block: [u8; DIGEST_BYTES], len: usize) -> [u8; DIGEST_BYTES] {
 /// A keyed permutation of 128 bits (two rounds of a Feistel network whose round function is a
 /// folded multiply, keyed with the process's key): distinct inputs give distinct outputs, and
 /// each output's first 64 bits depend on all of its input, so they serve as a table's hash.
-#[inline]
+#[inline(always)]
 fn permuted(x: u128) -> u128 {
     /// Odd and without pattern: the first digits of pi's fraction.
     const SPREAD: u64 = 0x243f_6a88_85a3_08d3;
@@ -1199,6 +1206,7 @@ impl Items {
     }
 
     /// The place of the entry's key if it has one, else `None` once the entry is written.
+    #[inline(always)]
     fn place_or_insert(&mut self, entry: Entry) -> Option<usize> {
         let entries = &self.entries;
         let hash = entry.key.hash();
@@ -1347,6 +1355,7 @@ impl Items {
         self.entries.reserve(more);
     }
 
+    #[inline(always)]
     fn complete(&mut self, key: &IdempotencyKey, output: Option<&Value>, expires_at_s: u64) {
         let key = self.stored(key);
         let entry = Entry::completed(key, output.is_some(), expires_at_s);
@@ -1395,6 +1404,7 @@ impl MemoryIdempotencyStore {
     }
 
     /// What the store says to a claim (it never fails).
+    #[inline(always)]
     fn answer(&self, claim: &Claim) -> Begun {
         let mut items = self.items.lock().expect("store lock");
         items.sweep_if_due(claim.now_ms);
