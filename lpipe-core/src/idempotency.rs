@@ -44,8 +44,8 @@ const DIGEST_BYTES: usize = 16;
 /// ([`Idempotency::expires_after`]): one hour.
 pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);
 
-/// How long an in-progress item locks its key when the invocation has no deadline (locally, in
-/// a worker), unless set ([`Idempotency::lock_timeout`]): one minute.
+/// How long an in-progress item locks its key when the invocation has no deadline (a local
+/// run), unless set ([`Idempotency::lock_timeout`]): one minute.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What makes records idempotent: a store, how a record's key is made, and how long keys last.
@@ -127,7 +127,10 @@ impl Idempotency {
 
     /// How long a run's in-progress item locks its key, after which another delivery may take
     /// it over (the run is presumed dead). Unless set: until the invocation's deadline under
-    /// Lambda, else [`DEFAULT_LOCK_TIMEOUT`].
+    /// Lambda, or the batch's deadline in the SQS worker (its visibility timeout from receipt,
+    /// at least 30 s: the worker keeps a slow batch's messages invisible past it, but not its
+    /// keys' locks, so set this above the longest run of a path whose records may take
+    /// longer), else [`DEFAULT_LOCK_TIMEOUT`].
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = Some(timeout);
         self
