@@ -331,14 +331,40 @@ fn classic_pipeline(client: aws_sdk_sqs::Client) -> Pipeline {
         .unwrap()
 }
 
+/// A new standard queue of the test's (its name starts with `prefix`): its URL, and the ARN
+/// its events name.
+async fn source_queue(client: &aws_sdk_sqs::Client, prefix: &str) -> (String, String) {
+    let name = unique_name(prefix);
+    let url = create_queue(client, &name, false).await;
+    (url, format!("arn:aws:sqs:us-east-1:123456789012:{name}"))
+}
+
+/// Handles the received messages as one classic-mode invocation, which fails (a record is
+/// kept), and checks that it deleted this many acknowledged messages and failed to delete
+/// none: its error.
+async fn classic_invocation(
+    pipeline: &Pipeline,
+    received: &[aws_sdk_sqs::types::Message],
+    arn: &str,
+    deleted: usize,
+) -> lpipe_core::InvocationError {
+    let err = pipeline
+        .handle(&lambda_event(received, arn), lambda_context(0))
+        .await
+        .unwrap_err();
+    assert_contains(
+        &err.error_message,
+        format!("{deleted} acknowledged messages deleted, 0 not deleted"),
+    );
+    err
+}
+
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
     moto_endpoint("the_classic_mode_deletes_exactly_the_acknowledged_messages");
     let client = client().await;
-    let name = unique_name("classic");
-    let url = create_queue(&client, &name, false).await;
-    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let (url, arn) = source_queue(&client, "classic").await;
     let messages: Vec<Value> = ["OK", "KEEP", "DROP", "OK", "KEEP"]
         .iter()
         .enumerate()
@@ -346,15 +372,8 @@ async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
         .collect();
     let received = send_and_receive(&client, &url, &messages, 2).await;
     let pipeline = classic_pipeline(client.clone());
-    let err = pipeline
-        .handle(&lambda_event(&received, &arn), lambda_context(0))
-        .await
-        .unwrap_err();
+    let err = classic_invocation(&pipeline, &received, &arn, 3).await;
     assert_eq!(err.error_type, "FailCatastrophically");
-    assert_contains(
-        &err.error_message,
-        "3 acknowledged messages deleted, 0 not deleted",
-    );
 
     // After the visibility timeout only the two failed messages come back.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -377,9 +396,7 @@ async fn the_classic_mode_deletes_exactly_the_acknowledged_messages() {
 async fn the_classic_mode_looks_a_queue_url_up_once() {
     moto_endpoint("the_classic_mode_looks_a_queue_url_up_once");
     let client = client().await;
-    let name = unique_name("classic-url");
-    let url = create_queue(&client, &name, false).await;
-    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let (url, arn) = source_queue(&client, "classic-url").await;
     let calls = CountCalls::default();
     let counted = counted_client(&calls).await;
     let pipeline = classic_pipeline(counted);
@@ -387,14 +404,7 @@ async fn the_classic_mode_looks_a_queue_url_up_once() {
     for round in 0..2 {
         let messages = ["OK", "KEEP"].map(|path| json!({"path": path, "kwargs": {"round": round}}));
         let received = send_and_receive(&client, &url, &messages, 30).await;
-        let err = pipeline
-            .handle(&lambda_event(&received, &arn), lambda_context(0))
-            .await
-            .unwrap_err();
-        assert_contains(
-            &err.error_message,
-            "1 acknowledged messages deleted, 0 not deleted",
-        );
+        classic_invocation(&pipeline, &received, &arn, 1).await;
     }
     assert_eq!(calls.get("DeleteMessageBatch"), 2);
     assert_eq!(calls.get("GetQueueUrl"), 1, "the URL is looked up once");
@@ -405,9 +415,7 @@ async fn the_classic_mode_looks_a_queue_url_up_once() {
 async fn the_classic_mode_deletes_many_messages_in_calls_side_by_side() {
     moto_endpoint("the_classic_mode_deletes_many_messages_in_calls_side_by_side");
     let client = client().await;
-    let name = unique_name("classic-many");
-    let url = create_queue(&client, &name, false).await;
-    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    let (url, arn) = source_queue(&client, "classic-many").await;
     let calls = CountCalls::default();
     let counted = counted_client(&calls).await;
     // 100 acknowledged records and one kept one: the invocation fails, so the classic mode
@@ -420,14 +428,7 @@ async fn the_classic_mode_deletes_many_messages_in_calls_side_by_side() {
     let received = send_and_receive(&client, &url, &messages, 60).await;
     assert_eq!(received.len(), 101);
     let pipeline = classic_pipeline(counted);
-    let err = pipeline
-        .handle(&lambda_event(&received, &arn), lambda_context(0))
-        .await
-        .unwrap_err();
-    assert_contains(
-        &err.error_message,
-        "100 acknowledged messages deleted, 0 not deleted",
-    );
+    classic_invocation(&pipeline, &received, &arn, 100).await;
     assert_eq!(calls.get("DeleteMessageBatch"), 10);
     let most = calls.max_in_flight();
     assert!(
