@@ -188,7 +188,7 @@ impl Idempotency {
             return None;
         }
         let value = kwargs.raw_last(field)??.as_bytes();
-        if value.len() + 2 >= DIGEST_BYTES || !canonical_key_as_written(value) {
+        if value.len() + 2 >= DIGEST_BYTES || value == b"null" || !canonical_as_written(value) {
             return None;
         }
         let mut block = [0u8; DIGEST_BYTES];
@@ -681,18 +681,6 @@ fn canonical_as_written(bytes: &[u8]) -> bool {
         Some(b'"') => !bytes.contains(&b'\\'),
         Some(b'{' | b'[') | None => false,
         Some(_) => true,
-    }
-}
-
-/// Whether a raw JSON value is a key field's canonical text as it is written: as
-/// [`canonical_as_written`], but not `null` (a missing field).
-#[inline]
-fn canonical_key_as_written(bytes: &[u8]) -> bool {
-    match bytes.first() {
-        Some(b'-' | b'0'..=b'9') => bytes[1..].iter().all(u8::is_ascii_digit),
-        Some(b'"') => !bytes.contains(&b'\\'),
-        Some(b't' | b'f') => true,
-        _ => false,
     }
 }
 

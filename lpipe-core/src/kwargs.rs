@@ -31,7 +31,8 @@ use crate::kwargs_de::slice;
 pub struct Kwargs {
     /// The JSON text of an object; valid JSON by construction.
     text: Box<str>,
-    /// Where each entry's key and value sit in `raw`, found once, on first use.
+    /// Where each entry's key and value sit in `text`: found while the message was parsed, or
+    /// once, on first use.
     index: Index,
 }
 
