@@ -1163,15 +1163,18 @@ impl Items {
 
     /// The place of the key's entry, if it has one.
     fn place(&self, key: &StoredKey) -> Option<usize> {
-        let entries = &self.entries;
         let hash = key.hash();
-        if let Some(place) = self
-            .places
+        self.placed(hash, key)
+            .or_else(|| self.fresh_slot(hash, key).1)
+    }
+
+    /// The place of the key (whose hash this is) if [`Items::places`] has it.
+    #[inline]
+    fn placed(&self, hash: u64, key: &StoredKey) -> Option<usize> {
+        let entries = &self.entries;
+        self.places
             .find(hash, |p| p.holds(hash) && entries[p.at()].key == *key)
-        {
-            return Some(place.at());
-        }
-        self.fresh_slot(hash, key).1
+            .map(|p| p.at())
     }
 
     /// Where the key is in [`Items::fresh`]: the slot that holds it, and its place, or the
@@ -1199,13 +1202,9 @@ impl Items {
     /// The place of the entry's key if it has one, else `None` once the entry is written.
     #[inline(always)]
     fn place_or_insert(&mut self, entry: Entry) -> Option<usize> {
-        let entries = &self.entries;
         let hash = entry.key.hash();
-        if let Some(place) = self
-            .places
-            .find(hash, |p| p.holds(hash) && entries[p.at()].key == entry.key)
-        {
-            return Some(place.at());
+        if let Some(at) = self.placed(hash, &entry.key) {
+            return Some(at);
         }
         if self.fresh.is_empty() {
             self.fresh = vec![0; FRESH_ROOM];
