@@ -79,6 +79,8 @@ pub struct Idempotency {
     lock_timeout: Option<Duration>,
     /// How the store wants its keys digested.
     digest: KeyDigest,
+    /// The one key field, when [`short_key`](Self::short_key) can look for it.
+    short_field: Option<ShortField>,
     /// The keys' namespaces made so far, shared by clones.
     namespaces: Arc<Namespaces>,
 }
@@ -108,6 +110,7 @@ impl Idempotency {
             key_fields: None,
             expires_after: DEFAULT_EXPIRY,
             lock_timeout: None,
+            short_field: None,
             namespaces: Arc::default(),
         }
     }
@@ -115,7 +118,12 @@ impl Idempotency {
     /// Records keyed by these kwargs only (their values, as canonical JSON, in this order). A
     /// record without one of them (or with `null`) is dropped with an error naming it.
     pub fn key_from<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
-        self.key_fields = Some(fields.into_iter().map(Into::into).collect());
+        let fields: Vec<String> = fields.into_iter().map(Into::into).collect();
+        self.short_field = match (self.digest, fields.as_slice()) {
+            (KeyDigest::ProcessLocal, [field]) => ShortField::new(field),
+            _ => None,
+        };
+        self.key_fields = Some(fields);
         self
     }
 
@@ -175,27 +183,42 @@ impl Idempotency {
         Ok(text.digest(self.digest))
     }
 
-    /// The digest of the commonest key in memory without gathering its text: one kwarg whose
-    /// value is canonical as written and short enough that `[value]` is permuted whole (see
-    /// [`KeyText::digest`], which gives the same digest for the same text); `None` for any
-    /// other key (or a missing field, which [`material`](Self::material) names).
+    /// The digest of the commonest key in memory without gathering its text: one kwarg of at
+    /// most 16 bytes whose value is canonical as written and short enough that `[value]` is
+    /// permuted whole (see [`KeyText::digest`], which gives the same digest for the same text);
+    /// `None` for any other key (or a missing field, which [`material`](Self::material) names).
+    ///
+    /// The field's key and an integer value are read 16 bytes of text at a time (see
+    /// [`ShortField`] and [`all_digits`]): no call to compare or copy bytes.
     #[inline]
     fn short_key(&self, kwargs: &Kwargs) -> Option<[u8; DIGEST_BYTES]> {
-        let [field] = self.key_fields.as_deref()? else {
+        let field = self.short_field.as_ref()?;
+        let text = kwargs.as_str().as_bytes();
+        let entry = kwargs
+            .index()?
+            .iter()
+            .rev()
+            .find(|e| field.is_at(text, e.key))?;
+        let (start, len) = (entry.value.0 as usize, entry.value.1 as usize);
+        if len + 2 >= DIGEST_BYTES {
             return None;
+        }
+        let value = window(text, start)? & lanes(len);
+        let canonical = match value as u8 {
+            // An integer: its digits (after a sign), all of them.
+            b'-' => all_digits(value, lanes(len) & !0xff),
+            b'0'..=b'9' => all_digits(value, lanes(len)),
+            _ => {
+                let written = text.get(start..start + len)?;
+                written != b"null" && canonical_as_written(written)
+            }
         };
-        if self.digest != KeyDigest::ProcessLocal {
+        if !canonical {
             return None;
         }
-        let value = kwargs.raw_last(field)??.as_bytes();
-        if value.len() + 2 >= DIGEST_BYTES || value == b"null" || !canonical_as_written(value) {
-            return None;
-        }
-        let mut block = [0u8; DIGEST_BYTES];
-        block[0] = b'[';
-        block[1..1 + value.len()].copy_from_slice(value);
-        block[value.len() + 1] = b']';
-        Some(sealed(block, value.len() + 2))
+        // `[value]`, as the gathered text would be.
+        let block = u128::from(b'[') | (value << 8) | (u128::from(b']') << (8 * (len + 1)));
+        Some(sealed(block.to_le_bytes(), len + 2))
     }
 
     /// [`key_in`](Self::key_in) for an invocation of this function.
@@ -315,6 +338,73 @@ pub(crate) struct Claimed {
     pub(crate) key: IdempotencyKey,
     /// Which of the pipeline's idempotency settings (see `IdempotencyPolicy`).
     pub(crate) policy: usize,
+}
+
+/// A key field of at most 16 bytes, as [`Idempotency::short_key`] looks for it: an entry's
+/// key is compared with it 16 bytes of text at once (a key is followed by at least `":` and a
+/// value, so text that ends sooner is compared as bytes).
+#[derive(Clone, Copy, Debug)]
+struct ShortField {
+    /// The field's bytes, zeros after them (little-endian: the first byte lowest).
+    bytes: u128,
+    /// Its length.
+    len: usize,
+}
+
+impl ShortField {
+    /// The field, if it has at most 16 bytes.
+    fn new(field: &str) -> Option<Self> {
+        let mut bytes = [0u8; 16];
+        bytes
+            .get_mut(..field.len())?
+            .copy_from_slice(field.as_bytes());
+        Some(ShortField {
+            bytes: u128::from_le_bytes(bytes),
+            len: field.len(),
+        })
+    }
+
+    /// Whether the key at this range of `text` is the field.
+    #[inline(always)]
+    fn is_at(&self, text: &[u8], (start, len): (u32, u32)) -> bool {
+        if len as usize != self.len {
+            return false;
+        }
+        match window(text, start as usize) {
+            Some(window) => window & lanes(self.len) == self.bytes,
+            None => {
+                text.get(start as usize..start as usize + self.len)
+                    == Some(&self.bytes.to_le_bytes()[..self.len])
+            }
+        }
+    }
+}
+
+/// The 16 bytes of `text` from `at`, if it has them, as a little-endian number.
+#[inline(always)]
+fn window(text: &[u8], at: usize) -> Option<u128> {
+    let bytes: &[u8; 16] = text.get(at..)?.first_chunk()?;
+    Some(u128::from_le_bytes(*bytes))
+}
+
+/// The mask of the first `len` (at most 16) bytes of a [`window`].
+#[inline(always)]
+fn lanes(len: usize) -> u128 {
+    match len {
+        16.. => u128::MAX,
+        _ => (1u128 << (8 * len)) - 1,
+    }
+}
+
+/// Whether every byte of `bytes` in `lanes` (a mask of whole bytes) is an ASCII digit. Each
+/// byte less `0` is at most 9 for a digit: adding `0x76` sets the top bit of any greater one
+/// (a byte with the top bit set already is caught as it is; its carry into the next byte can
+/// only change a result that is already "no").
+#[inline(always)]
+fn all_digits(bytes: u128, lanes: u128) -> bool {
+    const EACH: u128 = u128::from_le_bytes([1; 16]);
+    let offsets = (bytes ^ (EACH * u128::from(b'0'))) & lanes;
+    (offsets.wrapping_add(EACH * 0x76) | offsets) & (EACH * 0x80) & lanes == 0
 }
 
 /// The namespaces keys were made in: one `{function name}.{path}` string per path, made once
@@ -1627,6 +1717,88 @@ mod tests {
             pieces.put(p);
         }
         assert_eq!(pieces.digest(KeyDigest::ProcessLocal), *a.digest());
+    }
+
+    #[test]
+    fn short_keys_digest_as_gathered_keys_do() {
+        let by_id = Idempotency::new(MemoryIdempotencyStore::new()).key_from(["user_id"]);
+        // (kwargs as written, whether the short path makes the key)
+        let cases = [
+            (r#"{"user_id":12345,"email":"a@example.com"}"#, true),
+            (
+                r#"{"email":"a@example.com","user_id":-7,"name":"Ann Lee"}"#,
+                true,
+            ),
+            (r#"{"user_id":"u-1","name":"a longer tail"}"#, true),
+            (r#"{"user_id":true,"name":"a longer tail"}"#, true),
+            (r#"{"user_id":1234567890123,"more":"a longer tail"}"#, true),
+            // The last of a repeated key, as parsing keeps it.
+            (r#"{"user_id":1,"user_id":2,"name":"a longer tail"}"#, true),
+            // Keys of the same length, other bytes.
+            (r#"{"user_ix":1,"user_id":3,"name":"a longer tail"}"#, true),
+            // The value ends the text: fewer than 16 bytes to read at once.
+            (r#"{"name":"Ann","user_id":12}"#, false),
+            // Too long for one block, or not canonical as written.
+            (
+                r#"{"user_id":12345678901234,"name":"a longer tail"}"#,
+                false,
+            ),
+            (r#"{"user_id":1.50,"name":"a longer tail"}"#, false),
+            (r#"{"user_id":1e3,"name":"a longer tail"}"#, false),
+            (r#"{"user_id":12a4,"name":"a longer tail"}"#, false),
+            (r#"{"user_id":"\u0041","name":"a longer tail"}"#, false),
+            (r#"{"user_id":[2,1],"name":"a longer tail"}"#, false),
+            (r#"{"user_id": 5 ,"name":"a longer tail"}"#, true),
+        ];
+        for (text, short) in cases {
+            let Ok(k) = Kwargs::from_json(text) else {
+                // `12a4` is not JSON: such kwargs never reach a key.
+                assert!(text.contains("12a4"));
+                continue;
+            };
+            let gathered = by_id.gathered_key(&k).unwrap();
+            match by_id.short_key(&k) {
+                Some(digest) => {
+                    assert!(short, "{text}: made short");
+                    assert_eq!(digest, gathered, "{text}");
+                }
+                None => assert!(!short, "{text}: not made short"),
+            }
+        }
+        // A missing or null field is left to the gathered path, which names it.
+        for text in [
+            r#"{"id":1,"name":"a longer tail"}"#,
+            r#"{"user_id":null,"n":"a longer tail"}"#,
+        ] {
+            let k = Kwargs::from_json(text).unwrap();
+            assert_eq!(by_id.short_key(&k), None, "{text}");
+            assert!(by_id.gathered_key(&k).unwrap_err().contains("user_id"));
+        }
+        // A field of more than 16 bytes, several fields, or SHA-256 digests: never short.
+        let k = Kwargs::from_json(r#"{"a_rather_long_field":1,"user_id":1,"n":"a longer tail"}"#)
+            .unwrap();
+        let long =
+            Idempotency::new(MemoryIdempotencyStore::new()).key_from(["a_rather_long_field"]);
+        assert_eq!(long.short_key(&k), None);
+        let two = Idempotency::new(MemoryIdempotencyStore::new()).key_from(["user_id", "n"]);
+        assert_eq!(two.short_key(&k), None);
+        let lasting = Idempotency::new(crate::testing::DownStore::new("not for running"))
+            .key_from(["user_id"]);
+        assert_eq!(lasting.short_key(&k), None);
+        // Every byte that is not a digit is found, in every place of a number.
+        let lanes8 = lanes(8);
+        let digits = u128::from_le_bytes(*b"12345678\0\0\0\0\0\0\0\0");
+        assert!(all_digits(digits, lanes8));
+        for at in 0..8 {
+            for bad in [b'/', b':', b'a', b'.', 0x80, 0xff, 0] {
+                let mut bytes = digits.to_le_bytes();
+                bytes[at] = bad;
+                assert!(
+                    !all_digits(u128::from_le_bytes(bytes), lanes8),
+                    "{bad} at {at}"
+                );
+            }
+        }
     }
 
     #[test]

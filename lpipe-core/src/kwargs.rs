@@ -50,8 +50,10 @@ enum Index {
 /// Byte ranges of one entry's key (without quotes) and value in the kwargs text.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
-    key: (u32, u32),
-    value: (u32, u32),
+    /// The key's start and length (without quotes).
+    pub(crate) key: (u32, u32),
+    /// The value's start and length.
+    pub(crate) value: (u32, u32),
 }
 
 impl Entry {
