@@ -325,6 +325,64 @@ async fn dynamodb_faults_of_the_store_fail_every_record_and_run_none() {
 
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
+async fn dynamodb_extends_the_locks_in_progress_it_is_asked_to_and_no_other() {
+    use lpipe::idempotency::{Begun, Claim, IdempotencyStore};
+    let (store, calls) =
+        dynamodb_store("dynamodb_extends_the_locks_in_progress_it_is_asked_to_and_no_other").await;
+    let key = |n: u8| lpipe::IdempotencyKey::new("orders.PLACE_ORDER", [n; 16]);
+    let (a, b) = (key(1), key(2));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // A claim at `at` (ms after now) that would lock for a minute.
+    let claim = |k: &lpipe::IdempotencyKey, at: u64| {
+        Claim::new(*k, now + at, now + at + 60_000, now / 1000 + 3600)
+    };
+    for k in [&a, &b] {
+        assert_eq!(store.begin(&claim(k, 0)).await.unwrap(), Begun::Started);
+    }
+    calls.reset();
+    store.extend(&[&a], now + 600_000).await.unwrap();
+    assert_eq!(
+        calls.get("UpdateItem"),
+        1,
+        "one conditional UpdateItem a key"
+    );
+    // Two minutes on, `a` is still held (until its extended lock); `b`'s lock timed out.
+    assert_eq!(
+        store.begin(&claim(&a, 120_000)).await.unwrap(),
+        Begun::InProgress {
+            lock_until_ms: now + 600_000
+        }
+    );
+    assert_eq!(
+        store.begin(&claim(&b, 120_000)).await.unwrap(),
+        Begun::Started
+    );
+    // Never shortened.
+    store.extend(&[&a], now + 300_000).await.unwrap();
+    assert_eq!(
+        store.begin(&claim(&a, 400_000)).await.unwrap(),
+        Begun::InProgress {
+            lock_until_ms: now + 600_000
+        }
+    );
+    // Completed, or never claimed: left alone, and no error.
+    store.complete(&a, None, now / 1000 + 3600).await.unwrap();
+    store.extend(&[&a, &key(3)], now + 900_000).await.unwrap();
+    assert_eq!(
+        store.begin(&claim(&a, 0)).await.unwrap(),
+        Begun::Completed(None)
+    );
+    assert_eq!(
+        store.begin(&claim(&key(3), 0)).await.unwrap(),
+        Begun::Started
+    );
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test]
 async fn dynamodb_stream_inserts_are_placed_once() {
     let (store, _) = dynamodb_store("dynamodb_stream_inserts_are_placed_once").await;
     stream_inserts_are_placed_once(Idempotency::new(store)).await;

@@ -38,6 +38,9 @@ pub(crate) struct Invocation {
     pub(crate) trace_header: Option<Arc<str>>,
     /// What the invocation measures, when the pipeline has metrics.
     pub(crate) metrics: Option<crate::metrics::InvocationMetrics>,
+    /// Where its records' idempotency keys are noted while held, for a caller that extends
+    /// their locks ([`crate::Pipeline::handle_holding`]).
+    pub(crate) held: Option<crate::idempotency::HeldKeys>,
 }
 
 /// The pipeline's shared state, one value per type.
@@ -178,6 +181,7 @@ impl Context {
                 message_scope: None,
                 trace_header: None,
                 metrics: None,
+                held: None,
             }),
             record: Arc::new(RecordInfo {
                 source: "test",

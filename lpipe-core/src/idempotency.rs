@@ -25,7 +25,7 @@
 //! Records of one batch that share a key: the first runs, and the others fail and come back
 //! as duplicates (completion is written once the batch's messages are delivered).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -136,9 +136,9 @@ impl Idempotency {
     /// How long a run's in-progress item locks its key, after which another delivery may take
     /// it over (the run is presumed dead). Unless set: until the invocation's deadline under
     /// Lambda, or the batch's deadline in the SQS worker (its visibility timeout from receipt,
-    /// at least 30 s: the worker keeps a slow batch's messages invisible past it, but not its
-    /// keys' locks, so set this above the longest run of a path whose records may take
-    /// longer), else [`DEFAULT_LOCK_TIMEOUT`].
+    /// at least 30 s; the worker's heartbeats, which keep a slow batch's messages invisible
+    /// past it, extend its keys' locks as far: see [`HeldKeys`]), else
+    /// [`DEFAULT_LOCK_TIMEOUT`].
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = Some(timeout);
         self
@@ -405,6 +405,58 @@ fn all_digits(bytes: u128, lanes: u128) -> bool {
     const EACH: u128 = u128::from_le_bytes([1; 16]);
     let offsets = (bytes ^ (EACH * u128::from(b'0'))) & lanes;
     (offsets.wrapping_add(EACH * 0x76) | offsets) & (EACH * 0x80) & lanes == 0
+}
+
+/// The idempotency keys that the records of a running batch hold, for whoever keeps the batch
+/// going past its deadline and must keep its keys locked as long: the SQS worker, whose
+/// heartbeats keep a slow batch's messages invisible (see [`Pipeline::handle_holding`] and
+/// [`Pipeline::extend_locks`]). A record's key is added when its claim starts it, and taken
+/// out once the key is settled. Clones share their keys.
+///
+/// [`Pipeline::handle_holding`]: crate::Pipeline::handle_holding
+/// [`Pipeline::extend_locks`]: crate::Pipeline::extend_locks
+#[derive(Clone, Debug, Default)]
+pub struct HeldKeys {
+    keys: Arc<Mutex<HashSet<(usize, IdempotencyKey)>>>,
+}
+
+impl HeldKeys {
+    /// None yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many keys are held now.
+    pub fn len(&self) -> usize {
+        self.keys.lock().expect("held keys").len()
+    }
+
+    /// Whether no key is held now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A record of the pipeline's idempotency setting `policy` holds this key.
+    pub(crate) fn hold(&self, policy: usize, key: &IdempotencyKey) {
+        self.keys.lock().expect("held keys").insert((policy, *key));
+    }
+
+    /// These keys are settled.
+    pub(crate) fn let_go<'a>(&self, settled: impl IntoIterator<Item = &'a Claimed>) {
+        let mut keys = self.keys.lock().expect("held keys");
+        for claim in settled {
+            keys.remove(&(claim.policy, claim.key));
+        }
+    }
+
+    /// The keys held now, by setting.
+    pub(crate) fn by_policy(&self) -> BTreeMap<usize, Vec<IdempotencyKey>> {
+        let mut by_policy: BTreeMap<usize, Vec<IdempotencyKey>> = BTreeMap::new();
+        for (policy, key) in self.keys.lock().expect("held keys").iter() {
+            by_policy.entry(*policy).or_default().push(*key);
+        }
+        by_policy
+    }
 }
 
 /// The namespaces keys were made in: one `{function name}.{path}` string per path, made once
@@ -948,6 +1000,19 @@ pub trait IdempotencyStore: Send + Sync + 'static {
         let _ = records;
     }
 
+    /// Extends the locks of these keys' in-progress items until `lock_until_ms` (Unix
+    /// milliseconds), for runs that outlive the lock they claimed (the SQS worker's: its
+    /// heartbeats keep a slow batch's messages invisible past the batch's deadline, and extend
+    /// its keys' locks with them; see [`HeldKeys`]). A lock is never shortened, and an item that
+    /// is not in progress (completed, released, expired) is left alone. The default cannot
+    /// extend: it says so, and the caller warns that the locks will time out.
+    async fn extend(&self, keys: &[&IdempotencyKey], lock_until_ms: u64) -> Result<(), StoreError> {
+        let _ = (keys, lock_until_ms);
+        Err(StoreError::new(
+            "this idempotency store cannot extend locks: they time out as claimed",
+        ))
+    }
+
     /// Settles keys of a batch, one result per settlement, in order; a batch of more than
     /// 1,024 claims is settled in calls of up to 1,024 keys. The default calls
     /// [`complete`](Self::complete) and [`release`](Self::release), up to 16 at once; a store
@@ -1023,6 +1088,9 @@ impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
     }
     async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
         (**self).settle(settlements).await
+    }
+    async fn extend(&self, keys: &[&IdempotencyKey], lock_until_ms: u64) -> Result<(), StoreError> {
+        (**self).extend(keys, lock_until_ms).await
     }
     fn key_digest(&self) -> KeyDigest {
         (**self).key_digest()
@@ -1453,6 +1521,16 @@ impl Items {
         }
     }
 
+    /// Extends the key's lock until then, if its item is in progress and locked until earlier.
+    fn extend(&mut self, key: &IdempotencyKey, lock_until_ms: u64) {
+        let Some(key) = self.find(key) else { return };
+        let Some(at) = self.place(&key) else { return };
+        let entry = &mut self.entries[at];
+        if !entry.is_completed() && entry.lock_until_ms < lock_until_ms {
+            entry.lock_until_ms = lock_until_ms.min(COMPLETED_WITH_OUTPUT - 1);
+        }
+    }
+
     fn release(&mut self, key: &IdempotencyKey) {
         // A key of a namespace never seen has no item: nothing to number, nothing to delete.
         if let Some(key) = self.find(key) {
@@ -1560,6 +1638,14 @@ impl IdempotencyStore for MemoryIdempotencyStore {
 
     fn reserve(&self, records: usize) {
         self.items.lock().expect("store lock").reserve(records);
+    }
+
+    async fn extend(&self, keys: &[&IdempotencyKey], lock_until_ms: u64) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("store lock");
+        for key in keys {
+            items.extend(key, lock_until_ms);
+        }
+        Ok(())
     }
 
     async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
@@ -2220,5 +2306,42 @@ mod tests {
         assert_eq!(s.begin(&expired).await.unwrap(), Begun::Started);
         s.release(&key("k")).await.unwrap();
         assert!(s.items().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_extends_only_locks_in_progress_and_never_shortens_one() {
+        let s = MemoryIdempotencyStore::new();
+        let lock = |s: &MemoryIdempotencyStore, k: &IdempotencyKey| match &s.items()[&k.to_string()]
+        {
+            MemoryItem::InProgress { lock_until_ms, .. } => Some(*lock_until_ms),
+            MemoryItem::Completed { .. } => None,
+        };
+        let (a, b) = (key("a"), key("b"));
+        for k in [&a, &b] {
+            let claim = Claim::new(*k, 10_000_000, 10_060_000, 10_000 + 3600);
+            assert_eq!(s.begin(&claim).await.unwrap(), Begun::Started);
+        }
+        s.extend(&[&a], 10_600_000).await.unwrap();
+        assert_eq!(lock(&s, &a), Some(10_600_000));
+        assert_eq!(lock(&s, &b), Some(10_060_000), "only the keys named");
+        // Earlier than it holds: unchanged.
+        s.extend(&[&a], 10_100_000).await.unwrap();
+        assert_eq!(lock(&s, &a), Some(10_600_000));
+        // Extended, the lock holds a claim off past its first end.
+        let later = Claim::new(a, 10_300_000, 10_360_000, 10_300 + 3600);
+        assert_eq!(
+            s.begin(&later).await.unwrap(),
+            Begun::InProgress {
+                lock_until_ms: 10_600_000
+            }
+        );
+        // Completed, released or never claimed: left alone.
+        s.complete(&b, None, 10_000 + 3600).await.unwrap();
+        s.release(&a).await.unwrap();
+        s.extend(&[&a, &b, &key("never")], 10_900_000)
+            .await
+            .unwrap();
+        assert_eq!(lock(&s, &b), None);
+        assert_eq!(s.items().len(), 1);
     }
 }

@@ -36,7 +36,9 @@ pub use error::{
     InvocationError, OnError, Outcome, Place, QueueProblem, RecordError,
 };
 pub use function::{function, Function, IntoFunction, IntoReturn, Output, Returned, State};
-pub use idempotency::{Idempotency, IdempotencyKey, IdempotencyStore, MemoryIdempotencyStore};
+pub use idempotency::{
+    HeldKeys, Idempotency, IdempotencyKey, IdempotencyStore, MemoryIdempotencyStore,
+};
 pub use kwargs::{Kwargs, KwargsError};
 pub use logging::{init_logging, LogFormat, LogSettings};
 pub use metrics::{Metrics, Unit};

@@ -1,12 +1,17 @@
 //! Idempotency's configuration errors and bad keys; its semantics per store are tested with
 //! the `orders` example (examples/tests/orders_idempotency.rs).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use lpipe_core::idempotency::{Begun, Claim, MemoryItem, StoreError};
 use lpipe_core::testing::{lambda_context, message, raw_event, CapturingReporter};
 use lpipe_core::{
-    Action, BoxError, ErrorKind, Idempotency, InvalidConfigurationError, MemoryIdempotencyStore,
-    NoParams, Pipeline,
+    async_trait, Action, BoxError, ErrorKind, HeldKeys, Idempotency, IdempotencyKey,
+    IdempotencyStore, InvalidConfigurationError, MemoryIdempotencyStore, NoParams, Pipeline,
 };
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
 
 async fn ok(_: NoParams) -> Result<(), BoxError> {
     Ok(())
@@ -165,4 +170,109 @@ async fn a_large_batch_settles_every_key_a_chunk_at_a_time() {
         .unwrap();
     assert_eq!(response["stats"]["duplicates"], 2500);
     assert_eq!(store.sizes.lock().unwrap().len(), 3);
+}
+
+/// A memory store that does not extend locks (the trait's default).
+struct NoExtend(MemoryIdempotencyStore);
+
+#[async_trait]
+impl IdempotencyStore for NoExtend {
+    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+        self.0.begin(claim).await
+    }
+    async fn complete(
+        &self,
+        key: &IdempotencyKey,
+        output: Option<&Value>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        self.0.complete(key, output, expires_at_s).await
+    }
+    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
+        self.0.release(key).await
+    }
+}
+
+/// A pipeline whose one path `A` waits for `go` once it has started (which it says on
+/// `started`), idempotent by `order_id` in `store`.
+fn waiting(store: impl IdempotencyStore, started: &Arc<Notify>, go: &Arc<Notify>) -> Pipeline {
+    let (started, go) = (started.clone(), go.clone());
+    let wait = move |_: NoParams| {
+        let (started, go) = (started.clone(), go.clone());
+        async move {
+            started.notify_one();
+            go.notified().await;
+            Ok::<(), BoxError>(())
+        }
+    };
+    Pipeline::builder()
+        .path("A", [Action::new().function(wait)])
+        .idempotent(
+            Idempotency::new(store)
+                .key_from(["order_id"])
+                .lock_timeout(Duration::from_secs(60)),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_are_held_while_their_records_run_and_their_locks_can_be_extended() {
+    let store = MemoryIdempotencyStore::new();
+    let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let pipeline = waiting(store.clone(), &started, &go);
+    let held = HeldKeys::new();
+    let event = raw_event(&[message("A", json!({"order_id": "o-1"}))]);
+    let lock = || match store.items().into_values().next() {
+        Some(MemoryItem::InProgress { lock_until_ms, .. }) => lock_until_ms,
+        other => panic!("not in progress: {other:?}"),
+    };
+    let check = async {
+        started.notified().await;
+        assert_eq!(held.len(), 1, "the running record's key is held");
+        let claimed = lock();
+        pipeline
+            .extend_locks(&held, claimed + 3_600_000)
+            .await
+            .unwrap();
+        assert_eq!(lock(), claimed + 3_600_000);
+        // Never shortened.
+        pipeline.extend_locks(&held, claimed).await.unwrap();
+        assert_eq!(lock(), claimed + 3_600_000);
+        go.notify_one();
+    };
+    let (response, ()) = tokio::join!(
+        pipeline.handle_holding(&event, lambda_context(0), &held),
+        check
+    );
+    assert_eq!(response.unwrap()["stats"]["successes"], 1);
+    assert!(held.is_empty(), "settled keys are let go");
+    assert!(matches!(
+        store.items().into_values().next(),
+        Some(MemoryItem::Completed { .. })
+    ));
+    // Nothing held: nothing to extend.
+    pipeline.extend_locks(&held, u64::MAX).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_extend_locks_says_so() {
+    let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let pipeline = waiting(NoExtend(MemoryIdempotencyStore::new()), &started, &go);
+    let held = HeldKeys::new();
+    let event = raw_event(&[message("A", json!({"order_id": "o-1"}))]);
+    let check = async {
+        started.notified().await;
+        let e = pipeline.extend_locks(&held, u64::MAX).await.unwrap_err();
+        lpipe_core::testing::assert_contains(
+            &e,
+            "the locks of 1 idempotency keys could not be extended: this idempotency store cannot extend locks",
+        );
+        go.notify_one();
+    };
+    let (response, ()) = tokio::join!(
+        pipeline.handle_holding(&event, lambda_context(0), &held),
+        check
+    );
+    assert_eq!(response.unwrap()["stats"]["successes"], 1);
 }

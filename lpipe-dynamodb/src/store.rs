@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use lpipe_core::async_trait;
 use lpipe_core::idempotency::{Begun, Claim, IdempotencyKey, IdempotencyStore, StoreError};
@@ -22,6 +23,8 @@ const COMPLETED: &str = "COMPLETED";
 /// Per record that runs: one conditional `PutItem` to start (no read first), one `UpdateItem`
 /// to complete, or one `DeleteItem` when it did not succeed. A key already held is answered
 /// from the failed condition's item (`ReturnValuesOnConditionCheckFailure`), without a read.
+/// A lock is extended (the SQS worker's heartbeats, for a batch that runs past its deadline)
+/// with one conditional `UpdateItem` per key.
 ///
 /// IAM: `dynamodb:PutItem`, `dynamodb:UpdateItem`, `dynamodb:DeleteItem` and
 /// `dynamodb:GetItem` (asked only when the service returns no item with a failed condition) on
@@ -245,6 +248,38 @@ impl IdempotencyStore for DynamoDbStore {
             .await
             .map(drop)
             .map_err(|e| self.error("UpdateItem", key, e))
+    }
+
+    async fn extend(&self, keys: &[&IdempotencyKey], lock_until_ms: u64) -> Result<(), StoreError> {
+        let n = &self.names;
+        // One key after another: a worker's batch holds at most 10, and a heartbeat has a third
+        // of the visibility timeout.
+        for key in keys {
+            let extended = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(&n.key, AttributeValue::S(key.to_string()))
+                .update_expression("SET #lock = :until")
+                .condition_expression("#status = :in_progress AND #lock < :until")
+                .expression_attribute_names("#status", &n.status)
+                .expression_attribute_names("#lock", &n.lock)
+                .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
+                .expression_attribute_values(":until", AttributeValue::N(lock_until_ms.to_string()))
+                .send()
+                .await;
+            match extended {
+                Ok(_) => {}
+                // Settled meanwhile (or gone, or locked until later already): left alone.
+                Err(SdkError::ServiceError(se))
+                    if matches!(
+                        se.err(),
+                        UpdateItemError::ConditionalCheckFailedException(_)
+                    ) => {}
+                Err(e) => return Err(self.error("UpdateItem (lock extension)", key, e)),
+            }
+        }
+        Ok(())
     }
 
     async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {

@@ -10,7 +10,9 @@
 //! - While a batch runs, its messages are kept invisible (`ChangeMessageVisibilityBatch` every
 //!   third of the visibility timeout), so a slow record is not delivered twice while it runs;
 //!   no record starts after the visibility timeout (at least 30 s) from the batch's receipt
-//!   (the batch's deadline).
+//!   (the batch's deadline). The same heartbeats extend the locks of the idempotency keys its
+//!   records hold (to a visibility timeout from each heartbeat, [`Pipeline::extend_locks`]), so
+//!   a duplicate of a record still running past the deadline does not run beside it.
 //! - Up to `in_flight` batches at once, each of at most `batch_size` messages: never more than
 //!   their product held.
 //! - On shutdown (SIGTERM or SIGINT from [`run_until_signal`]): no new receive; the batches in
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
-use lpipe_core::Pipeline;
+use lpipe_core::{HeldKeys, Pipeline};
 use serde_json::{json, Map, Value};
 
 /// How a worker consumes its queue (the `worker` subcommand's flags).
@@ -463,14 +465,14 @@ async fn handle_batch(shared: &Arc<Shared>, messages: Vec<Message>, received_at:
         .iter()
         .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
         .collect();
+    let held = HeldKeys::new();
     let heartbeat = tokio::spawn(keep_invisible(
-        shared.client.clone(),
-        shared.queue.url.clone(),
+        shared.clone(),
         handles.clone(),
-        shared.queue.visibility_timeout,
+        held.clone(),
     ));
     let context = lambda_context(received_at, visibility);
-    let response = shared.pipeline.handle(&event, context).await;
+    let response = shared.pipeline.handle_holding(&event, context, &held).await;
     heartbeat.abort();
     let acknowledged: Vec<&(String, String)> = match &response {
         Ok(response) => {
@@ -525,13 +527,11 @@ fn lambda_context(
     context
 }
 
-/// Extends the messages' visibility every third of the timeout, until aborted.
-async fn keep_invisible(
-    client: aws_sdk_sqs::Client,
-    url: String,
-    handles: Vec<(String, String)>,
-    visibility_timeout: i32,
-) {
+/// Extends the messages' visibility every third of the timeout, and the locks of the
+/// idempotency keys the batch's records hold as far, until aborted.
+async fn keep_invisible(shared: Arc<Shared>, handles: Vec<(String, String)>, held: HeldKeys) {
+    let (client, url) = (&shared.client, &shared.queue.url);
+    let visibility_timeout = shared.queue.visibility_timeout;
     let every = Duration::from_millis((visibility_timeout.max(1) as u64 * 1000) / 3);
     loop {
         tokio::time::sleep(every).await;
@@ -544,7 +544,7 @@ async fn keep_invisible(
             let out = with_retries("ChangeMessageVisibilityBatch", || {
                 client
                     .change_message_visibility_batch()
-                    .queue_url(&url)
+                    .queue_url(url)
                     .set_entries(Some(entries.clone()))
                     .send()
             })
@@ -559,6 +559,19 @@ async fn keep_invisible(
                     "{e}; the batch's messages may be delivered again while they run"
                 ),
             }
+        }
+        if held.is_empty() {
+            continue;
+        }
+        let until = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+            + visibility_timeout.max(1) as u64 * 1000;
+        match shared.pipeline.extend_locks(&held, until).await {
+            Ok(()) => tracing::debug!(keys = held.len(), "idempotency locks extended"),
+            Err(e) => tracing::warn!(
+                "{e}; a duplicate of a record still running may run beside it once they time out"
+            ),
         }
     }
 }

@@ -3,10 +3,14 @@
 //! for a failed one; a shutdown stops it cleanly.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lpipe_core::idempotency::MemoryItem;
 use lpipe_core::testing::{message, moto_endpoint, unique_name};
-use lpipe_core::{Action, Context, FailCatastrophically, NoParams, Pipeline, Registry};
+use lpipe_core::{
+    Action, Context, FailCatastrophically, Idempotency, MemoryIdempotencyStore, NoParams, Pipeline,
+    Registry,
+};
 use lpipe_sqs::worker::{self, WorkerOptions};
 use lpipe_sqs::{Backoff, SqsSource};
 
@@ -198,6 +202,69 @@ async fn a_slow_record_is_not_delivered_again_while_it_runs() {
     assert_eq!((stats.received, stats.deleted), (1, 1), "{stats:?}");
     let left = visible(&client, &url).await;
     assert!(left.is_empty(), "deleted once done: {left:?}");
+}
+
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_records_idempotency_lock_is_extended_with_its_messages() {
+    moto_endpoint("a_slow_records_idempotency_lock_is_extended_with_its_messages");
+    let client = client().await;
+    let name = unique_name("slow-lock");
+    // Visibility 3 s: heartbeats every second. The record's lock is claimed for 1 s, and it
+    // runs for 3.5 s; at its end the lock must still hold (extended to 3 s past the last
+    // heartbeat), or a duplicate of it could run beside it.
+    queue_with_one_message(&client, &name, "3", "SLOW").await;
+    let store = MemoryIdempotencyStore::new();
+    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let slow = {
+        let (store, seen) = (store.clone(), seen.clone());
+        move |_: NoParams| {
+            let (store, seen) = (store.clone(), seen.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(3500)).await;
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64;
+                for item in store.items().into_values() {
+                    if let MemoryItem::InProgress { lock_until_ms, .. } = item {
+                        seen.lock().unwrap().push((now_ms, lock_until_ms));
+                    }
+                }
+                Ok::<(), lpipe_core::BoxError>(())
+            }
+        }
+    };
+    let pipeline = Pipeline::builder()
+        .path("SLOW", [Action::new().function(slow)])
+        .idempotent(Idempotency::new(store.clone()).lock_timeout(Duration::from_secs(1)))
+        .registry(Registry::from_inventory())
+        .build()
+        .unwrap();
+    let mut options = WorkerOptions::new(&name);
+    options.wait_seconds = 1;
+    let stats = worker::run(
+        pipeline,
+        client.clone(),
+        options,
+        tokio::time::sleep(Duration::from_secs(6)),
+    )
+    .await
+    .unwrap();
+    assert_eq!((stats.received, stats.deleted), (1, 1), "{stats:?}");
+    let seen = seen.lock().unwrap().clone();
+    let [(now_ms, lock_until_ms)] = seen[..] else {
+        panic!("one key in progress at the record's end: {seen:?}")
+    };
+    assert!(
+        lock_until_ms > now_ms,
+        "the lock holds at the record's end: until {lock_until_ms}, now {now_ms}"
+    );
+    // Once done, the key is completed.
+    assert!(matches!(
+        store.items().into_values().next(),
+        Some(MemoryItem::Completed { .. })
+    ));
 }
 
 /// The FIFO test's runs: (group, n, receive count, succeeded).

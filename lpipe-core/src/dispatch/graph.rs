@@ -149,6 +149,9 @@ impl Pipeline {
         };
         match begun {
             Ok(Begun::Started) => {
+                if let Some(held) = &exec.invocation.held {
+                    held.hold(policy, &claim.key);
+                }
                 exec.claim = Some(Claimed {
                     key: claim.key,
                     policy,

@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use crate::context::Invocation;
 use crate::error::InvocationError;
+use crate::idempotency::{HeldKeys, IdempotencyKey};
 use crate::pipeline::Pipeline;
 use crate::source::{EventProbe, EventSource};
 
@@ -66,13 +67,65 @@ impl Pipeline {
         event: &str,
         lambda: lambda_runtime::Context,
     ) -> Result<serde_json::Value, InvocationError> {
+        self.handle_with(event, lambda, None).await
+    }
+
+    /// As [`handle`](Self::handle), noting in `held` the idempotency keys its records hold
+    /// until each is settled, so that another task can extend their locks with
+    /// [`extend_locks`](Self::extend_locks) while the batch runs past its deadline (the SQS
+    /// worker does, with each heartbeat that keeps the batch's messages invisible).
+    ///
+    /// # Errors
+    ///
+    /// As [`handle`](Self::handle).
+    pub async fn handle_holding(
+        &self,
+        event: &str,
+        lambda: lambda_runtime::Context,
+        held: &HeldKeys,
+    ) -> Result<serde_json::Value, InvocationError> {
+        self.handle_with(event, lambda, Some(held.clone())).await
+    }
+
+    /// Extends until `lock_until_ms` (Unix milliseconds) the locks of the keys `held` holds
+    /// now (see [`handle_holding`](Self::handle_holding)), in their stores: a lock is never
+    /// shortened, and a key settled meanwhile is left alone.
+    ///
+    /// # Errors
+    ///
+    /// What the stores said when they could not, one message per store (the locks of its keys
+    /// time out as claimed).
+    pub async fn extend_locks(&self, held: &HeldKeys, lock_until_ms: u64) -> Result<(), String> {
+        let mut failed = Vec::new();
+        for (policy, keys) in held.by_policy() {
+            let keys: Vec<&IdempotencyKey> = keys.iter().collect();
+            let store = &self.inner.idempotency.get(policy).store;
+            if let Err(e) = store.extend(&keys, lock_until_ms).await {
+                failed.push(format!(
+                    "the locks of {} idempotency keys could not be extended: {e}",
+                    keys.len()
+                ));
+            }
+        }
+        match failed.is_empty() {
+            true => Ok(()),
+            false => Err(failed.join("; ")),
+        }
+    }
+
+    async fn handle_with(
+        &self,
+        event: &str,
+        lambda: lambda_runtime::Context,
+        held: Option<HeldKeys>,
+    ) -> Result<serde_json::Value, InvocationError> {
         // A UTF-8 byte-order mark (some editors write one into event files) is not JSON.
         let event = event.strip_prefix('\u{feff}').unwrap_or(event);
         let source = self.source_for(event)?;
         let records = source
             .decode(event)
             .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
-        let invocation = self.invocation(lambda, source.as_ref());
+        let invocation = self.invocation(lambda, source.as_ref(), held);
         self.inner.idempotency.reserve(records.len());
         let scope = crate::log_scope::Scope {
             invocation: invocation.clone(),
@@ -84,7 +137,7 @@ impl Pipeline {
             let batch = BatchRun::new(source.as_ref(), &invocation);
             let mut ran = self.run_records(records, &batch).await;
             self.deliver(&mut ran, batch.deadline).await;
-            self.settle_claims(&ran).await;
+            self.settle_claims(&ran, invocation.held.as_ref()).await;
             let ran = ran.finish();
             let summary = self.inner.metrics.as_ref().map(|_| outcome::summary(&ran));
             let result = self
@@ -109,6 +162,7 @@ impl Pipeline {
         &self,
         lambda: lambda_runtime::Context,
         source: &dyn EventSource,
+        held: Option<HeldKeys>,
     ) -> Arc<Invocation> {
         let message_scope = (!source.stable_record_ids()).then(|| lambda.request_id.clone());
         // The runtime gives the header per invocation; locally it comes from the environment.
@@ -124,6 +178,7 @@ impl Pipeline {
             lambda,
             state: self.inner.state.clone(),
             message_scope,
+            held,
         })
     }
 

@@ -3,7 +3,7 @@
 
 use super::batch::{Collected, Collecting};
 use crate::error::{ErrorKind, Outcome, RecordError};
-use crate::idempotency::{Claimed, Settlement};
+use crate::idempotency::{Claimed, HeldKeys, Settlement};
 use crate::metrics::{InvocationSummary, RecordCounts};
 use crate::outbox;
 use crate::pipeline::Pipeline;
@@ -120,7 +120,7 @@ impl Pipeline {
     /// Settles the idempotency keys the records hold, once their outcomes are final: a
     /// record that succeeded (its messages delivered) completes its key, with its output; any
     /// other releases it, so that a retry runs it. Side by side, a few at a time.
-    pub(super) async fn settle_claims(&self, collecting: &Collecting<'_>) {
+    pub(super) async fn settle_claims(&self, collecting: &Collecting<'_>, held: Option<&HeldKeys>) {
         // One call per idempotency setting (paths may have their own), in record order. Most
         // pipelines have one: then the batch's records are not walked to find which.
         let mut policies: Vec<usize> = Vec::new();
@@ -164,6 +164,9 @@ impl Pipeline {
                     }
                 }));
                 let settled = store.settle(&settlements).await;
+                if let Some(held) = held {
+                    held.let_go(chunk.iter().map(|(_, claim)| *claim));
+                }
                 for ((r, claim), result) in chunk.iter().zip(settled) {
                     let Err(e) = result else { continue };
                     let record_id = r.id.as_deref().unwrap_or("");
