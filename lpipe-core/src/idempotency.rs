@@ -24,6 +24,10 @@
 //!
 //! Records of one batch that share a key: the first runs, and the others fail and come back
 //! as duplicates (completion is written once the batch's messages are delivered).
+//!
+//! A lock lasts until the invocation's deadline (see [`Idempotency::lock_timeout`]). A runner
+//! that keeps a batch going past its deadline keeps its keys locked with [`HeldKeys`] and
+//! [`IdempotencyStore::extend`]: the SQS worker does, with each heartbeat.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
