@@ -29,7 +29,7 @@
 //! that keeps a batch going past its deadline keeps its keys locked with [`HeldKeys`] and
 //! [`IdempotencyStore::extend`]: the SQS worker does, with each heartbeat.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -413,15 +413,27 @@ fn all_digits(bytes: u128, lanes: u128) -> bool {
 
 /// The idempotency keys that the records of a running batch hold, for whoever keeps the batch
 /// going past its deadline and must keep its keys locked as long: the SQS worker, whose
-/// heartbeats keep a slow batch's messages invisible (see [`Pipeline::handle_holding`] and
-/// [`Pipeline::extend_locks`]). A record's key is added when its claim starts it, and taken
-/// out once the key is settled. Clones share their keys.
+/// heartbeats keep a slow batch's messages invisible. [`Pipeline::handle_holding`] adds a
+/// record's key when its claim starts it, with the store it is in, and takes it out once the
+/// key is settled; [`extend_locks`](Self::extend_locks) extends the locks of those held now.
+/// Clones share their keys.
 ///
 /// [`Pipeline::handle_holding`]: crate::Pipeline::handle_holding
-/// [`Pipeline::extend_locks`]: crate::Pipeline::extend_locks
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct HeldKeys {
-    keys: Arc<Mutex<HashSet<(usize, IdempotencyKey)>>>,
+    /// The keys held, by the store they are in (few stores: one per idempotency setting).
+    stores: Arc<Mutex<Vec<StoreKeys>>>,
+}
+
+/// A store's keys held in a [`HeldKeys`].
+type StoreKeys = (Arc<dyn IdempotencyStore>, HashSet<IdempotencyKey>);
+
+impl fmt::Debug for HeldKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldKeys")
+            .field("keys", &self.len())
+            .finish()
+    }
 }
 
 impl HeldKeys {
@@ -432,7 +444,8 @@ impl HeldKeys {
 
     /// How many keys are held now.
     pub fn len(&self) -> usize {
-        self.keys.lock().expect("held keys").len()
+        let stores = self.stores.lock().expect("held keys");
+        stores.iter().map(|(_, keys)| keys.len()).sum()
     }
 
     /// Whether no key is held now.
@@ -440,26 +453,62 @@ impl HeldKeys {
         self.len() == 0
     }
 
-    /// A record of the pipeline's idempotency setting `policy` holds this key.
-    pub(crate) fn hold(&self, policy: usize, key: &IdempotencyKey) {
-        self.keys.lock().expect("held keys").insert((policy, *key));
-    }
-
-    /// These keys are settled.
-    pub(crate) fn let_go<'a>(&self, settled: impl IntoIterator<Item = &'a Claimed>) {
-        let mut keys = self.keys.lock().expect("held keys");
-        for claim in settled {
-            keys.remove(&(claim.policy, claim.key));
+    /// Extends until `lock_until_ms` (Unix milliseconds) the locks of the keys held now, in
+    /// their stores ([`IdempotencyStore::extend`]): a lock is never shortened, and a key
+    /// settled meanwhile is left alone.
+    ///
+    /// # Errors
+    ///
+    /// What each store that could not said (the locks of its keys time out as claimed).
+    pub async fn extend_locks(&self, lock_until_ms: u64) -> Result<(), String> {
+        // Copied out: the stores are awaited without the lock.
+        let held: Vec<(Arc<dyn IdempotencyStore>, Vec<IdempotencyKey>)> = {
+            let stores = self.stores.lock().expect("held keys");
+            stores
+                .iter()
+                .filter(|(_, keys)| !keys.is_empty())
+                .map(|(store, keys)| (store.clone(), keys.iter().copied().collect()))
+                .collect()
+        };
+        let mut failed = Vec::new();
+        for (store, keys) in held {
+            let keys: Vec<&IdempotencyKey> = keys.iter().collect();
+            if let Err(e) = store.extend(&keys, lock_until_ms).await {
+                failed.push(format!(
+                    "the locks of {} idempotency keys could not be extended: {e}",
+                    keys.len()
+                ));
+            }
+        }
+        match failed.is_empty() {
+            true => Ok(()),
+            false => Err(failed.join("; ")),
         }
     }
 
-    /// The keys held now, by setting.
-    pub(crate) fn by_policy(&self) -> BTreeMap<usize, Vec<IdempotencyKey>> {
-        let mut by_policy: BTreeMap<usize, Vec<IdempotencyKey>> = BTreeMap::new();
-        for (policy, key) in self.keys.lock().expect("held keys").iter() {
-            by_policy.entry(*policy).or_default().push(*key);
+    /// A record holds this key, in this store.
+    pub(crate) fn hold(&self, store: &Arc<dyn IdempotencyStore>, key: &IdempotencyKey) {
+        let mut stores = self.stores.lock().expect("held keys");
+        match stores.iter_mut().find(|(s, _)| Arc::ptr_eq(s, store)) {
+            Some((_, keys)) => {
+                keys.insert(*key);
+            }
+            None => stores.push((store.clone(), HashSet::from([*key]))),
         }
-        by_policy
+    }
+
+    /// These keys of this store are settled.
+    pub(crate) fn let_go<'a>(
+        &self,
+        store: &Arc<dyn IdempotencyStore>,
+        settled: impl IntoIterator<Item = &'a Claimed>,
+    ) {
+        let mut stores = self.stores.lock().expect("held keys");
+        if let Some((_, keys)) = stores.iter_mut().find(|(s, _)| Arc::ptr_eq(s, store)) {
+            for claim in settled {
+                keys.remove(&claim.key);
+            }
+        }
     }
 }
 
@@ -1007,9 +1056,9 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// Extends the locks of these keys' in-progress items until `lock_until_ms` (Unix
     /// milliseconds), for runs that outlive the lock they claimed (the SQS worker's: its
     /// heartbeats keep a slow batch's messages invisible past the batch's deadline, and extend
-    /// its keys' locks with them; see [`HeldKeys`]). A lock is never shortened, and an item that
-    /// is not in progress (completed, released, expired) is left alone. The default cannot
-    /// extend: it says so, and the caller warns that the locks will time out.
+    /// its keys' locks with them; see [`HeldKeys::extend_locks`]). A lock is never shortened,
+    /// and an item that is not in progress (completed, released, expired) is left alone. The
+    /// default cannot extend: it says so, and the caller warns that the locks will time out.
     async fn extend(&self, keys: &[&IdempotencyKey], lock_until_ms: u64) -> Result<(), StoreError> {
         let _ = (keys, lock_until_ms);
         Err(StoreError::new(

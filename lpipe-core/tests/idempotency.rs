@@ -231,13 +231,10 @@ async fn keys_are_held_while_their_records_run_and_their_locks_can_be_extended()
         started.notified().await;
         assert_eq!(held.len(), 1, "the running record's key is held");
         let claimed = lock();
-        pipeline
-            .extend_locks(&held, claimed + 3_600_000)
-            .await
-            .unwrap();
+        held.extend_locks(claimed + 3_600_000).await.unwrap();
         assert_eq!(lock(), claimed + 3_600_000);
         // Never shortened.
-        pipeline.extend_locks(&held, claimed).await.unwrap();
+        held.extend_locks(claimed).await.unwrap();
         assert_eq!(lock(), claimed + 3_600_000);
         go.notify_one();
     };
@@ -252,7 +249,7 @@ async fn keys_are_held_while_their_records_run_and_their_locks_can_be_extended()
         Some(MemoryItem::Completed { .. })
     ));
     // Nothing held: nothing to extend.
-    pipeline.extend_locks(&held, u64::MAX).await.unwrap();
+    held.extend_locks(u64::MAX).await.unwrap();
 }
 
 #[tokio::test]
@@ -263,7 +260,7 @@ async fn a_store_that_cannot_extend_locks_says_so() {
     let event = raw_event(&[message("A", json!({"order_id": "o-1"}))]);
     let check = async {
         started.notified().await;
-        let e = pipeline.extend_locks(&held, u64::MAX).await.unwrap_err();
+        let e = held.extend_locks(u64::MAX).await.unwrap_err();
         lpipe_core::testing::assert_contains(
             &e,
             "the locks of 1 idempotency keys could not be extended: this idempotency store cannot extend locks",
@@ -275,4 +272,37 @@ async fn a_store_that_cannot_extend_locks_says_so() {
         check
     );
     assert_eq!(response.unwrap()["stats"]["successes"], 1);
+}
+
+#[tokio::test]
+async fn keys_held_by_two_pipelines_are_extended_each_in_its_own_store() {
+    let (first, second) = (MemoryIdempotencyStore::new(), MemoryIdempotencyStore::new());
+    let (started, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (started2, go2) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let one = waiting(first.clone(), &started, &go);
+    let two = waiting(second.clone(), &started2, &go2);
+    let held = HeldKeys::new();
+    let event = |id: &str| raw_event(&[message("A", json!({"order_id": id}))]);
+    let (a, b) = (event("o-1"), event("o-2"));
+    let lock = |store: &MemoryIdempotencyStore| match store.items().into_values().next() {
+        Some(MemoryItem::InProgress { lock_until_ms, .. }) => lock_until_ms,
+        other => panic!("not in progress: {other:?}"),
+    };
+    let check = async {
+        started.notified().await;
+        started2.notified().await;
+        assert_eq!(held.len(), 2);
+        held.extend_locks(u64::MAX / 2).await.unwrap();
+        assert_eq!((lock(&first), lock(&second)), (u64::MAX / 2, u64::MAX / 2));
+        go.notify_one();
+        go2.notify_one();
+    };
+    let (r1, r2, ()) = tokio::join!(
+        one.handle_holding(&a, lambda_context(0), &held),
+        two.handle_holding(&b, lambda_context(0), &held),
+        check
+    );
+    assert_eq!(r1.unwrap()["stats"]["successes"], 1);
+    assert_eq!(r2.unwrap()["stats"]["successes"], 1);
+    assert!(held.is_empty());
 }

@@ -11,7 +11,7 @@
 //!   third of the visibility timeout), so a slow record is not delivered twice while it runs;
 //!   no record starts after the visibility timeout (at least 30 s) from the batch's receipt
 //!   (the batch's deadline). The same heartbeats extend the locks of the idempotency keys its
-//!   records hold (to a visibility timeout from each heartbeat, [`Pipeline::extend_locks`]), so
+//!   records hold (to a visibility timeout from each heartbeat, `HeldKeys::extend_locks`), so
 //!   a duplicate of a record still running past the deadline does not run beside it.
 //! - Up to `in_flight` batches at once, each of at most `batch_size` messages: never more than
 //!   their product held.
@@ -567,7 +567,7 @@ async fn keep_invisible(shared: Arc<Shared>, handles: Vec<(String, String)>, hel
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
             + visibility_timeout.max(1) as u64 * 1000;
-        match shared.pipeline.extend_locks(&held, until).await {
+        match held.extend_locks(until).await {
             Ok(()) => tracing::debug!(keys = held.len(), "idempotency locks extended"),
             Err(e) => tracing::warn!(
                 "{e}; a duplicate of a record still running may run beside it once they time out"

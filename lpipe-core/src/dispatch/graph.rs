@@ -150,7 +150,7 @@ impl Pipeline {
         match begun {
             Ok(Begun::Started) => {
                 if let Some(held) = &exec.invocation.held {
-                    held.hold(policy, &claim.key);
+                    held.hold(&idempotency.store, &claim.key);
                 }
                 exec.claim = Some(Claimed {
                     key: claim.key,

@@ -42,7 +42,7 @@ use std::sync::Arc;
 
 use crate::context::Invocation;
 use crate::error::InvocationError;
-use crate::idempotency::{HeldKeys, IdempotencyKey};
+use crate::idempotency::HeldKeys;
 use crate::pipeline::Pipeline;
 use crate::source::{EventProbe, EventSource};
 
@@ -72,8 +72,8 @@ impl Pipeline {
 
     /// As [`handle`](Self::handle), noting in `held` the idempotency keys its records hold
     /// until each is settled, so that another task can extend their locks with
-    /// [`extend_locks`](Self::extend_locks) while the batch runs past its deadline (the SQS
-    /// worker does, with each heartbeat that keeps the batch's messages invisible).
+    /// [`HeldKeys::extend_locks`] while the batch runs past its deadline (the SQS worker does,
+    /// with each heartbeat that keeps the batch's messages invisible).
     ///
     /// # Errors
     ///
@@ -85,32 +85,6 @@ impl Pipeline {
         held: &HeldKeys,
     ) -> Result<serde_json::Value, InvocationError> {
         self.handle_with(event, lambda, Some(held.clone())).await
-    }
-
-    /// Extends until `lock_until_ms` (Unix milliseconds) the locks of the keys `held` holds
-    /// now (see [`handle_holding`](Self::handle_holding)), in their stores: a lock is never
-    /// shortened, and a key settled meanwhile is left alone.
-    ///
-    /// # Errors
-    ///
-    /// What the stores said when they could not, one message per store (the locks of its keys
-    /// time out as claimed).
-    pub async fn extend_locks(&self, held: &HeldKeys, lock_until_ms: u64) -> Result<(), String> {
-        let mut failed = Vec::new();
-        for (policy, keys) in held.by_policy() {
-            let keys: Vec<&IdempotencyKey> = keys.iter().collect();
-            let store = &self.inner.idempotency.get(policy).store;
-            if let Err(e) = store.extend(&keys, lock_until_ms).await {
-                failed.push(format!(
-                    "the locks of {} idempotency keys could not be extended: {e}",
-                    keys.len()
-                ));
-            }
-        }
-        match failed.is_empty() {
-            true => Ok(()),
-            false => Err(failed.join("; ")),
-        }
     }
 
     async fn handle_with(

@@ -165,7 +165,7 @@ impl Pipeline {
                 }));
                 let settled = store.settle(&settlements).await;
                 if let Some(held) = held {
-                    held.let_go(chunk.iter().map(|(_, claim)| *claim));
+                    held.let_go(store, chunk.iter().map(|(_, claim)| *claim));
                 }
                 for ((r, claim), result) in chunk.iter().zip(settled) {
                     let Err(e) = result else { continue };
