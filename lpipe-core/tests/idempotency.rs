@@ -216,6 +216,14 @@ fn waiting(store: impl IdempotencyStore, started: &Arc<Notify>, go: &Arc<Notify>
         .unwrap()
 }
 
+/// The lock of the store's one item, in progress.
+fn lock_of(store: &MemoryIdempotencyStore) -> u64 {
+    match store.items().into_values().next() {
+        Some(MemoryItem::InProgress { lock_until_ms, .. }) => lock_until_ms,
+        other => panic!("not in progress: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn keys_are_held_while_their_records_run_and_their_locks_can_be_extended() {
     let store = MemoryIdempotencyStore::new();
@@ -223,10 +231,7 @@ async fn keys_are_held_while_their_records_run_and_their_locks_can_be_extended()
     let pipeline = waiting(store.clone(), &started, &go);
     let held = HeldKeys::new();
     let event = raw_event(&[message("A", json!({"order_id": "o-1"}))]);
-    let lock = || match store.items().into_values().next() {
-        Some(MemoryItem::InProgress { lock_until_ms, .. }) => lock_until_ms,
-        other => panic!("not in progress: {other:?}"),
-    };
+    let lock = || lock_of(&store);
     let check = async {
         started.notified().await;
         assert_eq!(held.len(), 1, "the running record's key is held");
@@ -284,16 +289,15 @@ async fn keys_held_by_two_pipelines_are_extended_each_in_its_own_store() {
     let held = HeldKeys::new();
     let event = |id: &str| raw_event(&[message("A", json!({"order_id": id}))]);
     let (a, b) = (event("o-1"), event("o-2"));
-    let lock = |store: &MemoryIdempotencyStore| match store.items().into_values().next() {
-        Some(MemoryItem::InProgress { lock_until_ms, .. }) => lock_until_ms,
-        other => panic!("not in progress: {other:?}"),
-    };
     let check = async {
         started.notified().await;
         started2.notified().await;
         assert_eq!(held.len(), 2);
         held.extend_locks(u64::MAX / 2).await.unwrap();
-        assert_eq!((lock(&first), lock(&second)), (u64::MAX / 2, u64::MAX / 2));
+        assert_eq!(
+            (lock_of(&first), lock_of(&second)),
+            (u64::MAX / 2, u64::MAX / 2)
+        );
         go.notify_one();
         go2.notify_one();
     };
