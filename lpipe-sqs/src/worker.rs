@@ -515,9 +515,7 @@ fn lambda_context(
     received_at: Instant,
     visibility: Duration,
 ) -> lpipe_core::lambda_runtime::Context {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now_ms = now_ms();
     let left = visibility
         .max(MIN_BATCH_TIME)
         .saturating_sub(received_at.elapsed());
@@ -527,12 +525,20 @@ fn lambda_context(
     context
 }
 
+/// Now, in Unix milliseconds.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Extends the messages' visibility every third of the timeout, and the locks of the
 /// idempotency keys the batch's records hold as far, until aborted.
 async fn keep_invisible(shared: Arc<Shared>, handles: Vec<(String, String)>, held: HeldKeys) {
     let (client, url) = (&shared.client, &shared.queue.url);
     let visibility_timeout = shared.queue.visibility_timeout;
-    let every = Duration::from_millis((visibility_timeout.max(1) as u64 * 1000) / 3);
+    let visibility_ms = visibility_timeout.max(1) as u64 * 1000;
+    let every = Duration::from_millis(visibility_ms / 3);
     loop {
         tokio::time::sleep(every).await;
         for chunk in handles.chunks(10) {
@@ -563,11 +569,7 @@ async fn keep_invisible(shared: Arc<Shared>, handles: Vec<(String, String)>, hel
         if held.is_empty() {
             continue;
         }
-        let until = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
-            + visibility_timeout.max(1) as u64 * 1000;
-        match held.extend_locks(until).await {
+        match held.extend_locks(now_ms() + visibility_ms).await {
             Ok(()) => tracing::debug!(keys = held.len(), "idempotency locks extended"),
             Err(e) => tracing::warn!(
                 "{e}; a duplicate of a record still running may run beside it once they time out"
