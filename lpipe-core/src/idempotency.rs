@@ -3,8 +3,10 @@
 //! A pipeline (or one path of it) made idempotent with
 //! [`PipelineBuilder::idempotent`](crate::PipelineBuilder::idempotent) or
 //! [`PipelineBuilder::idempotent_in`](crate::PipelineBuilder::idempotent_in) keys each record
-//! it takes, by the kwargs named with [`Idempotency::key_from`] or by the whole message,
-//! namespaced by the function's and the path's names and digested (128 bits, in hex: SHA-256's
+//! whose run reaches it (the first idempotent path a run reaches claims the key: entered, run
+//! by another path, or reached by a returned payload), by the kwargs named with
+//! [`Idempotency::key_from`] or by the whole message, namespaced by the function's (or
+//! [`Idempotency::namespace`]'s) and the path's names and digested (128 bits, in hex: SHA-256's
 //! first, or for a store that keeps keys only as long as its process, as the in-memory one, a
 //! digest keyed per process; see [`KeyDigest`]), and keeps what it did with that key in an
 //! [`IdempotencyStore`]:
@@ -87,6 +89,8 @@ pub struct Idempotency {
     short_field: Option<ShortField>,
     /// The keys' namespaces made so far, shared by clones.
     namespaces: Arc<Namespaces>,
+    /// What keys are namespaced by instead of the function's name.
+    namespace: Option<String>,
 }
 
 impl fmt::Debug for Idempotency {
@@ -116,6 +120,7 @@ impl Idempotency {
             lock_timeout: None,
             short_field: None,
             namespaces: Arc::default(),
+            namespace: None,
         }
     }
 
@@ -129,6 +134,33 @@ impl Idempotency {
         };
         self.key_fields = Some(fields);
         self
+    }
+
+    /// Namespaces keys by this name instead of the function's: a key is
+    /// `{namespace}.{path}#{digest}`. By default the namespace is the function's name
+    /// (`AWS_LAMBDA_FUNCTION_NAME` under Lambda, and in the SQS worker and a local run, which
+    /// read the same variable; see [`lambda_config_from_env`](crate::lambda_config_from_env)).
+    /// Set it where the function's name does not say what a record is: services that share
+    /// one table and may run under any name, or a Lambda renamed without wanting its records
+    /// to run again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Idempotency, MemoryIdempotencyStore};
+    /// let idempotency = Idempotency::new(MemoryIdempotencyStore::new())
+    ///     .namespace("orders-intake")
+    ///     .key_from(["order_id"]);
+    /// assert_eq!(idempotency.namespace_name(), Some("orders-intake"));
+    /// ```
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The namespace set with [`namespace`](Self::namespace), if any.
+    pub fn namespace_name(&self) -> Option<&str> {
+        self.namespace.as_deref()
     }
 
     /// How long a completed key keeps its record from running again.
@@ -171,10 +203,11 @@ impl Idempotency {
             Some(digest) => digest,
             None => self.gathered_key(kwargs)?,
         };
-        Ok(IdempotencyKey {
-            namespace: self.namespaces.of_config(config, path),
-            digest,
-        })
+        let namespace = match &self.namespace {
+            Some(namespace) => self.namespaces.of(namespace, path),
+            None => self.namespaces.of_config(config, path),
+        };
+        Ok(IdempotencyKey { namespace, digest })
     }
 
     /// The digest of any key that [`short_key`](Self::short_key) does not make: its text
@@ -1784,6 +1817,21 @@ mod tests {
             .key("orders", &PathName::new("PLACE"), &kwargs(json!({"n": 1})))
             .unwrap();
         assert!(std::ptr::eq(made.namespace, a.namespace));
+    }
+
+    #[test]
+    fn a_namespace_set_replaces_the_function_name_in_every_process() {
+        let path = PathName::new("ORDER");
+        let order = kwargs(json!({"order_id": "o-1"}));
+        let plain = Idempotency::new(MemoryIdempotencyStore::new()).key_from(["order_id"]);
+        let a = plain.key("orders-intake", &path, &order).unwrap();
+        assert_eq!(a.namespace(), "orders-intake.ORDER");
+        let named = plain.clone().namespace("orders");
+        let under_lambda = named.key("orders-intake", &path, &order).unwrap();
+        let in_a_worker = named.key("orders-worker", &path, &order).unwrap();
+        assert_eq!(under_lambda, in_a_worker);
+        assert_eq!(under_lambda.namespace(), "orders.ORDER");
+        assert_eq!(under_lambda.digest(), a.digest());
     }
 
     #[test]

@@ -48,7 +48,9 @@ pub use pipeline::{Pipeline, PipelineBuilder, AUTO_PATH};
 pub use queue::{Payload, Queue, QueueKind, Target};
 pub use registry::{Registry, SinkRegistration, SourceRegistration};
 pub use report::{NoReporter, Report, Reporter};
-pub use runtime::{run, run_lambda, run_local, usage, Command, LocalOptions};
+pub use runtime::{
+    lambda_config_from_env, run, run_lambda, run_local, usage, Command, LocalOptions,
+};
 pub use sink::{
     stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,
 };

@@ -564,9 +564,13 @@ impl PipelineBuilder {
         self
     }
 
-    /// Makes the records that enter by this path idempotent (overrides
-    /// [`idempotent`](Self::idempotent) for them); the path must be declared. A path run by
-    /// another is part of its record's run, not keyed again.
+    /// Makes this path idempotent (overrides [`idempotent`](Self::idempotent) for it); the
+    /// path must be declared. The first idempotent path a record's run reaches claims the
+    /// record's key, by that path's kwargs: whether the record entered by it, another path ran
+    /// it, or a function returned a [`Payload`](crate::Payload) to it. What the run did before
+    /// it reached the path is the record's, unguarded; a duplicate does not run the path again
+    /// (its stored output is the path's result). Once a run holds a key, later idempotent
+    /// paths of the same run are part of it, not keyed again.
     pub fn idempotent_in(mut self, path: impl IntoPathName, idempotency: Idempotency) -> Self {
         let i = self.idempotency.add(idempotency);
         self.idempotency.by_path.insert(path.into_path_name(), i);

@@ -263,12 +263,7 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
             .map(|d| d.as_nanos())
             .unwrap_or_default()
     );
-    let config = lambda_runtime::Config {
-        function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
-            .unwrap_or_else(|_| "local".to_owned()),
-        ..Default::default()
-    };
-    context.env_config = std::sync::Arc::new(config);
+    context.env_config = std::sync::Arc::new(lambda_config_from_env());
     let result = pipeline.handle(&event, context).await;
     print_recorded(&pipeline, &recorder, opts.send);
     let mut out = std::io::stdout().lock();
@@ -281,6 +276,37 @@ pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode
             let _ = writeln!(out, "{}", serde_json::to_string(&e).unwrap_or_default());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The function's configuration as Lambda gives it, read from the same environment
+/// variables (`AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_FUNCTION_VERSION`,
+/// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, `AWS_LAMBDA_LOG_GROUP_NAME`,
+/// `AWS_LAMBDA_LOG_STREAM_NAME`), for runs outside Lambda: the local mode and the SQS worker.
+/// Without `AWS_LAMBDA_FUNCTION_NAME` the function is named after the executable (its file
+/// name), so that two programs never share a name by accident; the version defaults to
+/// `$LATEST`. Never panics: a missing or malformed variable takes its default.
+///
+/// The function name is what idempotency keys are namespaced by (unless
+/// [`Idempotency::namespace`](crate::Idempotency::namespace) says otherwise): set
+/// `AWS_LAMBDA_FUNCTION_NAME` to the Lambda's name where a worker and the Lambda must
+/// recognise each other's records.
+pub fn lambda_config_from_env() -> lambda_runtime::Config {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let function_name = var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "local".to_owned())
+    });
+    lambda_runtime::Config {
+        function_name,
+        memory: var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0),
+        version: var("AWS_LAMBDA_FUNCTION_VERSION").unwrap_or_else(|| "$LATEST".to_owned()),
+        log_stream: var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_default(),
+        log_group: var("AWS_LAMBDA_LOG_GROUP_NAME").unwrap_or_default(),
     }
 }
 

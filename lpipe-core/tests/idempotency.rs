@@ -310,3 +310,73 @@ async fn keys_held_by_two_pipelines_are_extended_each_in_its_own_store() {
     assert_eq!(r2.unwrap()["stats"]["successes"], 1);
     assert!(held.is_empty());
 }
+
+/// An SNS notification as a queue delivers it without raw message delivery.
+#[derive(serde::Deserialize)]
+struct Notification {
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Order {
+    order_id: String,
+}
+
+async fn unwrap(n: Notification) -> Result<lpipe_core::Payload, BoxError> {
+    let order: Value = serde_json::from_str(&n.message)?;
+    Ok(lpipe_core::Payload::to_path("ORDER", &order)?)
+}
+
+async fn accept(order: Order) -> Result<String, BoxError> {
+    Ok(order.order_id)
+}
+
+/// A path reached by a returned payload (or run by another path) claims its record's key: the
+/// same order delivered twice, in two invocations and twice in one, is forwarded once.
+#[tokio::test]
+async fn an_idempotent_path_reached_by_a_returned_payload_claims_the_key() {
+    let store = MemoryIdempotencyStore::new();
+    let sent = lpipe_core::MemorySink::new();
+    let pipeline = Pipeline::builder()
+        .path(
+            "UNWRAP",
+            [Action::new().function(unwrap).returns_to("ORDER")],
+        )
+        .path(
+            "ORDER",
+            [Action::new()
+                .function(accept)
+                .queue(lpipe_core::Queue::sqs("orders"))],
+        )
+        .default_path("UNWRAP")
+        .idempotent_in(
+            "ORDER",
+            Idempotency::new(store.clone()).key_from(["order_id"]),
+        )
+        .record_outbound(sent.clone())
+        .build()
+        .unwrap();
+    let notification = json!({"Message": "{\"order_id\": \"o-1\"}", "Type": "Notification"});
+    let first = pipeline
+        .handle(
+            &raw_event(std::slice::from_ref(&notification)),
+            lambda_context(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first["stats"]["successes"], 1, "{first}");
+    assert_eq!(sent.messages().len(), 1);
+    assert_eq!(store.items().len(), 1, "the key of ORDER is claimed");
+    let again = pipeline
+        .handle(&raw_event(&[notification]), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(again["stats"]["successes"], 1, "{again}");
+    assert_eq!(again["stats"]["duplicates"], 1, "{again}");
+    assert_eq!(
+        sent.messages().len(),
+        1,
+        "the duplicate is not forwarded again"
+    );
+}

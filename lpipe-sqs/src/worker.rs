@@ -208,6 +208,8 @@ struct Shared {
     counters: Counters,
     stopping: AtomicBool,
     stop: tokio::sync::Notify,
+    /// The function's configuration, as Lambda would give it (read once at start).
+    config: Arc<lpipe_core::lambda_runtime::Config>,
 }
 
 /// Runs a worker on the queue until SIGTERM or SIGINT, then lets the batches in flight finish
@@ -255,8 +257,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<WorkerStats, WorkerError> {
     let queue = queue_info(&client, &options).await?;
+    let config = Arc::new(lpipe_core::lambda_config_from_env());
     tracing::info!(
         queue = %queue.url,
+        function_name = %config.function_name,
         batch_size = options.batch_size,
         in_flight = options.in_flight,
         visibility_timeout_s = queue.visibility_timeout,
@@ -270,6 +274,7 @@ pub async fn run(
         counters: Counters::default(),
         stopping: AtomicBool::new(false),
         stop: tokio::sync::Notify::new(),
+        config,
     });
     let mut pollers = tokio::task::JoinSet::new();
     for n in 0..shared.options.in_flight {
@@ -471,7 +476,7 @@ async fn handle_batch(shared: &Arc<Shared>, messages: Vec<Message>, received_at:
         handles.clone(),
         held.clone(),
     ));
-    let context = lambda_context(received_at, visibility);
+    let context = lambda_context(&shared.config, received_at, visibility);
     let response = shared.pipeline.handle_holding(&event, context, &held).await;
     heartbeat.abort();
     let acknowledged: Vec<&(String, String)> = match &response {
@@ -509,9 +514,12 @@ async fn handle_batch(shared: &Arc<Shared>, messages: Vec<Message>, received_at:
 /// messages invisible meanwhile.
 const MIN_BATCH_TIME: Duration = Duration::from_secs(30);
 
-/// The Lambda context of a batch: its deadline is the visibility timeout (at least
-/// [`MIN_BATCH_TIME`]) from its receipt.
+/// The Lambda context of a batch: the function's configuration as Lambda would give it (read
+/// once from the environment, see [`lpipe_core::lambda_config_from_env`]: idempotency keys are
+/// namespaced by its function name, as under Lambda), and a deadline of the visibility timeout
+/// (at least [`MIN_BATCH_TIME`]) from its receipt.
 fn lambda_context(
+    config: &Arc<lpipe_core::lambda_runtime::Config>,
     received_at: Instant,
     visibility: Duration,
 ) -> lpipe_core::lambda_runtime::Context {
@@ -520,6 +528,7 @@ fn lambda_context(
         .max(MIN_BATCH_TIME)
         .saturating_sub(received_at.elapsed());
     let mut context = lpipe_core::lambda_runtime::Context::default();
+    context.env_config = config.clone();
     context.request_id = format!("worker-{now_ms}-{}", std::process::id());
     context.deadline = now_ms + left.as_millis() as u64;
     context

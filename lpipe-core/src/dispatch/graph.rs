@@ -195,6 +195,14 @@ impl Pipeline {
             let (name, actions) = self
                 .lookup(path.as_str())
                 .ok_or_else(|| self.unknown_path(path.as_str()))?;
+            // The first idempotent path a record's run reaches claims its key, whether the
+            // record entered by it, another path ran it, or a function returned a payload to
+            // it (see `PipelineBuilder::idempotent_in`).
+            if exec.claim.is_none() && !exec.duplicate {
+                if let Some(done) = self.claim_key(name, kwargs, exec).await {
+                    return done;
+                }
+            }
             self.run_actions(name, actions, kwargs, depth, exec).await
         }
         .boxed()
