@@ -194,6 +194,9 @@ pub fn pipeline() -> PipelineBuilder {
     let sqs = sqs_queue_name();
     let kinesis = kinesis_stream_name();
     Pipeline::builder()
+        // The reference's test Lambda is invoked directly and fed by SQS, Kinesis and
+        // CloudWatch events alike: it detects each event's source by its shape.
+        .detect_source()
         .path(TEST_FUNC, [Action::new().function(test_func)])
         .path(
             TEST_FUNC_EXPLICIT_PARAMS,
@@ -304,5 +307,5 @@ pub fn pipeline() -> PipelineBuilder {
 
 /// The single-function form (`call=test_func`).
 pub fn call_pipeline() -> PipelineBuilder {
-    Pipeline::from_function(test_func)
+    Pipeline::from_function(test_func).detect_source()
 }

@@ -130,6 +130,7 @@ pub fn signup() -> PipelineBuilder {
         .path(STORE_USER, [Action::new().function(store_user)])
         .path(AUDIT, [Action::new().function(audit)])
         .dead_letter_queue(Queue::sqs(dropped_queue()))
+        .only_source("sqs")
         .metrics(Metrics::new("lpipe-graph"))
 }
 
@@ -137,5 +138,6 @@ pub fn signup() -> PipelineBuilder {
 pub fn mailer() -> PipelineBuilder {
     Pipeline::builder()
         .path(Path::SEND_WELCOME, [Action::new().function(send_welcome)])
+        .only_source("sqs")
         .metrics(Metrics::new("lpipe-graph"))
 }

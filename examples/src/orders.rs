@@ -105,6 +105,7 @@ pub async fn price(order: Order) -> Result<Payload, BoxError> {
 /// The intake Lambda: SQS in, Kinesis and SQS FIFO out.
 pub fn intake() -> PipelineBuilder {
     Pipeline::builder()
+        .only_source("sqs")
         .path(
             Path::ORDER,
             [
@@ -188,6 +189,7 @@ pub async fn save(order: ToStore, db: State<Database>) -> Result<Output<Stored>,
 pub fn store(db: Database) -> PipelineBuilder {
     Pipeline::builder()
         .path(Path::STORE, [Action::new().function(save)])
+        .only_source("kinesis")
         .retry_on::<Unavailable>()
         .state(db)
 }

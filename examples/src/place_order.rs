@@ -136,6 +136,8 @@ pub fn pipeline(warehouse: Warehouse, idempotency: Idempotency) -> PipelineBuild
         )
         .idempotent_in(Path::PLACE_ORDER, idempotency)
         .event_source(DynamoDbSource::new().route("INSERT", Path::PLACE_ORDER.as_str()))
+        // Fed by an SQS queue and by a table's stream: either, and nothing else.
+        .sources(["sqs", "dynamodb"])
         .state(warehouse)
 }
 

@@ -137,4 +137,6 @@ pub fn pipeline_to(url: &str) -> PipelineBuilder {
                 .queue(Queue::new(kind(), url))],
         )
         .sink(kind(), WebhookSink)
+        // Invoked directly (or by a test) with lpipe messages.
+        .only_source("raw")
 }

@@ -169,3 +169,47 @@ fn the_diagram_shows_the_computed_hop_from_order_to_route() {
         "{chart}"
     );
 }
+
+/// The store Lambda is built for Kinesis; a misconfigured mapping hands it an SQS event. Its
+/// records must come back (the invocation fails), never be dropped and acknowledged.
+#[tokio::test]
+async fn an_sqs_event_to_the_kinesis_consumer_is_refused_whole() {
+    let db = Database::default();
+    let store = orders::store(db.clone()).build().unwrap();
+    let event = (0..5)
+        .fold(SqsEvent::new(), |e, i| {
+            e.message(message("STORE", json!({"order_id": format!("o-{i}")})))
+        })
+        .to_string();
+    let e = store
+        .handle(&event, lambda_context(0))
+        .await
+        .expect_err("an SQS event is not the Kinesis consumer's");
+    assert_eq!(e.error_type, "InvalidEvent");
+    lpipe::testing::assert_contains(&e.error_message, "takes only 'kinesis' events");
+}
+
+/// A binary that links several sources (this crate links them all) cannot build a pipeline
+/// that names none: the error names them and the line to add.
+#[test]
+fn a_pipeline_that_names_no_source_among_several_does_not_build() {
+    async fn noop(_: lpipe::NoParams) -> Result<(), lpipe::BoxError> {
+        Ok(())
+    }
+    let e = lpipe::Pipeline::builder()
+        .path_fn("STORE", noop)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&e, lpipe::InvalidConfigurationError::SourceNotNamed { linked } if linked == &["cloudwatch", "dynamodb", "kinesis", "sqs"]),
+        "{e}"
+    );
+    lpipe::testing::assert_contains(e.to_string(), "cloudwatch, dynamodb, kinesis, sqs");
+    lpipe::testing::assert_contains(e.to_string(), ".only_source(\"NAME\")");
+    lpipe::testing::assert_contains(e.to_string(), ".detect_source()");
+    let detecting = lpipe::Pipeline::builder()
+        .path_fn("STORE", noop)
+        .detect_source()
+        .build();
+    assert!(detecting.is_ok());
+}

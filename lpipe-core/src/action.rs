@@ -199,6 +199,43 @@ impl Action {
         format!("forward {}", params.join(", "))
     }
 
+    /// The kwargs this action passes on to its paths and queues, when they are known at
+    /// build time: `None` when it passes on every kwarg (`include_all_params`, or a function
+    /// that takes any).
+    pub(crate) fn forwarded_fields(&self) -> Option<std::collections::BTreeSet<&str>> {
+        if self.include_all_params {
+            return None;
+        }
+        if !self.required_params.is_empty() {
+            return Some(self.required_params.iter().map(|p| p.to.as_str()).collect());
+        }
+        self.function_fields()
+    }
+
+    /// The kwargs this action reads (its functions' parameters and its required parameters),
+    /// when they are known at build time: `None` when it takes every kwarg.
+    pub(crate) fn read_fields(&self) -> Option<std::collections::BTreeSet<&str>> {
+        if self.include_all_params {
+            return None;
+        }
+        let mut fields = self.function_fields()?;
+        fields.extend(self.required_params.iter().map(|p| p.from.as_str()));
+        Some(fields)
+    }
+
+    /// The union of the functions' parameters; `None` if one takes any kwarg.
+    fn function_fields(&self) -> Option<std::collections::BTreeSet<&str>> {
+        let mut fields = std::collections::BTreeSet::new();
+        for f in &self.functions {
+            match f.params {
+                crate::Params::Any => return None,
+                crate::Params::None => {}
+                crate::Params::Fields(names) => fields.extend(names.iter().copied()),
+            }
+        }
+        Some(fields)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.functions.is_empty() && self.paths.is_empty() && self.queues.is_empty()
     }

@@ -387,6 +387,16 @@ pub enum QueueProblem {
     /// Its sink rejects it (see [`Sink::validate`](crate::Sink::validate)): a malformed ARN,
     /// options that conflict, …
     Rejected(String),
+    /// An option that names a kwarg (`message_group_id_from`, `partition_key_from`, any
+    /// option whose name ends in `_from`) names one its action never passes on.
+    FieldNotForwarded {
+        /// The option.
+        option: String,
+        /// The kwarg it names.
+        field: String,
+        /// The kwargs the action passes on.
+        forwarded: Vec<String>,
+    },
 }
 
 impl QueueProblem {
@@ -410,6 +420,14 @@ impl QueueProblem {
                 list_or_none(known)
             ),
             QueueProblem::Rejected(why) => format!("queue {queue}: {why}"),
+            QueueProblem::FieldNotForwarded {
+                option,
+                field,
+                forwarded,
+            } => format!(
+                "queue {queue}: {option} names the kwarg '{field}', which this action never passes on (it passes: {}); a misspelt name?",
+                list_or_none(forwarded)
+            ),
         }
     }
 }
@@ -534,6 +552,16 @@ pub enum InvalidConfigurationError {
     },
     /// An idempotency key made of no fields (`key_from([])`).
     EmptyIdempotencyKey,
+    /// An idempotency key field (`key_from`) that no function of its path takes: every record
+    /// would be dropped for lacking it.
+    UnknownKeyField {
+        /// The idempotent path.
+        path: PathName,
+        /// The field.
+        field: String,
+        /// The kwargs the path's functions and required parameters take.
+        taken: Vec<String>,
+    },
     /// The metrics' namespace or service is not a valid CloudWatch name.
     InvalidMetrics {
         /// Why.
@@ -545,6 +573,13 @@ pub enum InvalidConfigurationError {
         name: String,
         /// The registered sources.
         registered: Vec<&'static str>,
+    },
+    /// More than one event source is linked (besides `raw`) and the pipeline names none: an
+    /// event of a source this Lambda is not built for (a misconfigured mapping) would be taken
+    /// by another one, and its records dropped and acknowledged.
+    SourceNotNamed {
+        /// The sources linked, other than `raw`.
+        linked: Vec<&'static str>,
     },
 }
 
@@ -608,6 +643,16 @@ impl fmt::Display for InvalidConfigurationError {
                 f,
                 "event source '{name}' is not registered (registered: {})",
                 list_or_none(registered)
+            ),
+            E::UnknownKeyField { path, field, taken } => write!(
+                f,
+                "the idempotency key of path {path} is made from the kwarg '{field}', which no function of the path takes (they take: {}); every record would be dropped for lacking it (a misspelt name?)",
+                list_or_none(taken)
+            ),
+            E::SourceNotNamed { linked } => write!(
+                f,
+                "this binary links the event sources {} and the pipeline names none: add `.only_source(\"NAME\")` with the one this Lambda consumes (`.sources([…])` for several), or `.detect_source()` to pick one by each event's shape (then an event of a source the Lambda is not built for, from a misconfigured mapping, is taken by that source, and its records dropped and acknowledged)",
+                linked.join(", ")
             ),
         }
     }

@@ -73,7 +73,9 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) catch_all_sink: Option<Arc<dyn Sink>>,
     pub(crate) fallback_sink: Option<Arc<dyn Sink>>,
-    pub(crate) source: Option<Arc<dyn EventSource>>,
+    /// The sources it consumes (named with `only_source` / `sources`); empty: any registered
+    /// one, detected by each event's shape (`detect_source`).
+    pub(crate) sources: Vec<Arc<dyn EventSource>>,
     pub(crate) reporter: Arc<dyn Reporter>,
     pub(crate) max_depth: usize,
     pub(crate) retry: RetryPolicy,
@@ -165,6 +167,11 @@ impl ErrorPolicy {
             }
             current = e.source();
         }
+        self.keeps(path)
+    }
+
+    /// Whether an ordinary error on `path` keeps its record for retry, by the policy alone.
+    pub(crate) fn keeps(&self, path: &PathName) -> bool {
         self.by_path.get(path).copied().unwrap_or(self.pipeline) == OnError::Retry
     }
 }
@@ -183,7 +190,8 @@ pub struct PipelineBuilder {
     sources: Vec<Arc<dyn EventSource>>,
     record_outbound: Option<MemorySink>,
     record_unsendable: Option<MemorySink>,
-    source: Option<String>,
+    source: Vec<String>,
+    detect_source: bool,
     reporter: Arc<dyn Reporter>,
     max_depth: usize,
     retry: RetryPolicy,
@@ -207,7 +215,8 @@ impl Default for PipelineBuilder {
             sources: Vec::new(),
             record_outbound: None,
             record_unsendable: None,
-            source: None,
+            source: Vec::new(),
+            detect_source: false,
             reporter: Arc::new(NoReporter),
             max_depth: 32,
             retry: RetryPolicy::default(),
@@ -364,8 +373,51 @@ impl PipelineBuilder {
     /// another kind (a Kinesis event handed to a pipeline pinned to `sqs`, say, by a
     /// misconfigured event source mapping) fails the invocation with `InvalidEvent`, so that
     /// its records come back instead of being dropped and acknowledged.
+    ///
+    /// A binary that links more than one event source (besides `raw`: several features of
+    /// one crate, shared by its Lambdas) must name the one each pipeline consumes, with this
+    /// call, or ask for detection with [`detect_source`](Self::detect_source); otherwise
+    /// [`build`](Self::build) fails naming them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{NoParams, Pipeline};
+    /// # async fn work(_: NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+    /// let pipeline = Pipeline::builder().path_fn("WORK", work).only_source("raw").build();
+    /// assert!(pipeline.is_ok());
+    /// ```
     pub fn only_source(mut self, name: impl Into<String>) -> Self {
-        self.source = Some(name.into());
+        self.source = vec![name.into()];
+        self
+    }
+
+    /// Serves only the sources of these names: a Lambda fed by more than one kind of
+    /// trigger (an SQS queue and a DynamoDB stream, say). Each event is taken by the one of
+    /// them that recognises it; an event none of them recognises fails the invocation with
+    /// `InvalidEvent`, as with [`only_source`](Self::only_source).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{NoParams, Pipeline};
+    /// # async fn work(_: NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+    /// let unknown = Pipeline::builder().path_fn("WORK", work).sources(["raw", "sqs"]).build();
+    /// // lpipe-core alone registers only `raw`.
+    /// assert!(unknown.unwrap_err().to_string().contains("'sqs' is not registered"));
+    /// ```
+    pub fn sources<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.source = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Picks each event's source among the registered ones by the event's shape, instead of
+    /// consuming one named source ([`only_source`](Self::only_source)). Only for a Lambda
+    /// that is meant to take events of several sources: an event of a source it was not
+    /// meant to take (a misconfigured mapping) is then taken by the source it looks like, and
+    /// its records, with paths this pipeline may not have, are dropped and acknowledged.
+    pub fn detect_source(mut self) -> Self {
+        self.detect_source = true;
         self
     }
 
@@ -585,7 +637,8 @@ impl PipelineBuilder {
     /// path with no actions; an action with nothing to do; an action or the default path
     /// naming an unknown path; paths that run each other in a cycle; a queue whose kind has
     /// no sink, or that its sink rejects; a dead-letter queue with a path or without a sink; a
-    /// concurrency of 0; an unknown event source name; `on_error_in` or `idempotent_in`
+    /// concurrency of 0; an unknown event source name, or none named where several are linked
+    /// (see [`only_source`](Self::only_source)); `on_error_in` or `idempotent_in`
     /// naming an unknown path; an idempotency key of no fields.
     pub fn build(self) -> Result<Pipeline, InvalidConfigurationError> {
         use InvalidConfigurationError as E;
@@ -654,6 +707,8 @@ impl PipelineBuilder {
                     }
                 }
                 for q in &action.queues {
+                    check_kwarg_options(q, action)
+                        .map_err(|problem| queue_error(at(), q, problem))?;
                     if catch_all_sink.is_none()
                         && fallback_sink.is_some()
                         && registry.sink(q.kind()).is_none()
@@ -729,18 +784,33 @@ impl PipelineBuilder {
                 return Err(E::EmptyIdempotencyKey);
             }
         }
-        let source = match self.source {
-            Some(name) => match registry.source(&name) {
-                Some(s) => Some(s),
+        for name in &path_order {
+            if let Some((_, idempotency)) = self.idempotency.of(name) {
+                check_key_fields(name, &paths[name], idempotency)?;
+            }
+        }
+        let mut sources = Vec::new();
+        for name in self.source {
+            match registry.source(&name) {
+                Some(s) => sources.push(s),
                 None => {
                     return Err(E::UnknownSource {
                         registered: registry.source_names(),
                         name,
                     })
                 }
-            },
-            None => None,
-        };
+            }
+        }
+        if sources.is_empty() && !self.detect_source {
+            let linked: Vec<&'static str> = registry
+                .source_names()
+                .into_iter()
+                .filter(|name| *name != crate::source::RawSource::NAME)
+                .collect();
+            if linked.len() > 1 {
+                return Err(E::SourceNotNamed { linked });
+            }
+        }
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 paths,
@@ -749,7 +819,7 @@ impl PipelineBuilder {
                 registry,
                 catch_all_sink,
                 fallback_sink,
-                source,
+                sources,
                 reporter: self.reporter,
                 max_depth: self.max_depth,
                 retry: self.retry,
@@ -763,6 +833,54 @@ impl PipelineBuilder {
                 local: self.local,
             }),
         })
+    }
+}
+
+/// The options of a queue that name a kwarg (`message_group_id_from`, `partition_key_from`:
+/// any option whose name ends in `_from`) must name one its action passes on, when that is
+/// known at build time.
+fn check_kwarg_options(queue: &Queue, action: &Action) -> Result<(), QueueProblem> {
+    let Some(forwarded) = action.forwarded_fields() else {
+        return Ok(());
+    };
+    for option in queue.option_keys().filter(|k| k.ends_with("_from")) {
+        let field = queue.get_option(option).unwrap_or_default();
+        if !forwarded.contains(field) {
+            return Err(QueueProblem::FieldNotForwarded {
+                option: option.to_owned(),
+                field: field.to_owned(),
+                forwarded: forwarded.iter().map(|f| (*f).to_owned()).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An idempotent path's key fields must be kwargs its functions (or required parameters)
+/// take, when that is known at build time: a field none of them takes is a misspelt name, and
+/// every record would be dropped for lacking it.
+fn check_key_fields(
+    path: &PathName,
+    actions: &[Action],
+    idempotency: &Idempotency,
+) -> Result<(), InvalidConfigurationError> {
+    let Some(fields) = idempotency.key_fields() else {
+        return Ok(());
+    };
+    let mut taken = BTreeSet::new();
+    for action in actions {
+        match action.read_fields() {
+            Some(read) => taken.extend(read),
+            None => return Ok(()),
+        }
+    }
+    match fields.iter().find(|f| !taken.contains(f.as_str())) {
+        Some(field) => Err(InvalidConfigurationError::UnknownKeyField {
+            path: path.clone(),
+            field: field.clone(),
+            taken: taken.iter().map(|f| (*f).to_owned()).collect(),
+        }),
+        None => Ok(()),
     }
 }
 

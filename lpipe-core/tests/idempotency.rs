@@ -17,6 +17,18 @@ async fn ok(_: NoParams) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The kwarg records are keyed by (a key field must be one the path's functions take).
+#[derive(serde::Deserialize)]
+struct Keyed {
+    #[serde(default)]
+    #[allow(dead_code)]
+    order_id: Option<Value>,
+}
+
+async fn keyed(_: Keyed) -> Result<(), BoxError> {
+    Ok(())
+}
+
 fn idempotency() -> Idempotency {
     Idempotency::new(MemoryIdempotencyStore::new())
 }
@@ -52,7 +64,7 @@ async fn a_record_without_its_key_is_dropped_naming_the_kwarg() {
     let reporter = CapturingReporter::new();
     let store = MemoryIdempotencyStore::new();
     let pipeline = Pipeline::builder()
-        .path("A", [Action::new().function(ok)])
+        .path("A", [Action::new().function(keyed)])
         .idempotent(Idempotency::new(store.clone()).key_from(["order_id"]))
         .reporter(reporter.clone())
         .build()
@@ -197,7 +209,7 @@ impl IdempotencyStore for NoExtend {
 /// `started`), idempotent by `order_id` in `store`.
 fn waiting(store: impl IdempotencyStore, started: &Arc<Notify>, go: &Arc<Notify>) -> Pipeline {
     let (started, go) = (started.clone(), go.clone());
-    let wait = move |_: NoParams| {
+    let wait = move |_: Keyed| {
         let (started, go) = (started.clone(), go.clone());
         async move {
             started.notify_one();

@@ -23,6 +23,7 @@ async fn refuse(_: Order) -> Result<(), FailCatastrophically> {
 
 fn pipeline() -> Pipeline {
     Pipeline::builder()
+        .detect_source()
         .path("TAKE", [Action::new().function(take)])
         .path("REFUSE", [Action::new().function(refuse)])
         .registry(lpipe::registry())
@@ -196,6 +197,7 @@ async fn functions_read_their_records_metadata() {
     let pipeline = {
         let seen = seen.clone();
         Pipeline::builder()
+            .detect_source()
             .path(
                 "NOTE",
                 [Action::new().function(move |_: lpipe::NoParams, ctx: lpipe::Context| {

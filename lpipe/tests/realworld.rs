@@ -26,12 +26,15 @@ async fn keep(_: NoParams) -> Result<(), FailCatastrophically> {
 
 /// Drops everything it takes: no body names a path.
 fn dropping() -> PipelineBuilder {
-    Pipeline::builder().path("NEVER", [Action::new().function(never_called)])
+    Pipeline::builder()
+        .detect_source()
+        .path("NEVER", [Action::new().function(never_called)])
 }
 
 /// Runs every record that is a JSON object on a default path that keeps it for retry.
 fn keeping() -> PipelineBuilder {
     Pipeline::builder()
+        .detect_source()
         .path("KEEP", [Action::new().function(keep)])
         .default_path("KEEP")
 }

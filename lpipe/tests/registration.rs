@@ -16,6 +16,7 @@ async fn a_pipeline_built_through_the_facade_sees_the_enabled_plugins() {
 
     // Queues of every built-in kind find their sinks without a registry given.
     let pipeline = Pipeline::builder()
+        .detect_source()
         .path(
             "A",
             [Action::new()
@@ -32,6 +33,7 @@ async fn a_pipeline_built_through_the_facade_sees_the_enabled_plugins() {
 
     // An SQS event is recognised (an unknown path drops the record, it is not refused).
     let pipeline = Pipeline::builder()
+        .detect_source()
         .path("A", [Action::new().queue(Queue::sqs("q"))])
         .build()
         .unwrap();

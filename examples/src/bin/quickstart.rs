@@ -25,5 +25,5 @@ async fn greet(args: Greet) -> Result<String, FailButContinue> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    lpipe::run(Pipeline::from_function(greet)).await
+    lpipe::run(Pipeline::from_function(greet).only_source("sqs")).await
 }

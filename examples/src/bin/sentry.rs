@@ -33,6 +33,7 @@ async fn main() -> ExitCode {
     lpipe::run(
         Pipeline::builder()
             .path("CHARGE", [Action::new().function(charge)])
+            .only_source("raw")
             // Kwargs may hold personal data: attached only because this example opts in.
             .reporter(SentryReporter::from_env().include_kwargs(true)),
     )

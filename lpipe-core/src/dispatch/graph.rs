@@ -332,6 +332,7 @@ impl Pipeline {
             output = self.run_path(p, &forward, depth + 1, exec).await?;
         }
         for q in &action.queues {
+            self.check_named_kwargs(q, &forward, path)?;
             let body = q.message_body(&forward);
             exec.push(q.clone(), body);
             output = None;
@@ -387,13 +388,47 @@ impl Pipeline {
                     self.check_declared_return(&p, action)
                         .map_err(|e| e.at_path(path).in_function(name))?;
                     last = self
-                        .run_payload(p, depth + 1, exec)
+                        .run_payload(p, path, depth + 1, exec)
                         .await
                         .map_err(|e| e.in_function(name))?;
                 }
                 last
             }
         })
+    }
+
+    /// A message for a queue whose options name a kwarg (`message_group_id_from`,
+    /// `partition_key_from`: options ending in `_from`) must have it: without it the record
+    /// fails with an error naming it (an ordinary error: kept or dropped by the error policy),
+    /// never a silent fallback to another group or key.
+    fn check_named_kwargs(
+        &self,
+        queue: &crate::Queue,
+        kwargs: &Kwargs,
+        path: &PathName,
+    ) -> Result<(), RecordError> {
+        for option in queue.option_keys().filter(|k| k.ends_with("_from")) {
+            let field = queue.get_option(option).unwrap_or_default();
+            let present = match kwargs.raw_last(field) {
+                Some(found) => found.is_some_and(|v| v != "null"),
+                None => !kwargs.to_value()[field].is_null(),
+            };
+            if present {
+                continue;
+            }
+            let kind = if self.inner.errors.keeps(path) {
+                ErrorKind::Retryable
+            } else {
+                ErrorKind::Unhandled
+            };
+            return Err(RecordError::new(
+                kind,
+                format!(
+                    "queue {queue}: {option} names the kwarg '{field}', which this message lacks (or is null); not sent"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// A payload to a path the function's action does not declare (when it declares any, see
@@ -425,6 +460,7 @@ impl Pipeline {
     fn run_payload<'a>(
         &'a self,
         payload: Payload,
+        from: &'a PathName,
         depth: usize,
         exec: &'a mut Exec<'_>,
     ) -> BoxFuture<'a, Result<Produced, RecordError>> {
@@ -455,6 +491,7 @@ impl Pipeline {
                             format!("returned payload: {}", problem.describe(&queue)),
                         )
                     })?;
+                    self.check_named_kwargs(&queue, &payload.kwargs, from)?;
                     let body = queue.message_body(&payload.kwargs);
                     exec.push(queue, body);
                     Ok(None)

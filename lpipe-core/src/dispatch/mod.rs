@@ -163,29 +163,32 @@ impl Pipeline {
     fn source_for(&self, event: &str) -> Result<Arc<dyn EventSource>, InvocationError> {
         let inner = &self.inner;
         let probe = EventProbe::of(event);
-        match &inner.source {
-            Some(s) if s.matches(&probe) => Ok(s.clone()),
-            Some(s) => Err(InvocationError::new(
+        if !inner.sources.is_empty() {
+            if let Some(s) = inner.sources.iter().find(|s| s.matches(&probe)) {
+                return Ok(s.clone());
+            }
+            let names: Vec<&str> = inner.sources.iter().map(|s| s.name()).collect();
+            return Err(InvocationError::new(
                 "InvalidEvent",
                 format!(
                     "this pipeline takes only '{}' events, and this is not one ({}); no record of it is taken (is the event source mapping attached to the right function?)",
-                    s.name(),
+                    names.join("' or '"),
                     probe.describe()
                 ),
-            )),
-            None => inner.registry.detect(&probe).ok_or_else(|| {
-                let registered = inner.registry.source_names();
-                let hint = crate::registry::source_plugin_hint(&probe, &registered)
-                    .map_or(String::new(), |h| format!("; {h}"));
-                InvocationError::new(
-                    "InvalidEvent",
-                    format!(
-                        "no registered event source recognises this event ({}; registered: {}{hint})",
-                        probe.describe(),
-                        registered.join(", ")
-                    ),
-                )
-            }),
+            ));
         }
+        inner.registry.detect(&probe).ok_or_else(|| {
+            let registered = inner.registry.source_names();
+            let hint = crate::registry::source_plugin_hint(&probe, &registered)
+                .map_or(String::new(), |h| format!("; {h}"));
+            InvocationError::new(
+                "InvalidEvent",
+                format!(
+                    "no registered event source recognises this event ({}; registered: {}{hint})",
+                    probe.describe(),
+                    registered.join(", ")
+                ),
+            )
+        })
     }
 }

@@ -26,6 +26,7 @@ const PINS: [Option<&str>; 5] = [
 
 fn pipeline(pin: Option<&str>, reporter: CapturingReporter) -> Pipeline {
     let builder = Pipeline::builder()
+        .detect_source()
         .path("OK", [Action::new().function(ok)])
         .registry(lpipe::registry())
         .reporter(reporter);

@@ -249,6 +249,7 @@ fn run(case: &Case) -> (Value, Log) {
         log: Arc::default(),
     };
     let pipeline = Pipeline::builder()
+        .detect_source()
         .path("FORWARD", [Action::new().function(forward)])
         .sink(QueueKind::custom("scripted"), sink.clone())
         .retry_policy(RetryPolicy {

@@ -427,6 +427,7 @@ fn run(source: Source, default_path: bool, concurrency: usize, records: &[Genera
     let sink = MemorySink::new();
     let reporter = CapturingReporter::new();
     let mut builder = Pipeline::builder()
+        .detect_source()
         .path("OUTPUT", [Action::new().function(output)])
         .path(
             "FORWARD",

@@ -195,6 +195,7 @@ proptest! {
 
         let reporter = CapturingReporter::new();
         let pipeline = Pipeline::builder()
+            .detect_source()
             .path("TAKE", [Action::new().function(take)])
             .reporter(reporter.clone())
             .registry(lpipe::registry())
