@@ -53,6 +53,7 @@ pub use runtime::{
 };
 pub use sink::{
     stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,
+    MESSAGE_ID_ATTRIBUTE,
 };
 pub use source::{decode_records, trace_id};
 pub use source::{

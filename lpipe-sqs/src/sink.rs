@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use aws_sdk_sqs::types::{
-    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    SendMessageBatchRequestEntry,
 };
 use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
 
@@ -31,7 +32,9 @@ pub const SQS_CALLS_IN_FLIGHT: usize = 8;
 /// - `message_group_id_from`: a kwarg whose value is the `MessageGroupId` (e.g. `user_id`).
 ///
 /// Without either, a FIFO message's group is derived from its body, so equal messages keep
-/// their order. The FIFO `MessageDeduplicationId` is derived from the message's identity (its
+/// their order. Every message carries its identity ([`OutboundMessage::id`]: its record and
+/// position, the same when the record is retried and the message sent again) as the message
+/// attribute [`lpipe_core::MESSAGE_ID_ATTRIBUTE`]. The FIFO `MessageDeduplicationId` is derived from the message's identity (its
 /// record and position, stable when the record is retried) and its body, so a retried record
 /// does not send twice within SQS's five-minute window, and distinct messages never collide.
 ///
@@ -162,9 +165,15 @@ impl Sink for SqsSink {
         let fifo = url.ends_with(".fifo");
         let mut entries = Vec::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
+            let id = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(&m.id)
+                .build()
+                .map_err(|e| SendError::permanent(format!("bad message id attribute: {e}")))?;
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
-                .message_body(&m.body);
+                .message_body(&m.body)
+                .message_attributes(lpipe_core::MESSAGE_ID_ATTRIBUTE, id);
             if fifo {
                 entry = entry
                     .message_group_id(group_id(queue, m))
@@ -219,6 +228,14 @@ impl Sink for SqsSink {
 
     fn calls_in_flight(&self, _queue: &Queue) -> usize {
         SQS_CALLS_IN_FLIGHT
+    }
+
+    fn entry_size(&self, message: &OutboundMessage) -> usize {
+        // SQS counts message attributes (name, type and value) against the size limit.
+        message.body.len()
+            + lpipe_core::MESSAGE_ID_ATTRIBUTE.len()
+            + "String".len()
+            + message.id.len()
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {

@@ -56,6 +56,7 @@ async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::type
             .max_number_of_messages(10)
             .visibility_timeout(30)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await
             .expect("ReceiveMessage");
@@ -624,4 +625,73 @@ async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
         response["batchItemFailures"],
         json!([{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}, {"itemIdentifier": "m4"}])
     );
+}
+
+/// The message attribute that identifies each received message.
+fn message_ids(messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            m.message_attributes()
+                .and_then(|a| a.get(lpipe_core::MESSAGE_ID_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .expect("every forwarded message carries its id")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A record forwards to two queues, one of which refuses (it does not exist yet): the record
+/// fails, and its message to the other queue was sent. On retry both are sent: the queue that
+/// took the first send gets the message again, carrying the same id, so a consumer can tell
+/// the resend from a new message.
+#[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
+#[tokio::test]
+async fn a_resent_message_carries_the_same_id() {
+    moto_endpoint("a_resent_message_carries_the_same_id");
+    let client = client().await;
+    let (first, second) = (unique_name("resend-a"), unique_name("resend-b"));
+    let first_url = create_queue(&client, &first, false).await;
+    let sink = SqsSink::with_client(client.clone());
+    let pipeline = Pipeline::builder()
+        .path(
+            "ROUTE",
+            [Action::new()
+                .function(route)
+                .queue(Queue::sqs(&first).path("NEXT"))
+                .queue(Queue::sqs(&second).path("NEXT"))],
+        )
+        .registry(Registry::from_inventory())
+        .sink(QueueKind::SQS, sink)
+        .only_source("sqs")
+        .retry_policy(RetryPolicy {
+            max_attempts: 1,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(10),
+        })
+        .build()
+        .unwrap();
+    let event = json!({"Records": [
+        {"messageId": "m-1", "receiptHandle": "rh", "eventSource": "aws:sqs",
+         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:src",
+         "body": json!({"path": "ROUTE", "kwargs": {"n": 1}}).to_string()}
+    ]})
+    .to_string();
+    let refused = pipeline.handle(&event, lambda_context(0)).await.unwrap();
+    assert_eq!(
+        refused["batchItemFailures"],
+        json!([{"itemIdentifier": "m-1"}])
+    );
+    let sent_first = drain(&client, &first_url).await;
+    assert_eq!(sent_first.len(), 1, "sent to the queue that took it");
+
+    let second_url = create_queue(&client, &second, false).await;
+    let retried = pipeline.handle(&event, lambda_context(0)).await.unwrap();
+    assert_eq!(retried["batchItemFailures"], json!([]));
+    let resent_first = drain(&client, &first_url).await;
+    let sent_second = drain(&client, &second_url).await;
+    assert_eq!(resent_first.len(), 1, "at least once per queue: sent again");
+    assert_eq!(message_ids(&resent_first), message_ids(&sent_first));
+    assert_eq!(message_ids(&sent_second).len(), 1);
+    assert_ne!(message_ids(&sent_second), message_ids(&sent_first));
 }

@@ -71,6 +71,12 @@ impl OutboundMessage {
     }
 }
 
+/// The message attribute that carries a forwarded message's [`OutboundMessage::id`] where
+/// the service has attributes (SQS): the same on every resend of the message after its record
+/// is retried, so that a consumer can tell a resend from a new message
+/// (`SqsMeta::message_attribute(MESSAGE_ID_ATTRIBUTE)`).
+pub const MESSAGE_ID_ATTRIBUTE: &str = "lpipe.message_id";
+
 /// A digest of some strings, 32 hex characters, stable across builds and platforms (two
 /// FNV-1a hashes): for sinks that derive keys and deduplication ids from messages.
 ///
