@@ -3,6 +3,7 @@
 
 usage: fault_proxy.py --upstream http://127.0.0.1:PORT [--rate 0.08] [--seed 1]
                       [--ops ReceiveMessage,DeleteMessageBatch,SendMessageBatch]
+                      [--refuse-containing TEXT]
 
 Prints the port it listens on (127.0.0.1) as its first line, then serves until killed. Each
 request to one of the --ops (AWS JSON protocol: the X-Amz-Target header) meets a fault with
@@ -14,6 +15,10 @@ probability --rate, one of:
 - drop-after: forwarded (moto acts on it), then the connection is closed without a response;
 - partial (batch operations only): some entries are taken out of the request and reported
   back as failed (InternalError, not the sender's fault), the rest forwarded.
+
+With --refuse-containing TEXT, every entry of a SendMessageBatch whose MessageBody contains
+TEXT is taken out of the request and reported back as failed (InternalError, not the sender's
+fault), every time, the rest forwarded: a deterministic refusal for the tests of ordering.
 
 Other requests are forwarded untouched. On exit (SIGTERM) it prints the faults it injected to
 stderr. Standard library only.
@@ -37,6 +42,7 @@ def main():
     p.add_argument("--rate", type=float, default=0.08)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--ops", default="ReceiveMessage,DeleteMessageBatch,SendMessageBatch")
+    p.add_argument("--refuse-containing", default=None)
     a = p.parse_args()
     upstream = urllib.parse.urlparse(a.upstream)
     ops = set(a.ops.split(","))
@@ -80,7 +86,18 @@ def main():
                 self.close_connection = True
                 return
             taken = []
-            if fault == "partial":
+            if a.refuse_containing and op == "SendMessageBatch":
+                request = json.loads(body)
+                entries = request.get("Entries") or []
+                refused = [e for e in entries if a.refuse_containing in e.get("MessageBody", "")]
+                if refused:
+                    with lock:
+                        counts["SendMessageBatch:refused"] = counts.get("SendMessageBatch:refused", 0) + len(refused)
+                    taken = refused
+                    request["Entries"] = [e for e in entries if e not in refused]
+                    body = json.dumps(request).encode()
+                    fault = "partial"
+            if fault == "partial" and not taken:
                 request = json.loads(body)
                 entries = request.get("Entries") or []
                 if entries:

@@ -45,7 +45,7 @@ pub(crate) struct MessageCounts {
 }
 
 impl MessageCounts {
-    fn add(&mut self, other: MessageCounts) {
+    pub(crate) fn add(&mut self, other: MessageCounts) {
         self.sent += other.sent;
         self.retried += other.retried;
         self.undeliverable += other.undeliverable;

@@ -101,6 +101,8 @@ pub(super) struct Done<'e> {
     claim: Option<Claimed>,
     /// It was a duplicate, not run.
     duplicate: bool,
+    /// Its ordering key, on a source that keeps an order.
+    key: Option<String>,
 }
 
 /// Where the records of a lane go once run.
@@ -122,6 +124,9 @@ pub(super) struct Collected<'e> {
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
     /// Records not run because their key was completed.
     pub(super) duplicates: usize,
+    /// The ordering keys of the records that have one, by record index, on a source that
+    /// keeps an order (delivery holds back the rest of a key after a failure).
+    pub(super) ordering_keys: HashMap<usize, String>,
 }
 
 /// A record's place in its batch: the record until it runs, then what became of it. Results
@@ -193,6 +198,14 @@ impl<'e> Collecting<'e> {
         }
     }
 
+    /// The id of the record at this index, once it has run.
+    pub(super) fn record_id(&self, index: usize) -> Option<&str> {
+        match self.slots.get(index) {
+            Some(Slot::Done(result, _)) => result.id.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The records that hold an idempotency key: result and key, in record order.
     pub(super) fn claims(&self) -> impl Iterator<Item = (&RecordResult<'e>, &Claimed)> {
         self.slots.iter().filter_map(|slot| match slot {
@@ -225,6 +238,7 @@ impl<'e> Collect<'e> for Collecting<'e> {
             dead_lettered,
             claim,
             duplicate,
+            key,
         } = done;
         match self.slots.get_mut(index) {
             Some(slot) => *slot = Slot::Done(result, claim),
@@ -242,6 +256,9 @@ impl<'e> Collect<'e> for Collecting<'e> {
             collected.paths.push((index, path));
         }
         collected.duplicates += usize::from(duplicate);
+        if let Some(key) = key {
+            collected.ordering_keys.insert(index, key);
+        }
     }
 }
 
@@ -333,6 +350,7 @@ impl Pipeline {
             dead_lettered: Vec::new(),
             message_counts: Default::default(),
             duplicates: 0,
+            ordering_keys: HashMap::new(),
         };
         // In place: a slot is the size of a record.
         let slots: Vec<Slot<'e>> = records.into_iter().map(Slot::Waiting).collect();
@@ -418,12 +436,12 @@ impl Pipeline {
             Ok(output) => (Outcome::Success, None, output),
             Err(e) => (e.outcome(), Some(e), None),
         };
+        let key = match batch.ordering {
+            Ordering::Unordered => None,
+            Ordering::PerKey | Ordering::StopOnFailure => ran.key.map(Cow::into_owned),
+        };
         if outcome == Outcome::Failed {
-            batch.note_failure(
-                ran.id.as_deref(),
-                ran.key.map(Cow::into_owned),
-                &mut lane.failed_keys,
-            );
+            batch.note_failure(ran.id.as_deref(), key.clone(), &mut lane.failed_keys);
         }
         lane.out.collect(Done {
             index,
@@ -439,6 +457,7 @@ impl Pipeline {
             dead_lettered: ran.dead_lettered,
             claim: ran.claim,
             duplicate: ran.duplicate,
+            key,
         });
     }
 

@@ -1,6 +1,8 @@
 //! Outcomes: a batch's outbound messages are delivered (a record whose messages could not be
 //! fails), then the outcomes are counted, logged and reported, ready for the source's response.
 
+use std::collections::HashMap;
+
 use super::batch::{Collected, Collecting};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::{Claimed, HeldKeys, Settlement};
@@ -23,6 +25,57 @@ pub(super) fn dead_letter_body(body: &str, source_path: Option<&str>) -> String 
         }
         _ => body.to_owned(),
     }
+}
+
+/// A batch's staged messages in waves, in record order: a wave ends before the first record
+/// whose ordering key already has a record with messages in it, so each record's messages go
+/// after those of the earlier records of its key, and each queue's messages stay in record
+/// order.
+fn waves(staged: Vec<outbox::Staged>, keys: &HashMap<usize, String>) -> Vec<Vec<outbox::Staged>> {
+    let mut waves: Vec<Vec<outbox::Staged>> = vec![Vec::new()];
+    // The records of the current wave, by key.
+    let mut in_wave: HashMap<&str, usize> = HashMap::new();
+    for s in staged {
+        if let Some(key) = keys.get(&s.record) {
+            match in_wave.get(key.as_str()) {
+                Some(&record) if record != s.record => {
+                    waves.push(Vec::new());
+                    in_wave.clear();
+                }
+                _ => {}
+            }
+            in_wave.insert(key, s.record);
+        }
+        waves.last_mut().expect("a wave").push(s);
+    }
+    waves
+}
+
+/// Why a record is held back: an earlier record of its ordering key could not be delivered.
+fn held_back(key: &str, first: usize, collecting: &Collecting<'_>) -> String {
+    let id = collecting.record_id(first).unwrap_or("?");
+    format!(
+        "held back: an earlier record of ordering key {key} ({id}) could not be delivered; kept for retry, with its messages unsent, to keep the key's order"
+    )
+}
+
+/// A record whose messages could not be delivered fails (once: the first reason stays).
+fn fail_undelivered(collecting: &mut Collecting<'_>, index: usize, why: String) {
+    // A record not collected (a bug of the scheduler) is failed when the batch is finished.
+    let Some(r) = collecting.result_mut(index) else {
+        return;
+    };
+    let why = match (r.outcome, &r.error) {
+        (Outcome::Failed, _) => return,
+        // Only its dead-letter message was staged: say why it was going there.
+        (Outcome::Dropped, Some(dropped)) => {
+            format!("{why} (the record was dropped, and is kept because it could not be sent to the dead-letter queue: {dropped})")
+        }
+        _ => why,
+    };
+    r.outcome = Outcome::Failed;
+    r.output = None;
+    r.error = Some(RecordError::new(ErrorKind::Undeliverable, why));
 }
 
 /// What the metrics say of a batch, once its messages were delivered (the batch's duration
@@ -79,6 +132,13 @@ pub(super) fn summary(collected: &Collected<'_>) -> InvocationSummary {
 impl Pipeline {
     /// Sends what the records staged; a record whose messages could not be delivered fails
     /// (a dropped one whose dead letter could not be sent is kept instead).
+    ///
+    /// On a source that keeps an order (SQS FIFO groups, Kinesis and DynamoDB Streams keys), a
+    /// record's messages are sent only once those of the earlier records of its ordering key
+    /// were delivered (in waves, in record order: a wave ends before a record whose key
+    /// already has one in it; one wave when no key has two records with messages), and a
+    /// record that cannot be delivered fails the later records of its key, whose messages are
+    /// not sent: the key's order holds through delivery as it holds when a function fails.
     pub(super) async fn deliver(
         &self,
         collecting: &mut Collecting<'_>,
@@ -89,31 +149,52 @@ impl Pipeline {
             return;
         }
         let staged = std::mem::take(&mut collected.staged);
-        let flushed = outbox::flush(
-            staged,
-            |q| self.sink_for(q.kind()),
-            self.inner.retry,
-            deadline,
-        )
-        .await;
-        collected.message_counts = flushed.counts;
-        for (index, why) in flushed.undelivered {
-            // A record not collected (a bug of the scheduler) is failed when the batch is
-            // finished.
-            let Some(r) = collecting.result_mut(index) else {
-                continue;
-            };
-            let why = match (r.outcome, &r.error) {
-                (Outcome::Failed, _) => continue,
-                // Only its dead-letter message was staged: say why it was going there.
-                (Outcome::Dropped, Some(dropped)) => {
-                    format!("{why} (the record was dropped, and is kept because it could not be sent to the dead-letter queue: {dropped})")
+        let keys = std::mem::take(&mut collected.ordering_keys);
+        // The first record of each key that could not be delivered, and why.
+        let mut failed_keys: HashMap<&str, (usize, String)> = HashMap::new();
+        let mut undelivered: Vec<(usize, String)> = Vec::new();
+        for wave in waves(staged, &keys) {
+            let (send, held): (Vec<_>, Vec<_>) = wave.into_iter().partition(|s| {
+                keys.get(&s.record)
+                    .is_none_or(|k| !failed_keys.contains_key(k.as_str()))
+            });
+            for s in held {
+                let key = keys[&s.record].as_str();
+                undelivered.push((s.record, held_back(key, failed_keys[key].0, collecting)));
+            }
+            let flushed = outbox::flush(
+                send,
+                |q| self.sink_for(q.kind()),
+                self.inner.retry,
+                deadline,
+            )
+            .await;
+            for (kind, counts) in flushed.counts {
+                collecting
+                    .collected
+                    .message_counts
+                    .entry(kind)
+                    .or_default()
+                    .add(counts);
+            }
+            for (index, why) in flushed.undelivered {
+                if let Some(key) = keys.get(&index) {
+                    failed_keys.entry(key).or_insert((index, why.clone()));
                 }
-                _ => why,
-            };
-            r.outcome = Outcome::Failed;
-            r.output = None;
-            r.error = Some(RecordError::new(ErrorKind::Undeliverable, why));
+                undelivered.push((index, why));
+            }
+        }
+        // Records of a failed key after its failure that staged nothing are held back too.
+        for (&index, key) in &keys {
+            match failed_keys.get(key.as_str()) {
+                Some(&(first, _)) if index > first => {
+                    undelivered.push((index, held_back(key, first, collecting)));
+                }
+                _ => {}
+            }
+        }
+        for (index, why) in undelivered {
+            fail_undelivered(collecting, index, why);
         }
     }
 
