@@ -132,16 +132,6 @@ impl Kwargs {
         found.as_deref()
     }
 
-    /// Each entry's key and raw value text, from the index; `None` when a key has escapes.
-    pub(crate) fn raw_entries(&self) -> Option<impl Iterator<Item = (&str, &str)> + '_> {
-        let text = self.as_str();
-        self.index().map(move |entries| {
-            entries
-                .iter()
-                .map(move |e| (slice(text, e.key), slice(text, e.value)))
-        })
-    }
-
     /// The raw value text of the last entry with this key (as parsing would keep), from the
     /// index: `None` when there is no such entry, or no index (a key has escapes). Lengths are
     /// compared before text.

@@ -27,11 +27,6 @@ impl PathName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The same name, not only an equal one (a clone of it).
-    pub(crate) fn same(&self, other: &PathName) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
 }
 
 /// Normalises a path name: the part after the last `.`, ASCII upper-cased, surrounding

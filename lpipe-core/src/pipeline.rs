@@ -131,13 +131,6 @@ impl IdempotencyPolicy {
         &self.all[i]
     }
 
-    /// Tells every store that a batch of this many records is about to claim keys.
-    pub(crate) fn reserve(&self, records: usize) {
-        for i in &self.all {
-            i.store.reserve(records);
-        }
-    }
-
     fn add(&mut self, idempotency: Idempotency) -> usize {
         self.all.push(idempotency);
         self.all.len() - 1

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lpipe_core::idempotency::{Begun, Claim, MemoryItem, StoreError};
+use lpipe_core::idempotency::{Begun, Claim, HeldKey, MemoryItem, StoreError};
 use lpipe_core::testing::{lambda_context, message, raw_event, CapturingReporter};
 use lpipe_core::{
-    async_trait, Action, BoxError, ErrorKind, HeldKeys, Idempotency, IdempotencyKey,
-    IdempotencyStore, InvalidConfigurationError, MemoryIdempotencyStore, NoParams, Pipeline,
+    async_trait, Action, BoxError, ErrorKind, HeldKeys, Idempotency, IdempotencyStore,
+    InvalidConfigurationError, MemoryIdempotencyStore, NoParams, Pipeline,
 };
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -133,17 +133,17 @@ impl lpipe_core::IdempotencyStore for Chunks {
     }
     async fn complete(
         &self,
-        key: &lpipe_core::IdempotencyKey,
+        held: &lpipe_core::idempotency::HeldKey,
         output: Option<&serde_json::Value>,
         expires_at_s: u64,
     ) -> Result<(), lpipe_core::idempotency::StoreError> {
-        self.store.complete(key, output, expires_at_s).await
+        self.store.complete(held, output, expires_at_s).await
     }
     async fn release(
         &self,
-        key: &lpipe_core::IdempotencyKey,
+        held: &lpipe_core::idempotency::HeldKey,
     ) -> Result<(), lpipe_core::idempotency::StoreError> {
-        self.store.release(key).await
+        self.store.release(held).await
     }
     async fn settle(
         &self,
@@ -194,14 +194,14 @@ impl IdempotencyStore for NoExtend {
     }
     async fn complete(
         &self,
-        key: &IdempotencyKey,
+        held: &HeldKey,
         output: Option<&Value>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
-        self.0.complete(key, output, expires_at_s).await
+        self.0.complete(held, output, expires_at_s).await
     }
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
-        self.0.release(key).await
+    async fn release(&self, held: &HeldKey) -> Result<(), StoreError> {
+        self.0.release(held).await
     }
 }
 

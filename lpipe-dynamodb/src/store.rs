@@ -3,11 +3,14 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use lpipe_core::async_trait;
-use lpipe_core::idempotency::{Begun, Claim, IdempotencyKey, IdempotencyStore, StoreError};
+use lpipe_core::idempotency::{
+    Begun, Claim, HeldKey, IdempotencyKey, IdempotencyStore, StoreError,
+};
 use serde_json::Value;
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -17,8 +20,10 @@ const COMPLETED: &str = "COMPLETED";
 /// its own, so that a team can share one table: partition key `id` (string), the expiry in
 /// Unix seconds in `expiration` (make it the table's TTL attribute), `status` (`INPROGRESS` or
 /// `COMPLETED`), the in-progress lock's end in Unix milliseconds in
-/// `in_progress_expiration`, and the record's output as JSON text in `data`. The names are
-/// settable.
+/// `in_progress_expiration`, the record's output as JSON text in `data`, and the owner token
+/// of the run that holds an in-progress item in `owner` (lpipe's own: completions, releases and
+/// lock extensions are conditional on it, so that a run whose lock timed out and whose key was
+/// taken over cannot undo the new run's item). The names are settable.
 ///
 /// Per record that runs: one conditional `PutItem` to start (no read first), one `UpdateItem`
 /// to complete, or one `DeleteItem` when it did not succeed. A key already held is answered
@@ -43,6 +48,7 @@ struct Names {
     status: String,
     lock: String,
     data: String,
+    owner: String,
 }
 
 impl Default for Names {
@@ -53,6 +59,7 @@ impl Default for Names {
             status: "status".into(),
             lock: "in_progress_expiration".into(),
             data: "data".into(),
+            owner: "owner".into(),
         }
     }
 }
@@ -99,6 +106,12 @@ impl DynamoDbStore {
     /// The in-progress lock's name (`in_progress_expiration` unless set).
     pub fn lock_attribute(mut self, name: impl Into<String>) -> Self {
         self.names.lock = name.into();
+        self
+    }
+
+    /// The owner token's name (`owner` unless set).
+    pub fn owner_attribute(mut self, name: impl Into<String>) -> Self {
+        self.names.owner = name.into();
         self
     }
 
@@ -168,6 +181,7 @@ impl IdempotencyStore for DynamoDbStore {
             .item(&n.status, AttributeValue::S(IN_PROGRESS.into()))
             .item(&n.expiry, AttributeValue::N(claim.expires_at_s.to_string()))
             .item(&n.lock, AttributeValue::N(claim.lock_until_ms.to_string()))
+            .item(&n.owner, AttributeValue::S(claim.owner.to_string()))
             .condition_expression(
                 "attribute_not_exists(#key) OR #expiry < :now_s OR (#status = :in_progress AND #lock < :now_ms)",
             )
@@ -217,79 +231,133 @@ impl IdempotencyStore for DynamoDbStore {
 
     async fn complete(
         &self,
-        key: &IdempotencyKey,
+        held: &HeldKey,
         output: Option<&Value>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
         let n = &self.names;
+        let key = &held.key;
         let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(&n.key, AttributeValue::S(key.to_string()))
+            .condition_expression("#owner = :owner")
             .expression_attribute_names("#status", &n.status)
             .expression_attribute_names("#expiry", &n.expiry)
             .expression_attribute_names("#lock", &n.lock)
             .expression_attribute_names("#data", &n.data)
+            .expression_attribute_names("#owner", &n.owner)
             .expression_attribute_values(":completed", AttributeValue::S(COMPLETED.into()))
-            .expression_attribute_values(":expiry", AttributeValue::N(expires_at_s.to_string()));
+            .expression_attribute_values(":expiry", AttributeValue::N(expires_at_s.to_string()))
+            .expression_attribute_values(":owner", AttributeValue::S(held.owner.to_string()));
         update = match output {
             Some(output) => update
                 .update_expression(
-                    "SET #status = :completed, #expiry = :expiry, #data = :data REMOVE #lock",
+                    "SET #status = :completed, #expiry = :expiry, #data = :data REMOVE #lock, #owner",
                 )
                 .expression_attribute_values(":data", AttributeValue::S(output.to_string())),
             None => update.update_expression(
-                "SET #status = :completed, #expiry = :expiry REMOVE #lock, #data",
+                "SET #status = :completed, #expiry = :expiry REMOVE #lock, #data, #owner",
             ),
         };
-        update
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| self.error("UpdateItem", key, e))
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Err(StoreError::lost(key))
+            }
+            Err(e) => Err(self.error("UpdateItem", key, e)),
+        }
     }
 
-    async fn extend(&self, keys: &[&IdempotencyKey], lock_until_ms: u64) -> Result<(), StoreError> {
+    async fn extend(&self, held: &[&HeldKey], lock_until_ms: u64) -> Result<(), StoreError> {
         let n = &self.names;
+        let mut lost = Vec::new();
         // One key after another: a worker's batch holds at most 10, and a heartbeat has a third
         // of the visibility timeout.
-        for key in keys {
+        for h in held {
+            let key = &h.key;
             let extended = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .key(&n.key, AttributeValue::S(key.to_string()))
                 .update_expression("SET #lock = :until")
-                .condition_expression("#status = :in_progress AND #lock < :until")
+                .condition_expression(
+                    "#status = :in_progress AND #lock < :until AND #owner = :owner",
+                )
                 .expression_attribute_names("#status", &n.status)
                 .expression_attribute_names("#lock", &n.lock)
+                .expression_attribute_names("#owner", &n.owner)
                 .expression_attribute_values(":in_progress", AttributeValue::S(IN_PROGRESS.into()))
                 .expression_attribute_values(":until", AttributeValue::N(lock_until_ms.to_string()))
+                .expression_attribute_values(":owner", AttributeValue::S(h.owner.to_string()))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             match extended {
                 Ok(_) => {}
-                // Settled meanwhile (or gone, or locked until later already): left alone.
                 Err(SdkError::ServiceError(se))
                     if matches!(
                         se.err(),
                         UpdateItemError::ConditionalCheckFailedException(_)
-                    ) => {}
+                    ) =>
+                {
+                    // Settled meanwhile (or gone, or locked until later already): left alone;
+                    // in progress under another owner: lost.
+                    let UpdateItemError::ConditionalCheckFailedException(failed) = se.err() else {
+                        unreachable!("matched above")
+                    };
+                    let item = failed.item();
+                    let attribute =
+                        |name: &str| item.and_then(|i| i.get(name)).and_then(|v| v.as_s().ok());
+                    if attribute(&n.status).map(String::as_str) == Some(IN_PROGRESS)
+                        && attribute(&n.owner).is_some_and(|o| **o != *h.owner)
+                    {
+                        lost.push(key.to_string());
+                    }
+                }
                 Err(e) => return Err(self.error("UpdateItem (lock extension)", key, e)),
             }
         }
-        Ok(())
+        match lost.is_empty() {
+            true => Ok(()),
+            false => Err(StoreError::Lost {
+                key: lost.join(", "),
+            }),
+        }
     }
 
-    async fn release(&self, key: &IdempotencyKey) -> Result<(), StoreError> {
-        self.client
+    async fn release(&self, held: &HeldKey) -> Result<(), StoreError> {
+        let key = &held.key;
+        let deleted = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key(&self.names.key, AttributeValue::S(key.to_string()))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", &self.names.owner)
+            .expression_attribute_values(":owner", AttributeValue::S(held.owner.to_string()))
             .send()
-            .await
-            .map(drop)
-            .map_err(|e| self.error("DeleteItem", key, e))
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    DeleteItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Err(StoreError::lost(key))
+            }
+            Err(e) => Err(self.error("DeleteItem", key, e)),
+        }
     }
 }

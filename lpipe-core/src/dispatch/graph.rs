@@ -143,19 +143,13 @@ impl Pipeline {
         let deadline =
             (lambda.deadline >= super::batch::PLAUSIBLE_DEADLINE_MS).then_some(lambda.deadline);
         let claim = idempotency.claim(key, deadline);
-        let begun = match idempotency.store.begin_now(&claim) {
-            Some(now) => now,
-            None => idempotency.store.begin(&claim).await,
-        };
-        match begun {
+        match idempotency.store.begin(&claim).await {
             Ok(Begun::Started) => {
-                if let Some(held) = &exec.invocation.held {
-                    held.hold(&idempotency.store, &claim.key);
+                let held = claim.held();
+                if let Some(keys) = &exec.invocation.held {
+                    keys.hold(&idempotency.store, &held);
                 }
-                exec.claim = Some(Claimed {
-                    key: claim.key,
-                    policy,
-                });
+                exec.claim = Some(Claimed { held, policy });
                 None
             }
             Ok(Begun::Completed(output)) => {

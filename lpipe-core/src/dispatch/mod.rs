@@ -33,7 +33,7 @@
 //! - **Memory that outlives the record**: its result (48 bytes; its id stays in the event's
 //!   text) until the batch's response is made, written over the record it came from (the
 //!   batch's list of records, 128 bytes each, becomes its list of results in place: no second
-//!   list); on an idempotent path, its idempotency key (40 bytes) beside its result in the same
+//!   list); on an idempotent path, its idempotency key and owner token beside its result in the same
 //!   room until the key is settled; its kwargs only if it did not succeed (for reports); its
 //!   outbound messages until the outbox has sent them. Its body and kwargs are freed when it
 //!   has run.
@@ -100,7 +100,6 @@ impl Pipeline {
             .decode(event)
             .map_err(|e| InvocationError::new("InvalidEvent", e.to_string()))?;
         let invocation = self.invocation(lambda, source.as_ref(), held);
-        self.inner.idempotency.reserve(records.len());
         let scope = crate::log_scope::Scope {
             invocation: invocation.clone(),
             record: None,

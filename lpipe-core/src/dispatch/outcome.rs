@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::batch::{Collected, Collecting};
 use crate::error::{ErrorKind, Outcome, RecordError};
-use crate::idempotency::{Claimed, HeldKeys, Settlement};
+use crate::idempotency::{Claimed, HeldKeys, Settlement, StoreError};
 use crate::metrics::{InvocationSummary, RecordCounts};
 use crate::outbox;
 use crate::pipeline::Pipeline;
@@ -236,31 +236,41 @@ impl Pipeline {
                 settlements.extend(chunk.iter().map(|(r, claim)| {
                     if r.outcome == Outcome::Success {
                         Settlement::Complete {
-                            key: &claim.key,
+                            held: &claim.held,
                             output: r.output.as_deref(),
                             expires_at_s,
                         }
                     } else {
-                        Settlement::Release { key: &claim.key }
+                        Settlement::Release { held: &claim.held }
                     }
                 }));
                 let settled = store.settle(&settlements).await;
                 if let Some(held) = held {
-                    held.let_go(store, chunk.iter().map(|(_, claim)| *claim));
+                    held.let_go(store, chunk.iter().map(|(_, claim)| &claim.held));
                 }
                 for ((r, claim), result) in chunk.iter().zip(settled) {
                     let Err(e) = result else { continue };
                     let record_id = r.id.as_deref().unwrap_or("");
+                    if let StoreError::Lost { .. } = e {
+                        // Its lock timed out while it ran, and another run took the key over:
+                        // that run's item is left as it is.
+                        tracing::warn!(
+                            record_id,
+                            key = %claim.held,
+                            "this run lost its idempotency key before it was settled: {e}"
+                        );
+                        continue;
+                    }
                     if r.outcome == Outcome::Success {
                         tracing::error!(
                             record_id,
-                            key = %claim.key,
+                            key = %claim.held,
                             "the record succeeded, but its idempotency key could not be completed: {e}; a redelivery fails until the key's lock times out, and after that runs it again"
                         );
                     } else {
                         tracing::warn!(
                             record_id,
-                            key = %claim.key,
+                            key = %claim.held,
                             "the record did not succeed, and its idempotency key could not be released: {e}; a retry fails until the key's lock times out"
                         );
                     }

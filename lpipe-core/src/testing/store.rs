@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
-use crate::idempotency::{Begun, Claim, IdempotencyKey, IdempotencyStore, StoreError};
+use crate::idempotency::{Begun, Claim, HeldKey, IdempotencyStore, StoreError};
 
 /// An [`IdempotencyStore`] whose every call fails with the same message, as one that is
 /// unreachable or throttling does: for testing that its faults keep the records (failed, not
-/// run). Its keys are digested as a store's are by default (SHA-256).
+/// run).
 ///
 /// # Examples
 ///
@@ -39,16 +39,11 @@ impl IdempotencyStore for DownStore {
         self.fail()
     }
 
-    async fn complete(
-        &self,
-        _: &IdempotencyKey,
-        _: Option<&Value>,
-        _: u64,
-    ) -> Result<(), StoreError> {
+    async fn complete(&self, _: &HeldKey, _: Option<&Value>, _: u64) -> Result<(), StoreError> {
         self.fail()
     }
 
-    async fn release(&self, _: &IdempotencyKey) -> Result<(), StoreError> {
+    async fn release(&self, _: &HeldKey) -> Result<(), StoreError> {
         self.fail()
     }
 }

@@ -1,0 +1,181 @@
+//! A record's idempotency key: a namespace and the digest of the record's canonical JSON.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::kwargs::Kwargs;
+
+/// How long a key's digest is: 16 bytes (32 hex digits).
+pub(crate) const DIGEST_BYTES: usize = 16;
+
+/// A record's idempotency key: the namespace it is unique in (`{function name}.{path}`, or
+/// `{namespace}.{path}`) and the first 128 bits of the SHA-256 of the record's canonical JSON
+/// (collisions need 2^64 keys). Its text (`Display`), `{namespace}#{the digest in hex}`, names
+/// it in a store (the DynamoDB item's `id`).
+///
+/// ```
+/// use lpipe_core::IdempotencyKey;
+///
+/// let key = IdempotencyKey::new("orders.PLACE_ORDER", [0xab; 16]);
+/// assert_eq!(
+///     key.to_string(),
+///     "orders.PLACE_ORDER#abababababababababababababababab"
+/// );
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdempotencyKey {
+    namespace: Arc<str>,
+    digest: [u8; DIGEST_BYTES],
+}
+
+impl IdempotencyKey {
+    /// A key of this namespace and digest.
+    pub fn new(namespace: impl AsRef<str>, digest: [u8; DIGEST_BYTES]) -> Self {
+        IdempotencyKey {
+            namespace: Arc::from(namespace.as_ref()),
+            digest,
+        }
+    }
+
+    /// The key of these kwargs in this namespace: the canonical JSON of the named fields'
+    /// values as an array (`fields`), or of the whole kwargs object, digested.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first field the kwargs lack (or have as `null`).
+    pub(crate) fn of(
+        namespace: Arc<str>,
+        fields: Option<&[String]>,
+        kwargs: &Kwargs,
+    ) -> Result<Self, String> {
+        let value = kwargs.to_value();
+        let material = match fields {
+            None => value,
+            Some(fields) => {
+                let mut values = Vec::with_capacity(fields.len());
+                for field in fields {
+                    match value.get(field) {
+                        Some(v) if !v.is_null() => values.push(v.clone()),
+                        found => return Err(missing_field(field, found.is_some())),
+                    }
+                }
+                Value::Array(values)
+            }
+        };
+        Ok(IdempotencyKey {
+            namespace,
+            digest: digest_of(&canonical_json(&material)),
+        })
+    }
+
+    /// Its namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Its digest.
+    pub fn digest(&self) -> &[u8; DIGEST_BYTES] {
+        &self.digest
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#", self.namespace)?;
+        self.digest.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// JSON with object keys sorted (serde_json's maps are ordered by key) and no whitespace: equal
+/// values, however their keys were written, give equal text.
+fn canonical_json(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value serializes")
+}
+
+fn digest_of(text: &str) -> [u8; DIGEST_BYTES] {
+    let full = Sha256::digest(text.as_bytes());
+    let mut digest = [0; DIGEST_BYTES];
+    digest.copy_from_slice(&full[..DIGEST_BYTES]);
+    digest
+}
+
+fn missing_field(field: &str, null: bool) -> String {
+    if null {
+        format!("the idempotency key needs the kwarg '{field}', which is null in this record")
+    } else {
+        format!("the idempotency key needs the kwarg '{field}', which this record lacks")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(fields: Option<&[String]>, kwargs: Value) -> Result<IdempotencyKey, String> {
+        IdempotencyKey::of(
+            Arc::from("orders.PLACE"),
+            fields,
+            &Kwargs::from_serialize(&kwargs).unwrap(),
+        )
+    }
+
+    #[test]
+    fn keys_are_canonical_namespaced_and_hashed() {
+        let a = key(
+            None,
+            json!({"a": 1, "b": {"y": 2, "x": [1, {"q": 1, "p": 2}]}}),
+        )
+        .unwrap();
+        let b = key(
+            None,
+            json!({"b": {"x": [1, {"p": 2, "q": 1}], "y": 2}, "a": 1}),
+        )
+        .unwrap();
+        assert_eq!(a, b, "key order does not matter");
+        assert!(a.to_string().starts_with("orders.PLACE#"), "{a}");
+        assert_eq!(a.to_string().len(), "orders.PLACE#".len() + 32);
+        assert_ne!(a, key(None, json!({"a": 2})).unwrap());
+        // SHA-256 of the canonical text, its first 16 bytes.
+        let sha = Sha256::digest(br#"{"a":1}"#);
+        assert_eq!(key(None, json!({"a": 1})).unwrap().digest()[..], sha[..16]);
+    }
+
+    #[test]
+    fn keys_from_fields_ignore_the_rest_and_name_what_is_missing() {
+        let fields = ["order_id".to_owned()];
+        let by_id = |kwargs| key(Some(&fields), kwargs);
+        let a = by_id(json!({"order_id": "o-1", "n": 1})).unwrap();
+        assert_eq!(a, by_id(json!({"n": 2, "order_id": "o-1"})).unwrap());
+        assert_ne!(a, by_id(json!({"order_id": "o-2"})).unwrap());
+        let missing = by_id(json!({"n": 1})).unwrap_err();
+        assert!(
+            missing.contains("'order_id'") && missing.contains("lacks"),
+            "{missing}"
+        );
+        let null = by_id(json!({"order_id": null})).unwrap_err();
+        assert!(null.contains("null"), "{null}");
+    }
+
+    #[test]
+    fn raw_and_escaped_kwargs_give_the_same_keys() {
+        let whole = |text: &str| {
+            IdempotencyKey::of(Arc::from("n"), None, &Kwargs::from_json(text).unwrap()).unwrap()
+        };
+        assert_eq!(
+            whole(r#"{"a": 1.50, "b": "x\u0041"}"#),
+            whole(r#"{"b": "xA", "a": 1.5}"#)
+        );
+        // A repeated key: the last wins, as when parsing.
+        assert_eq!(whole(r#"{"a": 0, "a": 1}"#), whole(r#"{"a": 1}"#));
+    }
+}

@@ -1,0 +1,272 @@
+//! The in-memory store, for local runs and tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::key::IdempotencyKey;
+use super::store::{Begun, Claim, HeldKey, IdempotencyStore, StoreError};
+
+/// An item of [`MemoryIdempotencyStore`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum MemoryItem {
+    /// A run holds the key.
+    InProgress {
+        /// Until when (Unix milliseconds).
+        lock_until_ms: u64,
+        /// When it expires (Unix seconds).
+        expires_at_s: u64,
+        /// The owner token of the run that holds it.
+        owner: Arc<str>,
+    },
+    /// The key's record succeeded.
+    Completed {
+        /// Its output.
+        output: Option<Value>,
+        /// When it expires (Unix seconds).
+        expires_at_s: u64,
+    },
+}
+
+impl MemoryItem {
+    fn expires_at_s(&self) -> u64 {
+        match self {
+            MemoryItem::InProgress { expires_at_s, .. }
+            | MemoryItem::Completed { expires_at_s, .. } => *expires_at_s,
+        }
+    }
+
+    fn is_owned_by(&self, owner: &str) -> bool {
+        matches!(self, MemoryItem::InProgress { owner: o, .. } if &**o == owner)
+    }
+}
+
+/// An [`IdempotencyStore`] in memory, for local runs and tests: keys last until they expire,
+/// at most as long as the process. Expired keys are swept out each time the store has doubled
+/// since the last sweep, so a long-running process holds at most about twice the keys still
+/// alive. Clones share their items.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryIdempotencyStore {
+    items: Arc<Mutex<Items>>,
+}
+
+#[derive(Debug, Default)]
+struct Items {
+    by_key: HashMap<IdempotencyKey, MemoryItem>,
+    /// How many items there were after the last sweep.
+    swept_at: usize,
+}
+
+/// The fewest items the store sweeps at.
+const SWEEP_FROM: usize = 1024;
+
+impl Items {
+    /// Sweeps out expired items once the store has doubled since the last sweep.
+    fn sweep_if_due(&mut self, now_s: u64) {
+        if self.by_key.len() < SWEEP_FROM.max(2 * self.swept_at) {
+            return;
+        }
+        self.by_key.retain(|_, item| item.expires_at_s() > now_s);
+        self.swept_at = self.by_key.len();
+    }
+
+    /// The item this run holds, or [`StoreError::Lost`].
+    fn owned(&mut self, held: &HeldKey) -> Result<&mut MemoryItem, StoreError> {
+        match self.by_key.get_mut(&held.key) {
+            Some(item) if item.is_owned_by(&held.owner) => Ok(item),
+            _ => Err(StoreError::lost(&held.key)),
+        }
+    }
+}
+
+impl MemoryIdempotencyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The items, by key (as [`IdempotencyKey`] writes it).
+    pub fn items(&self) -> HashMap<String, MemoryItem> {
+        let items = self.items.lock().expect("store lock");
+        items
+            .by_key
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryIdempotencyStore {
+    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+        let mut items = self.items.lock().expect("store lock");
+        items.sweep_if_due(claim.now_ms / 1000);
+        let live = |item: &MemoryItem| item.expires_at_s() > claim.now_ms / 1000;
+        match items.by_key.get(&claim.key) {
+            Some(item @ MemoryItem::Completed { output, .. }) if live(item) => {
+                return Ok(Begun::Completed(output.clone()));
+            }
+            Some(item @ MemoryItem::InProgress { lock_until_ms, .. })
+                if live(item) && *lock_until_ms > claim.now_ms =>
+            {
+                return Ok(Begun::InProgress {
+                    lock_until_ms: *lock_until_ms,
+                });
+            }
+            // Absent, expired, or its lock timed out: taken.
+            _ => {}
+        }
+        items.by_key.insert(
+            claim.key.clone(),
+            MemoryItem::InProgress {
+                lock_until_ms: claim.lock_until_ms,
+                expires_at_s: claim.expires_at_s,
+                owner: claim.owner.clone(),
+            },
+        );
+        Ok(Begun::Started)
+    }
+
+    async fn complete(
+        &self,
+        held: &HeldKey,
+        output: Option<&Value>,
+        expires_at_s: u64,
+    ) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("store lock");
+        *items.owned(held)? = MemoryItem::Completed {
+            output: output.cloned(),
+            expires_at_s,
+        };
+        Ok(())
+    }
+
+    async fn release(&self, held: &HeldKey) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("store lock");
+        items.owned(held)?;
+        items.by_key.remove(&held.key);
+        Ok(())
+    }
+
+    async fn extend(&self, held: &[&HeldKey], lock_until_ms: u64) -> Result<(), StoreError> {
+        let mut items = self.items.lock().expect("store lock");
+        let mut lost = Vec::new();
+        for h in held {
+            match items.by_key.get_mut(&h.key) {
+                Some(MemoryItem::InProgress {
+                    lock_until_ms: until,
+                    owner,
+                    ..
+                }) if **owner == *h.owner => {
+                    *until = (*until).max(lock_until_ms);
+                }
+                // Settled meanwhile: left alone.
+                Some(MemoryItem::Completed { .. }) | None => {}
+                Some(MemoryItem::InProgress { .. }) => lost.push(h.key.to_string()),
+            }
+        }
+        match lost.is_empty() {
+            true => Ok(()),
+            false => Err(StoreError::Lost {
+                key: lost.join(", "),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(n: u8) -> IdempotencyKey {
+        IdempotencyKey::new("ns", [n; 16])
+    }
+
+    const NOW: u64 = 10_000_000;
+
+    fn claim(n: u8, at: u64) -> Claim {
+        Claim::new(key(n), NOW + at, NOW + at + 60_000, NOW / 1000 + 3600)
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_follows_the_table_of_answers() {
+        let s = MemoryIdempotencyStore::new();
+        let first = claim(1, 0);
+        assert_eq!(s.begin(&first).await.unwrap(), Begun::Started);
+        assert_eq!(
+            s.begin(&claim(1, 10)).await.unwrap(),
+            Begun::InProgress {
+                lock_until_ms: NOW + 60_000
+            }
+        );
+        s.complete(&first.held(), Some(&json!({"ok": 1})), NOW / 1000 + 3600)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.begin(&claim(1, 20)).await.unwrap(),
+            Begun::Completed(Some(json!({"ok": 1})))
+        );
+        // Released: free again.
+        let other = claim(2, 0);
+        assert_eq!(s.begin(&other).await.unwrap(), Begun::Started);
+        s.release(&other.held()).await.unwrap();
+        assert_eq!(s.begin(&claim(2, 5)).await.unwrap(), Begun::Started);
+        // Expired: free again.
+        let expired = Claim::new(key(3), NOW, NOW + 1, NOW / 1000 - 1);
+        assert_eq!(s.begin(&expired).await.unwrap(), Begun::Started);
+        assert_eq!(s.begin(&claim(3, 0)).await.unwrap(), Begun::Started);
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_lock_lapsed_cannot_undo_the_run_that_took_its_key_over() {
+        let s = MemoryIdempotencyStore::new();
+        let old = claim(1, 0);
+        assert_eq!(s.begin(&old).await.unwrap(), Begun::Started);
+        // After the old run's lock timed out, a new run takes the key over.
+        let new = claim(1, 61_000);
+        assert_eq!(s.begin(&new).await.unwrap(), Begun::Started);
+        // The old run settles late: told so, nothing changed.
+        assert_eq!(s.release(&old.held()).await, Err(StoreError::lost(&key(1))));
+        assert!(s.complete(&old.held(), None, NOW).await.is_err());
+        assert!(s.extend(&[&old.held()], NOW + 900_000).await.is_err());
+        match s.items().into_values().next() {
+            Some(MemoryItem::InProgress {
+                owner,
+                lock_until_ms,
+                ..
+            }) => {
+                assert_eq!(owner, new.owner);
+                assert_eq!(lock_until_ms, new.lock_until_ms);
+            }
+            other => panic!("the new run's item is gone: {other:?}"),
+        }
+        // The new run's own release works, and then the old run's completion has nothing.
+        s.release(&new.held()).await.unwrap();
+        assert!(s.complete(&old.held(), None, NOW).await.is_err());
+        assert!(s.items().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_sweeps_out_expired_keys_as_it_grows() {
+        let s = MemoryIdempotencyStore::new();
+        for n in 0..(SWEEP_FROM as u32 + 10) {
+            let mut digest = [0; 16];
+            digest[..4].copy_from_slice(&n.to_le_bytes());
+            // Half of them expire at once.
+            let expires = if n % 2 == 0 {
+                NOW / 1000 - 1
+            } else {
+                NOW / 1000 + 60
+            };
+            let c = Claim::new(IdempotencyKey::new("ns", digest), NOW, NOW + 1, expires);
+            s.begin(&c).await.unwrap();
+        }
+        let left = s.items().len();
+        assert!(left < SWEEP_FROM, "{left} items after a sweep");
+        assert!(left >= SWEEP_FROM / 2, "{left}: live keys are kept");
+    }
+}

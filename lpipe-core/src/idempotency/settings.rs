@@ -1,0 +1,258 @@
+//! What makes records idempotent: the settings, and the claim a record's run makes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::key::IdempotencyKey;
+use super::store::{Claim, HeldKey, IdempotencyStore};
+use crate::kwargs::Kwargs;
+use crate::path::PathName;
+
+/// How long a completed key keeps its record from running again, unless set
+/// ([`Idempotency::expires_after`]): one hour.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(3600);
+
+/// How long an in-progress item locks its key when the invocation has no deadline (a local
+/// run), unless set ([`Idempotency::lock_timeout`]): one minute.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What makes records idempotent: a store, how a record's key is made, and how long keys last.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lpipe_core::{Idempotency, MemoryIdempotencyStore, Pipeline};
+///
+/// # #[derive(serde::Deserialize)] struct Order { order_id: String }
+/// # async fn place(_: Order) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+/// let store = MemoryIdempotencyStore::new();
+/// let pipeline = Pipeline::builder()
+///     .path_fn("PLACE_ORDER", place)
+///     .idempotent_in(
+///         "PLACE_ORDER",
+///         Idempotency::new(store)
+///             .key_from(["order_id"])
+///             .expires_after(Duration::from_secs(24 * 3600)),
+///     )
+///     .build()
+///     .unwrap();
+/// # let _ = pipeline;
+/// ```
+#[derive(Clone)]
+pub struct Idempotency {
+    pub(crate) store: Arc<dyn IdempotencyStore>,
+    key_fields: Option<Vec<String>>,
+    pub(crate) expires_after: Duration,
+    lock_timeout: Option<Duration>,
+    /// What keys are namespaced by instead of the function's name.
+    namespace: Option<String>,
+}
+
+impl fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("key_fields", &self.key_fields)
+            .field("expires_after", &self.expires_after)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Idempotency {
+    /// Records keyed by their whole message (their kwargs), kept in this store for
+    /// [`DEFAULT_EXPIRY`].
+    pub fn new(store: impl IdempotencyStore) -> Self {
+        Self::shared(Arc::new(store))
+    }
+
+    /// As [`Idempotency::new`], with a store shared with other pipelines or paths.
+    pub fn shared(store: Arc<dyn IdempotencyStore>) -> Self {
+        Idempotency {
+            store,
+            key_fields: None,
+            expires_after: DEFAULT_EXPIRY,
+            lock_timeout: None,
+            namespace: None,
+        }
+    }
+
+    /// Records keyed by these kwargs only (their values, as canonical JSON, in this order). A
+    /// record without one of them (or with `null`) is dropped with an error naming it; a field
+    /// that no function of the idempotent path takes fails the build.
+    pub fn key_from<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
+        self.key_fields = Some(fields.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Namespaces keys by this name instead of the function's: a key is
+    /// `{namespace}.{path}#{digest}`. By default the namespace is the function's name
+    /// (`AWS_LAMBDA_FUNCTION_NAME` under Lambda, and in the SQS worker and a local run, which
+    /// read the same variable; see [`lambda_config_from_env`](crate::lambda_config_from_env)).
+    /// Set it where the function's name does not say what a record is: services that share
+    /// one table and may run under any name, or a Lambda renamed without wanting its records
+    /// to run again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Idempotency, MemoryIdempotencyStore};
+    /// let idempotency = Idempotency::new(MemoryIdempotencyStore::new())
+    ///     .namespace("orders-intake")
+    ///     .key_from(["order_id"]);
+    /// assert_eq!(idempotency.namespace_name(), Some("orders-intake"));
+    /// ```
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// The namespace set with [`namespace`](Self::namespace), if any.
+    pub fn namespace_name(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// How long a completed key keeps its record from running again.
+    pub fn expires_after(mut self, expiry: Duration) -> Self {
+        self.expires_after = expiry;
+        self
+    }
+
+    /// How long a run's in-progress item locks its key, after which another delivery may take
+    /// it over (the run is presumed dead; if it was not, its settlement is refused, see
+    /// [`StoreError::Lost`](super::StoreError::Lost)). Unless set: until the invocation's
+    /// deadline under Lambda, or the batch's deadline in the SQS worker (its visibility
+    /// timeout from receipt, at least 30 s; the worker's heartbeats, which keep a slow batch's
+    /// messages invisible past it, extend its keys' locks as far: see
+    /// [`HeldKeys`](super::HeldKeys)), else [`DEFAULT_LOCK_TIMEOUT`].
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// The fields the key is made of, if not the whole message.
+    pub fn key_fields(&self) -> Option<&[String]> {
+        self.key_fields.as_deref()
+    }
+
+    /// A record's key: its namespace, `{function name}.{path}` (the function name is that of
+    /// the invocation's configuration, unless [`namespace`](Self::namespace) is set), and the
+    /// digest of its canonical JSON.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first key field the kwargs lack.
+    pub(crate) fn key_in(
+        &self,
+        config: &lambda_runtime::Config,
+        path: &PathName,
+        kwargs: &Kwargs,
+    ) -> Result<IdempotencyKey, String> {
+        let name = self.namespace.as_deref().unwrap_or(&config.function_name);
+        let namespace: Arc<str> = Arc::from(format!("{name}.{path}"));
+        IdempotencyKey::of(namespace, self.key_fields(), kwargs)
+    }
+
+    /// [`key_in`](Self::key_in) for an invocation of this function.
+    #[cfg(test)]
+    pub(crate) fn key(
+        &self,
+        function_name: &str,
+        path: &PathName,
+        kwargs: &Kwargs,
+    ) -> Result<IdempotencyKey, String> {
+        let config = lambda_runtime::Config {
+            function_name: function_name.to_owned(),
+            ..Default::default()
+        };
+        self.key_in(&config, path, kwargs)
+    }
+
+    /// The claim a record makes on its key, now.
+    pub(crate) fn claim(&self, key: IdempotencyKey, deadline_ms: Option<u64>) -> Claim {
+        let now_ms = super::now_ms();
+        let lock_until_ms = match (self.lock_timeout, deadline_ms) {
+            (Some(timeout), _) => now_ms + timeout.as_millis() as u64,
+            (None, Some(deadline)) if deadline > now_ms => deadline,
+            _ => now_ms + DEFAULT_LOCK_TIMEOUT.as_millis() as u64,
+        };
+        Claim::new(key, now_ms, lock_until_ms, self.expiry_from(now_ms))
+    }
+
+    /// When a key completed now expires (Unix seconds).
+    pub(crate) fn expires_at_s(&self) -> u64 {
+        self.expiry_from(super::now_ms())
+    }
+
+    /// When an item written at this time (Unix milliseconds) expires (Unix seconds): at least a
+    /// second later.
+    fn expiry_from(&self, now_ms: u64) -> u64 {
+        now_ms / 1000 + self.expires_after.as_secs().max(1)
+    }
+}
+
+/// A key a record's run holds: completed or released once the record's outcome is known.
+#[derive(Clone, Debug)]
+pub(crate) struct Claimed {
+    pub(crate) held: HeldKey,
+    /// Which of the pipeline's idempotency settings (see `IdempotencyPolicy`).
+    pub(crate) policy: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryIdempotencyStore;
+    use serde_json::json;
+
+    fn kwargs(v: serde_json::Value) -> Kwargs {
+        Kwargs::from_serialize(&v).unwrap()
+    }
+
+    #[test]
+    fn keys_are_namespaced_by_the_function_and_the_path() {
+        let i = Idempotency::new(MemoryIdempotencyStore::new());
+        let n = kwargs(json!({"n": 1}));
+        let a = i.key("orders", &PathName::new("A"), &n).unwrap();
+        assert_eq!(a.namespace(), "orders.A");
+        let b = i.key("orders", &PathName::new("B"), &n).unwrap();
+        assert_eq!(b.namespace(), "orders.B");
+        assert_eq!(a.digest(), b.digest());
+        assert_ne!(a, b, "the namespace is part of the key");
+    }
+
+    #[test]
+    fn a_namespace_set_replaces_the_function_name_in_every_process() {
+        let path = PathName::new("ORDER");
+        let order = kwargs(json!({"order_id": "o-1"}));
+        let plain = Idempotency::new(MemoryIdempotencyStore::new()).key_from(["order_id"]);
+        let a = plain.key("orders-intake", &path, &order).unwrap();
+        assert_eq!(a.namespace(), "orders-intake.ORDER");
+        let named = plain.clone().namespace("orders");
+        let under_lambda = named.key("orders-intake", &path, &order).unwrap();
+        let in_a_worker = named.key("orders-worker", &path, &order).unwrap();
+        assert_eq!(under_lambda, in_a_worker);
+        assert_eq!(under_lambda.namespace(), "orders.ORDER");
+        assert_eq!(under_lambda.digest(), a.digest());
+    }
+
+    #[test]
+    fn claims_lock_until_the_deadline_or_the_timeout() {
+        let i = Idempotency::new(MemoryIdempotencyStore::new());
+        let key = || IdempotencyKey::new("k", [0; 16]);
+        let now = super::super::now_ms();
+        let c = i.claim(key(), Some(now + 5_000));
+        assert_eq!(c.lock_until_ms, now + 5_000);
+        assert!(c.expires_at_s >= now / 1000 + 3600);
+        let c = i.claim(key(), None);
+        assert!(c.lock_until_ms >= now + 60_000);
+        // Every claim has its own owner.
+        assert_ne!(i.claim(key(), None).owner, i.claim(key(), None).owner);
+        let c = i
+            .lock_timeout(Duration::from_secs(2))
+            .claim(key(), Some(now + 900_000));
+        assert!(c.lock_until_ms < now + 10_000);
+    }
+}
