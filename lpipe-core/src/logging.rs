@@ -229,6 +229,18 @@ where
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Vec::new();
         attrs.record(&mut JsonVisitor(&mut fields));
+        if attrs.metadata().name() == RUNTIME_SPAN {
+            // The runtime's camelCase names for what lpipe's lines name in snake case: one
+            // name per field in a line.
+            for (name, _) in &mut fields {
+                *name = match *name {
+                    "requestId" => "request_id",
+                    "xrayTraceId" => "xray_trace_id",
+                    "tenantId" => "tenant_id",
+                    other => other,
+                };
+            }
+        }
         span.extensions_mut().insert(SpanFields(fields));
     }
 
@@ -280,6 +292,10 @@ where
         let _ = self.writer.make_writer_for(meta).write_all(text.as_bytes());
     }
 }
+
+/// The span `lambda_runtime` opens around each invocation (`requestId`, `xrayTraceId`,
+/// `tenantId`).
+const RUNTIME_SPAN: &str = "Lambda runtime invoke";
 
 /// Now, as RFC 3339 in UTC with milliseconds (`2026-11-28T17:57:50.123Z`).
 pub(crate) fn rfc3339_now() -> String {
@@ -403,6 +419,28 @@ mod tests {
         assert_eq!(line["path"], "SIGNUP");
         assert_eq!(line["trace_id"], "t-inner");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn json_lines_name_the_request_once_under_the_lambda_runtime() {
+        let settings = LogSettings {
+            format: LogFormat::Json,
+            filter: "info".into(),
+        };
+        let text = logged(settings, || {
+            let runtime = tracing::info_span!(
+                "Lambda runtime invoke",
+                requestId = "r1",
+                xrayTraceId = "Root=1-x"
+            );
+            let _r = runtime.enter();
+            tracing::info!("handled");
+        });
+        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["request_id"], "r1", "{text}");
+        assert_eq!(line["xray_trace_id"], "Root=1-x", "{text}");
+        assert!(line.get("requestId").is_none(), "{text}");
+        assert!(line.get("xrayTraceId").is_none(), "{text}");
     }
 
     #[test]

@@ -614,6 +614,25 @@ mod tests {
         assert_eq!(docs[2]["FunctionDuration"].as_array().unwrap().len(), 2);
         assert_eq!(docs[3]["queue_kind"], "sqs");
         assert_eq!(docs[3]["MessagesRetried"], 1);
+        // Every metric lpipe writes is in the README's table (the user's own aside).
+        let readme = include_str!("../../README.md");
+        let table = &readme[readme.find("| metric | unit | dimensions |").unwrap()..];
+        let table = &table[..table.find("\n\n").unwrap()];
+        for d in &docs {
+            for m in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+            {
+                let name = m["Name"].as_str().unwrap();
+                if name.starts_with("Mail") {
+                    continue;
+                }
+                assert!(
+                    table.contains(&format!("`{name}`")),
+                    "{name} is missing from the README's metrics table"
+                );
+            }
+        }
     }
 
     #[test]

@@ -160,6 +160,9 @@ pub struct WorkerStats {
     pub undeleted: u64,
     /// SQS calls that failed and were retried.
     pub retried_calls: u64,
+    /// Messages of the batches still running when the grace period ran out, abandoned: not
+    /// deleted, they reappear after their visibility timeout (and run again).
+    pub abandoned: u64,
 }
 
 #[derive(Default)]
@@ -170,6 +173,9 @@ struct Counters {
     left: AtomicU64,
     undeleted: AtomicU64,
     retried_calls: AtomicU64,
+    /// Messages of the batches running now.
+    in_flight: AtomicU64,
+    abandoned: AtomicU64,
 }
 
 impl Counters {
@@ -182,6 +188,7 @@ impl Counters {
             left: get(&self.left),
             undeleted: get(&self.undeleted),
             retried_calls: get(&self.retried_calls),
+            abandoned: get(&self.abandoned),
         }
     }
 }
@@ -289,11 +296,18 @@ pub async fn run(
     })
     .await;
     if finished.is_err() {
+        pollers.abort_all();
+        while pollers.join_next().await.is_some() {}
+        let abandoned = shared.counters.in_flight.swap(0, Ordering::SeqCst);
+        shared
+            .counters
+            .abandoned
+            .fetch_add(abandoned, Ordering::SeqCst);
         tracing::warn!(
             grace_s = grace.as_secs(),
-            "batches still running after the grace period are abandoned: their messages are not deleted and reappear"
+            abandoned,
+            "batches still running after the grace period are abandoned: their {abandoned} messages are not deleted, and reappear after their visibility timeout"
         );
-        pollers.abort_all();
     }
     let stats = shared.counters.stats();
     tracing::info!(?stats, "SQS worker stopped");
@@ -464,6 +478,9 @@ async fn handle_batch(shared: &Arc<Shared>, messages: Vec<Message>, received_at:
     counters
         .received
         .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    counters
+        .in_flight
+        .fetch_add(messages.len() as u64, Ordering::SeqCst);
     let event = lambda_event(&messages, &shared.queue);
     let visibility = Duration::from_secs(shared.queue.visibility_timeout.max(1) as u64);
     let handles: Vec<(String, String)> = messages
@@ -471,14 +488,16 @@ async fn handle_batch(shared: &Arc<Shared>, messages: Vec<Message>, received_at:
         .filter_map(|m| Some((m.message_id.clone()?, m.receipt_handle.clone()?)))
         .collect();
     let held = HeldKeys::new();
-    let heartbeat = tokio::spawn(keep_invisible(
+    // Stopped when the batch is done, and when it is abandoned at the grace period (the
+    // batch's future is dropped): its messages must then reappear.
+    let heartbeat = AbortOnDrop(tokio::spawn(keep_invisible(
         shared.clone(),
         handles.clone(),
         held.clone(),
-    ));
+    )));
     let context = lambda_context(&shared.config, received_at, visibility);
     let response = shared.pipeline.handle_holding(&event, context, &held).await;
-    heartbeat.abort();
+    drop(heartbeat);
     let acknowledged: Vec<&(String, String)> = match &response {
         Ok(response) => {
             let failed: Vec<&str> = response["batchItemFailures"]
@@ -508,6 +527,18 @@ async fn handle_batch(shared: &Arc<Shared>, messages: Vec<Message>, received_at:
         Ordering::Relaxed,
     );
     delete(shared, &acknowledged).await;
+    counters
+        .in_flight
+        .fetch_sub(messages.len() as u64, Ordering::SeqCst);
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The least time a batch has, whatever the visibility timeout: its heartbeats keep its

@@ -104,6 +104,13 @@ pub async fn run_worker(
     };
     let client = sqs::shared_client().await;
     match sqs::worker::run_until_signal(pipeline, client, options).await {
+        Ok(stats) if stats.abandoned > 0 => {
+            eprintln!(
+                "the SQS worker stopped with {} messages abandoned at the grace period: they reappear after their visibility timeout",
+                stats.abandoned
+            );
+            ExitCode::FAILURE
+        }
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
