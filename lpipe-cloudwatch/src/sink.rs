@@ -192,6 +192,7 @@ mod tests {
             body: r#"{"a":1}"#.into(),
             id: "0:0".into(),
             trace_header: None,
+            attributes: Vec::new(),
         };
         assert_eq!(sink.entry_size(&m), 3 + 4 + 7);
         let q = Queue::eventbridge("bus");

@@ -53,7 +53,7 @@ pub use runtime::{
 };
 pub use sink::{
     stable_digest, MemorySink, OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits,
-    MESSAGE_ID_ATTRIBUTE,
+    DEAD_LETTER_ATTRIBUTES, MESSAGE_ID_ATTRIBUTE,
 };
 pub use source::{decode_records, trace_id};
 pub use source::{

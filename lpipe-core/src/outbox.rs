@@ -414,6 +414,7 @@ mod tests {
                 body: body.to_owned(),
                 id: format!("{record}:0"),
                 trace_header: None,
+                attributes: Vec::new(),
             },
         }
     }

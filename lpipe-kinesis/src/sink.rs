@@ -192,6 +192,7 @@ mod tests {
             body: body.into(),
             id: "0:0".into(),
             trace_header: None,
+            attributes: Vec::new(),
         };
         assert_eq!(
             partition_key(&m(Queue::kinesis("s").partition_key("k"), "{}")),

@@ -174,6 +174,14 @@ impl Sink for SqsSink {
                 .id(i.to_string())
                 .message_body(&m.body)
                 .message_attributes(lpipe_core::MESSAGE_ID_ATTRIBUTE, id);
+            for (name, value) in &m.attributes {
+                let value = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(value)
+                    .build()
+                    .map_err(|e| SendError::permanent(format!("bad attribute {name}: {e}")))?;
+                entry = entry.message_attributes(*name, value);
+            }
             if fifo {
                 entry = entry
                     .message_group_id(group_id(queue, m))
@@ -232,10 +240,14 @@ impl Sink for SqsSink {
 
     fn entry_size(&self, message: &OutboundMessage) -> usize {
         // SQS counts message attributes (name, type and value) against the size limit.
+        let attribute = |name: &str, value: &str| name.len() + "String".len() + value.len();
         message.body.len()
-            + lpipe_core::MESSAGE_ID_ATTRIBUTE.len()
-            + "String".len()
-            + message.id.len()
+            + attribute(lpipe_core::MESSAGE_ID_ATTRIBUTE, &message.id)
+            + message
+                .attributes
+                .iter()
+                .map(|(name, value)| attribute(name, value))
+                .sum::<usize>()
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {
@@ -299,6 +311,7 @@ mod tests {
             body: body.to_owned(),
             id: "1:0".to_owned(),
             trace_header: None,
+            attributes: Vec::new(),
         }
     }
 

@@ -606,8 +606,8 @@ async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
         json!([{"itemIdentifier": "m3"}])
     );
     assert_eq!(response["stats"]["dropped"], 3);
-    let mut received: Vec<String> = drain(&client, &dead_url)
-        .await
+    let dead_letters = drain(&client, &dead_url).await;
+    let mut received: Vec<String> = dead_letters
         .iter()
         .map(|m| m.body().unwrap().to_owned())
         .collect();
@@ -615,6 +615,40 @@ async fn dropped_records_reach_the_dead_letter_queue_as_they_came() {
     let mut expected = vec![bodies[1].clone(), bodies[2].clone(), bodies[4].clone()];
     expected.sort();
     assert_eq!(received, expected);
+    // Each says why, where, and which record, as message attributes.
+    let attribute = |m: &aws_sdk_sqs::types::Message, name: &str| {
+        m.message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .map(str::to_owned)
+    };
+    let dropped = dead_letters
+        .iter()
+        .find(|m| m.body() == Some(bodies[1].as_str()))
+        .unwrap();
+    assert_eq!(
+        attribute(dropped, "lpipe.error_type").as_deref(),
+        Some("FailButContinue")
+    );
+    assert_eq!(attribute(dropped, "lpipe.path").as_deref(), Some("DROP"));
+    assert_eq!(
+        attribute(dropped, "lpipe.function").as_deref(),
+        Some("drop_it")
+    );
+    assert_eq!(attribute(dropped, "lpipe.record_id").as_deref(), Some("m1"));
+    assert!(attribute(dropped, "lpipe.error_message").is_some());
+    let unreadable = dead_letters
+        .iter()
+        .find(|m| m.body() == Some(bodies[2].as_str()))
+        .unwrap();
+    assert_eq!(
+        attribute(unreadable, "lpipe.error_type").as_deref(),
+        Some("InvalidPayloadError")
+    );
+    assert_eq!(
+        attribute(unreadable, "lpipe.record_id").as_deref(),
+        Some("m2")
+    );
 
     // A dead-letter queue that does not exist: the dropped records are kept instead.
     let response = dead_letter_pipeline(&client, &unique_name("no-such-dlq"))

@@ -566,7 +566,7 @@ impl Pipeline {
                 let before = staged.len();
                 staged.extend(self.dead_letter(
                     index,
-                    id.as_deref(),
+                    (id.as_deref(), e),
                     body.as_deref(),
                     source_path,
                     batch,
@@ -593,7 +593,7 @@ impl Pipeline {
     fn dead_letter(
         &self,
         index: usize,
-        id: Option<&str>,
+        (id, error): (Option<&str>, &RecordError),
         body: Option<&str>,
         source_path: Option<&str>,
         batch: &BatchRun<'_>,
@@ -614,9 +614,33 @@ impl Pipeline {
                 body: dead_letter_body(body, source_path),
                 id: outbound_id(batch.invocation, id, index, "dead-letter"),
                 trace_header,
+                attributes: dead_letter_attributes(id, error),
             },
         })
     }
+}
+
+/// Why a dead letter was dropped, as message attributes (see
+/// [`DEAD_LETTER_ATTRIBUTES`](crate::DEAD_LETTER_ATTRIBUTES)); the message is cut to 1 KiB.
+fn dead_letter_attributes(id: Option<&str>, error: &RecordError) -> Vec<(&'static str, String)> {
+    let [error_type, error_message, path, function, record_id] = crate::DEAD_LETTER_ATTRIBUTES;
+    let message: String = error.message().chars().take(1024).collect();
+    let mut attributes = vec![
+        (error_type, error.kind().as_str().to_owned()),
+        (error_message, message),
+    ];
+    if let Some(p) = error.path() {
+        attributes.push((path, p.to_string()));
+    }
+    if let Some(f) = error.function() {
+        attributes.push((function, f.to_owned()));
+    }
+    if let Some(id) = id {
+        attributes.push((record_id, id.to_owned()));
+    }
+    // SQS refuses an attribute with an empty value.
+    attributes.retain(|(_, v)| !v.is_empty());
+    attributes
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ impl Exec<'_> {
             body,
             id,
             trace_header: self.trace_header.clone(),
+            attributes: Vec::new(),
         });
     }
 }

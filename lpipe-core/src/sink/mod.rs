@@ -51,6 +51,9 @@ pub struct OutboundMessage {
     /// `AWSTraceHeader`, EventBridge `TraceHeader`): the producing record's, else its
     /// invocation's.
     pub trace_header: Option<std::sync::Arc<str>>,
+    /// Message attributes to send with it, where the service has them (SQS): a dead letter's
+    /// reason (see [`DEAD_LETTER_ATTRIBUTES`]). Empty for forwarded messages.
+    pub attributes: Vec<(&'static str, String)>,
 }
 
 impl OutboundMessage {
@@ -76,6 +79,18 @@ impl OutboundMessage {
 /// is retried, so that a consumer can tell a resend from a new message
 /// (`SqsMeta::message_attribute(MESSAGE_ID_ATTRIBUTE)`).
 pub const MESSAGE_ID_ATTRIBUTE: &str = "lpipe.message_id";
+
+/// The message attributes of a dead letter (a dropped record sent, as it came, to the
+/// pipeline's dead-letter queue), where the queue's service has attributes (SQS): why it was
+/// dropped (the error's class and message), where (path and function, when known), and the
+/// source record's id.
+pub const DEAD_LETTER_ATTRIBUTES: [&str; 5] = [
+    "lpipe.error_type",
+    "lpipe.error_message",
+    "lpipe.path",
+    "lpipe.function",
+    "lpipe.record_id",
+];
 
 /// A digest of some strings, 32 hex characters, stable across builds and platforms (two
 /// FNV-1a hashes): for sinks that derive keys and deduplication ids from messages.
