@@ -41,6 +41,9 @@ pub(crate) struct Invocation {
     /// Where its records' idempotency keys are noted while held, for a caller that extends
     /// their locks ([`crate::Pipeline::handle_holding`]).
     pub(crate) held: Option<crate::idempotency::HeldKeys>,
+    /// The idempotency keys its records claimed, with the record that holds each: a later
+    /// record of the batch with the same key waits for that one's outcome.
+    pub(crate) claimed: std::sync::Mutex<HashMap<crate::IdempotencyKey, usize>>,
 }
 
 /// The pipeline's shared state, one value per type.
@@ -182,6 +185,7 @@ impl Context {
                 trace_header: None,
                 metrics: None,
                 held: None,
+                claimed: Default::default(),
             }),
             record: Arc::new(RecordInfo {
                 source: "test",

@@ -392,3 +392,68 @@ async fn an_idempotent_path_reached_by_a_returned_payload_claims_the_key() {
         "the duplicate is not forwarded again"
     );
 }
+
+async fn refuse(order: Order) -> Result<(), lpipe_core::FailCatastrophically> {
+    Err(lpipe_core::FailCatastrophically::new(format!(
+        "{} cannot be placed now",
+        order.order_id
+    )))
+}
+
+/// A record whose key an earlier record of the same batch holds waits for that record's
+/// outcome instead of failing on the key in progress: a duplicate if it succeeded, kept for
+/// retry if not; logged at info, not as an error.
+#[tokio::test]
+async fn a_duplicate_within_a_batch_is_answered_as_its_first_record_ends() {
+    let pipeline = |f: bool| {
+        let builder = Pipeline::builder();
+        let builder = if f {
+            builder.path("ORDER", [Action::new().function(refuse)])
+        } else {
+            builder.path("ORDER", [Action::new().function(accept)])
+        };
+        builder
+            .idempotent(Idempotency::new(MemoryIdempotencyStore::new()).key_from(["order_id"]))
+            .build()
+            .unwrap()
+    };
+    let event = raw_event(&[
+        message("ORDER", json!({"order_id": "o-1"})),
+        message("ORDER", json!({"order_id": "o-2"})),
+        message("ORDER", json!({"order_id": "o-1"})),
+    ]);
+    let logs = lpipe_core::testing::CapturedLogs::new();
+    let settings = lpipe_core::LogSettings {
+        format: lpipe_core::LogFormat::Text,
+        filter: "info".into(),
+    };
+    let _guard = tracing::subscriber::set_default(settings.subscriber(logs.clone()));
+    let ok = pipeline(false)
+        .handle(&event, lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok["stats"],
+        json!({"received": 3, "successes": 3, "dropped": 0, "failed": 0, "duplicates": 1}),
+        "{ok}"
+    );
+    assert_eq!(
+        ok["output"][2], ok["output"][0],
+        "the duplicate's output is the first's"
+    );
+    let text = logs.text();
+    assert!(!text.contains("ERROR"), "{text}");
+    lpipe_core::testing::assert_contains(
+        &text,
+        "a duplicate of record 0 of this batch, which succeeded",
+    );
+    // The first fails (kept): so does its duplicate, waiting for the retry.
+    let failed = pipeline(true)
+        .handle(&event, lambda_context(0))
+        .await
+        .unwrap_err();
+    lpipe_core::testing::assert_contains(
+        &failed.error_message,
+        "a duplicate of record 0 of this batch, which did not succeed",
+    );
+}

@@ -76,15 +76,19 @@ pub fn io_pipeline(ms: u64, concurrency: usize) -> PipelineBuilder {
             ],
         )
         .concurrency(concurrency)
+        .sources(["sqs", "kinesis"])
 }
 
 /// The benchmark pipeline.
 pub fn pipeline() -> PipelineBuilder {
-    Pipeline::builder().path(
-        "PROCESS",
-        [
-            Action::new().function(validate).function(enrich),
-            Action::new().function(store),
-        ],
-    )
+    // One program for the SQS and the Kinesis rows: it takes either event.
+    Pipeline::builder()
+        .path(
+            "PROCESS",
+            [
+                Action::new().function(validate).function(enrich),
+                Action::new().function(store),
+            ],
+        )
+        .sources(["sqs", "kinesis"])
 }

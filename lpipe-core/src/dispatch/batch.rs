@@ -103,6 +103,8 @@ pub(super) struct Done<'e> {
     duplicate: bool,
     /// Its ordering key, on a source that keeps an order.
     key: Option<String>,
+    /// The earlier record of the batch whose key it shares (see `Exec::twin_of`).
+    twin_of: Option<usize>,
 }
 
 /// Where the records of a lane go once run.
@@ -127,6 +129,9 @@ pub(super) struct Collected<'e> {
     /// The ordering keys of the records that have one, by record index, on a source that
     /// keeps an order (delivery holds back the rest of a key after a failure).
     pub(super) ordering_keys: HashMap<usize, String>,
+    /// Records that wait for an earlier record of the batch with their idempotency key:
+    /// (the record, the earlier one).
+    pub(super) twins: Vec<(usize, usize)>,
 }
 
 /// A record's place in its batch: the record until it runs, then what became of it. Results
@@ -239,6 +244,7 @@ impl<'e> Collect<'e> for Collecting<'e> {
             claim,
             duplicate,
             key,
+            twin_of,
         } = done;
         match self.slots.get_mut(index) {
             Some(slot) => *slot = Slot::Done(result, claim),
@@ -258,6 +264,9 @@ impl<'e> Collect<'e> for Collecting<'e> {
         collected.duplicates += usize::from(duplicate);
         if let Some(key) = key {
             collected.ordering_keys.insert(index, key);
+        }
+        if let Some(holder) = twin_of {
+            collected.twins.push((index, holder));
         }
     }
 }
@@ -316,6 +325,7 @@ struct Ran<'e> {
     dead_lettered: bool,
     claim: Option<Claimed>,
     duplicate: bool,
+    twin_of: Option<usize>,
 }
 
 impl<'e> Ran<'e> {
@@ -330,6 +340,7 @@ impl<'e> Ran<'e> {
             dead_lettered: false,
             claim: None,
             duplicate: false,
+            twin_of: None,
         }
     }
 }
@@ -351,6 +362,7 @@ impl Pipeline {
             message_counts: Default::default(),
             duplicates: 0,
             ordering_keys: HashMap::new(),
+            twins: Vec::new(),
         };
         // In place: a slot is the size of a record.
         let slots: Vec<Slot<'e>> = records.into_iter().map(Slot::Waiting).collect();
@@ -458,6 +470,7 @@ impl Pipeline {
             claim: ran.claim,
             duplicate: ran.duplicate,
             key,
+            twin_of: ran.twin_of,
         });
     }
 
@@ -523,6 +536,7 @@ impl Pipeline {
             entry_path: None,
             claim: None,
             duplicate: false,
+            twin_of: None,
         };
         let scope = crate::log_scope::Scope {
             invocation: batch.invocation.clone(),
@@ -543,7 +557,7 @@ impl Pipeline {
         };
         let trace_header = exec.trace_header;
         let path = exec.entry_path;
-        let (claim, duplicate) = (exec.claim, exec.duplicate);
+        let (claim, duplicate, twin_of) = (exec.claim, exec.duplicate, exec.twin_of);
         drop(exec.record);
         let mut staged = Vec::new();
         match &result {
@@ -585,6 +599,7 @@ impl Pipeline {
             dead_lettered,
             claim,
             duplicate,
+            twin_of,
         }
     }
 

@@ -41,6 +41,9 @@ pub(super) struct Exec<'r> {
     pub(super) claim: Option<Claimed>,
     /// Its key was completed: it did not run again.
     pub(super) duplicate: bool,
+    /// Its key is held by this earlier record of the same batch: it did not run, and ends as
+    /// that record does (a duplicate if it succeeds, failed otherwise).
+    pub(super) twin_of: Option<usize>,
 }
 
 impl Exec<'_> {
@@ -143,9 +146,17 @@ impl Pipeline {
         };
         let deadline =
             (lambda.deadline >= super::batch::PLAUSIBLE_DEADLINE_MS).then_some(lambda.deadline);
+        if let Some(done) = self.twin(&key, exec) {
+            return Some(done);
+        }
         let claim = idempotency.claim(key, deadline);
         match idempotency.store.begin(&claim).await {
             Ok(Begun::Started) => {
+                exec.invocation
+                    .claimed
+                    .lock()
+                    .expect("claimed keys")
+                    .insert(claim.key.clone(), exec.record.index);
                 let held = claim.held();
                 if let Some(keys) = &exec.invocation.held {
                     keys.hold(&idempotency.store, &held);
@@ -157,6 +168,9 @@ impl Pipeline {
                 tracing::info!(key = %claim.key, "record already handled (its idempotency key is completed): not run again");
                 exec.duplicate = true;
                 Some(Ok(output.map(Box::new)))
+            }
+            Ok(Begun::InProgress { .. }) if self.twin(&claim.key, exec).is_some() => {
+                Some(Ok(None))
             }
             Ok(Begun::InProgress { lock_until_ms }) => Some(Err(RecordError::new(
                 ErrorKind::InProgress,
@@ -176,6 +190,28 @@ impl Pipeline {
             )
             .at_path(path))),
         }
+    }
+
+    /// When an earlier record of this batch holds the key, the record waits for its outcome
+    /// instead of running (see [`Exec::twin_of`]): `Some(Ok(None))`, provisionally.
+    fn twin(
+        &self,
+        key: &crate::IdempotencyKey,
+        exec: &mut Exec<'_>,
+    ) -> Option<Result<Produced, RecordError>> {
+        let holder = *exec
+            .invocation
+            .claimed
+            .lock()
+            .expect("claimed keys")
+            .get(key)?;
+        tracing::info!(
+            key = %key,
+            holder,
+            "a duplicate of an earlier record of this batch (its idempotency key is that record's): not run, answered as that record ends"
+        );
+        exec.twin_of = Some(holder);
+        Some(Ok(None))
     }
 
     /// Runs a path nested in another (boxed: paths recurse).

@@ -110,6 +110,7 @@ impl Pipeline {
             let batch = BatchRun::new(source.as_ref(), &invocation);
             let mut ran = self.run_records(records, &batch).await;
             self.deliver(&mut ran, batch.deadline).await;
+            outcome::answer_twins(&mut ran);
             self.settle_claims(&ran, invocation.held.as_ref()).await;
             let ran = ran.finish();
             let summary = self.inner.metrics.as_ref().map(|_| outcome::summary(&ran));
@@ -152,6 +153,7 @@ impl Pipeline {
             state: self.inner.state.clone(),
             message_scope,
             held,
+            claimed: Default::default(),
         })
     }
 

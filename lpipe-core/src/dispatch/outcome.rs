@@ -51,12 +51,67 @@ fn waves(staged: Vec<outbox::Staged>, keys: &HashMap<usize, String>) -> Vec<Vec<
     waves
 }
 
-/// Why a record is held back: an earlier record of its ordering key could not be delivered.
+/// Why a record is held back: an earlier record of its ordering key did not succeed (its
+/// messages could not be delivered, or it was a duplicate of a record that failed).
 fn held_back(key: &str, first: usize, collecting: &Collecting<'_>) -> String {
     let id = collecting.record_id(first).unwrap_or("?");
     format!(
-        "held back: an earlier record of ordering key {key} ({id}) could not be delivered; kept for retry, with its messages unsent, to keep the key's order"
+        "held back: an earlier record of ordering key {key} ({id}) did not succeed; kept for retry, to keep the key's order"
     )
+}
+
+/// Answers the records that shared an idempotency key with an earlier record of the batch, now
+/// that its outcome is final: a duplicate of it (its output) if it succeeded, failed (kept for
+/// retry) otherwise. On a source that keeps an order, a duplicate that fails holds back the
+/// later records of its own ordering key, as any failed record does.
+pub(super) fn answer_twins(collecting: &mut Collecting<'_>) {
+    let twins = std::mem::take(&mut collecting.collected.twins);
+    for (twin, holder) in twins {
+        let (succeeded, output, holder_id) = match collecting.result_mut(holder) {
+            Some(r) => (
+                r.outcome == Outcome::Success,
+                r.output.clone(),
+                r.id.as_deref().unwrap_or("?").to_owned(),
+            ),
+            None => (false, None, "?".to_owned()),
+        };
+        let Some(r) = collecting.result_mut(twin) else {
+            continue;
+        };
+        if r.outcome != Outcome::Success {
+            continue;
+        }
+        if succeeded {
+            tracing::info!(
+                record_id = r.id.as_deref().unwrap_or(""),
+                "a duplicate of record {holder_id} of this batch, which succeeded: not run again"
+            );
+            r.output = output;
+            collecting.collected.duplicates += 1;
+            continue;
+        }
+        tracing::info!(
+            record_id = r.id.as_deref().unwrap_or(""),
+            "a duplicate of record {holder_id} of this batch, which did not succeed: kept for retry"
+        );
+        r.outcome = Outcome::Failed;
+        r.error = Some(RecordError::new(
+            ErrorKind::InProgress,
+            format!("a duplicate of record {holder_id} of this batch, which did not succeed: not run, kept for retry"),
+        ));
+        let keys = &collecting.collected.ordering_keys;
+        if let Some(key) = keys.get(&twin).cloned() {
+            let later: Vec<usize> = keys
+                .iter()
+                .filter(|(&i, k)| i > twin && **k == key)
+                .map(|(&i, _)| i)
+                .collect();
+            for index in later {
+                let why = held_back(&key, twin, collecting);
+                fail_undelivered(collecting, index, why);
+            }
+        }
+    }
 }
 
 /// A record whose messages could not be delivered fails (once: the first reason stays).

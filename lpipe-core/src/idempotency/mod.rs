@@ -28,8 +28,10 @@
 //! item to its lock timeout (logged as an error): the record succeeded and its messages were
 //! sent; a redelivery within the lock timeout fails, and after it runs again.
 //!
-//! Records of one batch that share a key: the first runs, and the others fail and come back
-//! as duplicates (completion is written once the batch's messages are delivered).
+//! Records of one batch that share a key: the first runs, and the others wait for its outcome
+//! in the same invocation (they do not run): once the batch's messages are delivered, they are
+//! its duplicates if it succeeded (its output is theirs; logged at info), or fail with it
+//! (kept for retry) if it did not.
 //!
 //! A lock lasts until the invocation's deadline (see [`Idempotency::lock_timeout`]). A runner
 //! that keeps a batch going past its deadline keeps its keys locked with [`HeldKeys`] and
