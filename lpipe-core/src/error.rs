@@ -406,7 +406,7 @@ impl QueueProblem {
         match self {
             QueueProblem::EmptyTarget => format!("queue of kind '{kind}' has an empty target"),
             QueueProblem::NoSink { registered } => {
-                let how = match crate::registry::sink_plugin_hint(kind.as_str()) {
+                let how = match crate::plugins::sink_plugin_hint(kind.as_str()) {
                     Some(hint) => format!("{hint}; or add one with PipelineBuilder::sink"),
                     None => "add one with PipelineBuilder::sink".to_owned(),
                 };

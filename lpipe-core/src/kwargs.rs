@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::kwargs_de::slice;
+use crate::kwargs_de::{slice, Entry};
 
 /// The kwargs of a message: a JSON object, stored as its text.
 ///
@@ -45,33 +45,6 @@ enum Index {
     Found(Option<Vec<Entry>>),
     /// Found on first use.
     Lazy(OnceLock<Option<Vec<Entry>>>),
-}
-
-/// Byte ranges of one entry's key (without quotes) and value in the kwargs text.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Entry {
-    /// The key's start and length (without quotes).
-    pub(crate) key: (u32, u32),
-    /// The value's start and length.
-    pub(crate) value: (u32, u32),
-}
-
-impl Entry {
-    /// The entry of `key` and `value`, by position from `base` (all three borrowed from one
-    /// text, `base` first).
-    pub(crate) fn at(base: &str, key: &str, value: &str) -> Entry {
-        let offset = |s: &str| (s.as_ptr() as usize - base.as_ptr() as usize) as u32;
-        Entry {
-            key: (offset(key), key.len() as u32),
-            value: (offset(value), value.len() as u32),
-        }
-    }
-
-    /// Counted from `shift` bytes earlier.
-    pub(crate) fn shift(&mut self, shift: u32) {
-        self.key.0 += shift;
-        self.value.0 += shift;
-    }
 }
 
 /// The kwargs were not a JSON object, or could not be serialized.

@@ -7,7 +7,32 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::kwargs::Entry;
+/// Byte ranges of one entry's key (without quotes) and value in the kwargs text.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    /// The key's start and length (without quotes).
+    pub(crate) key: (u32, u32),
+    /// The value's start and length.
+    pub(crate) value: (u32, u32),
+}
+
+impl Entry {
+    /// The entry of `key` and `value`, by position from `base` (all three borrowed from one
+    /// text, `base` first).
+    pub(crate) fn at(base: &str, key: &str, value: &str) -> Entry {
+        let offset = |s: &str| (s.as_ptr() as usize - base.as_ptr() as usize) as u32;
+        Entry {
+            key: (offset(key), key.len() as u32),
+            value: (offset(value), value.len() as u32),
+        }
+    }
+
+    /// Counted from `shift` bytes earlier.
+    pub(crate) fn shift(&mut self, shift: u32) {
+        self.key.0 += shift;
+        self.value.0 += shift;
+    }
+}
 
 /// The entries of a JSON object, found in one scan (fails on keys with escapes: the caller
 /// falls back): where each key and value lies, counted from the first key, so that the list

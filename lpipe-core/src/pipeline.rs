@@ -91,8 +91,8 @@ pub(crate) struct Inner {
     pub(crate) local: bool,
 }
 
-/// The paths by name (a cheap hash: the names are the program's own; looked up per record).
-pub(crate) type Paths = HashMap<PathName, Vec<Action>, crate::fast_hash::FastHash>;
+/// The paths by name.
+pub(crate) type Paths = HashMap<PathName, Vec<Action>>;
 
 /// Which records are idempotent, and how (see [`crate::idempotency`]).
 #[derive(Clone, Debug, Default)]

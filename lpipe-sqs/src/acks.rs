@@ -8,7 +8,7 @@ use futures::StreamExt;
 use lpipe_core::{BatchResult, Outcome};
 use serde::Deserialize;
 
-use crate::urls::UrlError;
+use crate::urls::{parse_queue_arn, UrlError};
 use crate::SqsSource;
 
 /// How many of the classic mode's `DeleteMessageBatch` calls, or of backoff's
@@ -336,42 +336,4 @@ pub(crate) fn delete_entries<'a>(
                 .ok()
         })
         .collect()
-}
-
-/// `arn:aws:sqs:REGION:ACCOUNT:NAME` → (account, name).
-pub(crate) fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("sqs"), Some(_region), Some(account), Some(name)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    (!account.is_empty() && !name.is_empty()).then_some((account, name))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_arns_give_account_and_name() {
-        assert_eq!(
-            parse_queue_arn("arn:aws:sqs:us-east-2:123456789012:my-queue"),
-            Some(("123456789012", "my-queue"))
-        );
-        assert_eq!(
-            parse_queue_arn("arn:aws:sqs:us-east-2:123456789012:q.fifo"),
-            Some(("123456789012", "q.fifo"))
-        );
-        assert_eq!(
-            parse_queue_arn("arn:aws:sns:us-east-2:123456789012:topic"),
-            None
-        );
-        assert_eq!(parse_queue_arn("my-queue"), None);
-    }
 }

@@ -8,8 +8,7 @@ use aws_sdk_sqs::types::{
 };
 use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
 
-use crate::acks::parse_queue_arn;
-use crate::urls::{QueueUrls, UrlError};
+use crate::urls::{parse_queue_arn, QueueUrls, UrlError};
 
 /// Messages per SendMessageBatch call.
 pub const SQS_MAX_ENTRIES: usize = 10;

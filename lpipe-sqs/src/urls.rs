@@ -8,8 +8,6 @@ use tokio::sync::OnceCell;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 
-use crate::acks::parse_queue_arn;
-
 /// Queue URLs by target, looked up with GetQueueUrl the first time and remembered (a queue's
 /// URL does not change). Calls on their way at once wait for one lookup; a failed lookup is
 /// tried again by the next call.
@@ -61,5 +59,43 @@ impl QueueUrls {
             })
             .await?;
         Ok(url.clone())
+    }
+}
+
+/// `arn:aws:sqs:REGION:ACCOUNT:NAME` → (account, name).
+pub(crate) fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some("sqs"), Some(_region), Some(account), Some(name)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    (!account.is_empty() && !name.is_empty()).then_some((account, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_arns_give_account_and_name() {
+        assert_eq!(
+            parse_queue_arn("arn:aws:sqs:us-east-2:123456789012:my-queue"),
+            Some(("123456789012", "my-queue"))
+        );
+        assert_eq!(
+            parse_queue_arn("arn:aws:sqs:us-east-2:123456789012:q.fifo"),
+            Some(("123456789012", "q.fifo"))
+        );
+        assert_eq!(
+            parse_queue_arn("arn:aws:sns:us-east-2:123456789012:topic"),
+            None
+        );
+        assert_eq!(parse_queue_arn("my-queue"), None);
     }
 }

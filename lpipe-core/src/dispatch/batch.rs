@@ -7,8 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::graph::{outbound_id, Exec, Produced};
-use super::outcome::dead_letter_body;
+use super::graph::{outbound_id, Exec, Produced, PLAUSIBLE_DEADLINE_MS};
 use crate::context::{Invocation, RecordInfo, ShortText};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::Claimed;
@@ -70,10 +69,6 @@ impl<'b> BatchRun<'b> {
         }
     }
 }
-
-/// Deadlines before this (2001-09-09 in Unix milliseconds) are not timestamps: local
-/// emulators send the timeout itself (`cargo lambda watch` sends 600000). Those are ignored.
-pub(super) const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
 
 fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
     if ctx.deadline < PLAUSIBLE_DEADLINE_MS {
@@ -635,6 +630,18 @@ impl Pipeline {
     }
 }
 
+/// What a dropped record sends to the dead-letter queue: its body as it came, or, when its
+/// source chose its path, the message that names that path.
+fn dead_letter_body(body: &str, source_path: Option<&str>) -> String {
+    match source_path {
+        Some(path) if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() => {
+            let path = serde_json::to_string(path).expect("a string serializes");
+            format!("{{\"path\":{path},\"kwargs\":{body}}}")
+        }
+        _ => body.to_owned(),
+    }
+}
+
 /// Why a dead letter was dropped, as message attributes (see
 /// [`DEAD_LETTER_ATTRIBUTES`](crate::DEAD_LETTER_ATTRIBUTES)); the message is cut to 1 KiB.
 fn dead_letter_attributes(id: Option<&str>, error: &RecordError) -> Vec<(&'static str, String)> {
@@ -661,6 +668,17 @@ fn dead_letter_attributes(id: Option<&str>, error: &RecordError) -> Vec<(&'stati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letters_name_the_path_their_source_chose() {
+        assert_eq!(dead_letter_body(r#"{"a": 1}"#, None), r#"{"a": 1}"#);
+        assert_eq!(
+            dead_letter_body(r#"{"a": 1}"#, Some("NIGHTLY")),
+            r#"{"path":"NIGHTLY","kwargs":{"a": 1}}"#
+        );
+        // Not JSON: as it came.
+        assert_eq!(dead_letter_body("{oops", Some("NIGHTLY")), "{oops");
+    }
 
     #[test]
     fn results_take_the_room_of_their_records() {

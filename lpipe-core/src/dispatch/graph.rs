@@ -64,6 +64,10 @@ impl Exec<'_> {
     }
 }
 
+/// Deadlines before this (2001-09-09 in Unix milliseconds) are not timestamps: local
+/// emulators send the timeout itself (`cargo lambda watch` sends 600000). Those are ignored.
+pub(super) const PLAUSIBLE_DEADLINE_MS: u64 = 1_000_000_000_000;
+
 /// The id of a record's `n`th outbound message (see [`OutboundMessage::id`]).
 pub(super) fn outbound_id(
     invocation: &Invocation,
@@ -144,8 +148,7 @@ impl Pipeline {
             Ok(key) => key,
             Err(why) => return Some(Err(RecordError::invalid_payload(why).at_path(path))),
         };
-        let deadline =
-            (lambda.deadline >= super::batch::PLAUSIBLE_DEADLINE_MS).then_some(lambda.deadline);
+        let deadline = (lambda.deadline >= PLAUSIBLE_DEADLINE_MS).then_some(lambda.deadline);
         if let Some(done) = self.twin(&key, exec) {
             return Some(done);
         }
@@ -314,11 +317,8 @@ impl Pipeline {
                 .call_function(f.name, call, (path, action), depth, exec)
                 .await?;
         } else if !action.functions.is_empty() {
-            // Every function's parameters are checked before any function runs (the calls of
-            // an action of a few functions are kept on the stack).
-            // `new`, not `with_capacity`: built in place, where a list returned by a call is
-            // copied into the future's state (144 bytes, a call to `memcpy`).
-            let mut prepared: smallvec::SmallVec<[_; 4]> = smallvec::SmallVec::new();
+            // Every function's parameters are checked before any function runs.
+            let mut prepared = Vec::with_capacity(action.functions.len());
             for f in &action.functions {
                 let call = f
                     .inner

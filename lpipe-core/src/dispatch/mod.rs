@@ -11,32 +11,10 @@
 //!
 //! [`Pipeline::handle`] reads as those steps.
 //!
-//! # What a record costs
-//!
-//! Measured on the `bench` workload (an SQS or Kinesis record whose message runs one path of
-//! two actions: `validate` + `enrich`, then `store`; see `bench/` at the repository's root).
-//!
-//! - **Parses.** The event is read once, by its source, straight into records
-//!   ([`decode_records`](crate::decode_records), which reserves room for them from the event's
-//!   length rather than growing the list); ids, attributes and bodies are borrowed from the
-//!   event's text (optional strings too, with [`crate::borrow::option_str`]). A body still
-//!   encoded (an SQS body's escapes, Kinesis base64) is decoded when its record runs
-//!   ([`Body`](crate::Body)). The message is scanned once: the path is found and every kwarg
-//!   indexed as it is scanned (`message`); each function then deserializes only its own fields
-//!   from the index. The path is looked up once per record.
-//! - **Allocations** (12 per SQS or Kinesis record on this workload): the decoded body (none
-//!   when it had no escapes), the record's shared info for its `Context` and logs (its id and
-//!   ordering key inline when short), the kwargs (their text and index), one boxed future per
-//!   function call, and what the functions' own argument types own (here two `String`s, a
-//!   `Vec` and its two `String`s). A function that takes no `Context` gets none built; the
-//!   calls of an action of up to four functions are kept on the stack.
-//! - **Memory that outlives the record**: its result (48 bytes; its id stays in the event's
-//!   text) until the batch's response is made, written over the record it came from (the
-//!   batch's list of records, 128 bytes each, becomes its list of results in place: no second
-//!   list); on an idempotent path, its idempotency key and owner token beside its result in the same
-//!   room until the key is settled; its kwargs only if it did not succeed (for reports); its
-//!   outbound messages until the outbox has sent them. Its body and kwargs are freed when it
-//!   has run.
+//! A record's body and kwargs are freed as soon as it has run; what outlives it until the
+//! batch's response is made is its result (and, on an idempotent path, the key it holds until
+//! the key is settled), its kwargs only if it did not succeed (for reports), and its outbound
+//! messages until the outbox has sent them.
 
 use std::sync::Arc;
 

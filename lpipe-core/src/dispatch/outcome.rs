@@ -15,18 +15,6 @@ use crate::source::{BatchResult, RecordResult, Stats};
 /// How many idempotency keys are settled in one call to their store.
 const SETTLE_CHUNK: usize = 1024;
 
-/// What a dropped record sends to the dead-letter queue: its body as it came, or, when its
-/// source chose its path, the message that names that path.
-pub(super) fn dead_letter_body(body: &str, source_path: Option<&str>) -> String {
-    match source_path {
-        Some(path) if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() => {
-            let path = serde_json::to_string(path).expect("a string serializes");
-            format!("{{\"path\":{path},\"kwargs\":{body}}}")
-        }
-        _ => body.to_owned(),
-    }
-}
-
 /// A batch's staged messages in waves, in record order: a wave ends before the first record
 /// whose ordering key already has a record with messages in it, so each record's messages go
 /// after those of the earlier records of its key, and each queue's messages stay in record
@@ -404,21 +392,5 @@ impl Pipeline {
             records: results,
             stats,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dead_letters_name_the_path_their_source_chose() {
-        assert_eq!(dead_letter_body(r#"{"a": 1}"#, None), r#"{"a": 1}"#);
-        assert_eq!(
-            dead_letter_body(r#"{"a": 1}"#, Some("NIGHTLY")),
-            r#"{"path":"NIGHTLY","kwargs":{"a": 1}}"#
-        );
-        // Not JSON: as it came.
-        assert_eq!(dead_letter_body("{oops", Some("NIGHTLY")), "{oops");
     }
 }
