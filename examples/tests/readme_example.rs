@@ -1,5 +1,5 @@
-//! A complete test of a pipeline, as in the README's Testing section (a test checks that the
-//! README shows this file as it is). In your crate: `lpipe = { version = "0.1", features =
+//! A complete test of a pipeline, as in the guide's Testing page (a test checks that the
+//! page shows this file as it is). In your crate: `lpipe = { version = "0.1", features =
 //! ["sqs", "kinesis", "test-kit"] }` under [dev-dependencies].
 use lpipe::testing::{lambda_context, message, SqsEvent, SqsRecord};
 use lpipe::{MemorySink, QueueKind};
@@ -48,8 +48,11 @@ async fn a_valid_order_goes_to_the_stream_and_an_empty_one_is_dropped() {
 
 #[test]
 fn the_readme_shows_this_test() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let readme = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../lpipe/src/guide/testing.md"
+    ))
+    .unwrap();
     let this = include_str!("readme_example.rs");
     let shown = this
         .split("\n#[test]\nfn the_readme_shows_this_test")
@@ -57,6 +60,6 @@ fn the_readme_shows_this_test() {
         .unwrap();
     assert!(
         readme.contains(&format!("```rust,ignore\n{shown}```")),
-        "the README's Testing section is stale: copy examples/tests/readme_example.rs (up to the_readme_shows_this_test) into it"
+        "the guide's Testing page (lpipe/src/guide/testing.md) is stale: copy examples/tests/readme_example.rs (up to the_readme_shows_this_test) into it"
     );
 }

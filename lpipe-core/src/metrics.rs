@@ -614,8 +614,8 @@ mod tests {
         assert_eq!(docs[2]["FunctionDuration"].as_array().unwrap().len(), 2);
         assert_eq!(docs[3]["queue_kind"], "sqs");
         assert_eq!(docs[3]["MessagesRetried"], 1);
-        // Every metric lpipe writes is in the README's table (the user's own aside).
-        let readme = include_str!("../../README.md");
+        // Every metric lpipe writes is in the guide's table (the user's own aside).
+        let readme = include_str!("../../lpipe/src/guide/observability.md");
         let table = &readme[readme.find("| metric | unit | dimensions |").unwrap()..];
         let table = &table[..table.find("\n\n").unwrap()];
         for d in &docs {
@@ -629,7 +629,7 @@ mod tests {
                 }
                 assert!(
                     table.contains(&format!("`{name}`")),
-                    "{name} is missing from the README's metrics table"
+                    "{name} is missing from the guide's metrics table"
                 );
             }
         }

@@ -1,6 +1,40 @@
 #![doc = include_str!("../../README.md")]
 #![warn(missing_docs)]
 
+/// The guide: how to use lpipe, a topic a page.
+pub mod guide {
+    #[doc = include_str!("guide/graph.md")]
+    pub mod graph {}
+    #[doc = include_str!("guide/outcomes.md")]
+    pub mod outcomes {}
+    #[doc = include_str!("guide/idempotency.md")]
+    pub mod idempotency {}
+    #[doc = include_str!("guide/sources_and_sinks.md")]
+    pub mod sources_and_sinks {}
+    #[doc = include_str!("guide/sqs.md")]
+    pub mod sqs {}
+    #[doc = include_str!("guide/kinesis.md")]
+    pub mod kinesis {}
+    #[doc = include_str!("guide/eventbridge.md")]
+    pub mod eventbridge {}
+    #[doc = include_str!("guide/dynamodb.md")]
+    pub mod dynamodb {}
+    #[doc = include_str!("guide/sentry.md")]
+    pub mod sentry {}
+    #[doc = include_str!("guide/observability.md")]
+    pub mod observability {}
+    #[doc = include_str!("guide/worker.md")]
+    pub mod worker {}
+    #[doc = include_str!("guide/local.md")]
+    pub mod local {}
+    #[doc = include_str!("guide/testing.md")]
+    pub mod testing {}
+    #[doc = include_str!("guide/deploying.md")]
+    pub mod deploying {}
+    #[doc = include_str!("guide/python_lpipe.md")]
+    pub mod python_lpipe {}
+}
+
 #[doc(inline)]
 pub use lpipe_core::*;
 
