@@ -5,8 +5,6 @@
 //! every SendMessageBatch entry whose body names the poisoned order, as SQS does for a
 //! failed entry (`InternalError`, not the sender's fault).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -15,39 +13,8 @@ use lpipe::testing::{
     message, moto_endpoint, unique_name, KinesisEvent, KinesisRecord, SqsEvent, SqsRecord,
 };
 use lpipe::{Action, BoxError, Pipeline, Queue, QueueKind, RetryPolicy};
+use lpipe_aws::testing::FaultProxy;
 use serde_json::{json, Value};
-
-/// The fault proxy in front of moto, refusing entries that contain `refused`; killed on drop.
-struct Proxy(Child, u16);
-
-impl Proxy {
-    fn refusing(upstream: &str, refused: &str) -> Proxy {
-        let mut child = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../scripts/fault_proxy.py"
-            ))
-            .args(["--upstream", upstream, "--rate", "0"])
-            .args(["--refuse-containing", refused])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the fault proxy");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("the proxy prints its port");
-        Proxy(child, port)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[derive(serde::Deserialize)]
 #[allow(dead_code)]
@@ -61,14 +28,17 @@ async fn accept(_: Order) -> Result<(), BoxError> {
 }
 
 /// Clients straight to moto, and through the proxy.
-async fn clients(test: &str, refused: &str) -> (aws_sdk_sqs::Client, aws_sdk_sqs::Client, Proxy) {
+async fn clients(
+    test: &str,
+    refused: &str,
+) -> (aws_sdk_sqs::Client, aws_sdk_sqs::Client, FaultProxy) {
     let moto = moto_endpoint(test);
-    let proxy = Proxy::refusing(&moto, refused);
+    let proxy = FaultProxy::start(&moto, &["--rate", "0", "--refuse-containing", refused]);
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let direct = aws_sdk_sqs::Client::new(&config);
     let proxied = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::config::Builder::from(&config)
-            .endpoint_url(format!("http://127.0.0.1:{}", proxy.1))
+            .endpoint_url(proxy.endpoint())
             .build(),
     );
     (direct, proxied, proxy)

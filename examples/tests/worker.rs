@@ -17,12 +17,13 @@
 //! the number of queues.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{QueueAttributeName, SendMessageBatchRequestEntry};
 use lpipe::testing::{moto_endpoint, unique_name};
+use lpipe_aws::testing::FaultProxy;
 use serde_json::{json, Value};
 
 fn signups() -> usize {
@@ -190,39 +191,6 @@ async fn drain(client: &aws_sdk_sqs::Client, queue: &str) -> Vec<Value> {
     bodies
 }
 
-/// The fault-injecting proxy in front of moto; killed on drop.
-struct Proxy(Child, u16);
-
-impl Proxy {
-    fn start(upstream: &str) -> Proxy {
-        let mut child = Command::new("python3")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../scripts/fault_proxy.py"
-            ))
-            .args(["--upstream", upstream, "--rate", "0.08", "--seed", "7"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the fault proxy");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("the proxy prints its port");
-        Proxy(child, port)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_worker(proxy_port: u16, q: &Queues) -> Child {
     Command::new(env!("CARGO_BIN_EXE_graph"))
         .args(["worker", "--queue", &q.source])
@@ -277,11 +245,14 @@ async fn the_worker_loses_nothing_under_sqs_faults_and_sigterm() {
         send_signups(&client, &q.source, &ids).await;
         queues.push(q);
     }
-    let proxy = Proxy::start(&moto);
+    let proxy = FaultProxy::start(&moto, &["--rate", "0.08", "--seed", "7"]);
     let started = Instant::now();
 
     // The first workers, stopped by SIGTERM once about a third of the signups went through.
-    let workers: Vec<Child> = queues.iter().map(|q| start_worker(proxy.1, q)).collect();
+    let workers: Vec<Child> = queues
+        .iter()
+        .map(|q| start_worker(proxy.port(), q))
+        .collect();
     let third = (n / 3) as u64;
     loop {
         let mut mailed = 0;
@@ -312,7 +283,10 @@ async fn the_worker_loses_nothing_under_sqs_faults_and_sigterm() {
 
     // Second workers finish the queues: wait until every source is empty for a while (kept
     // messages come back after their visibility timeout, twice, then go to the DLQ).
-    let workers: Vec<Child> = queues.iter().map(|q| start_worker(proxy.1, q)).collect();
+    let workers: Vec<Child> = queues
+        .iter()
+        .map(|q| start_worker(proxy.port(), q))
+        .collect();
     let mut quiet_since: Option<Instant> = None;
     loop {
         let (mut visible, mut invisible) = (0, 0);

@@ -2,7 +2,8 @@
 //! the AWS configuration loaded once per process whichever plugins are enabled, the
 //! classification of SDK errors into retryable and permanent [`SendError`]s, and the limits and
 //! call counter every sink keeps; with the feature `test-kit`, an interceptor that counts a
-//! client's calls for their tests (`testing::CountCalls`). Not for direct use.
+//! client's calls for their tests (`testing::CountCalls`) and the fault proxy the tests put in
+//! front of moto (`testing::FaultProxy`). Not for direct use.
 #![warn(missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -99,3 +99,64 @@ impl Intercept for CountCalls {
         Ok(())
     }
 }
+
+/// The fault-injecting proxy the tests put in front of moto (`scripts/fault_proxy.py`, whose
+/// docs list its faults), started with `python3`; killed when dropped.
+///
+/// ```text
+/// let proxy = FaultProxy::start(&moto, &["--rate", "0.08", "--seed", "7"]);
+/// // … point a client at proxy.endpoint()
+/// ```
+#[derive(Debug)]
+pub struct FaultProxy {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FaultProxy {
+    /// Starts the proxy in front of `upstream` with these arguments, and waits for its port.
+    ///
+    /// # Panics
+    ///
+    /// When `python3` cannot run the script, or the script prints no port.
+    pub fn start(upstream: &str, args: &[&str]) -> FaultProxy {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../scripts/fault_proxy.py"
+            ))
+            .args(["--upstream", upstream])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the fault proxy");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("the proxy's stdout"))
+            .read_line(&mut line)
+            .expect("the proxy prints its port");
+        let port = line.trim().parse().expect("the proxy prints its port");
+        FaultProxy { child, port }
+    }
+
+    /// The port it listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FaultProxy {
+    /// SIGTERM, so that the proxy prints the faults it injected, then waits for it.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
