@@ -649,105 +649,25 @@ impl PipelineBuilder {
         for (kind, sink) in self.sinks {
             registry.sinks_mut().insert(kind, sink);
         }
-        let mut paths = HashMap::default();
-        let mut path_order = Vec::new();
-        for (name, actions) in self.paths {
-            if name.as_str().is_empty() {
-                return Err(E::EmptyPathName);
-            }
-            if paths.contains_key(&name) {
-                return Err(E::DuplicatePath { path: name });
-            }
-            if actions.is_empty() {
-                return Err(E::NoActions { path: name });
-            }
-            path_order.push(name.clone());
-            paths.insert(name, actions);
-        }
-        let fallback_sink: Option<Arc<dyn Sink>> =
-            self.record_unsendable.map(|s| Arc::new(s) as Arc<dyn Sink>);
-        let catch_all_sink: Option<Arc<dyn Sink>> =
-            self.record_outbound.map(|s| Arc::new(s) as Arc<dyn Sink>);
+        let (paths, path_order) = collect_paths(self.paths)?;
+        let sinks = Recording {
+            catch_all: self.record_outbound.map(|s| Arc::new(s) as Arc<dyn Sink>),
+            fallback: self.record_unsendable.map(|s| Arc::new(s) as Arc<dyn Sink>),
+        };
         for name in &path_order {
             for (i, action) in paths[name].iter().enumerate() {
-                let at = || Place::Action {
+                let at = Place::Action {
                     path: name.clone(),
                     action: i + 1,
                 };
-                if action.is_empty() {
-                    return Err(E::EmptyAction { at: at() });
-                }
-                for p in &action.paths {
-                    if !paths.contains_key(p) {
-                        return Err(E::UnknownPath {
-                            at: at(),
-                            path: p.clone(),
-                        });
-                    }
-                }
-                for p in &action.returns_to {
-                    if action.functions.is_empty() {
-                        return Err(E::ReturnWithoutFunctions {
-                            at: at(),
-                            path: p.clone(),
-                        });
-                    }
-                    if !paths.contains_key(p) {
-                        return Err(E::UnknownReturnPath {
-                            at: at(),
-                            path: p.clone(),
-                        });
-                    }
-                }
-                for q in &action.queues {
-                    check_kwarg_options(q, action)
-                        .map_err(|problem| queue_error(at(), q, problem))?;
-                    if catch_all_sink.is_none()
-                        && fallback_sink.is_some()
-                        && registry.sink(q.kind()).is_none()
-                    {
-                        tracing::warn!(queue = %q, "no sink for queue kind '{}': its messages are recorded, not sent", q.kind());
-                    }
-                    check_queue(
-                        q,
-                        &registry,
-                        catch_all_sink.as_ref().or(fallback_sink.as_ref()),
-                    )
-                    .map_err(|problem| queue_error(at(), q, problem))?;
-                }
-                for f in &action.functions {
-                    if let Some((type_id, type_name)) = f.state {
-                        if !self.state.contains_key(&type_id) {
-                            return Err(E::MissingState {
-                                at: at(),
-                                function: f.name,
-                                type_name,
-                            });
-                        }
-                    }
-                }
-                for param in &action.required_params {
-                    if param.from.is_empty() || param.to.is_empty() {
-                        return Err(E::EmptyParamName { at: at() });
-                    }
-                }
+                check_action(at, action, &paths, &registry, &sinks, &self.state)?;
             }
         }
         if self.concurrency == 0 {
             return Err(E::ZeroConcurrency);
         }
         if let Some(q) = &self.dead_letter {
-            if q.consumer_path().is_some() {
-                return Err(E::DeadLetterWithPath {
-                    queue: q.to_string(),
-                });
-            }
-            check_queue(
-                q,
-                &registry,
-                catch_all_sink.as_ref().or(fallback_sink.as_ref()),
-            )
-            .map_err(|problem| queue_error(Place::DeadLetterQueue, q, problem))?;
+            check_dead_letter_queue(q, &registry, &sinks)?;
         }
         if let Some(d) = &self.default_path {
             if !paths.contains_key(d) {
@@ -757,61 +677,16 @@ impl PipelineBuilder {
         if let Some(cycle) = find_cycle(&path_order, &paths) {
             return Err(E::Cycle { paths: cycle });
         }
-        if let Some(unknown) = self.errors.by_path.keys().find(|p| !paths.contains_key(*p)) {
-            return Err(E::UnknownErrorPolicyPath {
-                path: unknown.clone(),
-            });
-        }
-        if let Some(unknown) = self
-            .idempotency
-            .by_path
-            .keys()
-            .find(|p| !paths.contains_key(*p))
-        {
-            return Err(E::UnknownIdempotentPath {
-                path: unknown.clone(),
-            });
-        }
-        for i in &self.idempotency.all {
-            if i.key_fields().is_some_and(<[String]>::is_empty) {
-                return Err(E::EmptyIdempotencyKey);
-            }
-        }
-        for name in &path_order {
-            if let Some((_, idempotency)) = self.idempotency.of(name) {
-                check_key_fields(name, &paths[name], idempotency)?;
-            }
-        }
-        let mut sources = Vec::new();
-        for name in self.source {
-            match registry.source(&name) {
-                Some(s) => sources.push(s),
-                None => {
-                    return Err(E::UnknownSource {
-                        registered: registry.source_names(),
-                        name,
-                    })
-                }
-            }
-        }
-        if sources.is_empty() && !self.detect_source {
-            let linked: Vec<&'static str> = registry
-                .source_names()
-                .into_iter()
-                .filter(|name| *name != crate::source::RawSource::NAME)
-                .collect();
-            if linked.len() > 1 {
-                return Err(E::SourceNotNamed { linked });
-            }
-        }
+        check_policies(&self.errors, &self.idempotency, &paths, &path_order)?;
+        let sources = named_sources(self.source, self.detect_source, &registry)?;
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 paths,
                 path_order,
                 default_path: self.default_path,
                 registry,
-                catch_all_sink,
-                fallback_sink,
+                catch_all_sink: sinks.catch_all,
+                fallback_sink: sinks.fallback,
                 sources,
                 reporter: self.reporter,
                 max_depth: self.max_depth,
@@ -827,6 +702,181 @@ impl PipelineBuilder {
             }),
         })
     }
+}
+
+/// The sinks that record messages instead of sending them: every message (`catch_all`, the
+/// local mode and tests), or those of kinds without a sink (`fallback`, the local mode with
+/// `--send`).
+struct Recording {
+    catch_all: Option<Arc<dyn Sink>>,
+    fallback: Option<Arc<dyn Sink>>,
+}
+
+impl Recording {
+    /// The sink that takes a queue's messages in place of its own, if any.
+    fn any(&self) -> Option<&Arc<dyn Sink>> {
+        self.catch_all.as_ref().or(self.fallback.as_ref())
+    }
+}
+
+/// The declared paths by name, and their names in declaration order.
+fn collect_paths(
+    declared: Vec<(PathName, Vec<Action>)>,
+) -> Result<(Paths, Vec<PathName>), InvalidConfigurationError> {
+    use InvalidConfigurationError as E;
+    let mut paths = HashMap::default();
+    let mut order = Vec::new();
+    for (name, actions) in declared {
+        if name.as_str().is_empty() {
+            return Err(E::EmptyPathName);
+        }
+        if paths.contains_key(&name) {
+            return Err(E::DuplicatePath { path: name });
+        }
+        if actions.is_empty() {
+            return Err(E::NoActions { path: name });
+        }
+        order.push(name.clone());
+        paths.insert(name, actions);
+    }
+    Ok((paths, order))
+}
+
+/// One action: something to do, paths that exist, queues that can be sent to (and whose
+/// `*_from` options name kwargs it passes on), the state its functions take, named params.
+fn check_action(
+    at: Place,
+    action: &Action,
+    paths: &Paths,
+    registry: &Registry,
+    sinks: &Recording,
+    state: &StateMap,
+) -> Result<(), InvalidConfigurationError> {
+    use InvalidConfigurationError as E;
+    if action.is_empty() {
+        return Err(E::EmptyAction { at });
+    }
+    if let Some(p) = action.paths.iter().find(|p| !paths.contains_key(*p)) {
+        let path = p.clone();
+        return Err(E::UnknownPath { at, path });
+    }
+    for p in &action.returns_to {
+        let path = p.clone();
+        if action.functions.is_empty() {
+            return Err(E::ReturnWithoutFunctions { at, path });
+        }
+        if !paths.contains_key(p) {
+            return Err(E::UnknownReturnPath { at, path });
+        }
+    }
+    for q in &action.queues {
+        check_kwarg_options(q, action).map_err(|problem| queue_error(at.clone(), q, problem))?;
+        if sinks.catch_all.is_none()
+            && sinks.fallback.is_some()
+            && registry.sink(q.kind()).is_none()
+        {
+            tracing::warn!(queue = %q, "no sink for queue kind '{}': its messages are recorded, not sent", q.kind());
+        }
+        check_queue(q, registry, sinks.any())
+            .map_err(|problem| queue_error(at.clone(), q, problem))?;
+    }
+    for f in &action.functions {
+        if let Some((type_id, type_name)) = f.state {
+            if !state.contains_key(&type_id) {
+                let function = f.name;
+                return Err(E::MissingState {
+                    at,
+                    function,
+                    type_name,
+                });
+            }
+        }
+    }
+    if action
+        .required_params
+        .iter()
+        .any(|p| p.from.is_empty() || p.to.is_empty())
+    {
+        return Err(E::EmptyParamName { at });
+    }
+    Ok(())
+}
+
+/// The dead-letter queue: no path, and a sink that takes it.
+fn check_dead_letter_queue(
+    q: &Queue,
+    registry: &Registry,
+    sinks: &Recording,
+) -> Result<(), InvalidConfigurationError> {
+    if q.consumer_path().is_some() {
+        return Err(InvalidConfigurationError::DeadLetterWithPath {
+            queue: q.to_string(),
+        });
+    }
+    check_queue(q, registry, sinks.any())
+        .map_err(|problem| queue_error(Place::DeadLetterQueue, q, problem))
+}
+
+/// The per-path policies name declared paths, and idempotency keys are made of fields their
+/// paths take.
+fn check_policies(
+    errors: &ErrorPolicy,
+    idempotency: &IdempotencyPolicy,
+    paths: &Paths,
+    path_order: &[PathName],
+) -> Result<(), InvalidConfigurationError> {
+    use InvalidConfigurationError as E;
+    if let Some(unknown) = errors.by_path.keys().find(|p| !paths.contains_key(*p)) {
+        let path = unknown.clone();
+        return Err(E::UnknownErrorPolicyPath { path });
+    }
+    if let Some(unknown) = idempotency.by_path.keys().find(|p| !paths.contains_key(*p)) {
+        let path = unknown.clone();
+        return Err(E::UnknownIdempotentPath { path });
+    }
+    if idempotency
+        .all
+        .iter()
+        .any(|i| i.key_fields().is_some_and(<[String]>::is_empty))
+    {
+        return Err(E::EmptyIdempotencyKey);
+    }
+    for name in path_order {
+        if let Some((_, setting)) = idempotency.of(name) {
+            check_key_fields(name, &paths[name], setting)?;
+        }
+    }
+    Ok(())
+}
+
+/// The sources a pipeline consumes: those it names; none (any, by detection) only when it asks
+/// for detection or the binary links at most one source besides `raw`.
+fn named_sources(
+    names: Vec<String>,
+    detect: bool,
+    registry: &Registry,
+) -> Result<Vec<Arc<dyn EventSource>>, InvalidConfigurationError> {
+    let mut sources = Vec::new();
+    for name in names {
+        match registry.source(&name) {
+            Some(s) => sources.push(s),
+            None => {
+                let registered = registry.source_names();
+                return Err(InvalidConfigurationError::UnknownSource { name, registered });
+            }
+        }
+    }
+    if sources.is_empty() && !detect {
+        let linked: Vec<&'static str> = registry
+            .source_names()
+            .into_iter()
+            .filter(|name| *name != crate::source::RawSource::NAME)
+            .collect();
+        if linked.len() > 1 {
+            return Err(InvalidConfigurationError::SourceNotNamed { linked });
+        }
+    }
+    Ok(sources)
 }
 
 /// The options of a queue that name a kwarg (`message_group_id_from`, `partition_key_from`:
