@@ -51,14 +51,13 @@ impl IdempotencyKey {
         fields: Option<&[String]>,
         kwargs: &Kwargs,
     ) -> Result<Self, String> {
-        let value = kwargs.to_value();
         let material = match fields {
-            None => value,
+            None => kwargs.to_value(),
             Some(fields) => {
                 let mut values = Vec::with_capacity(fields.len());
                 for field in fields {
-                    match value.get(field) {
-                        Some(v) if !v.is_null() => values.push(v.clone()),
+                    match field_value(kwargs, field) {
+                        Some(v) if !v.is_null() => values.push(v),
                         found => return Err(missing_field(field, found.is_some())),
                     }
                 }
@@ -92,6 +91,15 @@ impl fmt::Display for IdempotencyKey {
 impl fmt::Debug for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// The value of one kwarg: parsed from its text in the kwargs' index (the rest of the message
+/// is not parsed), or from the whole kwargs when they have no index (a key with escapes).
+fn field_value(kwargs: &Kwargs, field: &str) -> Option<Value> {
+    match kwargs.raw_last(field) {
+        Some(raw) => raw.and_then(|raw| serde_json::from_str(raw).ok()),
+        None => kwargs.to_value().get(field).cloned(),
     }
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::key::IdempotencyKey;
-use super::store::{Begun, Claim, HeldKey, IdempotencyStore, StoreError};
+use super::store::{Begun, Claim, HeldKey, IdempotencyStore, Settlement, StoreError};
 
 /// An item of [`MemoryIdempotencyStore`].
 #[derive(Clone, Debug, PartialEq)]
@@ -151,6 +151,34 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         Ok(())
     }
 
+    /// A batch's settlements under one lock.
+    async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
+        let mut items = self.items.lock().expect("store lock");
+        let settle_one = |items: &mut Items, s: &Settlement<'_>| -> Result<(), StoreError> {
+            let item = items.owned(s.held())?;
+            match *s {
+                Settlement::Complete {
+                    output,
+                    expires_at_s,
+                    ..
+                } => {
+                    *item = MemoryItem::Completed {
+                        output: output.cloned(),
+                        expires_at_s,
+                    };
+                }
+                Settlement::Release { held } => {
+                    items.by_key.remove(&held.key);
+                }
+            }
+            Ok(())
+        };
+        settlements
+            .iter()
+            .map(|s| settle_one(&mut items, s))
+            .collect()
+    }
+
     async fn extend(&self, held: &[&HeldKey], lock_until_ms: u64) -> Result<(), StoreError> {
         let mut items = self.items.lock().expect("store lock");
         let mut lost = Vec::new();
@@ -233,6 +261,9 @@ mod tests {
         assert_eq!(s.release(&old.held()).await, Err(StoreError::lost(&key(1))));
         assert!(s.complete(&old.held(), None, NOW).await.is_err());
         assert!(s.extend(&[&old.held()], NOW + 900_000).await.is_err());
+        let old_held = old.held();
+        let settled = s.settle(&[Settlement::Release { held: &old_held }]).await;
+        assert_eq!(settled, vec![Err(StoreError::lost(&key(1)))]);
         match s.items().into_values().next() {
             Some(MemoryItem::InProgress {
                 owner,
