@@ -97,7 +97,7 @@ pub(super) struct Done<'e> {
     /// It was a duplicate, not run.
     duplicate: bool,
     /// Its ordering key, on a source that keeps an order.
-    key: Option<String>,
+    key: Option<Cow<'e, str>>,
     /// The earlier record of the batch whose key it shares (see `Exec::twin_of`).
     twin_of: Option<usize>,
 }
@@ -121,9 +121,9 @@ pub(super) struct Collected<'e> {
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
     /// Records not run because their key was completed.
     pub(super) duplicates: usize,
-    /// The ordering keys of the records that have one, by record index, on a source that
+    /// The ordering keys of the records that have one, in record order, on a source that
     /// keeps an order (delivery holds back the rest of a key after a failure).
-    pub(super) ordering_keys: HashMap<usize, String>,
+    pub(super) ordering_keys: Vec<(usize, Cow<'e, str>)>,
     /// Records that wait for an earlier record of the batch with their idempotency key:
     /// (the record, the earlier one).
     pub(super) twins: Vec<(usize, usize)>,
@@ -258,7 +258,7 @@ impl<'e> Collect<'e> for Collecting<'e> {
         }
         collected.duplicates += usize::from(duplicate);
         if let Some(key) = key {
-            collected.ordering_keys.insert(index, key);
+            collected.ordering_keys.push((index, key));
         }
         if let Some(holder) = twin_of {
             collected.twins.push((index, holder));
@@ -356,7 +356,7 @@ impl Pipeline {
             dead_lettered: Vec::new(),
             message_counts: Default::default(),
             duplicates: 0,
-            ordering_keys: HashMap::new(),
+            ordering_keys: Vec::new(),
             twins: Vec::new(),
         };
         // In place: a slot is the size of a record.
@@ -445,10 +445,11 @@ impl Pipeline {
         };
         let key = match batch.ordering {
             Ordering::Unordered => None,
-            Ordering::PerKey | Ordering::StopOnFailure => ran.key.map(Cow::into_owned),
+            Ordering::PerKey | Ordering::StopOnFailure => ran.key,
         };
         if outcome == Outcome::Failed {
-            batch.note_failure(ran.id.as_deref(), key.clone(), &mut lane.failed_keys);
+            let failed = key.as_deref().map(str::to_owned);
+            batch.note_failure(ran.id.as_deref(), failed, &mut lane.failed_keys);
         }
         lane.out.collect(Done {
             index,

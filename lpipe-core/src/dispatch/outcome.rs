@@ -19,13 +19,13 @@ const SETTLE_CHUNK: usize = 1024;
 /// whose ordering key already has a record with messages in it, so each record's messages go
 /// after those of the earlier records of its key, and each queue's messages stay in record
 /// order.
-fn waves(staged: Vec<outbox::Staged>, keys: &HashMap<usize, String>) -> Vec<Vec<outbox::Staged>> {
+fn waves(staged: Vec<outbox::Staged>, keys: &HashMap<usize, &str>) -> Vec<Vec<outbox::Staged>> {
     let mut waves: Vec<Vec<outbox::Staged>> = vec![Vec::new()];
     // The records of the current wave, by key.
     let mut in_wave: HashMap<&str, usize> = HashMap::new();
     for s in staged {
-        if let Some(key) = keys.get(&s.record) {
-            match in_wave.get(key.as_str()) {
+        if let Some(&key) = keys.get(&s.record) {
+            match in_wave.get(key) {
                 Some(&record) if record != s.record => {
                     waves.push(Vec::new());
                     in_wave.clear();
@@ -88,16 +88,21 @@ pub(super) fn answer_twins(collecting: &mut Collecting<'_>) {
             format!("a duplicate of record {holder_id} of this batch, which did not succeed: not run, kept for retry"),
         ));
         let keys = &collecting.collected.ordering_keys;
-        if let Some(key) = keys.get(&twin).cloned() {
-            let later: Vec<usize> = keys
-                .iter()
-                .filter(|(&i, k)| i > twin && **k == key)
-                .map(|(&i, _)| i)
-                .collect();
-            for index in later {
-                let why = held_back(&key, twin, collecting);
-                fail_undelivered(collecting, index, why);
-            }
+        let Some(key) = keys
+            .iter()
+            .find(|(i, _)| *i == twin)
+            .map(|(_, k)| k.to_string())
+        else {
+            continue;
+        };
+        let later: Vec<usize> = keys
+            .iter()
+            .filter(|(i, k)| *i > twin && *k == key)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in later {
+            let why = held_back(&key, twin, collecting);
+            fail_undelivered(collecting, index, why);
         }
     }
 }
@@ -192,17 +197,21 @@ impl Pipeline {
             return;
         }
         let staged = std::mem::take(&mut collected.staged);
-        let keys = std::mem::take(&mut collected.ordering_keys);
+        let ordering_keys = std::mem::take(&mut collected.ordering_keys);
+        let keys: HashMap<usize, &str> = ordering_keys
+            .iter()
+            .map(|(index, key)| (*index, key.as_ref()))
+            .collect();
         // The first record of each key that could not be delivered, and why.
         let mut failed_keys: HashMap<&str, (usize, String)> = HashMap::new();
         let mut undelivered: Vec<(usize, String)> = Vec::new();
         for wave in waves(staged, &keys) {
             let (send, held): (Vec<_>, Vec<_>) = wave.into_iter().partition(|s| {
                 keys.get(&s.record)
-                    .is_none_or(|k| !failed_keys.contains_key(k.as_str()))
+                    .is_none_or(|k| !failed_keys.contains_key(k))
             });
             for s in held {
-                let key = keys[&s.record].as_str();
+                let key = keys[&s.record];
                 undelivered.push((s.record, held_back(key, failed_keys[key].0, collecting)));
             }
             let flushed = outbox::flush(
@@ -221,15 +230,15 @@ impl Pipeline {
                     .add(counts);
             }
             for (index, why) in flushed.undelivered {
-                if let Some(key) = keys.get(&index) {
+                if let Some(&key) = keys.get(&index) {
                     failed_keys.entry(key).or_insert((index, why.clone()));
                 }
                 undelivered.push((index, why));
             }
         }
         // Records of a failed key after its failure that staged nothing are held back too.
-        for (&index, key) in &keys {
-            match failed_keys.get(key.as_str()) {
+        for (&index, &key) in &keys {
+            match failed_keys.get(key) {
                 Some(&(first, _)) if index > first => {
                     undelivered.push((index, held_back(key, first, collecting)));
                 }
