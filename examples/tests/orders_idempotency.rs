@@ -528,3 +528,39 @@ async fn dynamodb_a_lapsed_runs_release_leaves_the_new_owners_item() {
         .unwrap();
     assert_eq!(store.begin(&later).await.unwrap(), Begun::Completed(None));
 }
+
+/// On a FIFO source, a duplicate in one group of a record of another group that fails at
+/// delivery fails with it, and holds back the later records of its own group, in a batch that
+/// has messages to deliver as in one that has none.
+#[tokio::test]
+async fn memory_a_failed_duplicate_holds_back_the_rest_of_its_group() {
+    let o = orders(
+        Idempotency::new(MemoryIdempotencyStore::new()),
+        Warehouse::default(),
+    );
+    // o-1's message is refused for good: its record fails at delivery.
+    o.forwarded.fail_bodies_containing("\"o-1\"", false);
+    let event = lpipe::testing::SqsEvent::fifo()
+        .record(
+            lpipe::testing::SqsRecord::new(order("o-1", 1))
+                .id("m-0")
+                .group("A"),
+        )
+        .record(
+            lpipe::testing::SqsRecord::new(order("o-1", 1))
+                .id("m-1")
+                .group("B"),
+        )
+        .record(
+            lpipe::testing::SqsRecord::new(order("o-2", 1))
+                .id("m-2")
+                .group("B"),
+        )
+        .to_string();
+    let response = handle(&o, &event).await;
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]),
+        "{response}"
+    );
+}

@@ -197,6 +197,7 @@ impl Pipeline {
             return;
         }
         let staged = std::mem::take(&mut collected.staged);
+        // Taken while the records' results are written, and put back at the end.
         let ordering_keys = std::mem::take(&mut collected.ordering_keys);
         let keys: HashMap<usize, &str> = ordering_keys
             .iter()
@@ -245,6 +246,8 @@ impl Pipeline {
                 _ => {}
             }
         }
+        // Put back: the duplicates of the batch are answered with them (`answer_twins`).
+        collecting.collected.ordering_keys = ordering_keys;
         for (index, why) in undelivered {
             fail_undelivered(collecting, index, why);
         }
