@@ -195,6 +195,16 @@ impl Kwargs {
         }
     }
 
+    /// The value of one kwarg (the last, if repeated): parsed from its text in the index (the
+    /// rest is not parsed), or from the whole kwargs when they have no index (a key with
+    /// escapes); `None` when absent.
+    pub(crate) fn value_of(&self, key: &str) -> Option<serde_json::Value> {
+        match self.raw_last(key) {
+            Some(raw) => raw.and_then(|raw| serde_json::from_str(raw).ok()),
+            None => self.to_value().get(key).cloned(),
+        }
+    }
+
     /// Whether a key is present.
     pub fn contains(&self, key: &str) -> bool {
         self.entries().map(|e| e.contains_key(key)).unwrap_or(false)

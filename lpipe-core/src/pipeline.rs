@@ -886,8 +886,7 @@ fn check_kwarg_options(queue: &Queue, action: &Action) -> Result<(), QueueProble
     let Some(forwarded) = action.forwarded_fields() else {
         return Ok(());
     };
-    for option in queue.option_keys().filter(|k| k.ends_with("_from")) {
-        let field = queue.get_option(option).unwrap_or_default();
+    for (option, field) in queue.kwarg_options() {
         if !forwarded.contains(field) {
             return Err(QueueProblem::FieldNotForwarded {
                 option: option.to_owned(),

@@ -174,6 +174,15 @@ impl Queue {
         self.options.keys().map(|k| k.as_ref())
     }
 
+    /// The options that name a kwarg (`message_group_id_from`, `partition_key_from`: any
+    /// option whose name ends in `_from`), with the kwarg each names.
+    pub(crate) fn kwarg_options(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.options
+            .iter()
+            .filter(|(k, _)| k.ends_with("_from"))
+            .map(|(k, v)| (k.as_ref(), v.as_str()))
+    }
+
     /// The body of the message that forwards `kwargs` to this queue.
     pub fn message_body(&self, kwargs: &Kwargs) -> String {
         match &self.path {

@@ -149,8 +149,8 @@ impl Pipeline {
             Err(why) => return Some(Err(RecordError::invalid_payload(why).at_path(path))),
         };
         let deadline = (lambda.deadline >= PLAUSIBLE_DEADLINE_MS).then_some(lambda.deadline);
-        if let Some(done) = self.twin(&key, exec) {
-            return Some(done);
+        if self.is_twin(&key, exec) {
+            return Some(Ok(None));
         }
         let claim = idempotency.claim(key, deadline);
         match idempotency.store.begin(&claim).await {
@@ -172,9 +172,8 @@ impl Pipeline {
                 exec.duplicate = true;
                 Some(Ok(output.map(Box::new)))
             }
-            Ok(Begun::InProgress { .. }) if self.twin(&claim.key, exec).is_some() => {
-                Some(Ok(None))
-            }
+            // Claimed by an earlier record of this batch meanwhile (records side by side).
+            Ok(Begun::InProgress { .. }) if self.is_twin(&claim.key, exec) => Some(Ok(None)),
             Ok(Begun::InProgress { lock_until_ms }) => Some(Err(RecordError::new(
                 ErrorKind::InProgress,
                 format!(
@@ -195,26 +194,21 @@ impl Pipeline {
         }
     }
 
-    /// When an earlier record of this batch holds the key, the record waits for its outcome
-    /// instead of running (see [`Exec::twin_of`]): `Some(Ok(None))`, provisionally.
-    fn twin(
-        &self,
-        key: &crate::IdempotencyKey,
-        exec: &mut Exec<'_>,
-    ) -> Option<Result<Produced, RecordError>> {
-        let holder = *exec
-            .invocation
-            .claimed
-            .lock()
-            .expect("claimed keys")
-            .get(key)?;
+    /// Whether an earlier record of this batch holds the key: then the record does not run,
+    /// and waits for that one's outcome (noted in [`Exec::twin_of`]).
+    fn is_twin(&self, key: &crate::IdempotencyKey, exec: &mut Exec<'_>) -> bool {
+        let claimed = exec.invocation.claimed.lock().expect("claimed keys");
+        let Some(&holder) = claimed.get(key) else {
+            return false;
+        };
+        drop(claimed);
         tracing::info!(
             key = %key,
             holder,
             "a duplicate of an earlier record of this batch (its idempotency key is that record's): not run, answered as that record ends"
         );
         exec.twin_of = Some(holder);
-        Some(Ok(None))
+        true
     }
 
     /// Runs a path nested in another (boxed: paths recurse).
@@ -438,13 +432,8 @@ impl Pipeline {
         kwargs: &Kwargs,
         path: &PathName,
     ) -> Result<(), RecordError> {
-        for option in queue.option_keys().filter(|k| k.ends_with("_from")) {
-            let field = queue.get_option(option).unwrap_or_default();
-            let present = match kwargs.raw_last(field) {
-                Some(found) => found.is_some_and(|v| v != "null"),
-                None => !kwargs.to_value()[field].is_null(),
-            };
-            if present {
+        for (option, field) in queue.kwarg_options() {
+            if kwargs.value_of(field).is_some_and(|v| !v.is_null()) {
                 continue;
             }
             let kind = if self.inner.errors.keeps(path) {

@@ -56,7 +56,7 @@ impl IdempotencyKey {
             Some(fields) => {
                 let mut values = Vec::with_capacity(fields.len());
                 for field in fields {
-                    match field_value(kwargs, field) {
+                    match kwargs.value_of(field) {
                         Some(v) if !v.is_null() => values.push(v),
                         found => return Err(missing_field(field, found.is_some())),
                     }
@@ -91,15 +91,6 @@ impl fmt::Display for IdempotencyKey {
 impl fmt::Debug for IdempotencyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-/// The value of one kwarg: parsed from its text in the kwargs' index (the rest of the message
-/// is not parsed), or from the whole kwargs when they have no index (a key with escapes).
-fn field_value(kwargs: &Kwargs, field: &str) -> Option<Value> {
-    match kwargs.raw_last(field) {
-        Some(raw) => raw.and_then(|raw| serde_json::from_str(raw).ok()),
-        None => kwargs.to_value().get(field).cloned(),
     }
 }
 

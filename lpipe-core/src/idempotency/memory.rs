@@ -73,12 +73,28 @@ impl Items {
         self.swept_at = self.by_key.len();
     }
 
-    /// The item this run holds, or [`StoreError::Lost`].
-    fn owned(&mut self, held: &HeldKey) -> Result<&mut MemoryItem, StoreError> {
+    /// Completes or releases a key this run holds; [`StoreError::Lost`] if it no longer does.
+    fn settle(&mut self, settlement: &Settlement<'_>) -> Result<(), StoreError> {
+        let held = settlement.held();
         match self.by_key.get_mut(&held.key) {
-            Some(item) if item.is_owned_by(&held.owner) => Ok(item),
-            _ => Err(StoreError::lost(&held.key)),
+            Some(item) if item.is_owned_by(&held.owner) => match *settlement {
+                Settlement::Complete {
+                    output,
+                    expires_at_s,
+                    ..
+                } => {
+                    *item = MemoryItem::Completed {
+                        output: output.cloned(),
+                        expires_at_s,
+                    };
+                }
+                Settlement::Release { .. } => {
+                    self.by_key.remove(&held.key);
+                }
+            },
+            _ => return Err(StoreError::lost(&held.key)),
         }
+        Ok(())
     }
 }
 
@@ -136,47 +152,23 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         output: Option<&Value>,
         expires_at_s: u64,
     ) -> Result<(), StoreError> {
-        let mut items = self.items.lock().expect("store lock");
-        *items.owned(held)? = MemoryItem::Completed {
-            output: output.cloned(),
+        let settlement = Settlement::Complete {
+            held,
+            output,
             expires_at_s,
         };
-        Ok(())
+        self.items.lock().expect("store lock").settle(&settlement)
     }
 
     async fn release(&self, held: &HeldKey) -> Result<(), StoreError> {
-        let mut items = self.items.lock().expect("store lock");
-        items.owned(held)?;
-        items.by_key.remove(&held.key);
-        Ok(())
+        let settlement = Settlement::Release { held };
+        self.items.lock().expect("store lock").settle(&settlement)
     }
 
     /// A batch's settlements under one lock.
     async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
         let mut items = self.items.lock().expect("store lock");
-        let settle_one = |items: &mut Items, s: &Settlement<'_>| -> Result<(), StoreError> {
-            let item = items.owned(s.held())?;
-            match *s {
-                Settlement::Complete {
-                    output,
-                    expires_at_s,
-                    ..
-                } => {
-                    *item = MemoryItem::Completed {
-                        output: output.cloned(),
-                        expires_at_s,
-                    };
-                }
-                Settlement::Release { held } => {
-                    items.by_key.remove(&held.key);
-                }
-            }
-            Ok(())
-        };
-        settlements
-            .iter()
-            .map(|s| settle_one(&mut items, s))
-            .collect()
+        settlements.iter().map(|s| items.settle(s)).collect()
     }
 
     async fn extend(&self, held: &[&HeldKey], lock_until_ms: u64) -> Result<(), StoreError> {
