@@ -1,0 +1,39 @@
+//! SQS calls of the worker's own, retried with backoff.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+
+/// Backoff before the `attempt`th retry (from 1): 100 ms doubling to 5 s, jittered (half to
+/// all of it).
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let cap = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6)))
+        .min(Duration::from_secs(5));
+    cap.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+}
+
+/// Calls an SQS operation up to 5 times, with backoff, while it fails.
+pub(super) async fn with_retries<T, E, F, Fut>(what: &str, mut call: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, aws_sdk_sqs::error::SdkError<E>>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                tracing::warn!(
+                    attempt,
+                    "{what} failed, retrying: {}",
+                    DisplayErrorContext(&e)
+                );
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => return Err(format!("{what}: {}", DisplayErrorContext(&e))),
+        }
+    }
+}
