@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use lpipe::{
-    Action, BoxError, FailButContinue, Output, Payload, Pipeline, PipelineBuilder, Queue, State,
+    Action, BoxError, FailButContinue, Payload, Pipeline, PipelineBuilder, Queue, RecordOutput,
+    State,
 };
 use serde::{Deserialize, Serialize};
 
@@ -171,7 +172,7 @@ pub struct Stored {
 
 /// Stores an order in the database given to the pipeline (`.state(db)`; the build fails
 /// without one).
-pub async fn save(order: ToStore, db: State<Database>) -> Result<Output<Stored>, BoxError> {
+pub async fn save(order: ToStore, db: State<Database>) -> Result<RecordOutput<Stored>, BoxError> {
     if order.customer_id.starts_with("flaky") {
         return Err(Unavailable.into());
     }
@@ -179,7 +180,7 @@ pub async fn save(order: ToStore, db: State<Database>) -> Result<Output<Stored>,
         .lock()
         .unwrap()
         .insert(order.order_id.clone(), order.total_cents);
-    Ok(Output(Stored {
+    Ok(RecordOutput(Stored {
         order_id: order.order_id,
         total_cents: order.total_cents,
     }))

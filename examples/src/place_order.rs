@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use lpipe::dynamodb::{DynamoDbSource, DynamoDbStore};
 use lpipe::{
-    Action, FailButContinue, FailCatastrophically, Idempotency, MemoryIdempotencyStore, Output,
-    Pipeline, PipelineBuilder, Queue, State,
+    idempotency::MemoryIdempotencyStore, Action, FailButContinue, FailCatastrophically,
+    Idempotency, Pipeline, PipelineBuilder, Queue, RecordOutput, State,
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +91,7 @@ impl Warehouse {
 pub async fn place(
     order: PlaceOrder,
     warehouse: State<Warehouse>,
-) -> Result<Output<Placed>, lpipe::BoxError> {
+) -> Result<RecordOutput<Placed>, lpipe::BoxError> {
     if order.quantity == 0 {
         return Err(
             FailButContinue::new(format!("order {} has a quantity of 0", order.order_id)).into(),
@@ -115,7 +115,7 @@ pub async fn place(
         quantity = order.quantity,
         "order placed"
     );
-    Ok(Output(Placed {
+    Ok(RecordOutput(Placed {
         reservation: format!("r-{}", order.order_id),
         order_id: order.order_id,
     }))

@@ -5,8 +5,9 @@
 //! failures are retried by the outbox; any other status fails the records.
 
 use lpipe::{
-    async_trait, Action, OutboundMessage, Pipeline, PipelineBuilder, Queue, QueueKind, SendError,
-    Sink, SinkLimits,
+    async_trait,
+    sink::{OutboundMessage, SendError, Sink, SinkLimits},
+    Action, Pipeline, PipelineBuilder, Queue, QueueKind,
 };
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

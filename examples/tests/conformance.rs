@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use lpipe::testing::lambda_context;
-use lpipe::{MemorySink, PipelineBuilder};
+use lpipe::{sink::MemorySink, PipelineBuilder};
 use lpipe_examples::conformance;
 use serde_json::Value;
 

@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use lpipe::sink::RetryPolicy;
 use lpipe::testing::{assert_contains, lambda_context};
-use lpipe::RetryPolicy;
 use lpipe_examples::webhook;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

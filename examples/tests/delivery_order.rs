@@ -12,7 +12,7 @@ use lpipe::sqs::SqsSink;
 use lpipe::testing::{
     message, moto_endpoint, unique_name, KinesisEvent, KinesisRecord, SqsEvent, SqsRecord,
 };
-use lpipe::{Action, BoxError, Pipeline, Queue, QueueKind, RetryPolicy};
+use lpipe::{sink::RetryPolicy, Action, BoxError, Pipeline, Queue, QueueKind};
 use lpipe_aws::testing::FaultProxy;
 use serde_json::{json, Value};
 

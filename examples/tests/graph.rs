@@ -1,7 +1,7 @@
 //! The `graph` example: two Lambdas joined by an SQS queue, and its diagram in the README.
 
+use lpipe::sink::MemorySink;
 use lpipe::testing::lambda_context;
-use lpipe::MemorySink;
 use lpipe_examples::graph;
 use serde_json::{json, Value};
 

@@ -9,7 +9,7 @@ use aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_sqs::config::{ConfigBag, Intercept, RuntimeComponents};
 use lpipe::sqs::SqsSink;
 use lpipe::testing::{lambda_context, moto_endpoint, CapturedLogs};
-use lpipe::{LogFormat, QueueKind};
+use lpipe::{runtime::LogFormat, QueueKind};
 use lpipe_examples::graph;
 use serde_json::{json, Value};
 

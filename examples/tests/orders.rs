@@ -4,7 +4,10 @@
 
 use lpipe::testing::CapturingReporter;
 use lpipe::testing::{lambda_context, message, KinesisEvent, KinesisRecord, SqsEvent, SqsRecord};
-use lpipe::{ErrorKind, MemorySink, OutboundMessage, QueueKind};
+use lpipe::{
+    sink::{MemorySink, OutboundMessage},
+    ErrorKind, QueueKind,
+};
 use lpipe_examples::orders::{self, Database};
 use serde_json::{json, Value};
 

@@ -17,7 +17,7 @@ use lpipe::dynamodb::DynamoDbStore;
 use lpipe::testing::{
     lambda_context, message, moto_endpoint, unique_name, DownStore, DynamoDbEvent, SqsEvent,
 };
-use lpipe::{Idempotency, MemoryIdempotencyStore, MemorySink, Pipeline};
+use lpipe::{idempotency::MemoryIdempotencyStore, sink::MemorySink, Idempotency, Pipeline};
 use lpipe_aws::testing::CountCalls;
 use lpipe_examples::place_order::{self, Warehouse};
 use serde_json::{json, Value};
@@ -326,22 +326,22 @@ async fn dynamodb_faults_of_the_store_fail_every_record_and_run_none() {
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn dynamodb_extends_the_locks_in_progress_it_is_asked_to_and_no_other() {
-    use lpipe::idempotency::{Begun, Claim, IdempotencyStore};
+    use lpipe::idempotency::{Claim, ClaimStatus, IdempotencyStore};
     let (store, calls) =
         dynamodb_store("dynamodb_extends_the_locks_in_progress_it_is_asked_to_and_no_other").await;
-    let key = |n: u8| lpipe::IdempotencyKey::new("orders.PLACE_ORDER", [n; 16]);
+    let key = |n: u8| lpipe::idempotency::IdempotencyKey::new("orders.PLACE_ORDER", [n; 16]);
     let (a, b) = (key(1), key(2));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     // A claim at `at` (ms after now) that would lock for a minute.
-    let claim = |k: &lpipe::IdempotencyKey, at: u64| {
+    let claim = |k: &lpipe::idempotency::IdempotencyKey, at: u64| {
         Claim::new(k.clone(), now + at, now + at + 60_000, now / 1000 + 3600)
     };
     let (claim_a, claim_b) = (claim(&a, 0), claim(&b, 0));
     for c in [&claim_a, &claim_b] {
-        assert_eq!(store.begin(c).await.unwrap(), Begun::Started);
+        assert_eq!(store.begin(c).await.unwrap(), ClaimStatus::Started);
     }
     let held_a = claim_a.held();
     calls.reset();
@@ -354,19 +354,19 @@ async fn dynamodb_extends_the_locks_in_progress_it_is_asked_to_and_no_other() {
     // Two minutes on, `a` is still held (until its extended lock); `b`'s lock timed out.
     assert_eq!(
         store.begin(&claim(&a, 120_000)).await.unwrap(),
-        Begun::InProgress {
+        ClaimStatus::InProgress {
             lock_until_ms: now + 600_000
         }
     );
     assert_eq!(
         store.begin(&claim(&b, 120_000)).await.unwrap(),
-        Begun::Started
+        ClaimStatus::Started
     );
     // Never shortened.
     store.extend(&[&held_a], now + 300_000).await.unwrap();
     assert_eq!(
         store.begin(&claim(&a, 400_000)).await.unwrap(),
-        Begun::InProgress {
+        ClaimStatus::InProgress {
             lock_until_ms: now + 600_000
         }
     );
@@ -382,11 +382,11 @@ async fn dynamodb_extends_the_locks_in_progress_it_is_asked_to_and_no_other() {
         .unwrap();
     assert_eq!(
         store.begin(&claim(&a, 0)).await.unwrap(),
-        Begun::Completed(None)
+        ClaimStatus::Completed(None)
     );
     assert_eq!(
         store.begin(&claim(&key(3), 0)).await.unwrap(),
-        Begun::Started
+        ClaimStatus::Started
     );
 }
 
@@ -487,19 +487,19 @@ async fn memory_an_undeliverable_record_releases_its_key() {
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
 #[tokio::test]
 async fn dynamodb_a_lapsed_runs_release_leaves_the_new_owners_item() {
-    use lpipe::idempotency::{Begun, Claim, IdempotencyStore, StoreError};
+    use lpipe::idempotency::{Claim, ClaimStatus, IdempotencyStore, StoreError};
     let (store, _) =
         dynamodb_store("dynamodb_a_lapsed_runs_release_leaves_the_new_owners_item").await;
-    let key = lpipe::IdempotencyKey::new("orders.PLACE_ORDER", [9; 16]);
+    let key = lpipe::idempotency::IdempotencyKey::new("orders.PLACE_ORDER", [9; 16]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     let old = Claim::new(key.clone(), now, now + 1_000, now / 1000 + 3600);
-    assert_eq!(store.begin(&old).await.unwrap(), Begun::Started);
+    assert_eq!(store.begin(&old).await.unwrap(), ClaimStatus::Started);
     // Two seconds on the old run's lock has timed out: a new run takes the key over.
     let new = Claim::new(key.clone(), now + 2_000, now + 60_000, now / 1000 + 3600);
-    assert_eq!(store.begin(&new).await.unwrap(), Begun::Started);
+    assert_eq!(store.begin(&new).await.unwrap(), ClaimStatus::Started);
     // The old run finishes and settles: refused, told so.
     assert!(matches!(
         store.release(&old.held()).await,
@@ -517,7 +517,7 @@ async fn dynamodb_a_lapsed_runs_release_leaves_the_new_owners_item() {
     let later = Claim::new(key.clone(), now + 3_000, now + 63_000, now / 1000 + 3600);
     assert_eq!(
         store.begin(&later).await.unwrap(),
-        Begun::InProgress {
+        ClaimStatus::InProgress {
             lock_until_ms: now + 60_000
         }
     );
@@ -526,7 +526,10 @@ async fn dynamodb_a_lapsed_runs_release_leaves_the_new_owners_item() {
         .complete(&new.held(), None, now / 1000 + 3600)
         .await
         .unwrap();
-    assert_eq!(store.begin(&later).await.unwrap(), Begun::Completed(None));
+    assert_eq!(
+        store.begin(&later).await.unwrap(),
+        ClaimStatus::Completed(None)
+    );
 }
 
 /// On a FIFO source, a duplicate in one group of a record of another group that fails at

@@ -2,7 +2,7 @@
 //! page shows this file as it is). In your crate: `lpipe = { version = "0.1", features =
 //! ["sqs", "kinesis", "test-kit"] }` under [dev-dependencies].
 use lpipe::testing::{lambda_context, message, SqsEvent, SqsRecord};
-use lpipe::{MemorySink, QueueKind};
+use lpipe::{sink::MemorySink, QueueKind};
 use serde_json::json;
 
 #[tokio::test]

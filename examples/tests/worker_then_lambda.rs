@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 use lpipe::dynamodb::DynamoDbStore;
 use lpipe::sqs::worker::{self, WorkerOptions};
 use lpipe::testing::{lambda_context, message, moto_endpoint, unique_name, SqsEvent};
-use lpipe::{Idempotency, MemorySink};
+use lpipe::{sink::MemorySink, Idempotency};
 use lpipe_examples::place_order::{self, Warehouse};
 use serde_json::json;
 

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use lpipe_core::{SendError, SinkLimits};
+use lpipe_core::sink::{SendError, SinkLimits};
 
 #[cfg(feature = "test-kit")]
 pub mod testing;

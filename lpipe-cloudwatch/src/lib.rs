@@ -21,7 +21,11 @@ mod source;
 
 use std::sync::{Arc, OnceLock};
 
-use lpipe_core::{EventSource, Sink, SinkRegistration, SourceRegistration};
+use lpipe_core::{
+    registry::{SinkRegistration, SourceRegistration},
+    sink::Sink,
+    source::EventSource,
+};
 
 pub use sink::{
     EventBridgeSink, EVENTBRIDGE_CALLS_IN_FLIGHT, EVENTBRIDGE_MAX_BATCH_BYTES,
@@ -52,8 +56,8 @@ fn build_sink() -> Arc<dyn Sink> {
     Arc::new(SINK.get_or_init(EventBridgeSink::new).clone())
 }
 
-lpipe_core::inventory::submit! { SourceRegistration { name: CloudWatchSource::NAME, build: build_source } }
-lpipe_core::inventory::submit! { SinkRegistration { kind: "eventbridge", build: build_sink } }
+lpipe_core::registry::inventory::submit! { SourceRegistration { name: CloudWatchSource::NAME, build: build_source } }
+lpipe_core::registry::inventory::submit! { SinkRegistration { kind: "eventbridge", build: build_sink } }
 
 /// Refers to this crate, so that it is linked and its registrations (its event source and
 /// sink) are seen; returns the source's name. A program that depends on this crate directly

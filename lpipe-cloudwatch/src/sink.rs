@@ -3,7 +3,11 @@
 use std::sync::Arc;
 
 use aws_sdk_cloudwatchevents::types::PutEventsRequestEntry;
-use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
+use lpipe_core::{
+    async_trait,
+    sink::{OutboundMessage, SendError, Sink, SinkLimits},
+    Queue,
+};
 
 /// Entries per PutEvents call.
 pub const EVENTBRIDGE_MAX_ENTRIES: usize = 10;

@@ -4,8 +4,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use lpipe_core::{
-    async_trait, BatchResult, EventBridgeMeta, EventProbe, EventSource, IntoPathName, InvalidEvent,
-    InvocationError, PathName, Record, RecordError, RecordMeta,
+    async_trait,
+    error::InvocationError,
+    pipeline::{IntoPathName, PathName},
+    source::{
+        BatchResult, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, Record, RecordMeta,
+    },
+    RecordError,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;

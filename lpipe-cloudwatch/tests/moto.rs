@@ -6,7 +6,7 @@ use lpipe_cloudwatch::EventBridgeSink;
 use lpipe_core::testing::{
     assert_contains, lambda_context, message, moto_endpoint, raw_event, unique_name,
 };
-use lpipe_core::{Action, Pipeline, Queue, QueueKind, RawSource, Registry};
+use lpipe_core::{registry::Registry, source::RawSource, Action, Pipeline, Queue, QueueKind};
 use serde_json::{json, Value};
 
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]

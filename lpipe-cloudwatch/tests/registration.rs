@@ -6,7 +6,7 @@ use lpipe_cloudwatch as _;
 
 #[test]
 fn naming_the_crate_registers_the_cloudwatch_source_and_eventbridge_sink() {
-    let registry = lpipe_core::Registry::from_inventory();
+    let registry = lpipe_core::registry::Registry::from_inventory();
     assert!(registry.source_names().contains(&"cloudwatch"));
     assert!(registry.sink_kinds().contains(&"eventbridge".to_owned()));
     let built = lpipe_core::Pipeline::builder()

@@ -3,8 +3,8 @@
 use lpipe_cloudwatch::CloudWatchSource;
 use lpipe_core::testing::{assert_contains, lambda_context};
 use lpipe_core::{
-    Action, BoxError, FailCatastrophically, InvocationError, NoParams, Pipeline, PipelineBuilder,
-    RawSource, Registry,
+    error::InvocationError, registry::Registry, source::RawSource, Action, BoxError,
+    FailCatastrophically, NoParams, Pipeline, PipelineBuilder,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -89,7 +89,7 @@ fn dispatch(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("raw_idempotent", n), &ev, |b, ev| {
             b.iter_batched(
                 || {
-                    let store = lpipe_core::MemoryIdempotencyStore::new();
+                    let store = lpipe_core::idempotency::MemoryIdempotencyStore::new();
                     builder()
                         .idempotent(lpipe_core::Idempotency::new(store).key_from(["user_id"]))
                         .build()

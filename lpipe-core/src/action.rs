@@ -6,32 +6,32 @@ use crate::queue::Queue;
 
 /// A required parameter: a name, or a `(from, to)` rename.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Param {
+pub struct RequiredParam {
     pub(crate) from: String,
     pub(crate) to: String,
 }
 
-impl From<&str> for Param {
+impl From<&str> for RequiredParam {
     fn from(name: &str) -> Self {
-        Param {
+        RequiredParam {
             from: name.to_owned(),
             to: name.to_owned(),
         }
     }
 }
 
-impl From<String> for Param {
+impl From<String> for RequiredParam {
     fn from(name: String) -> Self {
-        Param {
+        RequiredParam {
             to: name.clone(),
             from: name,
         }
     }
 }
 
-impl From<(&str, &str)> for Param {
+impl From<(&str, &str)> for RequiredParam {
     fn from((from, to): (&str, &str)) -> Self {
-        Param {
+        RequiredParam {
             from: from.to_owned(),
             to: to.to_owned(),
         }
@@ -69,7 +69,7 @@ pub struct Action {
     pub(crate) functions: Vec<Function>,
     pub(crate) paths: Vec<PathName>,
     pub(crate) queues: Vec<Queue>,
-    pub(crate) required_params: Vec<Param>,
+    pub(crate) required_params: Vec<RequiredParam>,
     pub(crate) include_all_params: bool,
     pub(crate) returns_to: Vec<PathName>,
 }
@@ -86,7 +86,7 @@ impl Action {
         self
     }
 
-    /// Adds functions of possibly different signatures (see [`function`](crate::function)).
+    /// Adds functions of possibly different signatures (see [`function`](fn@crate::function)).
     pub fn functions(mut self, fs: impl IntoIterator<Item = Function>) -> Self {
         self.functions.extend(fs);
         self
@@ -105,13 +105,16 @@ impl Action {
     }
 
     /// Adds a required parameter: a name, or a `(from, to)` rename.
-    pub fn required_param(mut self, param: impl Into<Param>) -> Self {
+    pub fn required_param(mut self, param: impl Into<RequiredParam>) -> Self {
         self.required_params.push(param.into());
         self
     }
 
     /// Adds required parameters.
-    pub fn required_params<P: Into<Param>>(mut self, params: impl IntoIterator<Item = P>) -> Self {
+    pub fn required_params<P: Into<RequiredParam>>(
+        mut self,
+        params: impl IntoIterator<Item = P>,
+    ) -> Self {
         self.required_params
             .extend(params.into_iter().map(Into::into));
         self
@@ -228,9 +231,9 @@ impl Action {
         let mut fields = std::collections::BTreeSet::new();
         for f in &self.functions {
             match f.params {
-                crate::Params::Any => return None,
-                crate::Params::None => {}
-                crate::Params::Fields(names) => fields.extend(names.iter().copied()),
+                crate::params::Signature::Any => return None,
+                crate::params::Signature::None => {}
+                crate::params::Signature::Fields(names) => fields.extend(names.iter().copied()),
             }
         }
         Some(fields)

@@ -32,7 +32,7 @@ pub(crate) struct Invocation {
     pub(crate) lambda: lambda_runtime::Context,
     pub(crate) state: Arc<StateMap>,
     /// Prefixes outbound message ids when record ids are not stable (see
-    /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)).
+    /// [`EventSource::stable_record_ids`](crate::source::EventSource::stable_record_ids)).
     pub(crate) message_scope: Option<String>,
     /// The invocation's X-Ray trace header: the runtime's, or `_X_AMZN_TRACE_ID` locally.
     pub(crate) trace_header: Option<Arc<str>>,
@@ -43,7 +43,7 @@ pub(crate) struct Invocation {
     pub(crate) held: Option<crate::idempotency::HeldKeys>,
     /// The idempotency keys its records claimed, with the record that holds each: a later
     /// record of the batch with the same key waits for that one's outcome.
-    pub(crate) claimed: std::sync::Mutex<HashMap<crate::IdempotencyKey, usize>>,
+    pub(crate) claimed: std::sync::Mutex<HashMap<crate::idempotency::IdempotencyKey, usize>>,
 }
 
 /// The pipeline's shared state, one value per type.
@@ -237,7 +237,7 @@ impl Context {
     /// }
     /// ```
     pub fn count(&self, name: &str, n: u64) {
-        self.metric(name, n as f64, crate::metrics::Unit::Count);
+        self.metric(name, n as f64, crate::metrics::MetricUnit::Count);
     }
 
     /// Records a duration metric of this invocation, in milliseconds (one value per call).
@@ -245,14 +245,14 @@ impl Context {
         self.metric(
             name,
             took.as_secs_f64() * 1000.0,
-            crate::metrics::Unit::Milliseconds,
+            crate::metrics::MetricUnit::Milliseconds,
         );
     }
 
     /// Records a metric value with a unit: counts add up over the invocation, other units keep
     /// each value. A name lpipe uses itself, or used before with another unit, is not
     /// recorded (a warning says so).
-    pub fn metric(&self, name: &str, value: f64, unit: crate::metrics::Unit) {
+    pub fn metric(&self, name: &str, value: f64, unit: crate::metrics::MetricUnit) {
         if let Some(m) = &self.invocation.metrics {
             m.add(name, value, unit);
         }

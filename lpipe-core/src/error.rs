@@ -9,6 +9,8 @@ use std::fmt;
 
 use crate::path::PathName;
 
+pub use crate::kwargs::KwargsError;
+
 /// A boxed error, the error type user functions may return (anything `Into<BoxError>`).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -345,7 +347,7 @@ impl std::error::Error for RecordError {
 /// Where in the graph a configuration error is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Place {
+pub enum GraphLocation {
     /// An action: its path, and its position in the path (from 1).
     Action {
         /// The path.
@@ -357,11 +359,11 @@ pub enum Place {
     DeadLetterQueue,
 }
 
-impl fmt::Display for Place {
+impl fmt::Display for GraphLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Place::Action { path, action } => write!(f, "action {action} of path {path}"),
-            Place::DeadLetterQueue => f.write_str("the dead-letter queue"),
+            GraphLocation::Action { path, action } => write!(f, "action {action} of path {path}"),
+            GraphLocation::DeadLetterQueue => f.write_str("the dead-letter queue"),
         }
     }
 }
@@ -377,14 +379,14 @@ pub enum QueueProblem {
         /// The kinds that have a sink.
         registered: Vec<String>,
     },
-    /// An option its sink does not know (see [`Sink::options`](crate::Sink::options)).
+    /// An option its sink does not know (see [`Sink::options`](crate::sink::Sink::options)).
     UnknownOption {
         /// The option.
         option: String,
         /// The options the sink knows.
         known: Vec<&'static str>,
     },
-    /// Its sink rejects it (see [`Sink::validate`](crate::Sink::validate)): a malformed ARN,
+    /// Its sink rejects it (see [`Sink::validate`](crate::sink::Sink::validate)): a malformed ARN,
     /// options that conflict, …
     Rejected(String),
     /// An option that names a kwarg (`message_group_id_from`, `partition_key_from`, any
@@ -477,33 +479,33 @@ pub enum InvalidConfigurationError {
     /// An action has no functions, paths or queues.
     EmptyAction {
         /// The action.
-        at: Place,
+        at: GraphLocation,
     },
     /// An action runs a path that is not declared.
     UnknownPath {
         /// The action.
-        at: Place,
+        at: GraphLocation,
         /// The path it runs.
         path: PathName,
     },
     /// An action declares that its functions return to a path that is not declared.
     UnknownReturnPath {
         /// The action.
-        at: Place,
+        at: GraphLocation,
         /// The path.
         path: PathName,
     },
     /// An action declares a path its functions return to, but has no functions.
     ReturnWithoutFunctions {
         /// The action.
-        at: Place,
+        at: GraphLocation,
         /// The path.
         path: PathName,
     },
     /// A queue cannot be sent to as configured.
     Queue {
         /// Where the queue is.
-        at: Place,
+        at: GraphLocation,
         /// The queue (boxed: it is large beside the other variants).
         queue: Box<crate::Queue>,
         /// What is wrong.
@@ -512,7 +514,7 @@ pub enum InvalidConfigurationError {
     /// A function takes [`State<T>`](crate::State), and no state of `T` was given.
     MissingState {
         /// The action.
-        at: Place,
+        at: GraphLocation,
         /// The function.
         function: &'static str,
         /// `T`'s name.
@@ -521,7 +523,7 @@ pub enum InvalidConfigurationError {
     /// A required parameter has an empty name.
     EmptyParamName {
         /// The action.
-        at: Place,
+        at: GraphLocation,
     },
     /// The concurrency is 0.
     ZeroConcurrency,

@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+
+pub use crate::params::{NoParams, Signature};
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
 use crate::error::BoxError;
 use crate::kwargs::Kwargs;
-use crate::params::Params;
 use crate::queue::Payload;
 
 /// What a function returned, after conversion.
@@ -35,10 +36,10 @@ pub enum Returned {
 
 /// Types a function may return in its `Ok`: `()`, `Option<T>`, a value for the record's
 /// output (`bool`, numbers, strings, `serde_json::Value`, or any serializable value wrapped in
-/// [`Output`]), a [`Payload`] or a `Vec<Payload>` to run next.
+/// [`RecordOutput`]), a [`Payload`] or a `Vec<Payload>` to run next.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be returned by an lpipe function",
-    note = "return `()`, a `Payload`, a `Vec<Payload>`, a JSON-like value, or wrap a serializable value in `lpipe::Output`"
+    note = "return `()`, a `Payload`, a `Vec<Payload>`, a JSON-like value, or wrap a serializable value in `lpipe::RecordOutput`"
 )]
 pub trait IntoReturn {
     /// The conversion.
@@ -52,16 +53,16 @@ pub trait IntoReturn {
 /// A value of your own type is the record's output when wrapped:
 ///
 /// ```
-/// use lpipe_core::{Action, BoxError, NoParams, Output};
+/// use lpipe_core::{Action, BoxError, NoParams, RecordOutput};
 /// #[derive(serde::Serialize)]
 /// struct Stored { id: u32 }
-/// async fn store(_: NoParams) -> Result<Output<Stored>, BoxError> {
-///     Ok(Output(Stored { id: 7 }))
+/// async fn store(_: NoParams) -> Result<RecordOutput<Stored>, BoxError> {
+///     Ok(RecordOutput(Stored { id: 7 }))
 /// }
 /// let _ = Action::new().function(store);
 /// ```
 ///
-/// and not without (the compiler's note says to return `Output`):
+/// and not without (the compiler's note says to return `RecordOutput`):
 ///
 /// ```compile_fail
 /// use lpipe_core::{Action, BoxError, NoParams};
@@ -73,9 +74,9 @@ pub trait IntoReturn {
 /// let _ = Action::new().function(store);
 /// ```
 #[derive(Debug, Clone)]
-pub struct Output<T>(pub T);
+pub struct RecordOutput<T>(pub T);
 
-impl<T: serde::Serialize> IntoReturn for Output<T> {
+impl<T: serde::Serialize> IntoReturn for RecordOutput<T> {
     fn into_return(self) -> Returned {
         match serde_json::to_value(self.0) {
             Ok(serde_json::Value::Null) => Returned::Nothing,
@@ -145,19 +146,19 @@ output_values!(bool, String, &'static str, i32, i64, u32, u64, f64);
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an lpipe function",
     note = "an lpipe function is `async fn(args: A) -> Result<R, E>`, `async fn(args: A, ctx: lpipe::Context) -> Result<R, E>`, `async fn(args: A, state: lpipe::State<T>) -> Result<R, E>` or `async fn(args: A, state: lpipe::State<T>, ctx: lpipe::Context) -> Result<R, E>`, with `A: serde::de::DeserializeOwned` (use `lpipe::NoParams` for none), `R: lpipe::IntoReturn` and `E: Into<lpipe::BoxError>`",
-    note = "if the return type is the part at fault: to make a value of your own type the record's output, return `Result<lpipe::Output<YourType>, E>` and `Ok(lpipe::Output(value))`; `R` may also be `()`, a `String`, a number, a `bool`, a `serde_json::Value`, a `Payload` or a `Vec<Payload>`"
+    note = "if the return type is the part at fault: to make a value of your own type the record's output, return `Result<lpipe::RecordOutput<YourType>, E>` and `Ok(lpipe::RecordOutput(value))`; `R` may also be `()`, a `String`, a number, a `bool`, a `serde_json::Value`, a `Payload` or a `Vec<Payload>`"
 )]
 pub trait IntoFunction<M>: Send + Sync + Sized + 'static {
     /// Erases the function's type.
     fn into_function(self) -> Function;
 }
 
-/// A function with its type erased, its name and its learned [`Params`].
+/// A function with its type erased, its name and its learned [`Signature`].
 #[derive(Clone)]
 pub struct Function {
     pub(crate) inner: Arc<dyn ErasedFunction>,
     pub(crate) name: &'static str,
-    pub(crate) params: Params,
+    pub(crate) params: Signature,
     /// The shared state it takes ([`State<T>`]): `T`'s id and name.
     pub(crate) state: Option<(std::any::TypeId, &'static str)>,
 }
@@ -179,7 +180,7 @@ impl Function {
     }
 
     /// The parameters learned from its argument type.
-    pub fn params(&self) -> &Params {
+    pub fn params(&self) -> &Signature {
         &self.params
     }
 
@@ -228,8 +229,8 @@ fn short_name<F>() -> &'static str {
     }
 }
 
-fn args_from<A: DeserializeOwned>(params: &Params, kwargs: &Kwargs) -> Result<A, ParamError> {
-    if *params == Params::None {
+fn args_from<A: DeserializeOwned>(params: &Signature, kwargs: &Kwargs) -> Result<A, ParamError> {
+    if *params == Signature::None {
         // `()` and unit structs deserialize from null; `NoParams` from anything.
         let mut de = serde_json::Deserializer::from_str("null");
         return serde_path_to_error::deserialize(&mut de);
@@ -238,7 +239,7 @@ fn args_from<A: DeserializeOwned>(params: &Params, kwargs: &Kwargs) -> Result<A,
 }
 
 /// A function's type erased: its holder, its name and what it takes.
-fn erase<F, M>(f: F, params: Params, state: Option<(std::any::TypeId, &'static str)>) -> Function
+fn erase<F, M>(f: F, params: Signature, state: Option<(std::any::TypeId, &'static str)>) -> Function
 where
     Holder<F, M>: ErasedFunction,
 {
@@ -261,7 +262,7 @@ fn state_type<T: 'static>() -> (std::any::TypeId, &'static str) {
 
 struct Holder<F, M> {
     f: F,
-    params: Params,
+    params: Signature,
     _marker: PhantomData<fn() -> M>,
 }
 
@@ -330,7 +331,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsOnly<A>>(self, Params::of::<A>(), None)
+        erase::<F, ArgsOnly<A>>(self, Signature::of::<A>(), None)
     }
 }
 
@@ -343,7 +344,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsAndContext<A>>(self, Params::of::<A>(), None)
+        erase::<F, ArgsAndContext<A>>(self, Signature::of::<A>(), None)
     }
 }
 
@@ -479,7 +480,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsAndState<A, T>>(self, Params::of::<A>(), Some(state_type::<T>()))
+        erase::<F, ArgsAndState<A, T>>(self, Signature::of::<A>(), Some(state_type::<T>()))
     }
 }
 
@@ -493,7 +494,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsStateAndContext<A, T>>(self, Params::of::<A>(), Some(state_type::<T>()))
+        erase::<F, ArgsStateAndContext<A, T>>(self, Signature::of::<A>(), Some(state_type::<T>()))
     }
 }
 

@@ -4,7 +4,7 @@
 //! `tracing` spans would carry the same fields, but a span per record and per function call
 //! costs an allocation and a formatting of its fields each: at 100,000 records, more than the
 //! records' own work. Swapping a thread-local slot costs next to nothing; lpipe's log layers
-//! ([`crate::LogSettings`]) read it for each line.
+//! ([`crate::runtime::LogSettings`]) read it for each line.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

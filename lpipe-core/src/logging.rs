@@ -68,7 +68,7 @@ impl LogSettings {
     /// # Examples
     ///
     /// ```
-    /// use lpipe_core::{LogFormat, LogSettings};
+    /// use lpipe_core::{runtime::{LogFormat, LogSettings}};
     /// let vars = |name: &str| match name {
     ///     "AWS_LAMBDA_LOG_FORMAT" => Some("JSON".to_owned()),
     ///     "AWS_LAMBDA_LOG_LEVEL" => Some("DEBUG".to_owned()),

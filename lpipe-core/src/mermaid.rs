@@ -92,7 +92,7 @@ impl Pipeline {
     ///     .path("IN", [Action::new().function(check).path("OUT")])
     ///     .path("OUT", [Action::new().queue(Queue::sqs("next").path("CONSUME"))])
     ///     .dead_letter_queue(Queue::sqs("dropped"))
-    ///     .record_outbound(lpipe_core::MemorySink::new())
+    ///     .record_outbound(lpipe_core::sink::MemorySink::new())
     ///     .build()
     ///     .unwrap();
     /// let chart = pipeline.to_mermaid();

@@ -30,7 +30,7 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024 - 1024;
 /// A metric's unit, as CloudWatch names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
-pub enum Unit {
+pub enum MetricUnit {
     /// `Count`.
     Count,
     /// `Milliseconds`.
@@ -47,17 +47,17 @@ pub enum Unit {
     None,
 }
 
-impl Unit {
+impl MetricUnit {
     /// The unit's name in EMF.
     pub fn as_str(self) -> &'static str {
         match self {
-            Unit::Count => "Count",
-            Unit::Milliseconds => "Milliseconds",
-            Unit::Seconds => "Seconds",
-            Unit::Microseconds => "Microseconds",
-            Unit::Bytes => "Bytes",
-            Unit::Percent => "Percent",
-            Unit::None => "None",
+            MetricUnit::Count => "Count",
+            MetricUnit::Milliseconds => "Milliseconds",
+            MetricUnit::Seconds => "Seconds",
+            MetricUnit::Microseconds => "Microseconds",
+            MetricUnit::Bytes => "Bytes",
+            MetricUnit::Percent => "Percent",
+            MetricUnit::None => "None",
         }
     }
 }
@@ -185,7 +185,7 @@ struct Measured {
     /// Per function (few), in the order first called.
     function_ms: Vec<(&'static str, Vec<f64>)>,
     /// The functions' own, by name: unit and values (a count keeps one value, its sum).
-    user: BTreeMap<String, (Unit, Vec<f64>)>,
+    user: BTreeMap<String, (MetricUnit, Vec<f64>)>,
 }
 
 /// Names lpipe uses as dimensions or for its own metrics: a function's metric may not take
@@ -227,7 +227,7 @@ impl InvocationMetrics {
     }
 
     /// A function's own metric: counts add up, other units keep every value.
-    pub(crate) fn add(&self, name: &str, value: f64, unit: Unit) {
+    pub(crate) fn add(&self, name: &str, value: f64, unit: MetricUnit) {
         if name.is_empty() || name.chars().count() > 255 || RESERVED.contains(&name) {
             tracing::warn!(
                 metric = name,
@@ -259,7 +259,7 @@ impl InvocationMetrics {
             return;
         }
         match (unit, values.first_mut()) {
-            (Unit::Count, Some(total)) => *total += value,
+            (MetricUnit::Count, Some(total)) => *total += value,
             _ => values.push(value),
         }
     }
@@ -288,7 +288,7 @@ pub(crate) struct InvocationSummary {
 }
 
 /// One metric of a document: name, unit, values.
-type Metric = (String, Unit, Vec<f64>);
+type Metric = (String, MetricUnit, Vec<f64>);
 
 impl Metrics {
     /// The EMF documents for one invocation.
@@ -308,7 +308,7 @@ impl Metrics {
                 ("RecordsNotStarted", c.not_started),
             ]
             .into_iter()
-            .map(|(n, v)| (n.to_owned(), Unit::Count, vec![v as f64]))
+            .map(|(n, v)| (n.to_owned(), MetricUnit::Count, vec![v as f64]))
             .collect()
         };
         let mut measured =
@@ -317,19 +317,19 @@ impl Metrics {
         let mut totals = counts(&summary.total);
         totals.push((
             "RecordsDeadLettered".into(),
-            Unit::Count,
+            MetricUnit::Count,
             vec![summary.dead_lettered as f64],
         ));
         if summary.duplicates > 0 {
             totals.push((
                 "RecordsDuplicate".into(),
-                Unit::Count,
+                MetricUnit::Count,
                 vec![summary.duplicates as f64],
             ));
         }
         totals.push((
             "BatchDuration".into(),
-            Unit::Milliseconds,
+            MetricUnit::Milliseconds,
             vec![summary.batch_ms],
         ));
         if let Some(m) = &mut measured {
@@ -349,7 +349,7 @@ impl Metrics {
                 // The measurements were taken out of the invocation: move, not copy.
                 let metric = (
                     "FunctionDuration".to_owned(),
-                    Unit::Milliseconds,
+                    MetricUnit::Milliseconds,
                     std::mem::take(ms),
                 );
                 self.emit(
@@ -367,7 +367,7 @@ impl Metrics {
                 ("MessagesUndeliverable", c.undeliverable),
             ]
             .into_iter()
-            .map(|(n, v)| (n.to_owned(), Unit::Count, vec![v as f64]))
+            .map(|(n, v)| (n.to_owned(), MetricUnit::Count, vec![v as f64]))
             .collect();
             self.emit(&[("queue_kind", kind)], metrics, timestamp_ms, &mut out);
         }
@@ -383,14 +383,14 @@ impl Metrics {
         out: &mut Vec<String>,
     ) {
         // No metric with more values than a document may hold: split the values.
-        let mut split: Vec<(&str, Unit, &[f64])> = Vec::new();
+        let mut split: Vec<(&str, MetricUnit, &[f64])> = Vec::new();
         for (name, unit, values) in &metrics {
             for chunk in values.chunks(MAX_VALUES) {
                 split.push((name, *unit, chunk));
             }
         }
         // Fill documents: a name at most once per document, at most MAX_METRICS each.
-        let mut docs: Vec<Vec<(&str, Unit, &[f64])>> = Vec::new();
+        let mut docs: Vec<Vec<(&str, MetricUnit, &[f64])>> = Vec::new();
         for metric in split {
             let fits = docs
                 .iter_mut()
@@ -410,7 +410,7 @@ impl Metrics {
     fn render(
         &self,
         dimensions: &[(&str, &str)],
-        metrics: &[(&str, Unit, &[f64])],
+        metrics: &[(&str, MetricUnit, &[f64])],
         timestamp_ms: u64,
         out: &mut Vec<String>,
     ) {
@@ -431,7 +431,7 @@ impl Metrics {
             let sep = if i == 0 { "" } else { "," };
             let _ = write!(
                 text,
-                "{sep}{{\"Name\":{},\"Unit\":\"{}\"}}",
+                "{sep}{{\"Name\":{},\"MetricUnit\":\"{}\"}}",
                 string(name),
                 unit.as_str()
             );
@@ -580,11 +580,11 @@ mod tests {
         let measured = InvocationMetrics::default();
         measured.function_took("store_user", Duration::from_millis(3));
         measured.function_took("store_user", Duration::from_millis(5));
-        measured.add("MailsSent", 1.0, Unit::Count);
-        measured.add("MailsSent", 2.0, Unit::Count);
-        measured.add("MailLatency", 7.0, Unit::Milliseconds);
-        measured.add("MailLatency", 9.0, Unit::Milliseconds);
-        measured.add("service", 1.0, Unit::Count);
+        measured.add("MailsSent", 1.0, MetricUnit::Count);
+        measured.add("MailsSent", 2.0, MetricUnit::Count);
+        measured.add("MailLatency", 7.0, MetricUnit::Milliseconds);
+        measured.add("MailLatency", 9.0, MetricUnit::Milliseconds);
+        measured.add("service", 1.0, MetricUnit::Count);
         let docs = metrics().documents(&summary, Some(&measured), 1_700_000_000_000);
         let docs: Vec<Value> = docs
             .iter()
@@ -663,7 +663,7 @@ mod tests {
             measured.function_took("f", Duration::from_micros(i));
         }
         for i in 0..150 {
-            measured.add(&format!("Metric{i}"), 1.0, Unit::Count);
+            measured.add(&format!("Metric{i}"), 1.0, MetricUnit::Count);
         }
         let docs = metrics().documents(&InvocationSummary::default(), Some(&measured), 1);
         let docs: Vec<Value> = docs
@@ -697,7 +697,7 @@ mod tests {
         // 90 metrics with 250-character names (each ~520 bytes in a document) do not fit in
         // documents of 8 KiB: they are spread over several, none over the limit.
         for i in 0..90 {
-            measured.add(&format!("{i:0>250}"), 1.0, Unit::Count);
+            measured.add(&format!("{i:0>250}"), 1.0, MetricUnit::Count);
         }
         let mut small = metrics();
         small.max_bytes = 8 * 1024;

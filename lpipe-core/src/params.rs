@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeOwned, Visitor};
 
 /// The kwargs a function takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Params {
+pub enum Signature {
     /// These named fields (a struct).
     Fields(&'static [&'static str]),
     /// Any key (a map, `serde_json::Value`, or a type that could not be inspected): the
@@ -21,29 +21,29 @@ pub enum Params {
     None,
 }
 
-impl Params {
+impl Signature {
     /// Learns the parameters of `T`.
     ///
     /// # Examples
     ///
     /// ```
-    /// use lpipe_core::Params;
+    /// use lpipe_core::function::Signature;
     /// #[derive(serde::Deserialize)]
     /// struct Subscribe { name: String, #[serde(rename = "e-mail")] email: String }
-    /// assert_eq!(Params::of::<Subscribe>(), Params::Fields(&["name", "e-mail"]));
-    /// assert_eq!(Params::of::<serde_json::Value>(), Params::Any);
-    /// assert_eq!(Params::of::<lpipe_core::NoParams>(), Params::None);
+    /// assert_eq!(Signature::of::<Subscribe>(), Signature::Fields(&["name", "e-mail"]));
+    /// assert_eq!(Signature::of::<serde_json::Value>(), Signature::Any);
+    /// assert_eq!(Signature::of::<lpipe_core::NoParams>(), Signature::None);
     /// ```
-    pub fn of<T: DeserializeOwned>() -> Params {
+    pub fn of<T: DeserializeOwned>() -> Signature {
         let seen = RefCell::new(None);
         let _ = T::deserialize(Recorder { seen: &seen });
-        seen.into_inner().unwrap_or(Params::Any)
+        seen.into_inner().unwrap_or(Signature::Any)
     }
 
     /// The field names, when known.
     pub fn fields(&self) -> Option<&'static [&'static str]> {
         match self {
-            Params::Fields(f) => Some(f),
+            Signature::Fields(f) => Some(f),
             _ => None,
         }
     }
@@ -87,11 +87,11 @@ impl de::Error for Stop {
 }
 
 struct Recorder<'a> {
-    seen: &'a RefCell<Option<Params>>,
+    seen: &'a RefCell<Option<Signature>>,
 }
 
 impl Recorder<'_> {
-    fn set(&self, p: Params) -> Stop {
+    fn set(&self, p: Signature) -> Stop {
         self.seen.borrow_mut().get_or_insert(p);
         Stop
     }
@@ -101,7 +101,7 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
     type Error = Stop;
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
-        Err(self.set(Params::Any))
+        Err(self.set(Signature::Any))
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -110,15 +110,15 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
         fields: &'static [&'static str],
         _: V,
     ) -> Result<V::Value, Stop> {
-        Err(self.set(Params::Fields(fields)))
+        Err(self.set(Signature::Fields(fields)))
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
-        Err(self.set(Params::None))
+        Err(self.set(Signature::None))
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
-        Err(self.set(Params::None))
+        Err(self.set(Signature::None))
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -126,7 +126,7 @@ impl<'de> de::Deserializer<'de> for Recorder<'_> {
         _: &'static str,
         _: V,
     ) -> Result<V::Value, Stop> {
-        Err(self.set(Params::None))
+        Err(self.set(Signature::None))
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -170,12 +170,18 @@ mod tests {
 
     #[test]
     fn records_struct_fields_and_the_fallbacks() {
-        assert_eq!(Params::of::<A>(), Params::Fields(&["foo", "bar"]));
-        assert_eq!(Params::of::<Wrapper>(), Params::Fields(&["foo", "bar"]));
-        assert_eq!(Params::of::<Option<A>>(), Params::Fields(&["foo", "bar"]));
-        assert_eq!(Params::of::<HashMap<String, i64>>(), Params::Any);
-        assert_eq!(Params::of::<()>(), Params::None);
-        assert_eq!(Params::of::<Unit>(), Params::None);
-        assert_eq!(Params::of::<NoParams>(), Params::None);
+        assert_eq!(Signature::of::<A>(), Signature::Fields(&["foo", "bar"]));
+        assert_eq!(
+            Signature::of::<Wrapper>(),
+            Signature::Fields(&["foo", "bar"])
+        );
+        assert_eq!(
+            Signature::of::<Option<A>>(),
+            Signature::Fields(&["foo", "bar"])
+        );
+        assert_eq!(Signature::of::<HashMap<String, i64>>(), Signature::Any);
+        assert_eq!(Signature::of::<()>(), Signature::None);
+        assert_eq!(Signature::of::<Unit>(), Signature::None);
+        assert_eq!(Signature::of::<NoParams>(), Signature::None);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// # Examples
 ///
 /// ```
-/// use lpipe_core::PathName;
+/// use lpipe_core::pipeline::PathName;
 /// assert_eq!(PathName::new("Path.test_func"), PathName::new("TEST_FUNC"));
 /// assert_eq!(PathName::new("test_func").as_str(), "TEST_FUNC");
 /// ```
@@ -111,7 +111,7 @@ impl IntoPathName for &String {
 ///     /// The paths of this Lambda.
 ///     pub enum Path { SUBSCRIBE, UNSUBSCRIBE }
 /// }
-/// use lpipe_core::IntoPathName;
+/// use lpipe_core::pipeline::IntoPathName;
 /// assert_eq!(Path::SUBSCRIBE.as_str(), "SUBSCRIBE");
 /// assert_eq!(Path::ALL.len(), 2);
 /// assert_eq!(Path::UNSUBSCRIBE.into_path_name().as_str(), "UNSUBSCRIBE");
@@ -139,9 +139,9 @@ macro_rules! path_enum {
             }
         }
 
-        impl $crate::IntoPathName for $name {
-            fn into_path_name(self) -> $crate::PathName {
-                $crate::PathName::new(self.as_str())
+        impl $crate::pipeline::IntoPathName for $name {
+            fn into_path_name(self) -> $crate::pipeline::PathName {
+                $crate::pipeline::PathName::new(self.as_str())
             }
         }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::kwargs::{Kwargs, KwargsError};
 use crate::path::{IntoPathName, PathName};
 
-/// The kind of a queue: which [`Sink`](crate::Sink) sends to it.
+/// The kind of a queue: which [`Sink`](crate::sink::Sink) sends to it.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueKind(Cow<'static, str>);
 
@@ -22,7 +22,7 @@ impl QueueKind {
     /// Amazon EventBridge (the `lpipe-cloudwatch` crate).
     pub const EVENTBRIDGE: QueueKind = QueueKind(Cow::Borrowed("eventbridge"));
 
-    /// A kind of the user's own (their own [`Sink`](crate::Sink)).
+    /// A kind of the user's own (their own [`Sink`](crate::sink::Sink)).
     pub fn custom(name: impl Into<Cow<'static, str>>) -> Self {
         QueueKind(name.into())
     }
@@ -104,7 +104,7 @@ impl Queue {
     /// Sets a sink-specific option by name, for sinks of your own; the built-in sinks' options
     /// have setters ([`message_group_id_from`](Self::message_group_id_from),
     /// [`partition_key_from`](Self::partition_key_from), …). A key the queue's sink does not
-    /// know fails the build, naming the ones it knows (see [`Sink::options`](crate::Sink::options)).
+    /// know fails the build, naming the ones it knows (see [`Sink::options`](crate::sink::Sink::options)).
     pub fn option(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         self.options.insert(key.into(), value.into());
         self
@@ -218,7 +218,7 @@ impl fmt::Debug for Queue {
 
 /// Where a [`Payload`] goes.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Target {
+pub enum PayloadTarget {
     /// Run this path next, in this invocation.
     Path(PathName),
     /// Forward to this queue.
@@ -240,7 +240,7 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Payload {
     /// Where it goes.
-    pub target: Target,
+    pub target: PayloadTarget,
     /// Its kwargs.
     pub kwargs: Kwargs,
 }
@@ -256,7 +256,7 @@ impl Payload {
         kwargs: &(impl Serialize + ?Sized),
     ) -> Result<Self, KwargsError> {
         Ok(Payload {
-            target: Target::Path(path.into_path_name()),
+            target: PayloadTarget::Path(path.into_path_name()),
             kwargs: Kwargs::from_serialize(kwargs)?,
         })
     }
@@ -268,7 +268,7 @@ impl Payload {
     /// When `kwargs` does not serialize to a JSON object.
     pub fn to_queue(queue: Queue, kwargs: &(impl Serialize + ?Sized)) -> Result<Self, KwargsError> {
         Ok(Payload {
-            target: Target::Queue(queue),
+            target: PayloadTarget::Queue(queue),
             kwargs: Kwargs::from_serialize(kwargs)?,
         })
     }

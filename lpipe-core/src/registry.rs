@@ -13,14 +13,17 @@ use crate::queue::QueueKind;
 use crate::sink::Sink;
 use crate::source::{EventProbe, EventSource, RawSource};
 
+/// Re-exported for plugin registration (`lpipe_core::registry::inventory::submit!`).
+pub use inventory;
+
 /// An event source offered by a plugin crate.
 ///
 /// # Examples
 ///
 /// ```
-/// use lpipe_core::{EventSource, RawSource, SourceRegistration};
+/// use lpipe_core::{source::{EventSource, RawSource}, registry::SourceRegistration};
 /// fn build() -> std::sync::Arc<dyn EventSource> { std::sync::Arc::new(RawSource) }
-/// lpipe_core::inventory::submit! { SourceRegistration { name: "my-raw", build } }
+/// lpipe_core::registry::inventory::submit! { SourceRegistration { name: "my-raw", build } }
 /// ```
 pub struct SourceRegistration {
     /// The source's name.

@@ -9,9 +9,10 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::value::RawValue;
 
 use crate::error::InvocationError;
-use crate::logging::init_logging;
 use crate::pipeline::PipelineBuilder;
 use crate::sink::MemorySink;
+
+pub use crate::logging::{init_logging, LogFormat, LogSettings};
 
 /// How to run a pipeline outside Lambda.
 #[derive(Clone, Debug, Default)]
@@ -44,7 +45,7 @@ impl Command {
     /// # Examples
     ///
     /// ```
-    /// use lpipe_core::Command;
+    /// use lpipe_core::runtime::Command;
     /// assert!(matches!(Command::from_args(["graph".to_owned()]), Ok(Command::Graph)));
     /// assert!(matches!(Command::from_args(["--help".to_owned()]), Ok(Command::Help)));
     /// let Ok(Command::Run(opts)) = Command::from_args(["--send".to_owned(), "e.json".to_owned()]) else {

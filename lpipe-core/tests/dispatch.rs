@@ -10,10 +10,13 @@ use lpipe_core::testing::{
     assert_contains, assert_not_contains, lambda_context, message, raw_event,
 };
 use lpipe_core::{
-    async_trait, Action, BatchResult, BoxError, ErrorKind, EventProbe, EventSource,
-    FailButContinue, FailCatastrophically, InvalidEvent, InvocationError, MemorySink, NoParams,
-    OnError, Ordering, Outcome, Payload, Pipeline, PipelineBuilder, Queue, QueueKind, Record,
-    Registry, RetryPolicy, SinkLimits,
+    async_trait,
+    error::InvocationError,
+    registry::Registry,
+    sink::{MemorySink, RetryPolicy, SinkLimits},
+    source::{BatchResult, EventProbe, EventSource, InvalidEvent, Record, RecordOrder},
+    Action, BoxError, ErrorKind, FailButContinue, FailCatastrophically, NoParams, OnError, Outcome,
+    Payload, Pipeline, PipelineBuilder, Queue, QueueKind,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -152,10 +155,14 @@ async fn bad_messages_are_dropped_with_their_reason() {
 
 #[test]
 fn the_build_names_what_is_wrong_with_the_graph() {
-    use lpipe_core::{InvalidConfigurationError as E, PathName, Place, QueueProblem};
+    use lpipe_core::{
+        error::{GraphLocation, QueueProblem},
+        pipeline::PathName,
+        InvalidConfigurationError as E,
+    };
     let err = |b: PipelineBuilder| b.build().expect_err("the build must fail");
     let p = PathName::new;
-    let action = |path: &str, n: usize| Place::Action {
+    let action = |path: &str, n: usize| GraphLocation::Action {
         path: PathName::new(path),
         action: n,
     };
@@ -573,7 +580,7 @@ async fn records_are_not_started_when_the_deadline_is_too_close() {
 }
 
 /// A source whose records carry ordering keys: `{"Records": [{"key": …, "msg": {…}}]}`.
-struct Keyed(Ordering);
+struct Keyed(RecordOrder);
 
 #[derive(Deserialize)]
 struct KeyedEvent<'a> {
@@ -613,7 +620,7 @@ impl EventSource for Keyed {
             })
             .collect())
     }
-    fn ordering(&self) -> Ordering {
+    fn ordering(&self) -> RecordOrder {
         self.0
     }
     async fn respond(
@@ -638,7 +645,7 @@ fn keyed_event() -> String {
     .to_string()
 }
 
-fn keyed_pipeline(ordering: Ordering) -> Pipeline {
+fn keyed_pipeline(ordering: RecordOrder) -> Pipeline {
     Pipeline::builder()
         .path("OK", [Action::new().function(needs_foo)])
         .path("HARD", [Action::new().function(fail_hard)])
@@ -677,7 +684,7 @@ async fn outbound_ids_are_scoped_by_the_request_when_record_ids_are_positions() 
         .path("HARD", [Action::new().function(fail_hard)])
         .path("SOFT", [Action::new().function(fail_soft)])
         .registry(Registry::empty())
-        .event_source(Keyed(Ordering::Unordered))
+        .event_source(Keyed(RecordOrder::Unordered))
         .record_outbound(sink.clone())
         .build()
         .unwrap();
@@ -691,7 +698,7 @@ async fn outbound_ids_are_scoped_by_the_request_when_record_ids_are_positions() 
 
 #[tokio::test]
 async fn ordered_sources_stop_a_key_or_the_batch_after_a_failure() {
-    let per_key = keyed_pipeline(Ordering::PerKey)
+    let per_key = keyed_pipeline(RecordOrder::PerKey)
         .handle(&keyed_event(), lambda_context(0))
         .await
         .unwrap();
@@ -702,13 +709,13 @@ async fn ordered_sources_stop_a_key_or_the_batch_after_a_failure() {
         json!({"received": 6, "successes": 3, "dropped": 1, "failed": 2})
     );
 
-    let stop = keyed_pipeline(Ordering::StopOnFailure)
+    let stop = keyed_pipeline(RecordOrder::StopOnFailure)
         .handle(&keyed_event(), lambda_context(0))
         .await
         .unwrap();
     assert_eq!(stop["failed"], json!(["r1", "r2", "r3", "r4", "r5"]));
 
-    let unordered = keyed_pipeline(Ordering::Unordered)
+    let unordered = keyed_pipeline(RecordOrder::Unordered)
         .handle(&keyed_event(), lambda_context(0))
         .await
         .unwrap();
@@ -1167,7 +1174,7 @@ async fn concurrent_records_of_one_key_run_in_order_and_stop_after_a_failure() {
     let state = Arc::new(InFlight::default());
     let response = slow_pipeline(&state, 8)
         .registry(Registry::empty())
-        .event_source(Keyed(Ordering::PerKey))
+        .event_source(Keyed(RecordOrder::PerKey))
         .build()
         .unwrap()
         .handle(&event, lambda_context(0))
@@ -1198,7 +1205,7 @@ async fn concurrent_records_of_one_key_run_in_order_and_stop_after_a_failure() {
     let state = Arc::new(InFlight::default());
     let response = slow_pipeline(&state, 8)
         .registry(Registry::empty())
-        .event_source(Keyed(Ordering::StopOnFailure))
+        .event_source(Keyed(RecordOrder::StopOnFailure))
         .build()
         .unwrap()
         .handle(&event, lambda_context(0))
@@ -1366,7 +1373,7 @@ async fn a_path_policy_overrides_the_pipeline_policy_for_that_path() {
     assert_eq!(
         e,
         lpipe_core::InvalidConfigurationError::UnknownErrorPolicyPath {
-            path: lpipe_core::PathName::new("STORE")
+            path: lpipe_core::pipeline::PathName::new("STORE")
         }
     );
     assert_contains(
@@ -1427,9 +1434,9 @@ async fn an_action_declares_the_paths_its_functions_return_to() {
     assert_contains(&chart, "  path_START_1[\"hop_to\"]\n");
     assert_contains(&chart, "  path_START_1 -.->|\"returns\"| path_NEXT\n");
 
-    use lpipe_core::{InvalidConfigurationError as E, PathName, Place};
+    use lpipe_core::{error::GraphLocation, pipeline::PathName, InvalidConfigurationError as E};
     let err = |b: PipelineBuilder| b.build().unwrap_err();
-    let a1 = Place::Action {
+    let a1 = GraphLocation::Action {
         path: PathName::new("A"),
         action: 1,
     };

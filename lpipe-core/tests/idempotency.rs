@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lpipe_core::idempotency::{Begun, Claim, HeldKey, MemoryItem, StoreError};
+use lpipe_core::idempotency::{Claim, ClaimStatus, HeldKey, MemoryItem, StoreError};
 use lpipe_core::testing::{lambda_context, message, raw_event, CapturingReporter};
 use lpipe_core::{
-    async_trait, Action, BoxError, ErrorKind, HeldKeys, Idempotency, IdempotencyStore,
-    InvalidConfigurationError, MemoryIdempotencyStore, NoParams, Pipeline,
+    async_trait,
+    idempotency::{HeldKeys, IdempotencyStore, MemoryIdempotencyStore},
+    Action, BoxError, ErrorKind, Idempotency, InvalidConfigurationError, NoParams, Pipeline,
 };
 use serde_json::{json, Value};
 use tokio::sync::Notify;
@@ -124,11 +125,11 @@ struct Chunks {
 }
 
 #[lpipe_core::async_trait]
-impl lpipe_core::IdempotencyStore for Chunks {
+impl lpipe_core::idempotency::IdempotencyStore for Chunks {
     async fn begin(
         &self,
         claim: &lpipe_core::idempotency::Claim,
-    ) -> Result<lpipe_core::idempotency::Begun, lpipe_core::idempotency::StoreError> {
+    ) -> Result<lpipe_core::idempotency::ClaimStatus, lpipe_core::idempotency::StoreError> {
         self.store.begin(claim).await
     }
     async fn complete(
@@ -189,7 +190,7 @@ struct NoExtend(MemoryIdempotencyStore);
 
 #[async_trait]
 impl IdempotencyStore for NoExtend {
-    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+    async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError> {
         self.0.begin(claim).await
     }
     async fn complete(
@@ -349,7 +350,7 @@ async fn accept(order: Order) -> Result<String, BoxError> {
 #[tokio::test]
 async fn an_idempotent_path_reached_by_a_returned_payload_claims_the_key() {
     let store = MemoryIdempotencyStore::new();
-    let sent = lpipe_core::MemorySink::new();
+    let sent = lpipe_core::sink::MemorySink::new();
     let pipeline = Pipeline::builder()
         .path(
             "UNWRAP",
@@ -423,8 +424,8 @@ async fn a_duplicate_within_a_batch_is_answered_as_its_first_record_ends() {
         message("ORDER", json!({"order_id": "o-1"})),
     ]);
     let logs = lpipe_core::testing::CapturedLogs::new();
-    let settings = lpipe_core::LogSettings {
-        format: lpipe_core::LogFormat::Text,
+    let settings = lpipe_core::runtime::LogSettings {
+        format: lpipe_core::runtime::LogFormat::Text,
         filter: "info".into(),
     };
     let _guard = tracing::subscriber::set_default(settings.subscriber(logs.clone()));

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use lpipe_core::testing::{lambda_context, message, raw_event, CapturedLogs};
-use lpipe_core::{Action, BoxError, LogFormat, Pipeline, Registry};
+use lpipe_core::{registry::Registry, runtime::LogFormat, Action, BoxError, Pipeline};
 use serde::Deserialize;
 use serde_json::json;
 

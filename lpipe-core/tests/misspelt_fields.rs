@@ -5,8 +5,8 @@
 
 use lpipe_core::testing::{assert_contains, lambda_context, message, raw_event, CapturingReporter};
 use lpipe_core::{
-    Action, BoxError, ErrorKind, Idempotency, InvalidConfigurationError, MemoryIdempotencyStore,
-    MemorySink, OnError, Payload, Pipeline, Queue, QueueProblem,
+    error::QueueProblem, idempotency::MemoryIdempotencyStore, sink::MemorySink, Action, BoxError,
+    ErrorKind, Idempotency, InvalidConfigurationError, OnError, Payload, Pipeline, Queue,
 };
 use serde_json::json;
 

@@ -46,7 +46,7 @@ mod store;
 
 use std::sync::Arc;
 
-use lpipe_core::{EventSource, SourceRegistration};
+use lpipe_core::{registry::SourceRegistration, source::EventSource};
 
 pub use attribute::item_to_json;
 pub use source::DynamoDbSource;
@@ -68,7 +68,7 @@ fn build_source() -> Arc<dyn EventSource> {
     Arc::new(DynamoDbSource::new())
 }
 
-lpipe_core::inventory::submit! { SourceRegistration { name: DynamoDbSource::NAME, build: build_source } }
+lpipe_core::registry::inventory::submit! { SourceRegistration { name: DynamoDbSource::NAME, build: build_source } }
 
 /// Refers to this crate, so that it is linked and its registration (its event source) is
 /// seen; returns the source's name. A program that depends on this crate directly and names

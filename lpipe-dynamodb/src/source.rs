@@ -4,8 +4,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use lpipe_core::{
-    async_trait, BatchResult, DynamoDbMeta, ErrorKind, EventProbe, EventSource, InvalidEvent,
-    InvocationError, Kwargs, Ordering, Record, RecordError, RecordMeta,
+    async_trait,
+    error::InvocationError,
+    source::{
+        BatchResult, DynamoDbMeta, EventProbe, EventSource, InvalidEvent, Record, RecordMeta,
+        RecordOrder,
+    },
+    ErrorKind, Kwargs, RecordError,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -180,7 +185,7 @@ impl EventSource for DynamoDbSource {
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
-        lpipe_core::decode_records(Self::NAME, event, |index, r: StreamRecord| {
+        lpipe_core::source::decode_records(Self::NAME, event, |index, r: StreamRecord| {
             InvalidEvent::check_record_source(
                 Self::NAME,
                 EVENT_SOURCE,
@@ -217,9 +222,9 @@ impl EventSource for DynamoDbSource {
         })
     }
 
-    fn ordering(&self) -> Ordering {
+    fn ordering(&self) -> RecordOrder {
         // Lambda resumes a shard from the first failed record: later ones would only run twice.
-        Ordering::StopOnFailure
+        RecordOrder::StopOnFailure
     }
 
     async fn respond(

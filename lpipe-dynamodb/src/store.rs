@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use lpipe_core::async_trait;
 use lpipe_core::idempotency::{
-    Begun, Claim, HeldKey, IdempotencyKey, IdempotencyStore, StoreError,
+    Claim, ClaimStatus, HeldKey, IdempotencyKey, IdempotencyStore, StoreError,
 };
 use serde_json::Value;
 
@@ -126,7 +126,7 @@ impl DynamoDbStore {
         &self,
         item: &HashMap<String, AttributeValue>,
         claim: &Claim,
-    ) -> Result<Begun, StoreError> {
+    ) -> Result<ClaimStatus, StoreError> {
         let n = &self.names;
         let number = |name: &str| -> Option<u64> {
             item.get(name)
@@ -145,9 +145,9 @@ impl DynamoDbStore {
                     })?),
                     None => None,
                 };
-                Ok(Begun::Completed(output))
+                Ok(ClaimStatus::Completed(output))
             }
-            Some(IN_PROGRESS) => Ok(Begun::InProgress {
+            Some(IN_PROGRESS) => Ok(ClaimStatus::InProgress {
                 lock_until_ms: number(&n.lock).unwrap_or(claim.now_ms),
             }),
             other => Err(StoreError::new(format!(
@@ -171,7 +171,7 @@ impl DynamoDbStore {
 
 #[async_trait]
 impl IdempotencyStore for DynamoDbStore {
-    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+    async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError> {
         let n = &self.names;
         let put = self
             .client
@@ -196,7 +196,7 @@ impl IdempotencyStore for DynamoDbStore {
             .send()
             .await;
         match put {
-            Ok(_) => Ok(Begun::Started),
+            Ok(_) => Ok(ClaimStatus::Started),
             Err(SdkError::ServiceError(se))
                 if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) =>
             {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use lpipe_core::testing::{lambda_context, DynamoDbEvent};
 use lpipe_core::{
-    Action, BoxError, Context, FailCatastrophically, Pipeline, PipelineBuilder, Registry,
+    registry::Registry, Action, BoxError, Context, FailCatastrophically, Pipeline, PipelineBuilder,
 };
 use lpipe_dynamodb::DynamoDbSource;
 use serde::Deserialize;
@@ -62,7 +62,7 @@ fn pipeline(source: DynamoDbSource, seen: &Seen) -> PipelineBuilder {
 async fn handle(
     builder: PipelineBuilder,
     event: &str,
-) -> Result<Value, lpipe_core::InvocationError> {
+) -> Result<Value, lpipe_core::error::InvocationError> {
     builder
         .build()
         .expect("a valid pipeline")

@@ -4,7 +4,11 @@ use std::sync::Arc;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use lpipe_core::{async_trait, stable_digest, OutboundMessage, Queue, SendError, Sink, SinkLimits};
+use lpipe_core::{
+    async_trait,
+    sink::{content_digest, OutboundMessage, SendError, Sink, SinkLimits},
+    Queue,
+};
 
 /// Records per PutRecords call.
 pub const KINESIS_MAX_RECORDS: usize = 500;
@@ -70,7 +74,7 @@ fn partition_key(message: &OutboundMessage) -> String {
             return value.chars().take(256).collect();
         }
     }
-    stable_digest(&[&message.body])
+    content_digest(&[&message.body])
 }
 
 /// Error codes worth retrying.

@@ -4,8 +4,13 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use lpipe_core::{
-    async_trait, BatchResult, Body, EventProbe, EventSource, InvalidEvent, InvocationError,
-    KinesisMeta, Ordering, Record, RecordError, RecordMeta,
+    async_trait,
+    error::InvocationError,
+    source::{
+        BatchResult, Body, EventProbe, EventSource, InvalidEvent, KinesisMeta, Record, RecordMeta,
+        RecordOrder,
+    },
+    RecordError,
 };
 use serde::Deserialize;
 
@@ -127,7 +132,7 @@ impl EventSource for KinesisSource {
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
         // A batch comes from one shard: its id is shared, not copied per record.
         let mut shard: Option<std::sync::Arc<str>> = None;
-        lpipe_core::decode_records(Self::NAME, event, |index, r: KinesisRecord<'e>| {
+        lpipe_core::source::decode_records(Self::NAME, event, |index, r: KinesisRecord<'e>| {
             let shard_id =
                 r.event_id
                     .as_deref()
@@ -171,8 +176,8 @@ impl EventSource for KinesisSource {
         })
     }
 
-    fn ordering(&self) -> Ordering {
-        Ordering::StopOnFailure
+    fn ordering(&self) -> RecordOrder {
+        RecordOrder::StopOnFailure
     }
 
     async fn respond(

@@ -9,7 +9,7 @@ use lpipe_core::testing::{
     assert_contains, assert_not_contains, lambda_context, message, moto_endpoint, raw_event,
     unique_name,
 };
-use lpipe_core::{Action, Pipeline, Queue, QueueKind, RawSource, Registry};
+use lpipe_core::{registry::Registry, source::RawSource, Action, Pipeline, Queue, QueueKind};
 use lpipe_kinesis::KinesisSink;
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@ use lpipe_kinesis as _;
 
 #[test]
 fn naming_the_crate_registers_the_kinesis_source_and_sink() {
-    let registry = lpipe_core::Registry::from_inventory();
+    let registry = lpipe_core::registry::Registry::from_inventory();
     assert!(registry.source_names().contains(&"kinesis"));
     assert!(registry.sink_kinds().contains(&"kinesis".to_owned()));
     let built = lpipe_core::Pipeline::builder()

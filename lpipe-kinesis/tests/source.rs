@@ -2,8 +2,8 @@
 
 use lpipe_core::testing::{assert_contains, lambda_context};
 use lpipe_core::{
-    Action, BoxError, FailCatastrophically, InvocationError, NoParams, Pipeline, PipelineBuilder,
-    Registry,
+    error::InvocationError, registry::Registry, Action, BoxError, FailCatastrophically, NoParams,
+    Pipeline, PipelineBuilder,
 };
 use lpipe_kinesis::KinesisSource;
 use serde::Deserialize;

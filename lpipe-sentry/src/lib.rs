@@ -25,7 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lpipe_core::{Outcome, Report, Reporter};
+use lpipe_core::{
+    report::{Report, Reporter},
+    Outcome,
+};
 use sentry::protocol::{Event, Exception, Level};
 use sentry::{ClientOptions, Hub, Scope};
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use futures::StreamExt;
-use lpipe_core::{BatchResult, Outcome};
+use lpipe_core::{source::BatchResult, Outcome};
 use serde::Deserialize;
 
 use crate::urls::{parse_queue_arn, UrlError};

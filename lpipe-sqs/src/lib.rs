@@ -36,7 +36,7 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use lpipe_core::{EventSource, SourceRegistration};
+use lpipe_core::{registry::SourceRegistration, source::EventSource};
 
 #[cfg(feature = "client")]
 pub use acks::Backoff;
@@ -62,14 +62,14 @@ fn build_source() -> Arc<dyn EventSource> {
 }
 
 #[cfg(feature = "client")]
-fn build_sink() -> Arc<dyn lpipe_core::Sink> {
+fn build_sink() -> Arc<dyn lpipe_core::sink::Sink> {
     static SINK: std::sync::OnceLock<SqsSink> = std::sync::OnceLock::new();
     Arc::new(SINK.get_or_init(SqsSink::new).clone())
 }
 
-lpipe_core::inventory::submit! { SourceRegistration { name: SqsSource::NAME, build: build_source } }
+lpipe_core::registry::inventory::submit! { SourceRegistration { name: SqsSource::NAME, build: build_source } }
 #[cfg(feature = "client")]
-lpipe_core::inventory::submit! { lpipe_core::SinkRegistration { kind: "sqs", build: build_sink } }
+lpipe_core::registry::inventory::submit! { lpipe_core::registry::SinkRegistration { kind: "sqs", build: build_sink } }
 
 /// Refers to this crate, so that it is linked and its registrations (its event source and
 /// sink) are seen; returns the source's name. A program that depends on this crate directly

@@ -6,7 +6,11 @@ use aws_sdk_sqs::types::{
     MessageAttributeValue, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
     SendMessageBatchRequestEntry,
 };
-use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink, SinkLimits};
+use lpipe_core::{
+    async_trait,
+    sink::{OutboundMessage, SendError, Sink, SinkLimits},
+    Queue,
+};
 
 use crate::urls::{parse_queue_arn, QueueUrls, UrlError};
 
@@ -33,7 +37,7 @@ pub const SQS_CALLS_IN_FLIGHT: usize = 8;
 /// Without either, a FIFO message's group is derived from its body, so equal messages keep
 /// their order. Every message carries its identity ([`OutboundMessage::id`]: its record and
 /// position, the same when the record is retried and the message sent again) as the message
-/// attribute [`lpipe_core::MESSAGE_ID_ATTRIBUTE`]. The FIFO `MessageDeduplicationId` is derived from the message's identity (its
+/// attribute [`lpipe_core::sink::MESSAGE_ID_ATTRIBUTE`]. The FIFO `MessageDeduplicationId` is derived from the message's identity (its
 /// record and position, stable when the record is retried) and its body, so a retried record
 /// does not send twice within SQS's five-minute window, and distinct messages never collide.
 ///
@@ -137,7 +141,7 @@ where
 }
 
 fn digest(parts: &[&str]) -> String {
-    lpipe_core::stable_digest(parts)
+    lpipe_core::sink::content_digest(parts)
 }
 
 fn group_id(queue: &Queue, message: &OutboundMessage) -> String {
@@ -172,7 +176,7 @@ impl Sink for SqsSink {
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .message_body(&m.body)
-                .message_attributes(lpipe_core::MESSAGE_ID_ATTRIBUTE, id);
+                .message_attributes(lpipe_core::sink::MESSAGE_ID_ATTRIBUTE, id);
             for (name, value) in &m.attributes {
                 let value = MessageAttributeValue::builder()
                     .data_type("String")
@@ -241,7 +245,7 @@ impl Sink for SqsSink {
         // SQS counts message attributes (name, type and value) against the size limit.
         let attribute = |name: &str, value: &str| name.len() + "String".len() + value.len();
         message.body.len()
-            + attribute(lpipe_core::MESSAGE_ID_ATTRIBUTE, &message.id)
+            + attribute(lpipe_core::sink::MESSAGE_ID_ATTRIBUTE, &message.id)
             + message
                 .attributes
                 .iter()

@@ -3,8 +3,13 @@
 use std::borrow::Cow;
 
 use lpipe_core::{
-    async_trait, BatchResult, Body, EventProbe, EventSource, InvalidEvent, InvocationError,
-    Ordering, Record, RecordError, RecordMeta, SqsMeta,
+    async_trait,
+    error::InvocationError,
+    source::{
+        BatchResult, Body, EventProbe, EventSource, InvalidEvent, Record, RecordMeta, RecordOrder,
+        SqsMeta,
+    },
+    RecordError,
 };
 use serde::Deserialize;
 
@@ -204,7 +209,7 @@ impl EventSource for SqsSource {
     }
 
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent> {
-        lpipe_core::decode_records(Self::NAME, event, |index, r: SqsRecord<'e>| {
+        lpipe_core::source::decode_records(Self::NAME, event, |index, r: SqsRecord<'e>| {
             InvalidEvent::check_record_source(
                 Self::NAME,
                 EVENT_SOURCE,
@@ -242,8 +247,8 @@ impl EventSource for SqsSource {
         })
     }
 
-    fn ordering(&self) -> Ordering {
-        Ordering::PerKey
+    fn ordering(&self) -> RecordOrder {
+        RecordOrder::PerKey
     }
 
     async fn respond(

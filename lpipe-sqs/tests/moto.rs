@@ -11,8 +11,8 @@ use lpipe_core::testing::{
     assert_contains, lambda_context, message, moto_endpoint, raw_event, unique_name,
 };
 use lpipe_core::{
-    Action, BoxError, FailButContinue, FailCatastrophically, NoParams, Pipeline, Queue, QueueKind,
-    Registry, RetryPolicy,
+    registry::Registry, sink::RetryPolicy, Action, BoxError, FailButContinue, FailCatastrophically,
+    NoParams, Pipeline, Queue, QueueKind,
 };
 use lpipe_sqs::{SqsSink, SqsSource};
 use serde::Deserialize;
@@ -200,7 +200,7 @@ async fn fifo_forwarding_keeps_group_order() {
                 .queue(Queue::sqs(&name).message_group_id_from("user"))],
         )
         .registry(Registry::empty())
-        .event_source(lpipe_core::RawSource)
+        .event_source(lpipe_core::source::RawSource)
         .sink(QueueKind::SQS, sink.clone())
         .build()
         .unwrap();
@@ -348,7 +348,7 @@ async fn classic_invocation(
     received: &[aws_sdk_sqs::types::Message],
     arn: &str,
     deleted: usize,
-) -> lpipe_core::InvocationError {
+) -> lpipe_core::error::InvocationError {
     let err = pipeline
         .handle(&lambda_event(received, arn), lambda_context(0))
         .await
@@ -667,7 +667,7 @@ fn message_ids(messages: &[aws_sdk_sqs::types::Message]) -> Vec<String> {
         .iter()
         .map(|m| {
             m.message_attributes()
-                .and_then(|a| a.get(lpipe_core::MESSAGE_ID_ATTRIBUTE))
+                .and_then(|a| a.get(lpipe_core::sink::MESSAGE_ID_ATTRIBUTE))
                 .and_then(|v| v.string_value())
                 .expect("every forwarded message carries its id")
                 .to_owned()

@@ -6,7 +6,7 @@ use lpipe_sqs as _;
 
 #[test]
 fn naming_the_crate_registers_the_sqs_source_and_sink() {
-    let registry = lpipe_core::Registry::from_inventory();
+    let registry = lpipe_core::registry::Registry::from_inventory();
     assert!(registry.source_names().contains(&"sqs"));
     assert!(registry.sink_kinds().contains(&"sqs".to_owned()));
     let built = lpipe_core::Pipeline::builder()

@@ -2,8 +2,8 @@
 
 use lpipe_core::testing::{assert_contains, lambda_context};
 use lpipe_core::{
-    Action, BoxError, FailCatastrophically, InvocationError, NoParams, Pipeline, PipelineBuilder,
-    Registry,
+    error::InvocationError, registry::Registry, Action, BoxError, FailCatastrophically, NoParams,
+    Pipeline, PipelineBuilder,
 };
 use lpipe_sqs::SqsSource;
 use serde::Deserialize;
@@ -185,7 +185,7 @@ async fn a_pipeline_pinned_to_sqs_refuses_a_kinesis_event() {
 
 #[test]
 fn an_unknown_queue_option_fails_the_build_naming_the_known_ones() {
-    use lpipe_core::{MemorySink, Queue};
+    use lpipe_core::{sink::MemorySink, Queue};
     let with = |queue: Queue| {
         Pipeline::builder()
             .path("FWD", [Action::new().function(greet).queue(queue)])
@@ -202,7 +202,7 @@ fn an_unknown_queue_option_fails_the_build_naming_the_known_ones() {
             matches!(
                 &e,
                 lpipe_core::InvalidConfigurationError::Queue {
-                    problem: lpipe_core::QueueProblem::UnknownOption { option, known },
+                    problem: lpipe_core::error::QueueProblem::UnknownOption { option, known },
                     ..
                 } if option == "mesage_group_id_from" && known == &["message_group_id", "message_group_id_from"]
             ),

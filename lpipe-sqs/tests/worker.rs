@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lpipe_core::idempotency::MemoryItem;
 use lpipe_core::testing::{message, moto_endpoint, unique_name};
 use lpipe_core::{
-    Action, Context, FailCatastrophically, Idempotency, MemoryIdempotencyStore, NoParams, Pipeline,
-    Registry,
+    idempotency::MemoryIdempotencyStore, registry::Registry, Action, Context, FailCatastrophically,
+    Idempotency, NoParams, Pipeline,
 };
 use lpipe_sqs::worker::{self, WorkerOptions};
 use lpipe_sqs::{Backoff, SqsSource};

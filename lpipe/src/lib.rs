@@ -67,6 +67,9 @@ pub use lpipe_sentry as sentry;
 
 use std::process::ExitCode;
 
+use lpipe_core::registry::Registry;
+use lpipe_core::runtime::{init_logging, LocalOptions};
+
 /// Refers to every enabled plugin crate. The `pub use`s above already make rustc link them
 /// (so their registrations are seen); this keeps that true in the entry points should the
 /// re-exports ever change.
@@ -153,32 +156,32 @@ pub async fn run_worker(
     }
 }
 
-/// Runs a pipeline under the Lambda runtime; see [`lpipe_core::run_lambda`].
+/// Runs a pipeline under the Lambda runtime; see [`lpipe_core::runtime::run_lambda`].
 pub async fn run_lambda(builder: PipelineBuilder) -> ExitCode {
     link_plugins();
-    lpipe_core::run_lambda(builder).await
+    lpipe_core::runtime::run_lambda(builder).await
 }
 
-/// Runs a pipeline once on a local event; see [`lpipe_core::run_local`].
+/// Runs a pipeline once on a local event; see [`lpipe_core::runtime::run_local`].
 pub async fn run_local(builder: PipelineBuilder, opts: LocalOptions) -> ExitCode {
     link_plugins();
-    lpipe_core::run_local(builder, opts).await
+    lpipe_core::runtime::run_local(builder, opts).await
 }
 
 /// Without the `test-kit` feature the test doubles are not part of the API; the plain recorder
 /// the local mode uses is:
 ///
 /// ```
-/// let sink = lpipe::MemorySink::new();
+/// let sink = lpipe::sink::MemorySink::new();
 /// assert!(sink.messages().is_empty());
 /// ```
 ///
 /// ```compile_fail
-/// lpipe::MemorySink::new().fail_next(1, true);
+/// lpipe::sink::MemorySink::new().fail_next(1, true);
 /// ```
 ///
 /// ```compile_fail
-/// lpipe::MemorySink::new().fail_bodies_containing("x", true);
+/// lpipe::sink::MemorySink::new().fail_bodies_containing("x", true);
 /// ```
 ///
 /// ```compile_fail

@@ -2,7 +2,7 @@
 //! `lpipe::run`, no `lpipe::registry()`) still gets the enabled plugins' event sources and
 //! sinks: naming the facade links it, and it links the plugins its features enable.
 
-use lpipe::{Action, Pipeline, Queue, Registry};
+use lpipe::{registry::Registry, Action, Pipeline, Queue};
 
 #[tokio::test]
 async fn a_pipeline_built_through_the_facade_sees_the_enabled_plugins() {

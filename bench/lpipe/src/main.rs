@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
         }
     };
     // Logs as every lpipe binary has them (text at info unless the environment says otherwise).
-    lpipe::init_logging();
+    lpipe::runtime::init_logging();
     // BENCH_IO_MS=20 BENCH_CONCURRENCY=10: the I/O-bound variant (`store` awaits 20 ms).
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let (io_ms, concurrency) = (number("BENCH_IO_MS"), number("BENCH_CONCURRENCY"));
@@ -43,7 +43,8 @@ async fn main() -> ExitCode {
     let idempotent = || {
         builder()
             .idempotent(
-                lpipe::Idempotency::new(lpipe::MemoryIdempotencyStore::new()).key_from(["user_id"]),
+                lpipe::Idempotency::new(lpipe::idempotency::MemoryIdempotencyStore::new())
+                    .key_from(["user_id"]),
             )
             .build()
     };

@@ -2,7 +2,7 @@
 //! `conformance [--default-path NAME] [--call] [--send] [EVENT_FILE]` (stdin without a file).
 use std::process::ExitCode;
 
-use lpipe::LocalOptions;
+use lpipe::runtime::LocalOptions;
 use lpipe_examples::conformance;
 
 const USAGE: &str = "usage: conformance [--default-path NAME] [--call] [--send] [EVENT_FILE]";
@@ -43,10 +43,10 @@ async fn main() -> ExitCode {
         builder = builder.default_path(p);
     }
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        return lpipe::run_lambda(builder).await;
+        return lpipe::runtime::run_lambda(builder).await;
     }
     match LocalOptions::from_args(rest) {
-        Ok(opts) => lpipe::run_local(builder, opts).await,
+        Ok(opts) => lpipe::runtime::run_local(builder, opts).await,
         Err(e) => {
             eprintln!("{e}\n{USAGE}");
             ExitCode::from(2)

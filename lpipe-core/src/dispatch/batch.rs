@@ -16,15 +16,15 @@ use crate::outbox::Staged;
 use crate::path::PathName;
 use crate::pipeline::Pipeline;
 use crate::sink::OutboundMessage;
-use crate::source::{EventSource, Ordering, Record, RecordResult};
+use crate::source::{EventSource, Record, RecordOrder, RecordResult};
 
 /// What the records of one batch share while they run.
 pub(super) struct BatchRun<'b> {
     pub(super) source: &'b dyn EventSource,
     pub(super) invocation: &'b Arc<Invocation>,
-    pub(super) ordering: Ordering,
+    pub(super) ordering: RecordOrder,
     pub(super) deadline: Option<Instant>,
-    /// For [`Ordering::StopOnFailure`]: why records no longer start.
+    /// For [`RecordOrder::StopOnFailure`]: why records no longer start.
     stopped: Mutex<Option<String>>,
 }
 
@@ -54,18 +54,18 @@ impl<'b> BatchRun<'b> {
         failed_keys: &mut HashSet<String>,
     ) {
         match self.ordering {
-            Ordering::StopOnFailure => {
+            RecordOrder::StopOnFailure => {
                 let mut stopped = self.stopped.lock().expect("stop lock");
                 if stopped.is_none() {
                     *stopped = Some(format!("record {} failed", id.unwrap_or("?")));
                 }
             }
-            Ordering::PerKey => {
+            RecordOrder::PerKey => {
                 if let Some(k) = key {
                     failed_keys.insert(k);
                 }
             }
-            Ordering::Unordered => {}
+            RecordOrder::Unordered => {}
         }
     }
 }
@@ -278,11 +278,11 @@ impl<'e> Collect<'e> for Vec<Done<'e>> {
 /// record without a key gets its own).
 fn lanes<'e>(
     numbered: impl Iterator<Item = (usize, Record<'e>)>,
-    ordering: Ordering,
+    ordering: RecordOrder,
 ) -> Vec<Vec<(usize, Record<'e>)>> {
     match ordering {
-        Ordering::Unordered => numbered.map(|r| vec![r]).collect(),
-        Ordering::PerKey | Ordering::StopOnFailure => {
+        RecordOrder::Unordered => numbered.map(|r| vec![r]).collect(),
+        RecordOrder::PerKey | RecordOrder::StopOnFailure => {
             let mut lanes: Vec<Vec<(usize, Record<'_>)>> = Vec::new();
             let mut lane_of: HashMap<String, usize> = HashMap::new();
             for (index, record) in numbered {
@@ -444,8 +444,8 @@ impl Pipeline {
             Err(e) => (e.outcome(), Some(e), None),
         };
         let key = match batch.ordering {
-            Ordering::Unordered => None,
-            Ordering::PerKey | Ordering::StopOnFailure => ran.key,
+            RecordOrder::Unordered => None,
+            RecordOrder::PerKey | RecordOrder::StopOnFailure => ran.key,
         };
         if outcome == Outcome::Failed {
             let failed = key.as_deref().map(str::to_owned);
@@ -479,13 +479,13 @@ impl Pipeline {
         failed_keys: &HashSet<String>,
     ) -> Option<String> {
         match (batch.ordering, record.ordering_key.as_deref()) {
-            (Ordering::StopOnFailure, _) => {
+            (RecordOrder::StopOnFailure, _) => {
                 let stopped = batch.stopped.lock().expect("stop lock").clone();
                 if let Some(why) = stopped {
                     return Some(format!("not run: {why}"));
                 }
             }
-            (Ordering::PerKey, Some(k)) if failed_keys.contains(k) => {
+            (RecordOrder::PerKey, Some(k)) if failed_keys.contains(k) => {
                 return Some(format!(
                     "not run: an earlier record of ordering key {k} failed"
                 ));
@@ -509,7 +509,7 @@ impl Pipeline {
             path: source_path,
             meta,
         } = record;
-        let source_path = source_path.as_deref().map(|p| &**p);
+        let source_path = source_path.as_deref();
         let trace_header = meta
             .trace_header()
             .map(Arc::from)
@@ -644,9 +644,10 @@ fn dead_letter_body(body: &str, source_path: Option<&str>) -> String {
 }
 
 /// Why a dead letter was dropped, as message attributes (see
-/// [`DEAD_LETTER_ATTRIBUTES`](crate::DEAD_LETTER_ATTRIBUTES)); the message is cut to 1 KiB.
+/// [`DEAD_LETTER_ATTRIBUTES`](crate::sink::DEAD_LETTER_ATTRIBUTES)); the message is cut to 1 KiB.
 fn dead_letter_attributes(id: Option<&str>, error: &RecordError) -> Vec<(&'static str, String)> {
-    let [error_type, error_message, path, function, record_id] = crate::DEAD_LETTER_ATTRIBUTES;
+    let [error_type, error_message, path, function, record_id] =
+        crate::sink::DEAD_LETTER_ATTRIBUTES;
     let message: String = error.message().chars().take(1024).collect();
     let mut attributes = vec![
         (error_type, error.kind().as_str().to_owned()),

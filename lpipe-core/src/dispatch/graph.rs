@@ -14,11 +14,11 @@ use crate::action::Action;
 use crate::context::{Context, Invocation, RecordInfo};
 use crate::error::{ErrorKind, RecordError};
 use crate::function::{ParamError, Returned};
-use crate::idempotency::{Begun, Claimed};
+use crate::idempotency::{ClaimStatus, Claimed};
 use crate::kwargs::Kwargs;
 use crate::path::PathName;
 use crate::pipeline::Pipeline;
-use crate::queue::{Payload, Target};
+use crate::queue::{Payload, PayloadTarget};
 use crate::sink::OutboundMessage;
 
 /// What a record, path, action or function produced: the record's output, if any. Boxed: most
@@ -154,7 +154,7 @@ impl Pipeline {
         }
         let claim = idempotency.claim(key, deadline);
         match idempotency.store.begin(&claim).await {
-            Ok(Begun::Started) => {
+            Ok(ClaimStatus::Started) => {
                 exec.invocation
                     .claimed
                     .lock()
@@ -167,14 +167,14 @@ impl Pipeline {
                 exec.claim = Some(Claimed { held, policy });
                 None
             }
-            Ok(Begun::Completed(output)) => {
+            Ok(ClaimStatus::Completed(output)) => {
                 tracing::info!(key = %claim.key, "record already handled (its idempotency key is completed): not run again");
                 exec.duplicate = true;
                 Some(Ok(output.map(Box::new)))
             }
             // Claimed by an earlier record of this batch meanwhile (records side by side).
-            Ok(Begun::InProgress { .. }) if self.is_twin(&claim.key, exec) => Some(Ok(None)),
-            Ok(Begun::InProgress { lock_until_ms }) => Some(Err(RecordError::new(
+            Ok(ClaimStatus::InProgress { .. }) if self.is_twin(&claim.key, exec) => Some(Ok(None)),
+            Ok(ClaimStatus::InProgress { lock_until_ms }) => Some(Err(RecordError::new(
                 ErrorKind::InProgress,
                 format!(
                     "its idempotency key {} is held by another run in progress (the lock times out in {} ms): not run now, kept for retry",
@@ -196,7 +196,7 @@ impl Pipeline {
 
     /// Whether an earlier record of this batch holds the key: then the record does not run,
     /// and waits for that one's outcome (noted in [`Exec::twin_of`]).
-    fn is_twin(&self, key: &crate::IdempotencyKey, exec: &mut Exec<'_>) -> bool {
+    fn is_twin(&self, key: &crate::idempotency::IdempotencyKey, exec: &mut Exec<'_>) -> bool {
         let claimed = exec.invocation.claimed.lock().expect("claimed keys");
         let Some(&holder) = claimed.get(key) else {
             return false;
@@ -337,7 +337,7 @@ impl Pipeline {
         } else if action
             .functions
             .iter()
-            .any(|f| f.params == crate::Params::Any)
+            .any(|f| f.params == crate::params::Signature::Any)
         {
             Cow::Borrowed(kwargs)
         } else {
@@ -454,7 +454,7 @@ impl Pipeline {
     /// A payload to a path the function's action does not declare (when it declares any, see
     /// [`Action::returns_to`]) is an error.
     fn check_declared_return(&self, payload: &Payload, action: &Action) -> Result<(), RecordError> {
-        let Target::Path(to) = &payload.target else {
+        let PayloadTarget::Path(to) = &payload.target else {
             return Ok(());
         };
         if action.returns_to.is_empty() {
@@ -486,7 +486,7 @@ impl Pipeline {
     ) -> BoxFuture<'a, Result<Produced, RecordError>> {
         async move {
             match payload.target {
-                Target::Path(path) => {
+                PayloadTarget::Path(path) => {
                     if depth > self.inner.max_depth {
                         return Err(self.too_deep(&path));
                     }
@@ -496,7 +496,7 @@ impl Pipeline {
                     let name = name.clone();
                     self.run_path(&name, &payload.kwargs, depth, exec).await
                 }
-                Target::Queue(queue) => {
+                PayloadTarget::Queue(queue) => {
                     crate::pipeline::check_queue(
                         &queue,
                         &self.inner.registry,

@@ -137,7 +137,7 @@ impl Pipeline {
 
     /// The source of an event: the pinned one if it recognises the event, else the registered
     /// one that does. A source never takes an event it does not recognise (see
-    /// [`EventSource::matches`](crate::EventSource::matches)): decoded with the wrong layout,
+    /// [`EventSource::matches`](crate::source::EventSource::matches)): decoded with the wrong layout,
     /// every record would be dropped and acknowledged, and lost.
     fn source_for(&self, event: &str) -> Result<Arc<dyn EventSource>, InvocationError> {
         let inner = &self.inner;

@@ -10,7 +10,7 @@ use crate::metrics::{InvocationSummary, RecordCounts};
 use crate::outbox;
 use crate::pipeline::Pipeline;
 use crate::report::Report;
-use crate::source::{BatchResult, RecordResult, Stats};
+use crate::source::{BatchResult, BatchStats, RecordResult};
 
 /// How many idempotency keys are settled in one call to their store.
 const SETTLE_CHUNK: usize = 1024;
@@ -349,10 +349,10 @@ impl Pipeline {
             ..
         } = collected;
         let reporter = &self.inner.reporter;
-        let mut stats = Stats {
+        let mut stats = BatchStats {
             received: results.len(),
             duplicates,
-            ..Stats::default()
+            ..BatchStats::default()
         };
         // The kwargs of the records that did not succeed, in record order.
         let mut kwargs_of = kwargs_of.into_iter().peekable();

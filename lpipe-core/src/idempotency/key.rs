@@ -17,7 +17,7 @@ pub(crate) const DIGEST_BYTES: usize = 16;
 /// it in a store (the DynamoDB item's `id`).
 ///
 /// ```
-/// use lpipe_core::IdempotencyKey;
+/// use lpipe_core::idempotency::IdempotencyKey;
 ///
 /// let key = IdempotencyKey::new("orders.PLACE_ORDER", [0xab; 16]);
 /// assert_eq!(

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::key::IdempotencyKey;
-use super::store::{Begun, Claim, HeldKey, IdempotencyStore, Settlement, StoreError};
+use super::store::{Claim, ClaimStatus, HeldKey, IdempotencyStore, Settlement, StoreError};
 
 /// An item of [`MemoryIdempotencyStore`].
 #[derive(Clone, Debug, PartialEq)]
@@ -117,18 +117,18 @@ impl MemoryIdempotencyStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotencyStore {
-    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+    async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError> {
         let mut items = self.items.lock().expect("store lock");
         items.sweep_if_due(claim.now_ms / 1000);
         let live = |item: &MemoryItem| item.expires_at_s() > claim.now_ms / 1000;
         match items.by_key.get(&claim.key) {
             Some(item @ MemoryItem::Completed { output, .. }) if live(item) => {
-                return Ok(Begun::Completed(output.clone()));
+                return Ok(ClaimStatus::Completed(output.clone()));
             }
             Some(item @ MemoryItem::InProgress { lock_until_ms, .. })
                 if live(item) && *lock_until_ms > claim.now_ms =>
             {
-                return Ok(Begun::InProgress {
+                return Ok(ClaimStatus::InProgress {
                     lock_until_ms: *lock_until_ms,
                 });
             }
@@ -143,7 +143,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
                 owner: claim.owner.clone(),
             },
         );
-        Ok(Begun::Started)
+        Ok(ClaimStatus::Started)
     }
 
     async fn complete(
@@ -216,10 +216,10 @@ mod tests {
     async fn the_memory_store_follows_the_table_of_answers() {
         let s = MemoryIdempotencyStore::new();
         let first = claim(1, 0);
-        assert_eq!(s.begin(&first).await.unwrap(), Begun::Started);
+        assert_eq!(s.begin(&first).await.unwrap(), ClaimStatus::Started);
         assert_eq!(
             s.begin(&claim(1, 10)).await.unwrap(),
-            Begun::InProgress {
+            ClaimStatus::InProgress {
                 lock_until_ms: NOW + 60_000
             }
         );
@@ -228,27 +228,27 @@ mod tests {
             .unwrap();
         assert_eq!(
             s.begin(&claim(1, 20)).await.unwrap(),
-            Begun::Completed(Some(json!({"ok": 1})))
+            ClaimStatus::Completed(Some(json!({"ok": 1})))
         );
         // Released: free again.
         let other = claim(2, 0);
-        assert_eq!(s.begin(&other).await.unwrap(), Begun::Started);
+        assert_eq!(s.begin(&other).await.unwrap(), ClaimStatus::Started);
         s.release(&other.held()).await.unwrap();
-        assert_eq!(s.begin(&claim(2, 5)).await.unwrap(), Begun::Started);
+        assert_eq!(s.begin(&claim(2, 5)).await.unwrap(), ClaimStatus::Started);
         // Expired: free again.
         let expired = Claim::new(key(3), NOW, NOW + 1, NOW / 1000 - 1);
-        assert_eq!(s.begin(&expired).await.unwrap(), Begun::Started);
-        assert_eq!(s.begin(&claim(3, 0)).await.unwrap(), Begun::Started);
+        assert_eq!(s.begin(&expired).await.unwrap(), ClaimStatus::Started);
+        assert_eq!(s.begin(&claim(3, 0)).await.unwrap(), ClaimStatus::Started);
     }
 
     #[tokio::test]
     async fn a_run_whose_lock_lapsed_cannot_undo_the_run_that_took_its_key_over() {
         let s = MemoryIdempotencyStore::new();
         let old = claim(1, 0);
-        assert_eq!(s.begin(&old).await.unwrap(), Begun::Started);
+        assert_eq!(s.begin(&old).await.unwrap(), ClaimStatus::Started);
         // After the old run's lock timed out, a new run takes the key over.
         let new = claim(1, 61_000);
-        assert_eq!(s.begin(&new).await.unwrap(), Begun::Started);
+        assert_eq!(s.begin(&new).await.unwrap(), ClaimStatus::Started);
         // The old run settles late: told so, nothing changed.
         assert_eq!(s.release(&old.held()).await, Err(StoreError::lost(&key(1))));
         assert!(s.complete(&old.held(), None, NOW).await.is_err());

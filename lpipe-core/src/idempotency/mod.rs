@@ -47,7 +47,7 @@ pub use held::HeldKeys;
 pub use key::IdempotencyKey;
 pub use memory::{MemoryIdempotencyStore, MemoryItem};
 pub use settings::{Idempotency, DEFAULT_EXPIRY, DEFAULT_LOCK_TIMEOUT};
-pub use store::{Begun, Claim, HeldKey, IdempotencyStore, Settlement, StoreError};
+pub use store::{Claim, ClaimStatus, HeldKey, IdempotencyStore, Settlement, StoreError};
 
 pub(crate) use settings::Claimed;
 

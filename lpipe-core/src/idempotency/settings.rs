@@ -23,7 +23,7 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// ```
 /// use std::time::Duration;
-/// use lpipe_core::{Idempotency, MemoryIdempotencyStore, Pipeline};
+/// use lpipe_core::{Idempotency, Pipeline, idempotency::MemoryIdempotencyStore};
 ///
 /// # #[derive(serde::Deserialize)] struct Order { order_id: String }
 /// # async fn place(_: Order) -> Result<(), lpipe_core::BoxError> { Ok(()) }
@@ -90,7 +90,7 @@ impl Idempotency {
     /// Namespaces keys by this name instead of the function's: a key is
     /// `{namespace}.{path}#{digest}`. By default the namespace is the function's name
     /// (`AWS_LAMBDA_FUNCTION_NAME` under Lambda, and in the SQS worker and a local run, which
-    /// read the same variable; see [`lambda_config_from_env`](crate::lambda_config_from_env)).
+    /// read the same variable; see [`lambda_config_from_env`](crate::runtime::lambda_config_from_env)).
     /// Set it where the function's name does not say what a record is: services that share
     /// one table and may run under any name, or a Lambda renamed without wanting its records
     /// to run again.
@@ -98,7 +98,7 @@ impl Idempotency {
     /// # Examples
     ///
     /// ```
-    /// use lpipe_core::{Idempotency, MemoryIdempotencyStore};
+    /// use lpipe_core::{Idempotency, idempotency::MemoryIdempotencyStore};
     /// let idempotency = Idempotency::new(MemoryIdempotencyStore::new())
     ///     .namespace("orders-intake")
     ///     .key_from(["order_id"]);
@@ -204,7 +204,7 @@ pub(crate) struct Claimed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::MemoryIdempotencyStore;
+    use crate::idempotency::MemoryIdempotencyStore;
     use serde_json::json;
 
     fn kwargs(v: serde_json::Value) -> Kwargs {

@@ -38,7 +38,7 @@ impl Claim {
         }
     }
 
-    /// The key as this claim holds it, once the store said [`Begun::Started`].
+    /// The key as this claim holds it, once the store said [`ClaimStatus::Started`].
     pub fn held(&self) -> HeldKey {
         HeldKey {
             key: self.key.clone(),
@@ -64,7 +64,7 @@ impl fmt::Display for HeldKey {
 
 /// What the store said to a claim.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Begun {
+pub enum ClaimStatus {
     /// The key was free (absent, expired, or its lock timed out): it is now in progress, and
     /// the record runs.
     Started,
@@ -120,7 +120,7 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// is there (one conditional write): the key is free when it is absent, its item expired
     /// (`expires_at_s` ≤ now), or it is in progress with a lock that timed out. Otherwise says
     /// what holds it.
-    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError>;
+    async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError>;
 
     /// The key's record succeeded: its item becomes completed, with this output, until
     /// `expires_at_s` (Unix seconds), if this run still owns it.
@@ -216,7 +216,7 @@ impl Settlement<'_> {
 
 #[async_trait]
 impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
-    async fn begin(&self, claim: &Claim) -> Result<Begun, StoreError> {
+    async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError> {
         (**self).begin(claim).await
     }
     async fn complete(

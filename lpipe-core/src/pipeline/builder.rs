@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::action::Action;
 use crate::context::StateMap;
-use crate::error::{InvalidConfigurationError, OnError, Place};
+use crate::error::{GraphLocation, InvalidConfigurationError, OnError};
 use crate::function::IntoFunction;
 use crate::idempotency::Idempotency;
 use crate::path::{IntoPathName, PathName};
@@ -82,7 +82,7 @@ impl PipelineBuilder {
     /// `Action::new().function(a).function(b)`; a path of one action calling one function is
     /// [`path_fn`](Self::path_fn).
     ///
-    /// A [`Function`](crate::Function) is not an action: a list of functions does not make a path.
+    /// A [`Function`](crate::function::Function) is not an action: a list of functions does not make a path.
     ///
     /// ```compile_fail
     /// use lpipe_core::{function, NoParams, Pipeline};
@@ -310,7 +310,7 @@ impl PipelineBuilder {
     /// let pipeline = Pipeline::builder()
     ///     .path("WORK", [Action::new().function(work)])
     ///     .dead_letter_queue(Queue::sqs("work-dropped"))
-    ///     .record_outbound(lpipe_core::MemorySink::new())
+    ///     .record_outbound(lpipe_core::sink::MemorySink::new())
     ///     .build()
     ///     .unwrap();
     /// ```
@@ -434,7 +434,7 @@ impl PipelineBuilder {
         };
         for name in &path_order {
             for (i, action) in paths[name].iter().enumerate() {
-                let at = Place::Action {
+                let at = GraphLocation::Action {
                     path: name.clone(),
                     action: i + 1,
                 };

@@ -5,10 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::action::Action;
 use crate::context::StateMap;
 use crate::function::IntoFunction;
-use crate::path::PathName;
 use crate::queue::{Queue, QueueKind};
 use crate::registry::Registry;
 use crate::report::Reporter;
@@ -22,6 +20,10 @@ mod validate;
 pub use builder::PipelineBuilder;
 pub(crate) use policy::{ErrorPolicy, IdempotencyPolicy};
 pub(crate) use validate::check_queue;
+
+pub use crate::action::{Action, RequiredParam};
+pub use crate::path::{IntoPathName, PathName};
+pub use crate::queue::PayloadTarget;
 
 /// The path name used by [`Pipeline::from_function`].
 pub const AUTO_PATH: &str = "AUTO_PATH";
@@ -152,7 +154,10 @@ impl Pipeline {
 
     /// How the sink of its queue kind would route a message (see [`Sink::routing`]), even when
     /// the message was recorded instead of sent: the local mode prints it.
-    pub(crate) fn routing(&self, message: &crate::OutboundMessage) -> Vec<(&'static str, String)> {
+    pub(crate) fn routing(
+        &self,
+        message: &crate::sink::OutboundMessage,
+    ) -> Vec<(&'static str, String)> {
         self.inner
             .registry
             .sink(message.queue.kind())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::action::Action;
 use crate::context::StateMap;
-use crate::error::{InvalidConfigurationError, Place, QueueProblem};
+use crate::error::{GraphLocation, InvalidConfigurationError, QueueProblem};
 use crate::idempotency::Idempotency;
 use crate::path::PathName;
 use crate::queue::Queue;
@@ -57,7 +57,7 @@ pub(super) fn collect_paths(
 /// One action: something to do, paths that exist, queues that can be sent to (and whose
 /// `*_from` options name kwargs it passes on), the state its functions take, named params.
 pub(super) fn check_action(
-    at: Place,
+    at: GraphLocation,
     action: &Action,
     paths: &Paths,
     registry: &Registry,
@@ -126,7 +126,7 @@ pub(super) fn check_dead_letter_queue(
         });
     }
     check_queue(q, registry, sinks.any())
-        .map_err(|problem| queue_error(Place::DeadLetterQueue, q, problem))
+        .map_err(|problem| queue_error(GraphLocation::DeadLetterQueue, q, problem))
 }
 
 /// The per-path policies name declared paths, and idempotency keys are made of fields their
@@ -238,7 +238,11 @@ fn check_key_fields(
     }
 }
 
-fn queue_error(at: Place, queue: &Queue, problem: QueueProblem) -> InvalidConfigurationError {
+fn queue_error(
+    at: GraphLocation,
+    queue: &Queue,
+    problem: QueueProblem,
+) -> InvalidConfigurationError {
     InvalidConfigurationError::Queue {
         at,
         queue: Box::new(queue.clone()),

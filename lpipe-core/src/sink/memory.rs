@@ -14,7 +14,7 @@ use crate::queue::Queue;
 /// # Examples
 ///
 /// ```
-/// use lpipe_core::MemorySink;
+/// use lpipe_core::sink::MemorySink;
 /// let sink = MemorySink::new();
 /// sink.fail_next(2, true); // the next two messages fail, retryably
 /// assert!(sink.messages().is_empty());

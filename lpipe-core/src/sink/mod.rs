@@ -44,7 +44,7 @@ pub struct OutboundMessage {
     /// A stable identity: the id of the record that produced it and its position among that
     /// record's messages (`"<record id>:<n>"`, prefixed with the Lambda request id,
     /// `"<request id>/<record id>:<n>"`, for sources whose record ids are positions; see
-    /// [`EventSource::stable_record_ids`](crate::EventSource::stable_record_ids)). The same
+    /// [`EventSource::stable_record_ids`](crate::source::EventSource::stable_record_ids)). The same
     /// when the record is retried, so sinks can derive deduplication ids from it (SQS FIFO).
     pub id: String,
     /// The X-Ray trace header to carry on, where the service has a place for one (SQS
@@ -92,33 +92,34 @@ pub const DEAD_LETTER_ATTRIBUTES: [&str; 5] = [
     "lpipe.record_id",
 ];
 
-/// A digest of some strings, 32 hex characters, stable across builds and platforms (two
-/// FNV-1a hashes): for sinks that derive keys and deduplication ids from messages.
+/// A digest of some strings, 32 hex characters (the first half of their SHA-256, each string
+/// followed by a 0xff byte, which no UTF-8 text contains), the same in every build and
+/// process: for sinks that derive keys and deduplication ids from messages.
 ///
 /// # Examples
 ///
 /// ```
-/// let a = lpipe_core::stable_digest(&["record-1:0", "{}"]);
-/// assert_eq!(a, lpipe_core::stable_digest(&["record-1:0", "{}"]));
-/// assert_ne!(a, lpipe_core::stable_digest(&["record-1:1", "{}"]));
+/// use lpipe_core::sink::content_digest;
+/// let a = content_digest(&["record-1:0", "{}"]);
+/// assert_eq!(a, content_digest(&["record-1:0", "{}"]));
+/// assert_ne!(a, content_digest(&["record-1:1", "{}"]));
+/// assert_ne!(content_digest(&["ab", "c"]), content_digest(&["a", "bc"]));
 /// assert_eq!(a.len(), 32);
 /// ```
-pub fn stable_digest(parts: &[&str]) -> String {
-    fn fnv1a(seed: u64, parts: &[&str]) -> u64 {
-        let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-        for part in parts {
-            for b in part.bytes().chain(std::iter::once(0xff)) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        h
+pub fn content_digest(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let mut sha = Sha256::new();
+    for part in parts {
+        sha.update(part.as_bytes());
+        sha.update([0xff]);
     }
-    format!(
-        "{:016x}{:016x}",
-        fnv1a(0, parts),
-        fnv1a(0x9e37_79b9_7f4a_7c15, parts)
-    )
+    sha.finalize()[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 /// Why a message (or a whole call) was not sent.
@@ -156,7 +157,7 @@ impl SendError {
 /// # Examples
 ///
 /// ```
-/// use lpipe_core::{async_trait, OutboundMessage, Queue, SendError, Sink};
+/// use lpipe_core::{async_trait, Queue, sink::{OutboundMessage, SendError, Sink}};
 ///
 /// struct Stdout;
 ///

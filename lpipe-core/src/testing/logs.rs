@@ -12,7 +12,7 @@ use crate::logging::{LogFormat, LogSettings};
 ///
 /// ```
 /// use lpipe_core::testing::CapturedLogs;
-/// use lpipe_core::LogFormat;
+/// use lpipe_core::runtime::LogFormat;
 /// let logs = CapturedLogs::new();
 /// tracing::subscriber::with_default(logs.subscriber(LogFormat::Json, "info"), || {
 ///     tracing::info!(answer = 42, "hello");

@@ -4,7 +4,7 @@
 //! for assertions ([`CapturedLogs`]) and an idempotency store that is down ([`DownStore`]),
 //! for testing
 //! pipelines without AWS. The test doubles elsewhere are behind this feature too:
-//! [`MemorySink`](crate::MemorySink)'s programmed failures (`fail_next`,
+//! [`MemorySink`](crate::sink::MemorySink)'s programmed failures (`fail_next`,
 //! `fail_bodies_containing`, …) and [`Context::for_test`](crate::Context::for_test). The
 //! in-memory sink itself lives in the crate root: the local mode records with it.
 //!

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::idempotency::{Begun, Claim, HeldKey, IdempotencyStore, StoreError};
+use crate::idempotency::{Claim, ClaimStatus, HeldKey, IdempotencyStore, StoreError};
 
 /// An [`IdempotencyStore`] whose every call fails with the same message, as one that is
 /// unreachable or throttling does: for testing that its faults keep the records (failed, not
@@ -35,7 +35,7 @@ impl DownStore {
 
 #[async_trait::async_trait]
 impl IdempotencyStore for DownStore {
-    async fn begin(&self, _: &Claim) -> Result<Begun, StoreError> {
+    async fn begin(&self, _: &Claim) -> Result<ClaimStatus, StoreError> {
         self.fail()
     }
 

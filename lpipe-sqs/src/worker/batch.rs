@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::Message;
-use lpipe_core::HeldKeys;
+use lpipe_core::idempotency::HeldKeys;
 use serde_json::{json, Map, Value};
 
 use super::retry::{backoff, with_retries};
@@ -94,7 +94,7 @@ impl Drop for AbortOnDrop {
 const MIN_BATCH_TIME: Duration = Duration::from_secs(30);
 
 /// The Lambda context of a batch: the function's configuration as Lambda would give it (read
-/// once from the environment, see [`lpipe_core::lambda_config_from_env`]: idempotency keys are
+/// once from the environment, see [`lpipe_core::runtime::lambda_config_from_env`]: idempotency keys are
 /// namespaced by its function name, as under Lambda), and a deadline of the visibility timeout
 /// (at least [`MIN_BATCH_TIME`]) from its receipt.
 fn lambda_context(

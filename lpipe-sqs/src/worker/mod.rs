@@ -115,7 +115,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<WorkerStats, WorkerError> {
     let queue = queue_info(&client, &options).await?;
-    let config = Arc::new(lpipe_core::lambda_config_from_env());
+    let config = Arc::new(lpipe_core::runtime::lambda_config_from_env());
     tracing::info!(
         queue = %queue.url,
         function_name = %config.function_name,

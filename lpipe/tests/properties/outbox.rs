@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use lpipe::testing::lambda_context;
 use lpipe::{
-    async_trait, Action, BoxError, OutboundMessage, Payload, Pipeline, Queue, QueueKind,
-    RetryPolicy, SendError, Sink, SinkLimits,
+    async_trait,
+    sink::{OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits},
+    Action, BoxError, Payload, Pipeline, Queue, QueueKind,
 };
 use proptest::prelude::*;
 use serde::Deserialize;

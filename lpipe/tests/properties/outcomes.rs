@@ -8,8 +8,8 @@ use base64::Engine;
 use lpipe::testing::lambda_context;
 use lpipe::testing::CapturingReporter;
 use lpipe::{
-    Action, BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvocationError,
-    MemorySink, Outcome, Payload, Pipeline, Queue, QueueKind,
+    error::InvocationError, sink::MemorySink, Action, BoxError, ErrorKind, FailButContinue,
+    FailCatastrophically, Outcome, Payload, Pipeline, Queue, QueueKind,
 };
 use proptest::prelude::*;
 use serde::Deserialize;

@@ -5,7 +5,7 @@
 
 use lpipe::testing::lambda_context;
 use lpipe::testing::CapturingReporter;
-use lpipe::{Action, BoxError, ErrorKind, Output, Pipeline};
+use lpipe::{Action, BoxError, ErrorKind, Pipeline, RecordOutput};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,8 +24,8 @@ struct Params {
     small: u8,
 }
 
-async fn take(p: Params) -> Result<Output<Params>, BoxError> {
-    Ok(Output(p))
+async fn take(p: Params) -> Result<RecordOutput<Params>, BoxError> {
+    Ok(RecordOutput(p))
 }
 
 /// A field's generated JSON text (`None`: the field is missing) and whether serde accepts it.

@@ -1,0 +1,173 @@
+//! A record and its body.
+
+use std::borrow::Cow;
+
+use crate::error::RecordError;
+use crate::source::RecordMeta;
+
+/// One record of a batch, borrowed from the event's text where possible.
+#[derive(Debug)]
+pub struct Record<'e> {
+    /// Its identity in the source (SQS `messageId`, Kinesis `sequenceNumber`…), used in the
+    /// response to name failed records.
+    pub id: Option<Cow<'e, str>>,
+    /// Its ordering key (FIFO `MessageGroupId`, Kinesis partition key), if ordered.
+    pub ordering_key: Option<Cow<'e, str>>,
+    /// The lpipe message's JSON text (or still encoded, decoded when the record runs), or why
+    /// it could not be extracted (bad base64, say). When the source chose the record's path
+    /// ([`Record::with_path`]), the body is the kwargs object instead.
+    pub body: Body<'e>,
+    /// The path, when the source decided it (see [`Record::path`]).
+    pub(crate) path: Option<Cow<'e, str>>,
+    /// What the source says about the record besides (see [`RecordMeta`]).
+    pub meta: RecordMeta,
+}
+
+/// A record's body as its source found it. A body still encoded in the event (an SQS body is
+/// a JSON string with escapes; Kinesis data is base64) is decoded when its record runs and
+/// freed when it has run, so a batch never holds all its decoded bodies at once.
+#[derive(Debug)]
+pub enum Body<'e> {
+    /// The text.
+    Text(Cow<'e, str>),
+    /// Text still encoded as it sits in the event, and the function that decodes it.
+    Encoded {
+        /// The encoded text.
+        raw: &'e str,
+        /// Decodes it; an error says what is wrong with it (and drops the record).
+        decode: fn(&str) -> Result<String, RecordError>,
+    },
+    /// Why the body could not be extracted (the record is dropped with this error).
+    Invalid(RecordError),
+}
+
+impl<'e> Body<'e> {
+    /// The text, decoding it if it is still encoded.
+    ///
+    /// # Errors
+    ///
+    /// Why the body could not be extracted or decoded.
+    pub fn into_text(self) -> Result<Cow<'e, str>, RecordError> {
+        match self {
+            Body::Text(text) => Ok(text),
+            Body::Encoded { raw, decode } => decode(raw).map(Cow::Owned),
+            Body::Invalid(e) => Err(e),
+        }
+    }
+
+    /// A JSON string literal as it sits in the event (`"…"`, quotes included): borrowed when
+    /// it has no escapes, else unescaped when its record runs.
+    pub fn json_string(literal: &'e str) -> Body<'e> {
+        match literal.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+            Some(inner)
+                if memchr::memchr2(b'\\', b'"', inner.as_bytes()).is_none()
+                    && !inner.bytes().any(|b| b < 0x20) =>
+            {
+                Body::Text(Cow::Borrowed(inner))
+            }
+            _ => Body::Encoded {
+                raw: literal,
+                decode: unescape_json_string,
+            },
+        }
+    }
+}
+
+/// A JSON string literal's text, or why it is not a well-formed string.
+fn unescape_json_string(literal: &str) -> Result<String, RecordError> {
+    serde_json::from_str(literal).map_err(|e| {
+        RecordError::invalid_payload(format!("the record's body is not a JSON string: {e}"))
+    })
+}
+
+impl<'e> From<Result<Cow<'e, str>, RecordError>> for Body<'e> {
+    fn from(body: Result<Cow<'e, str>, RecordError>) -> Self {
+        match body {
+            Ok(text) => Body::Text(text),
+            Err(e) => Body::Invalid(e),
+        }
+    }
+}
+
+impl<'e> Record<'e> {
+    /// A record whose body is an lpipe message (or bare kwargs for a default path): its text,
+    /// a [`Body`], or why it could not be extracted.
+    pub fn new(id: Option<Cow<'e, str>>, body: impl Into<Body<'e>>) -> Self {
+        Record {
+            id,
+            ordering_key: None,
+            body: body.into(),
+            path: None,
+            meta: RecordMeta::None,
+        }
+    }
+
+    /// Sets what the source says about the record besides.
+    pub fn meta(mut self, meta: RecordMeta) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// Sets the ordering key.
+    pub fn ordering_key(mut self, key: Option<Cow<'e, str>>) -> Self {
+        self.ordering_key = key;
+        self
+    }
+
+    /// Sets the path chosen by the source; the body is then the kwargs.
+    pub fn with_path(mut self, path: Cow<'e, str>) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    /// The path, when the source decided it (EventBridge routes by `detail-type`, or unpacks
+    /// a directed message from `detail`; DynamoDB Streams routes by `eventName`); the body is
+    /// then the kwargs. `None`: the body is a message, or bare kwargs for the pipeline's
+    /// default path.
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn json_string_bodies_unescape_as_serde_json_does() {
+        let cases = [
+            r#""plain""#,
+            r#""{\"path\": \"A\", \"kwargs\": {\"x\": \"a\\\\b\/c\"}}""#,
+            r#""tab\tnew\nline\r\b\f""#,
+            r#""\u00e9\u4e2d\ud83d\ude00 é""#,
+            r#""\"""#,
+            r#""\\""#,
+            r#""""#,
+        ];
+        for literal in cases {
+            let expected: String = serde_json::from_str(literal).unwrap();
+            assert_eq!(
+                Body::json_string(literal).into_text().unwrap(),
+                expected,
+                "{literal}"
+            );
+        }
+        // Not a well-formed string: the error names the problem.
+        for bad in [
+            r#""\u+0e9""#,
+            r#""\ud83d alone""#,
+            r#""\x""#,
+            r#""open"#,
+            r#""a"b""#,
+            "\"ctl\u{1}\"",
+            r#""a quote " inside a long run of plain text""#,
+            "\"a control \u{1f} inside a long run of plain text\"",
+            "5",
+        ] {
+            let e = Body::json_string(bad).into_text().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidPayload, "{bad}");
+            assert!(e.message().contains("not a JSON string"), "{bad}: {e}");
+        }
+    }
+}
