@@ -53,50 +53,10 @@ pub(crate) type StateMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
 #[derive(Clone, Debug, Default)]
 pub struct RecordInfo {
     pub(crate) index: usize,
-    pub(crate) id: Option<ShortText>,
+    pub(crate) id: Option<Arc<str>>,
     pub(crate) source: &'static str,
-    pub(crate) ordering_key: Option<ShortText>,
+    pub(crate) ordering_key: Option<Arc<str>>,
     pub(crate) meta: crate::source::RecordMeta,
-}
-
-/// Bytes of text [`ShortText`] keeps inline.
-const INLINE_TEXT: usize = 62;
-
-/// A copy of a record's id or ordering key, inline when short (SQS message ids take 36 bytes,
-/// Kinesis sequence numbers 56, partition keys and FIFO groups are mostly short): a record's
-/// info is then one allocation, not three.
-#[derive(Clone)]
-pub(crate) enum ShortText {
-    Inline(u8, [u8; INLINE_TEXT]),
-    Heap(Box<str>),
-}
-
-impl ShortText {
-    pub(crate) fn new(text: &str) -> Self {
-        match text.len() {
-            len @ 0..=INLINE_TEXT => {
-                let mut bytes = [0; INLINE_TEXT];
-                bytes[..len].copy_from_slice(text.as_bytes());
-                ShortText::Inline(len as u8, bytes)
-            }
-            _ => ShortText::Heap(text.into()),
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        match self {
-            ShortText::Inline(len, bytes) => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str")
-            }
-            ShortText::Heap(text) => text,
-        }
-    }
-}
-
-impl std::fmt::Debug for ShortText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self.as_str(), f)
-    }
 }
 
 impl RecordInfo {
@@ -108,7 +68,7 @@ impl RecordInfo {
     /// The record's identity in its source (SQS `messageId`, Kinesis `sequenceNumber`, the
     /// position for a direct invocation).
     pub fn id(&self) -> Option<&str> {
-        self.id.as_ref().map(ShortText::as_str)
+        self.id.as_deref()
     }
 
     /// The name of the event source that delivered it (`raw`, `sqs`, …).
@@ -118,7 +78,7 @@ impl RecordInfo {
 
     /// Its ordering key (FIFO `MessageGroupId`, Kinesis partition key), if any.
     pub fn ordering_key(&self) -> Option<&str> {
-        self.ordering_key.as_ref().map(ShortText::as_str)
+        self.ordering_key.as_deref()
     }
 
     /// What its source says about it besides.
@@ -280,32 +240,5 @@ impl Context {
             .get(&TypeId::of::<T>())
             .cloned()
             .and_then(|s| s.downcast::<T>().ok())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ShortText;
-
-    #[test]
-    fn short_text_keeps_any_text_inline_or_not() {
-        let long = "é".repeat(40);
-        for text in [
-            "",
-            "00000000-0000-4000-8000-000000000063",
-            &"9".repeat(62),
-            &"9".repeat(63),
-            &long,
-            "中😀",
-        ] {
-            let kept = ShortText::new(text);
-            assert_eq!(kept.as_str(), text);
-            assert_eq!(format!("{kept:?}"), format!("{text:?}"));
-            assert_eq!(
-                matches!(kept, ShortText::Inline(..)),
-                text.len() <= 62,
-                "{text}"
-            );
-        }
     }
 }

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::graph::{outbound_id, Exec, Produced, PLAUSIBLE_DEADLINE_MS};
-use crate::context::{Invocation, RecordInfo, ShortText};
+use super::graph::{outbound_id, Exec, PLAUSIBLE_DEADLINE_MS};
+use crate::context::{Invocation, RecordInfo};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::Claimed;
 use crate::kwargs::Kwargs;
@@ -81,196 +81,55 @@ fn deadline_of(ctx: &lambda_runtime::Context) -> Option<Instant> {
     Some(Instant::now() + Duration::from_millis(ctx.deadline.saturating_sub(now_ms)))
 }
 
-/// One record, run (or not).
-pub(super) struct Done<'e> {
-    index: usize,
-    result: RecordResult<'e>,
-    /// Kept only for reporting what did not succeed.
-    kwargs: Option<Kwargs>,
-    staged: Vec<Staged>,
-    /// The path it entered by, when known.
-    path: Option<PathName>,
-    /// A dead letter of it was staged.
-    dead_lettered: bool,
-    /// The idempotency key it holds.
-    claim: Option<Claimed>,
-    /// It was a duplicate, not run.
-    duplicate: bool,
-    /// Its ordering key, on a source that keeps an order.
-    key: Option<Cow<'e, str>>,
-    /// The earlier record of the batch whose key it shares (see `Exec::twin_of`).
-    twin_of: Option<usize>,
-}
-
-/// Where the records of a lane go once run.
-pub(super) trait Collect<'e>: Send {
-    fn collect(&mut self, done: Done<'e>);
-}
-
-/// A batch's records, run, in record order.
-pub(super) struct Collected<'e> {
-    /// Each record's result (empty while the records run: see [`Collecting`]).
-    pub(super) results: Vec<RecordResult<'e>>,
-    /// The kwargs of the records that did not succeed (for reports), by record index.
-    pub(super) kwargs_of: Vec<(usize, Kwargs)>,
+/// What running (or not running) one record produced.
+pub(super) struct RecordRun<'e> {
+    /// Its place in the batch.
+    pub(super) index: usize,
+    /// Its id, outcome, error and output.
+    pub(super) result: RecordResult<'e>,
+    /// Its kwargs, kept only when it did not succeed (for reports).
+    pub(super) kwargs: Option<Kwargs>,
+    /// The messages it staged (sent once the batch has run), its dead letter included.
     pub(super) staged: Vec<Staged>,
-    /// For metrics: the path each record entered by, and the records dead-lettered.
-    pub(super) paths: Vec<(usize, PathName)>,
-    pub(super) dead_lettered: Vec<usize>,
+    /// The path it entered by, when metrics ask.
+    pub(super) path: Option<PathName>,
+    /// A dead letter of it was staged.
+    pub(super) dead_lettered: bool,
+    /// The idempotency key it holds until its outcome is final.
+    pub(super) claim: Option<Claimed>,
+    /// It was a duplicate, not run.
+    pub(super) duplicate: bool,
+    /// Its ordering key, on a source that keeps an order.
+    pub(super) key: Option<Cow<'e, str>>,
+    /// The earlier record of the batch whose idempotency key it shares (see `Exec::twin_of`).
+    pub(super) twin_of: Option<usize>,
+}
+
+impl<'e> RecordRun<'e> {
+    /// A record that was not run, and why.
+    fn not_run(index: usize, record: Record<'e>, why: String) -> RecordRun<'e> {
+        let error = RecordError::new(ErrorKind::NotRun, why);
+        RecordRun {
+            index,
+            result: RecordResult::from_run(record.id, Err(error)),
+            kwargs: None,
+            staged: Vec::new(),
+            path: None,
+            dead_lettered: false,
+            claim: None,
+            duplicate: false,
+            key: record.ordering_key,
+            twin_of: None,
+        }
+    }
+}
+
+/// A batch's records, run, in record order, and what delivering their messages did.
+pub(super) struct RanBatch<'e> {
+    /// One per record, in record order.
+    pub(super) runs: Vec<RecordRun<'e>>,
     /// For metrics: what the outbox did, per queue kind.
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
-    /// Records not run because their key was completed.
-    pub(super) duplicates: usize,
-    /// The ordering keys of the records that have one, in record order, on a source that
-    /// keeps an order (delivery holds back the rest of a key after a failure).
-    pub(super) ordering_keys: Vec<(usize, Cow<'e, str>)>,
-    /// Records that wait for an earlier record of the batch with their idempotency key:
-    /// (the record, the earlier one).
-    pub(super) twins: Vec<(usize, usize)>,
-}
-
-/// A record's place in its batch: the record until it runs, then what became of it. Results
-/// are written over the records they came from (a result takes 48 bytes of a record's 128,
-/// and the idempotency key it holds 40 more), so a batch holds one list of records, not a
-/// second one of results, or of keys, beside it.
-enum Slot<'e> {
-    /// Not run yet.
-    Waiting(Record<'e>),
-    /// Taken to run.
-    Running,
-    /// Run (or not run, and why), and the idempotency key it holds until it is settled.
-    Done(RecordResult<'e>, Option<Claimed>),
-}
-
-impl<'e> Slot<'e> {
-    /// The record, to run it; `None` if it was taken before.
-    fn take(&mut self) -> Option<Record<'e>> {
-        match std::mem::replace(self, Slot::Running) {
-            Slot::Waiting(record) => Some(record),
-            other => {
-                *self = other;
-                None
-            }
-        }
-    }
-
-    /// What became of the record. Every record is collected once it has run, so the two
-    /// other cases are a bug of the scheduler: the record is then failed (kept for retry), not
-    /// lost.
-    fn into_result(self) -> RecordResult<'e> {
-        match self {
-            Slot::Done(result, _) => result,
-            Slot::Waiting(record) => lost(record.id),
-            Slot::Running => lost(None),
-        }
-    }
-}
-
-/// The result of a record the scheduler lost track of (see [`Slot::into_result`]).
-#[cold]
-fn lost(id: Option<Cow<'_, str>>) -> RecordResult<'_> {
-    debug_assert!(false, "a record of the batch was never collected");
-    RecordResult {
-        id,
-        outcome: Outcome::Failed,
-        error: Some(RecordError::new(
-            ErrorKind::NotRun,
-            "not run: lpipe lost track of this record (a bug; it is kept for retry)",
-        )),
-        output: None,
-    }
-}
-
-/// What a batch's records produced: their results and keys in their slots, the rest in
-/// [`Collected`] (whose results are filled from the slots once the records' messages are
-/// delivered and their keys settled).
-pub(super) struct Collecting<'e> {
-    slots: Vec<Slot<'e>>,
-    pub(super) collected: Collected<'e>,
-}
-
-impl<'e> Collecting<'e> {
-    /// The result of the record at this index, once it has run.
-    pub(super) fn result_mut(&mut self, index: usize) -> Option<&mut RecordResult<'e>> {
-        match self.slots.get_mut(index) {
-            Some(Slot::Done(result, _)) => Some(result),
-            _ => None,
-        }
-    }
-
-    /// The id of the record at this index, once it has run.
-    pub(super) fn record_id(&self, index: usize) -> Option<&str> {
-        match self.slots.get(index) {
-            Some(Slot::Done(result, _)) => result.id.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// The records that hold an idempotency key: result and key, in record order.
-    pub(super) fn claims(&self) -> impl Iterator<Item = (&RecordResult<'e>, &Claimed)> {
-        self.slots.iter().filter_map(|slot| match slot {
-            Slot::Done(result, Some(claim)) => Some((result, claim)),
-            _ => None,
-        })
-    }
-
-    /// What the batch produced, its results in record order (the keys, settled, let go).
-    pub(super) fn finish(self) -> Collected<'e> {
-        let Collecting {
-            slots,
-            mut collected,
-        } = self;
-        // In place: a result is smaller than a slot, and the list keeps its allocation.
-        collected.results = slots.into_iter().map(Slot::into_result).collect();
-        collected
-    }
-}
-
-impl<'e> Collect<'e> for Collecting<'e> {
-    #[inline]
-    fn collect(&mut self, done: Done<'e>) {
-        let Done {
-            index,
-            result,
-            kwargs,
-            staged,
-            path,
-            dead_lettered,
-            claim,
-            duplicate,
-            key,
-            twin_of,
-        } = done;
-        match self.slots.get_mut(index) {
-            Some(slot) => *slot = Slot::Done(result, claim),
-            None => debug_assert!(false, "record {index} is not of this batch"),
-        }
-        let collected = &mut self.collected;
-        if dead_lettered {
-            collected.dead_lettered.push(index);
-        }
-        if let Some(kwargs) = kwargs {
-            collected.kwargs_of.push((index, kwargs));
-        }
-        collected.staged.extend(staged);
-        if let Some(path) = path {
-            collected.paths.push((index, path));
-        }
-        collected.duplicates += usize::from(duplicate);
-        if let Some(key) = key {
-            collected.ordering_keys.push((index, key));
-        }
-        if let Some(holder) = twin_of {
-            collected.twins.push((index, holder));
-        }
-    }
-}
-
-impl<'e> Collect<'e> for Vec<Done<'e>> {
-    #[inline]
-    fn collect(&mut self, done: Done<'e>) {
-        self.push(done);
-    }
 }
 
 /// Splits a batch into lanes that may run concurrently; the records of a lane run one after
@@ -302,172 +161,66 @@ fn lanes<'e>(
     }
 }
 
-/// What a lane keeps while its records run: the ordering keys that failed in it, and where
-/// its records go once run.
-struct Lane<'o, C> {
-    failed_keys: HashSet<String>,
-    out: &'o mut C,
-}
-
-/// What running (or not running) one record produced.
-struct Ran<'e> {
-    id: Option<Cow<'e, str>>,
-    key: Option<Cow<'e, str>>,
-    result: Result<Produced, RecordError>,
-    kwargs: Option<Kwargs>,
-    staged: Vec<Staged>,
-    path: Option<PathName>,
-    dead_lettered: bool,
-    claim: Option<Claimed>,
-    duplicate: bool,
-    twin_of: Option<usize>,
-}
-
-impl<'e> Ran<'e> {
-    fn not_run(record: Record<'e>, why: String) -> Ran<'e> {
-        Ran {
-            id: record.id,
-            key: record.ordering_key,
-            result: Err(RecordError::new(ErrorKind::NotRun, why)),
-            kwargs: None,
-            staged: Vec::new(),
-            path: None,
-            dead_lettered: false,
-            claim: None,
-            duplicate: false,
-            twin_of: None,
-        }
-    }
-}
-
 impl Pipeline {
-    /// Runs every record of the batch (side by side, up to the pipeline's concurrency);
-    /// returns what they produced, in record order.
+    /// Runs every record of the batch (side by side, up to the pipeline's concurrency, one
+    /// lane per ordering key); returns what they produced, in record order.
     pub(super) async fn run_records<'e>(
         &self,
         records: Vec<Record<'e>>,
         batch: &BatchRun<'_>,
-    ) -> Collecting<'e> {
-        let collected = Collected {
-            results: Vec::new(),
-            kwargs_of: Vec::new(),
-            staged: Vec::new(),
-            paths: Vec::new(),
-            dead_lettered: Vec::new(),
-            message_counts: Default::default(),
-            duplicates: 0,
-            ordering_keys: Vec::new(),
-            twins: Vec::new(),
-        };
-        // In place: a slot is the size of a record.
-        let slots: Vec<Slot<'e>> = records.into_iter().map(Slot::Waiting).collect();
-        let mut collecting = Collecting { slots, collected };
+    ) -> RanBatch<'e> {
         let concurrency = self.inner.concurrency;
-        if concurrency <= 1 || collecting.slots.len() <= 1 {
-            let mut lane = Lane {
-                failed_keys: HashSet::new(),
-                out: &mut collecting,
-            };
-            for index in 0..lane.out.slots.len() {
-                if let Some(record) = lane.out.slots[index].take() {
-                    self.run_one(index, record, batch, &mut lane).await;
+        let numbered = records.into_iter().enumerate();
+        let runs = if concurrency <= 1 {
+            self.run_lane(numbered.collect(), batch).await
+        } else {
+            // Up to `concurrency` lanes at once.
+            use futures::StreamExt;
+            let mut waiting = lanes(numbered, batch.ordering).into_iter();
+            let mut running = futures::stream::FuturesUnordered::new();
+            for lane in waiting.by_ref().take(concurrency) {
+                running.push(self.run_lane(lane, batch));
+            }
+            let mut runs = Vec::new();
+            while let Some(lane_runs) = running.next().await {
+                runs.extend(lane_runs);
+                if let Some(lane) = waiting.next() {
+                    running.push(self.run_lane(lane, batch));
                 }
             }
-            return collecting;
+            runs.sort_unstable_by_key(|r: &RecordRun<'_>| r.index);
+            runs
+        };
+        RanBatch {
+            runs,
+            message_counts: Default::default(),
         }
-        // Up to `concurrency` lanes at once. A loop over named async fns rather than stream
-        // combinators with closures: with those, rustc cannot prove the future `Send` for every
-        // lifetime of the records, and `handle` could not be spawned.
-        use futures::StreamExt;
-        let taken = collecting.slots.iter_mut().map(Slot::take).enumerate();
-        let numbered = taken.filter_map(|(index, record)| Some((index, record?)));
-        let mut waiting = lanes(numbered, batch.ordering).into_iter();
-        let mut running = futures::stream::FuturesUnordered::new();
-        for lane in waiting.by_ref().take(concurrency) {
-            running.push(self.run_lane_collected(lane, batch));
-        }
-        let mut done: Vec<Done<'e>> = Vec::new();
-        while let Some(lane_done) = running.next().await {
-            done.extend(lane_done);
-            if let Some(lane) = waiting.next() {
-                running.push(self.run_lane_collected(lane, batch));
-            }
-        }
-        done.sort_unstable_by_key(|d| d.index);
-        for d in done {
-            collecting.collect(d);
-        }
-        collecting
     }
 
-    /// Runs the records of one lane in order; returns what they produced.
-    async fn run_lane_collected<'e>(
+    /// Runs the records of one lane in order. A record that fails stops the later records of
+    /// its key (or of the batch), as the source's ordering says.
+    async fn run_lane<'e>(
         &self,
         lane: Vec<(usize, Record<'e>)>,
         batch: &BatchRun<'_>,
-    ) -> Vec<Done<'e>> {
-        let mut done = Vec::with_capacity(lane.len());
-        self.run_lane(lane.into_iter(), batch, &mut done).await;
-        done
-    }
-
-    /// Runs the records of one lane in order.
-    async fn run_lane<'e>(
-        &self,
-        records: impl Iterator<Item = (usize, Record<'e>)> + Send,
-        batch: &BatchRun<'_>,
-        out: &mut impl Collect<'e>,
-    ) {
-        let mut lane = Lane {
-            failed_keys: HashSet::new(),
-            out,
-        };
-        for (index, record) in records {
-            self.run_one(index, record, batch, &mut lane).await;
+    ) -> Vec<RecordRun<'e>> {
+        let mut failed_keys = HashSet::new();
+        let mut runs = Vec::with_capacity(lane.len());
+        for (index, record) in lane {
+            let mut run = match self.why_not_run(&record, batch, &failed_keys) {
+                Some(why) => RecordRun::not_run(index, record, why),
+                None => self.execute(index, record, batch).await,
+            };
+            if batch.ordering == RecordOrder::Unordered {
+                run.key = None;
+            }
+            if run.result.outcome == Outcome::Failed {
+                let failed = run.key.as_deref().map(str::to_owned);
+                batch.note_failure(run.result.id.as_deref(), failed, &mut failed_keys);
+            }
+            runs.push(run);
         }
-    }
-
-    /// Runs one record, unless its ordering or the deadline says not, and collects it.
-    async fn run_one<'e>(
-        &self,
-        index: usize,
-        record: Record<'e>,
-        batch: &BatchRun<'_>,
-        lane: &mut Lane<'_, impl Collect<'e>>,
-    ) {
-        let ran = match self.why_not_run(&record, batch, &lane.failed_keys) {
-            Some(why) => Ran::not_run(record, why),
-            None => self.execute(index, record, batch).await,
-        };
-        let (outcome, error, output) = match ran.result {
-            Ok(output) => (Outcome::Success, None, output),
-            Err(e) => (e.outcome(), Some(e), None),
-        };
-        let key = match batch.ordering {
-            RecordOrder::Unordered => None,
-            RecordOrder::PerKey | RecordOrder::StopOnFailure => ran.key,
-        };
-        if outcome == Outcome::Failed {
-            let failed = key.as_deref().map(str::to_owned);
-            batch.note_failure(ran.id.as_deref(), failed, &mut lane.failed_keys);
-        }
-        lane.out.collect(Done {
-            index,
-            result: RecordResult {
-                id: ran.id,
-                outcome,
-                error,
-                output,
-            },
-            kwargs: ran.kwargs.filter(|_| outcome != Outcome::Success),
-            staged: ran.staged,
-            path: ran.path,
-            dead_lettered: ran.dead_lettered,
-            claim: ran.claim,
-            duplicate: ran.duplicate,
-            key,
-            twin_of: ran.twin_of,
-        });
+        runs
     }
 
     /// Why a record is not run: an earlier failure its ordering waits on, or a deadline too
@@ -501,7 +254,12 @@ impl Pipeline {
     /// Runs a record through the graph; stages its outbound messages if it succeeded, and its
     /// dead letter if it was dropped. The record is consumed: its body is freed as soon as it
     /// has run.
-    async fn execute<'e>(&self, index: usize, record: Record<'e>, batch: &BatchRun<'_>) -> Ran<'e> {
+    async fn execute<'e>(
+        &self,
+        index: usize,
+        record: Record<'e>,
+        batch: &BatchRun<'_>,
+    ) -> RecordRun<'e> {
         let Record {
             id,
             ordering_key,
@@ -509,7 +267,6 @@ impl Pipeline {
             path: source_path,
             meta,
         } = record;
-        let source_path = source_path.as_deref();
         let trace_header = meta
             .trace_header()
             .map(Arc::from)
@@ -518,9 +275,9 @@ impl Pipeline {
         // id as the event has it.
         let info = Arc::new(RecordInfo {
             index,
-            id: id.as_deref().map(ShortText::new),
+            id: id.as_deref().map(Arc::from),
             source: batch.source.name(),
-            ordering_key: ordering_key.as_deref().map(ShortText::new),
+            ordering_key: ordering_key.as_deref().map(Arc::from),
             meta,
         });
         let mut outbox = Vec::new();
@@ -541,60 +298,60 @@ impl Pipeline {
         };
         let (result, kwargs, body) = match body.into_text() {
             Ok(body) => {
-                // Built in place: a future held in a local as well would take its room twice.
-                let (result, kwargs) = crate::log_scope::with_scope(
-                    scope,
-                    self.run_record(&body, source_path, &mut exec),
-                )
-                .await;
+                let run = self.run_record(&body, source_path.as_deref(), &mut exec);
+                let (result, kwargs) = crate::log_scope::with_scope(scope, run).await;
                 (result, kwargs, Some(body))
             }
             Err(e) => (Err(e), None, None),
         };
-        let trace_header = exec.trace_header;
-        let path = exec.entry_path;
-        let (claim, duplicate, twin_of) = (exec.claim, exec.duplicate, exec.twin_of);
-        drop(exec.record);
-        let mut staged = Vec::new();
-        match &result {
-            Ok(_) => staged.extend(outbox.into_iter().map(|message| Staged {
-                record: index,
-                message,
-            })),
-            Err(e) if !outbox.is_empty() => {
-                tracing::warn!(
-                    record = id.as_deref().unwrap_or(""),
-                    discarded = outbox.len(),
-                    "{e}; its outbound messages are not sent"
-                );
-            }
-            Err(_) => {}
-        }
-        let mut dead_lettered = false;
-        if let Err(e) = &result {
-            if e.outcome() == Outcome::Dropped {
-                let before = staged.len();
-                staged.extend(self.dead_letter(
-                    index,
-                    (id.as_deref(), e),
-                    body.as_deref(),
-                    source_path,
-                    batch,
-                    trace_header,
-                ));
-                dead_lettered = staged.len() > before;
-            }
-        }
-        Ran {
-            id,
-            key: ordering_key,
-            result,
-            kwargs,
-            staged,
-            path,
-            dead_lettered,
+        let Exec {
+            trace_header,
+            entry_path,
             claim,
             duplicate,
+            twin_of,
+            ..
+        } = exec;
+        let staged: Vec<Staged> = match &result {
+            Ok(_) => outbox
+                .into_iter()
+                .map(|message| Staged {
+                    record: index,
+                    message,
+                })
+                .collect(),
+            Err(e) => {
+                if !outbox.is_empty() {
+                    tracing::warn!(
+                        record = id.as_deref().unwrap_or(""),
+                        discarded = outbox.len(),
+                        "{e}; its outbound messages are not sent"
+                    );
+                }
+                let dropped = e.outcome() == Outcome::Dropped;
+                let letter = dropped.then(|| {
+                    let record = (
+                        index,
+                        id.as_deref(),
+                        body.as_deref(),
+                        source_path.as_deref(),
+                    );
+                    self.dead_letter(record, e, batch, trace_header)
+                });
+                letter.flatten().into_iter().collect()
+            }
+        };
+        let result = RecordResult::from_run(id, result);
+        RecordRun {
+            index,
+            dead_lettered: result.outcome == Outcome::Dropped && !staged.is_empty(),
+            kwargs: kwargs.filter(|_| result.outcome != Outcome::Success),
+            result,
+            staged,
+            path: entry_path,
+            claim,
+            duplicate,
+            key: ordering_key,
             twin_of,
         }
     }
@@ -603,10 +360,8 @@ impl Pipeline {
     /// record's body could be read.
     fn dead_letter(
         &self,
-        index: usize,
-        (id, error): (Option<&str>, &RecordError),
-        body: Option<&str>,
-        source_path: Option<&str>,
+        (index, id, body, source_path): (usize, Option<&str>, Option<&str>, Option<&str>),
+        error: &RecordError,
         batch: &BatchRun<'_>,
         trace_header: Option<Arc<str>>,
     ) -> Option<Staged> {
@@ -680,40 +435,5 @@ mod tests {
         );
         // Not JSON: as it came.
         assert_eq!(dead_letter_body("{oops", Some("NIGHTLY")), "{oops");
-    }
-
-    #[test]
-    fn results_take_the_room_of_their_records() {
-        // A slot is no larger than a record (so records become slots in place), and a
-        // result fits a slot's room (so slots become results in place).
-        assert_eq!(
-            std::mem::size_of::<Slot<'_>>(),
-            std::mem::size_of::<Record<'_>>()
-        );
-        assert!(std::mem::size_of::<RecordResult<'_>>() <= std::mem::size_of::<Slot<'_>>());
-        let records = vec![
-            Record::new(Some("a".into()), Ok(Cow::Borrowed("{}"))),
-            Record::new(Some("b".into()), Ok(Cow::Borrowed("{}"))),
-        ];
-        let room = records.as_ptr() as usize;
-        let mut slots: Vec<Slot<'_>> = records.into_iter().map(Slot::Waiting).collect();
-        assert_eq!(slots.as_ptr() as usize, room);
-        for slot in &mut slots {
-            let record = slot.take().expect("waiting");
-            assert!(slot.take().is_none(), "a record is taken once");
-            *slot = Slot::Done(
-                RecordResult {
-                    id: record.id,
-                    outcome: Outcome::Success,
-                    error: None,
-                    output: None,
-                },
-                None,
-            );
-        }
-        let results: Vec<RecordResult<'_>> = slots.into_iter().map(Slot::into_result).collect();
-        assert_eq!(results.as_ptr() as usize, room);
-        let ids: Vec<_> = results.iter().map(|r| r.id.as_deref()).collect();
-        assert_eq!(ids, [Some("a"), Some("b")]);
     }
 }

@@ -13,7 +13,7 @@ use futures::FutureExt;
 use crate::action::Action;
 use crate::context::{Context, Invocation, RecordInfo};
 use crate::error::{ErrorKind, RecordError};
-use crate::function::{ParamError, Returned};
+use crate::function::{ParamError, Returned, Signature};
 use crate::idempotency::{ClaimStatus, Claimed};
 use crate::kwargs::Kwargs;
 use crate::path::PathName;
@@ -21,10 +21,7 @@ use crate::pipeline::Pipeline;
 use crate::queue::{Payload, PayloadTarget};
 use crate::sink::OutboundMessage;
 
-/// What a record, path, action or function produced: the record's output, if any. Boxed: most
-/// records have none, and a result one pointer wide moves up the graph's calls in a register,
-/// where an inline `Value` (32 bytes, a tag and seven bytes of padding or payload) was copied
-/// piecewise at every level, each copy stalling on the one before (store forwarding).
+/// What a record, path, action or function produced: the record's output, if any.
 pub(super) type Produced = Option<Box<serde_json::Value>>;
 
 /// What a record's execution carries through the graph: its invocation, its identity, and the
@@ -104,6 +101,44 @@ fn param_error(e: ParamError, function: &'static str, path: &PathName) -> Record
     RecordError::new(ErrorKind::InvalidPayload, message)
         .at_path(path)
         .in_function(function)
+}
+
+/// The kwargs an action's required params select (renamed as asked), or `None` when it names
+/// none.
+fn required_kwargs(action: &Action, kwargs: &Kwargs) -> Result<Option<Kwargs>, RecordError> {
+    if action.required_params.is_empty() {
+        return Ok(None);
+    }
+    let names = action
+        .required_params
+        .iter()
+        .map(|p| (p.from.as_str(), p.to.as_str()));
+    kwargs
+        .select(names, true)
+        .map(Some)
+        .map_err(|m| RecordError::invalid_payload(format!("missing required parameter '{}'", m.0)))
+}
+
+/// What an action without required params passes on to its paths and queues: the kwargs its
+/// functions take (all of them when one takes any kwargs; none when it has no function).
+fn forwarded_kwargs<'k>(action: &Action, kwargs: &'k Kwargs) -> Cow<'k, Kwargs> {
+    if action.functions.is_empty() {
+        return Cow::Owned(Kwargs::empty());
+    }
+    if action.functions.iter().any(|f| f.params == Signature::Any) {
+        return Cow::Borrowed(kwargs);
+    }
+    let names = action
+        .functions
+        .iter()
+        .filter_map(|f| f.params.fields())
+        .flatten()
+        .map(|n| (*n, *n));
+    Cow::Owned(
+        kwargs
+            .select(names, false)
+            .unwrap_or_else(|_| Kwargs::empty()),
+    )
 }
 
 impl Pipeline {
@@ -269,6 +304,8 @@ impl Pipeline {
         .at_path(path)
     }
 
+    /// Runs an action: its functions (with the kwargs they take), then its paths and queues
+    /// (with the kwargs it passes on).
     async fn run_action(
         &self,
         path: &PathName,
@@ -277,81 +314,22 @@ impl Pipeline {
         depth: usize,
         exec: &mut Exec<'_>,
     ) -> Result<Produced, RecordError> {
-        let required = if action.required_params.is_empty() {
-            None
-        } else {
-            let names = action
-                .required_params
-                .iter()
-                .map(|p| (p.from.as_str(), p.to.as_str()));
-            Some(kwargs.select(names, true).map_err(|m| {
-                RecordError::invalid_payload(format!("missing required parameter '{}'", m.0))
-                    .at_path(path)
-            })?)
-        };
+        let required = required_kwargs(action, kwargs).map_err(|e| e.at_path(path))?;
         let fn_kwargs: Cow<'_, Kwargs> = match &required {
             Some(r) if action.include_all_params => Cow::Owned(kwargs.merged_with(r)),
             Some(r) => Cow::Borrowed(r),
             None => Cow::Borrowed(kwargs),
         };
-
-        let context = |exec: &Exec<'_>| Context {
-            invocation: exec.invocation.clone(),
-            record: exec.record.clone(),
-            path: path.clone(),
-        };
-        let mut output = None;
-        if let [f] = action.functions.as_slice() {
-            // The common case, without collecting the prepared calls.
-            let call = f
-                .inner
-                .prepare(&fn_kwargs, &|| context(exec))
-                .map_err(|e| param_error(e, f.name, path))?;
-            output = self
-                .call_function(f.name, call, (path, action), depth, exec)
-                .await?;
-        } else if !action.functions.is_empty() {
-            // Every function's parameters are checked before any function runs.
-            let mut prepared = Vec::with_capacity(action.functions.len());
-            for f in &action.functions {
-                let call = f
-                    .inner
-                    .prepare(&fn_kwargs, &|| context(exec))
-                    .map_err(|e| param_error(e, f.name, path))?;
-                prepared.push((f.name, call));
-            }
-            for (name, call) in prepared {
-                output = self
-                    .call_function(name, call, (path, action), depth, exec)
-                    .await?;
-            }
-        }
-
+        let mut output = self
+            .call_functions(path, action, &fn_kwargs, depth, exec)
+            .await?;
         if action.paths.is_empty() && action.queues.is_empty() {
             return Ok(output);
         }
-        let forward: Cow<'_, Kwargs> = if action.include_all_params || required.is_some() {
+        let forward = if action.include_all_params || required.is_some() {
             fn_kwargs
-        } else if action.functions.is_empty() {
-            Cow::Owned(Kwargs::empty())
-        } else if action
-            .functions
-            .iter()
-            .any(|f| f.params == crate::params::Signature::Any)
-        {
-            Cow::Borrowed(kwargs)
         } else {
-            let names = action
-                .functions
-                .iter()
-                .filter_map(|f| f.params.fields())
-                .flatten()
-                .map(|n| (*n, *n));
-            Cow::Owned(
-                kwargs
-                    .select(names, false)
-                    .unwrap_or_else(|_| Kwargs::empty()),
-            )
+            forwarded_kwargs(action, kwargs)
         };
         for p in &action.paths {
             output = self.run_path(p, &forward, depth + 1, exec).await?;
@@ -361,6 +339,38 @@ impl Pipeline {
             let body = q.message_body(&forward);
             exec.push(q.clone(), body);
             output = None;
+        }
+        Ok(output)
+    }
+
+    /// Calls an action's functions in order; every function's parameters are checked before
+    /// any of them runs. The last one's output is the action's.
+    async fn call_functions(
+        &self,
+        path: &PathName,
+        action: &Action,
+        fn_kwargs: &Kwargs,
+        depth: usize,
+        exec: &mut Exec<'_>,
+    ) -> Result<Produced, RecordError> {
+        let context = |exec: &Exec<'_>| Context {
+            invocation: exec.invocation.clone(),
+            record: exec.record.clone(),
+            path: path.clone(),
+        };
+        let mut prepared = Vec::with_capacity(action.functions.len());
+        for f in &action.functions {
+            let call = f
+                .inner
+                .prepare(fn_kwargs, &|| context(exec))
+                .map_err(|e| param_error(e, f.name, path))?;
+            prepared.push((f.name, call));
+        }
+        let mut output = None;
+        for (name, call) in prepared {
+            output = self
+                .call_function(name, call, (path, action), depth, exec)
+                .await?;
         }
         Ok(output)
     }

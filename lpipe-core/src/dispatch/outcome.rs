@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::batch::{Collected, Collecting};
+use super::batch::{RanBatch, RecordRun};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::{Claimed, HeldKeys, Settlement, StoreError};
 use crate::metrics::{InvocationSummary, RecordCounts};
@@ -41,31 +41,42 @@ fn waves(staged: Vec<outbox::Staged>, keys: &HashMap<usize, &str>) -> Vec<Vec<ou
 
 /// Why a record is held back: an earlier record of its ordering key did not succeed (its
 /// messages could not be delivered, or it was a duplicate of a record that failed).
-fn held_back(key: &str, first: usize, collecting: &Collecting<'_>) -> String {
-    let id = collecting.record_id(first).unwrap_or("?");
+fn held_back(key: &str, first: usize, runs: &[RecordRun<'_>]) -> String {
+    let id = runs.get(first).and_then(|r| r.result.id.as_deref());
     format!(
-        "held back: an earlier record of ordering key {key} ({id}) did not succeed; kept for retry, to keep the key's order"
+        "held back: an earlier record of ordering key {key} ({}) did not succeed; kept for retry, to keep the key's order",
+        id.unwrap_or("?")
     )
+}
+
+/// The records of a batch that have an ordering key, with it, in record order.
+fn ordering_keys<'r>(runs: &'r [RecordRun<'_>]) -> impl Iterator<Item = (usize, &'r str)> {
+    runs.iter()
+        .filter_map(|r| r.key.as_deref().map(|key| (r.index, key)))
 }
 
 /// Answers the records that shared an idempotency key with an earlier record of the batch, now
 /// that its outcome is final: a duplicate of it (its output) if it succeeded, failed (kept for
 /// retry) otherwise. On a source that keeps an order, a duplicate that fails holds back the
 /// later records of its own ordering key, as any failed record does.
-pub(super) fn answer_twins(collecting: &mut Collecting<'_>) {
-    let twins = std::mem::take(&mut collecting.collected.twins);
+pub(super) fn answer_twins(runs: &mut [RecordRun<'_>]) {
+    let twins: Vec<(usize, usize)> = runs
+        .iter()
+        .filter_map(|r| r.twin_of.map(|holder| (r.index, holder)))
+        .collect();
     for (twin, holder) in twins {
-        let (succeeded, output, holder_id) = match collecting.result_mut(holder) {
-            Some(r) => (
-                r.outcome == Outcome::Success,
-                r.output.clone(),
-                r.id.as_deref().unwrap_or("?").to_owned(),
+        let (succeeded, output, holder_id) = match runs.get(holder) {
+            Some(h) => (
+                h.result.outcome == Outcome::Success,
+                h.result.output.clone(),
+                h.result.id.as_deref().unwrap_or("?").to_owned(),
             ),
             None => (false, None, "?".to_owned()),
         };
-        let Some(r) = collecting.result_mut(twin) else {
+        let Some(run) = runs.get_mut(twin) else {
             continue;
         };
+        let r = &mut run.result;
         if r.outcome != Outcome::Success {
             continue;
         }
@@ -75,7 +86,7 @@ pub(super) fn answer_twins(collecting: &mut Collecting<'_>) {
                 "a duplicate of record {holder_id} of this batch, which succeeded: not run again"
             );
             r.output = output;
-            collecting.collected.duplicates += 1;
+            run.duplicate = true;
             continue;
         }
         tracing::info!(
@@ -87,30 +98,22 @@ pub(super) fn answer_twins(collecting: &mut Collecting<'_>) {
             ErrorKind::InProgress,
             format!("a duplicate of record {holder_id} of this batch, which did not succeed: not run, kept for retry"),
         ));
-        let keys = &collecting.collected.ordering_keys;
-        let Some(key) = keys
-            .iter()
-            .find(|(i, _)| *i == twin)
-            .map(|(_, k)| k.to_string())
-        else {
+        let Some(key) = run.key.as_deref().map(str::to_owned) else {
             continue;
         };
-        let later: Vec<usize> = keys
-            .iter()
+        let later: Vec<(usize, String)> = ordering_keys(runs)
             .filter(|(i, k)| *i > twin && *k == key)
-            .map(|(i, _)| *i)
+            .map(|(i, _)| (i, held_back(&key, twin, runs)))
             .collect();
-        for index in later {
-            let why = held_back(&key, twin, collecting);
-            fail_undelivered(collecting, index, why);
+        for (index, why) in later {
+            fail_undelivered(runs, index, why);
         }
     }
 }
 
 /// A record whose messages could not be delivered fails (once: the first reason stays).
-fn fail_undelivered(collecting: &mut Collecting<'_>, index: usize, why: String) {
-    // A record not collected (a bug of the scheduler) is failed when the batch is finished.
-    let Some(r) = collecting.result_mut(index) else {
+fn fail_undelivered(runs: &mut [RecordRun<'_>], index: usize, why: String) {
+    let Some(r) = runs.get_mut(index).map(|run| &mut run.result) else {
         return;
     };
     let why = match (r.outcome, &r.error) {
@@ -128,10 +131,10 @@ fn fail_undelivered(collecting: &mut Collecting<'_>, index: usize, why: String) 
 
 /// What the metrics say of a batch, once its messages were delivered (the batch's duration
 /// is filled in later).
-pub(super) fn summary(collected: &Collected<'_>) -> InvocationSummary {
+pub(super) fn summary(ran: &RanBatch<'_>) -> InvocationSummary {
     let mut summary = InvocationSummary {
-        messages: collected.message_counts.clone(),
-        duplicates: collected.duplicates,
+        messages: ran.message_counts.clone(),
+        duplicates: ran.runs.iter().filter(|r| r.duplicate).count(),
         ..InvocationSummary::default()
     };
     fn count(c: &mut RecordCounts, r: &crate::source::RecordResult<'_>) {
@@ -150,16 +153,14 @@ pub(super) fn summary(collected: &Collected<'_>) -> InvocationSummary {
     }
     // Few paths, many records: count by reference, name them once.
     let mut by_path: Vec<(&crate::path::PathName, RecordCounts)> = Vec::new();
-    for r in &collected.results {
-        count(&mut summary.total, r);
-    }
-    for (i, path) in &collected.paths {
-        let r = &collected.results[*i];
+    for run in &ran.runs {
+        count(&mut summary.total, &run.result);
+        let Some(path) = &run.path else { continue };
         match by_path.iter_mut().find(|(p, _)| *p == path) {
-            Some((_, c)) => count(c, r),
+            Some((_, c)) => count(c, &run.result),
             None => {
                 let mut c = RecordCounts::default();
-                count(&mut c, r);
+                count(&mut c, &run.result);
                 by_path.push((path, c));
             }
         }
@@ -169,10 +170,10 @@ pub(super) fn summary(collected: &Collected<'_>) -> InvocationSummary {
         .map(|(p, c)| (p.to_string(), c))
         .collect();
     // A dead letter that could not be sent left its record failed, not dropped.
-    summary.dead_lettered = collected
-        .dead_lettered
+    summary.dead_lettered = ran
+        .runs
         .iter()
-        .filter(|&&i| collected.results[i].outcome == Outcome::Dropped)
+        .filter(|r| r.dead_lettered && r.result.outcome == Outcome::Dropped)
         .count();
     summary
 }
@@ -189,20 +190,22 @@ impl Pipeline {
     /// not sent: the key's order holds through delivery as it holds when a function fails.
     pub(super) async fn deliver(
         &self,
-        collecting: &mut Collecting<'_>,
+        ran: &mut RanBatch<'_>,
         deadline: Option<std::time::Instant>,
     ) {
-        let collected = &mut collecting.collected;
-        if collected.staged.is_empty() {
+        let staged: Vec<outbox::Staged> = ran
+            .runs
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.staged))
+            .collect();
+        if staged.is_empty() {
             return;
         }
-        let staged = std::mem::take(&mut collected.staged);
-        // Taken while the records' results are written, and put back at the end.
-        let ordering_keys = std::mem::take(&mut collected.ordering_keys);
-        let keys: HashMap<usize, &str> = ordering_keys
-            .iter()
-            .map(|(index, key)| (*index, key.as_ref()))
-            .collect();
+        let RanBatch {
+            runs,
+            message_counts,
+        } = ran;
+        let keys: HashMap<usize, &str> = ordering_keys(runs).collect();
         // The first record of each key that could not be delivered, and why.
         let mut failed_keys: HashMap<&str, (usize, String)> = HashMap::new();
         let mut undelivered: Vec<(usize, String)> = Vec::new();
@@ -213,7 +216,7 @@ impl Pipeline {
             });
             for s in held {
                 let key = keys[&s.record];
-                undelivered.push((s.record, held_back(key, failed_keys[key].0, collecting)));
+                undelivered.push((s.record, held_back(key, failed_keys[key].0, runs)));
             }
             let flushed = outbox::flush(
                 send,
@@ -223,12 +226,7 @@ impl Pipeline {
             )
             .await;
             for (kind, counts) in flushed.counts {
-                collecting
-                    .collected
-                    .message_counts
-                    .entry(kind)
-                    .or_default()
-                    .add(counts);
+                message_counts.entry(kind).or_default().add(counts);
             }
             for (index, why) in flushed.undelivered {
                 if let Some(&key) = keys.get(&index) {
@@ -241,22 +239,25 @@ impl Pipeline {
         for (&index, &key) in &keys {
             match failed_keys.get(key) {
                 Some(&(first, _)) if index > first => {
-                    undelivered.push((index, held_back(key, first, collecting)));
+                    undelivered.push((index, held_back(key, first, runs)));
                 }
                 _ => {}
             }
         }
-        // Put back: the duplicates of the batch are answered with them (`answer_twins`).
-        collecting.collected.ordering_keys = ordering_keys;
+        drop((keys, failed_keys));
         for (index, why) in undelivered {
-            fail_undelivered(collecting, index, why);
+            fail_undelivered(runs, index, why);
         }
     }
 
     /// Settles the idempotency keys the records hold, once their outcomes are final: a
     /// record that succeeded (its messages delivered) completes its key, with its output; any
     /// other releases it, so that a retry runs it. Side by side, a few at a time.
-    pub(super) async fn settle_claims(&self, collecting: &Collecting<'_>, held: Option<&HeldKeys>) {
+    pub(super) async fn settle_claims(&self, runs: &[RecordRun<'_>], held: Option<&HeldKeys>) {
+        let claims = || {
+            runs.iter()
+                .filter_map(|r| r.claim.as_ref().map(|claim| (&r.result, claim)))
+        };
         // One call per idempotency setting (paths may have their own), in record order. Most
         // pipelines have one: then the batch's records are not walked to find which.
         let mut policies: Vec<usize> = Vec::new();
@@ -264,7 +265,7 @@ impl Pipeline {
             0 => return,
             1 => policies.push(0),
             _ => {
-                for (_, c) in collecting.claims() {
+                for (_, c) in claims() {
                     if policies.last() != Some(&c.policy) && !policies.contains(&c.policy) {
                         policies.push(c.policy);
                     }
@@ -276,7 +277,7 @@ impl Pipeline {
             let idempotency = self.inner.idempotency.get(policy);
             let store = &idempotency.store;
             let expires_at_s = idempotency.expires_at_s();
-            let mut mine = collecting.claims().filter(|(_, c)| c.policy == policy);
+            let mut mine = claims().filter(|(_, c)| c.policy == policy);
             // A chunk at a time: the memory a batch's settlements take stays small however
             // many records it has (all at once, 100,000 records' took ~7 MB).
             let mut chunk: Vec<(&RecordResult<'_>, &Claimed)> = Vec::with_capacity(SETTLE_CHUNK);
@@ -338,25 +339,19 @@ impl Pipeline {
     /// reporter.
     pub(super) async fn conclude<'e>(
         &self,
-        collected: Collected<'e>,
+        ran: RanBatch<'e>,
         source: &'static str,
         request_id: &str,
     ) -> BatchResult<'e> {
-        let Collected {
-            results,
-            kwargs_of,
-            duplicates,
-            ..
-        } = collected;
         let reporter = &self.inner.reporter;
         let mut stats = BatchStats {
-            received: results.len(),
-            duplicates,
+            received: ran.runs.len(),
             ..BatchStats::default()
         };
-        // The kwargs of the records that did not succeed, in record order.
-        let mut kwargs_of = kwargs_of.into_iter().peekable();
-        for (i, r) in results.iter().enumerate() {
+        let mut results = Vec::with_capacity(ran.runs.len());
+        for run in ran.runs {
+            let r = run.result;
+            stats.duplicates += usize::from(run.duplicate);
             match r.outcome {
                 Outcome::Success => stats.successes += 1,
                 Outcome::Dropped => stats.dropped += 1,
@@ -366,7 +361,6 @@ impl Pipeline {
             if let Some(output) = &r.output {
                 tracing::debug!(record_id, %output, "record output");
             }
-            while kwargs_of.next_if(|(index, _)| *index < i).is_some() {}
             if let Some(e) = &r.error {
                 // Logged after the batch ran, outside the record's span: its fields again.
                 let path = e.path().map_or("", |p| p.as_str());
@@ -383,12 +377,10 @@ impl Pipeline {
                     request_id,
                     outcome: r.outcome,
                     error: e,
-                    kwargs: kwargs_of
-                        .next_if(|(index, _)| *index == i)
-                        .as_ref()
-                        .map(|(_, k)| k),
+                    kwargs: run.kwargs.as_ref(),
                 });
             }
+            results.push(r);
         }
         reporter.flush().await;
         tracing::info!(

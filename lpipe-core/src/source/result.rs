@@ -20,6 +20,29 @@ pub struct RecordResult<'e> {
     pub output: Option<Box<serde_json::Value>>,
 }
 
+impl<'e> RecordResult<'e> {
+    /// The result of a record that ran to this end (or was not run, and why).
+    pub(crate) fn from_run(
+        id: Option<Cow<'e, str>>,
+        run: Result<Option<Box<serde_json::Value>>, RecordError>,
+    ) -> Self {
+        match run {
+            Ok(output) => RecordResult {
+                id,
+                outcome: Outcome::Success,
+                error: None,
+                output,
+            },
+            Err(e) => RecordResult {
+                id,
+                outcome: e.outcome(),
+                error: Some(e),
+                output: None,
+            },
+        }
+    }
+}
+
 /// Counts of a batch's outcomes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BatchStats {
