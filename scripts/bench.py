@@ -45,6 +45,7 @@ BENCH = os.path.join(ROOT, "bench")
 
 # The environment of a row, by its program's name (the others run in ours, less these).
 OBSERVABILITY = {"AWS_LAMBDA_LOG_FORMAT": "JSON", "LPIPE_METRICS_NAMESPACE": "bench"}
+IDIOMATIC = "idiomatic Rust (aws_lambda_events, by hand)"
 OBSERVED = "lpipe, `bench` program, JSON logs + metrics"
 IDEMPOTENCY = {"BENCH_IDEMPOTENT": "1"}
 IDEMPOTENT = "lpipe, `bench` program, idempotent (memory store)"
@@ -98,7 +99,8 @@ def main():
                    help="also the I/O-bound case: 100 records awaiting 20 ms, concurrency 1 and 10")
     a = p.parse_args()
 
-    for target in (["-p", "lpipe-bench", "--bin", "bench"], ["-p", "lpipe-bench-floor"]):
+    for target in (["-p", "lpipe-bench", "--bin", "bench"], ["-p", "lpipe-bench-floor"],
+                   ["-p", "lpipe-bench-idiomatic"]):
         subprocess.run(["cargo", "build", "--release", "-q", *target], cwd=ROOT, check=True)
     release = os.path.join(ROOT, "target", "release")
     tmp = tempfile.mkdtemp()
@@ -114,6 +116,7 @@ def main():
                                stdout=f, check=True)
             fast = {
                 "floor (hand-written Rust)": [os.path.join(release, "lpipe-bench-floor"), event, kind],
+                IDIOMATIC: [os.path.join(release, "lpipe-bench-idiomatic"), event, kind],
                 "lpipe, `bench` program": [os.path.join(release, "bench"), event],
             }
             if a.observability:

@@ -78,8 +78,10 @@ async fn a_failing_webhook_fails_the_records_after_retries() {
     let pipeline = webhook::pipeline_to(&url)
         .retry_policy(RetryPolicy {
             max_attempts: 3,
-            base_delay: std::time::Duration::from_millis(1),
-            max_delay: std::time::Duration::from_millis(5),
+            backoff: lpipe::sink::Backoff::new(
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_millis(5),
+            ),
         })
         .build()
         .unwrap();

@@ -57,8 +57,7 @@ fn forwarding(client: aws_sdk_sqs::Client, target: &str, source: &str) -> Pipeli
         .only_source(source)
         .retry_policy(RetryPolicy {
             max_attempts: 2,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(10),
+            backoff: lpipe::sink::Backoff::new(Duration::from_millis(5), Duration::from_millis(10)),
         })
         .build()
         .unwrap()

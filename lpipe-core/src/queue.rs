@@ -61,10 +61,17 @@ impl fmt::Debug for QueueKind {
 /// assert_eq!(q.target(), "emails");
 /// assert_eq!(q.get_option("message_group_id"), Some("welcome"));
 /// ```
+///
+/// A queue is a cheap handle: cloning one (every outbound message names its queue) copies a
+/// pointer.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Queue {
+pub struct Queue(Arc<QueueSpec>);
+
+/// What a [`Queue`] is: its kind, target, consumer path and options.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct QueueSpec {
     kind: QueueKind,
-    target: Arc<str>,
+    target: String,
     path: Option<PathName>,
     options: BTreeMap<Cow<'static, str>, String>,
 }
@@ -72,12 +79,12 @@ pub struct Queue {
 impl Queue {
     /// A queue of any kind.
     pub fn new(kind: QueueKind, target: impl AsRef<str>) -> Self {
-        Queue {
+        Queue(Arc::new(QueueSpec {
             kind,
             target: target.as_ref().into(),
             path: None,
             options: BTreeMap::new(),
-        }
+        }))
     }
 
     /// An SQS queue by name, URL or ARN.
@@ -97,7 +104,7 @@ impl Queue {
 
     /// Sets the path the consumer runs (the outbound message becomes `{"path", "kwargs"}`).
     pub fn path(mut self, path: impl IntoPathName) -> Self {
-        self.path = Some(path.into_path_name());
+        Arc::make_mut(&mut self.0).path = Some(path.into_path_name());
         self
     }
 
@@ -106,7 +113,9 @@ impl Queue {
     /// [`partition_key_from`](Self::partition_key_from), …). A key the queue's sink does not
     /// know fails the build, naming the ones it knows (see [`Sink::options`](crate::sink::Sink::options)).
     pub fn option(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
-        self.options.insert(key.into(), value.into());
+        Arc::make_mut(&mut self.0)
+            .options
+            .insert(key.into(), value.into());
         self
     }
 
@@ -151,33 +160,34 @@ impl Queue {
 
     /// The kind.
     pub fn kind(&self) -> &QueueKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// The target.
     pub fn target(&self) -> &str {
-        &self.target
+        &self.0.target
     }
 
     /// The consumer's path, if any.
     pub fn consumer_path(&self) -> Option<&PathName> {
-        self.path.as_ref()
+        self.0.path.as_ref()
     }
 
     /// A sink-specific option.
     pub fn get_option(&self, key: &str) -> Option<&str> {
-        self.options.get(key).map(String::as_str)
+        self.0.options.get(key).map(String::as_str)
     }
 
     /// The keys of its options.
     pub fn option_keys(&self) -> impl Iterator<Item = &str> {
-        self.options.keys().map(|k| k.as_ref())
+        self.0.options.keys().map(|k| k.as_ref())
     }
 
     /// The options that name a kwarg (`message_group_id_from`, `partition_key_from`: any
     /// option whose name ends in `_from`), with the kwarg each names.
     pub(crate) fn kwarg_options(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.options
+        self.0
+            .options
             .iter()
             .filter(|(k, _)| k.ends_with("_from"))
             .map(|(k, v)| (k.as_ref(), v.as_str()))
@@ -185,7 +195,7 @@ impl Queue {
 
     /// The body of the message that forwards `kwargs` to this queue.
     pub fn message_body(&self, kwargs: &Kwargs) -> String {
-        match &self.path {
+        match &self.0.path {
             Some(p) => {
                 let mut s = String::with_capacity(kwargs.as_str().len() + p.as_str().len() + 24);
                 s.push_str("{\"path\":");
@@ -202,8 +212,8 @@ impl Queue {
 
 impl fmt::Display for Queue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind, self.target)?;
-        if let Some(p) = &self.path {
+        write!(f, "{}:{}", self.0.kind, self.0.target)?;
+        if let Some(p) = &self.0.path {
             write!(f, " (path {p})")?;
         }
         Ok(())

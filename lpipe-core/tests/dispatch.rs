@@ -47,8 +47,7 @@ async fn typed(_: Typed) -> Result<(), BoxError> {
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,
-        base_delay: Duration::from_millis(1),
-        max_delay: Duration::from_millis(2),
+        backoff: lpipe_core::sink::Backoff::new(Duration::from_millis(1), Duration::from_millis(2)),
     }
 }
 

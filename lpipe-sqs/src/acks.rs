@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use futures::StreamExt;
+use lpipe_core::sink::Backoff;
 use lpipe_core::{source::BatchResult, Outcome};
 use serde::Deserialize;
 
@@ -16,48 +17,14 @@ use crate::SqsSource;
 /// ([`crate::SQS_CALLS_IN_FLIGHT`]). A batch of 10,000 records takes 1,000 calls of 10.
 const ACK_CALLS_IN_FLIGHT: usize = crate::SQS_CALLS_IN_FLIGHT;
 
-/// Backoff for kept records (opt-in, [`SqsSource::with_backoff`]; feature `client`): a record that fails comes
-/// back later and later instead of every visibility timeout. Its visibility timeout is set
-/// (`ChangeMessageVisibilityBatch`) to `base × 2^(receive count − 1)`, at most `cap`, less a
-/// random part of up to half (jitter), in whole seconds (at least 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first retry's delay.
-    pub base: std::time::Duration,
-    /// The longest delay (SQS allows 12 hours).
-    pub cap: std::time::Duration,
-}
-
-impl Backoff {
-    /// A backoff from `base`, doubling up to `cap`.
-    pub fn new(base: std::time::Duration, cap: std::time::Duration) -> Self {
-        Backoff { base, cap }
-    }
-
-    /// The longest delay before the retry of a record received this many times (the
-    /// jittered delay lies between half of it and it).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let b = lpipe_sqs::Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
-    /// assert_eq!(b.ceiling(1), Duration::from_secs(2));
-    /// assert_eq!(b.ceiling(3), Duration::from_secs(8));
-    /// assert_eq!(b.ceiling(30), Duration::from_secs(60));
-    /// ```
-    pub fn ceiling(&self, receive_count: u32) -> std::time::Duration {
-        let doublings = receive_count.saturating_sub(1).min(30);
-        self.base
-            .saturating_mul(1u32 << doublings)
-            .min(self.cap)
-            .min(std::time::Duration::from_secs(43_200))
-    }
-
-    /// The visibility timeout, in seconds, for a record received this many times.
-    fn timeout(&self, receive_count: u32) -> i32 {
-        let ceiling = self.ceiling(receive_count).as_secs_f64();
-        let jittered = ceiling * (0.5 + rand::random::<f64>() / 2.0);
-        (jittered.round() as i32).max(1)
-    }
+/// The visibility timeout, in whole seconds (at least 1), that delays the retry of a kept
+/// record received this many times (opt-in, [`SqsSource::with_backoff`]; feature `client`):
+/// the backoff's delay for retry `receive_count - 1`, at most SQS's 12 hours.
+fn backoff_timeout(backoff: &Backoff, receive_count: u32) -> i32 {
+    let delay = backoff
+        .delay(receive_count.saturating_sub(1))
+        .min(std::time::Duration::from_secs(43_200));
+    (delay.as_secs_f64().round() as i32).max(1)
 }
 
 /// What the classic mode needs to delete a message.
@@ -162,7 +129,7 @@ impl SqsSource {
                 by_queue
                     .entry(arn)
                     .or_default()
-                    .push((handle, backoff.timeout(count)));
+                    .push((handle, backoff_timeout(&backoff, count)));
             }
         }
         let client = self.client().await;

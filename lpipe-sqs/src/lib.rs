@@ -39,7 +39,7 @@ use std::sync::Arc;
 use lpipe_core::{registry::SourceRegistration, source::EventSource};
 
 #[cfg(feature = "client")]
-pub use acks::Backoff;
+pub use lpipe_core::sink::Backoff;
 #[cfg(feature = "client")]
 pub use sink::{
     SqsSink, SQS_CALLS_IN_FLIGHT, SQS_MAX_BATCH_BYTES, SQS_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES,

@@ -502,8 +502,10 @@ async fn a_missing_queue_fails_the_records_that_targeted_it_and_no_others() {
         .sink(QueueKind::SQS, sink.clone())
         .retry_policy(RetryPolicy {
             max_attempts: 2,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(10),
+            backoff: lpipe_core::sink::Backoff::new(
+                Duration::from_millis(5),
+                Duration::from_millis(10),
+            ),
         })
         .build()
         .unwrap();
@@ -700,8 +702,10 @@ async fn a_resent_message_carries_the_same_id() {
         .only_source("sqs")
         .retry_policy(RetryPolicy {
             max_attempts: 1,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(10),
+            backoff: lpipe_core::sink::Backoff::new(
+                Duration::from_millis(5),
+                Duration::from_millis(10),
+            ),
         })
         .build()
         .unwrap();

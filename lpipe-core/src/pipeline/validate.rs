@@ -245,7 +245,7 @@ fn queue_error(
 ) -> InvalidConfigurationError {
     InvalidConfigurationError::Queue {
         at,
-        queue: Box::new(queue.clone()),
+        queue: queue.clone(),
         problem,
     }
 }

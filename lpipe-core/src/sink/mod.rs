@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng;
 
 use crate::queue::Queue;
 
@@ -236,35 +235,62 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
+/// Exponential backoff: the `n`th retry (from 0) waits `base × 2^n`, at most `cap`, less a
+/// random part of up to half (jitter). Sinks retry failed entries with it
+/// ([`RetryPolicy`]); the SQS source can delay kept records with it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lpipe_core::sink::Backoff;
+/// let b = Backoff::new(Duration::from_secs(2), Duration::from_secs(60));
+/// assert_eq!(b.ceiling(0), Duration::from_secs(2));
+/// assert_eq!(b.ceiling(2), Duration::from_secs(8));
+/// assert_eq!(b.ceiling(30), Duration::from_secs(60));
+/// let d = b.delay(2);
+/// assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first retry's delay.
+    pub base: Duration,
+    /// The longest delay.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// A backoff from `base`, doubling up to `cap`.
+    pub const fn new(base: Duration, cap: Duration) -> Self {
+        Backoff { base, cap }
+    }
+
+    /// The longest delay before retry `n` (from 0): `base × 2^n`, at most `cap`.
+    pub fn ceiling(&self, n: u32) -> Duration {
+        self.base.saturating_mul(1u32 << n.min(30)).min(self.cap)
+    }
+
+    /// The delay before retry `n` (from 0): between half of [`ceiling`](Self::ceiling) and
+    /// all of it, at random.
+    pub fn delay(&self, n: u32) -> Duration {
+        self.ceiling(n).mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}
+
 /// How failed entries are retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
-    /// The first backoff; it doubles per attempt, with full jitter.
-    pub base_delay: Duration,
-    /// The longest backoff.
-    pub max_delay: Duration,
+    /// The delay before each retry.
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 4,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The delay before retry number `attempt` (from 0): exponential, capped, with jitter.
-    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_delay);
-        let millis = exp.as_millis().max(1) as u64;
-        Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
     }
 }

@@ -116,6 +116,12 @@ pub fn check_emf(doc: &Value) -> Result<(), String> {
                     "{at}.Metrics[{k}].Name must have 1 to 255 characters"
                 ));
             }
+            if let Some(key) = metric.as_object().and_then(|m| {
+                m.keys()
+                    .find(|k| !["Name", "Unit", "StorageResolution"].contains(&k.as_str()))
+            }) {
+                return Err(format!("metric '{name}' has an unknown member '{key}'"));
+            }
             if let Some(unit) = metric.get("Unit") {
                 if !unit.as_str().is_some_and(|u| UNITS.contains(&u)) {
                     return Err(format!("metric '{name}' has an invalid unit {unit}"));

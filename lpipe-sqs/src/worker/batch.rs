@@ -6,10 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_lambda_events::encodings::Base64Data;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::Message;
 use lpipe_core::idempotency::HeldKeys;
-use serde_json::{json, Map, Value};
+use serde::Deserialize;
 
 use super::retry::{backoff, with_retries};
 use super::{QueueInfo, Shared};
@@ -47,20 +49,25 @@ pub(super) async fn handle_batch(
     let response = shared.pipeline.handle_holding(&event, context, &held).await;
     drop(heartbeat);
     let acknowledged: Vec<&(String, String)> = match &response {
-        Ok(response) => {
-            let failed: Vec<&str> = response["batchItemFailures"]
-                .as_array()
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|f| f["itemIdentifier"].as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            handles
-                .iter()
-                .filter(|(id, _)| !failed.contains(&id.as_str()))
-                .collect()
-        }
+        Ok(response) => match SqsBatchResponse::deserialize(response) {
+            Ok(answer) => {
+                let failed: Vec<&str> = answer
+                    .batch_item_failures
+                    .iter()
+                    .map(|f| f.item_identifier.as_str())
+                    .collect();
+                handles
+                    .iter()
+                    .filter(|(id, _)| !failed.contains(&id.as_str()))
+                    .collect()
+            }
+            Err(e) => {
+                tracing::error!(
+                        "the pipeline's response is not a partial batch response ({e}); no message of the batch is deleted, they reappear"
+                    );
+                Vec::new()
+            }
+        },
         Err(e) => {
             tracing::error!(
                 error_type = %e.error_type,
@@ -231,48 +238,42 @@ async fn delete(shared: &Shared, acknowledged: &[&(String, String)]) {
 
 /// The SQS event Lambda's event source mapping would send for these messages.
 fn lambda_event(messages: &[Message], queue: &QueueInfo) -> String {
-    let records: Vec<Value> = messages
+    let mut event = SqsEvent::default();
+    event.records = messages.iter().map(|m| lambda_message(m, queue)).collect();
+    serde_json::to_string(&event).expect("an SQS event serializes")
+}
+
+/// One message as Lambda's event source mapping delivers it.
+fn lambda_message(m: &Message, queue: &QueueInfo) -> SqsMessage {
+    let mut message = SqsMessage::default();
+    message.message_id.clone_from(&m.message_id);
+    message.receipt_handle.clone_from(&m.receipt_handle);
+    message.body = Some(m.body.clone().unwrap_or_default());
+    message.md5_of_body.clone_from(&m.md5_of_body);
+    message.attributes = m
+        .attributes
         .iter()
-        .map(|m| {
-            let attributes: Map<String, Value> = m
-                .attributes
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                .collect();
-            let message_attributes: Map<String, Value> = m
-                .message_attributes
-                .iter()
-                .flatten()
-                .map(|(name, v)| {
-                    let mut a = json!({
-                        "dataType": v.data_type,
-                        "stringListValues": [],
-                        "binaryListValues": [],
-                    });
-                    if let Some(s) = &v.string_value {
-                        a["stringValue"] = json!(s);
-                    }
-                    if let Some(b) = &v.binary_value {
-                        use base64::Engine;
-                        a["binaryValue"] =
-                            json!(base64::engine::general_purpose::STANDARD.encode(b.as_ref()));
-                    }
-                    (name.clone(), a)
-                })
-                .collect();
-            json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body.clone().unwrap_or_default(),
-                "attributes": attributes,
-                "messageAttributes": message_attributes,
-                "md5OfBody": m.md5_of_body,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue.arn,
-                "awsRegion": queue.region,
-            })
+        .flatten()
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
+    message.message_attributes = m
+        .message_attributes
+        .iter()
+        .flatten()
+        .map(|(name, v)| {
+            let mut attribute = SqsMessageAttribute::default();
+            attribute.data_type = Some(v.data_type.clone());
+            attribute.string_value.clone_from(&v.string_value);
+            attribute.binary_value = v.binary_value.as_ref().map(|b| {
+                let mut data = Base64Data::default();
+                data.0 = b.as_ref().to_vec();
+                data
+            });
+            (name.clone(), attribute)
         })
         .collect();
-    json!({ "Records": records }).to_string()
+    message.event_source = Some("aws:sqs".to_owned());
+    message.event_source_arn = Some(queue.arn.clone());
+    message.aws_region = Some(queue.region.clone());
+    message
 }

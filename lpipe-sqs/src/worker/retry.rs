@@ -4,13 +4,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
+use lpipe_core::sink::Backoff;
 
-/// Backoff before the `attempt`th retry (from 1): 100 ms doubling to 5 s, jittered (half to
-/// all of it).
+/// Backoff before the `attempt`th retry (from 1): 100 ms doubling to 5 s, jittered.
 pub(super) fn backoff(attempt: u32) -> Duration {
-    let cap = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6)))
-        .min(Duration::from_secs(5));
-    cap.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    BACKOFF.delay(attempt)
 }
 
 /// Calls an SQS operation up to 5 times, with backoff, while it fails.

@@ -255,8 +255,10 @@ fn run(case: &Case) -> (Value, Log) {
         .sink(QueueKind::custom("scripted"), sink.clone())
         .retry_policy(RetryPolicy {
             max_attempts: case.max_attempts,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(100),
+            backoff: lpipe::sink::Backoff::new(
+                Duration::from_millis(10),
+                Duration::from_millis(100),
+            ),
         })
         .registry(lpipe::registry())
         .build()
