@@ -132,6 +132,23 @@ pub(super) struct RanBatch<'e> {
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
 }
 
+/// What a record's functions see of it (see [`crate::Context::record`]). It owns copies (a
+/// function may keep it); the record's result keeps the id as the event has it.
+fn record_info(
+    index: usize,
+    (id, ordering_key): (Option<&str>, Option<&str>),
+    meta: crate::source::RecordMeta,
+    batch: &BatchRun<'_>,
+) -> RecordInfo {
+    RecordInfo {
+        index,
+        id: id.map(Arc::from),
+        source: batch.source.name(),
+        ordering_key: ordering_key.map(Arc::from),
+        meta,
+    }
+}
+
 /// Splits a batch into lanes that may run concurrently; the records of a lane run one after
 /// another. Unordered records get a lane each, and keyed records share their key's lane (a
 /// record without a key gets its own).
@@ -267,30 +284,9 @@ impl Pipeline {
             path: source_path,
             meta,
         } = record;
-        let trace_header = meta
-            .trace_header()
-            .map(Arc::from)
-            .or_else(|| batch.invocation.trace_header.clone());
-        // The record's context owns copies (a function may keep it); the result keeps the
-        // id as the event has it.
-        let info = Arc::new(RecordInfo {
-            index,
-            id: id.as_deref().map(Arc::from),
-            source: batch.source.name(),
-            ordering_key: ordering_key.as_deref().map(Arc::from),
-            meta,
-        });
+        let info = record_info(index, (id.as_deref(), ordering_key.as_deref()), meta, batch);
         let mut outbox = Vec::new();
-        let mut exec = Exec {
-            invocation: batch.invocation,
-            record: info,
-            outbox: &mut outbox,
-            trace_header,
-            entry_path: None,
-            claim: None,
-            duplicate: false,
-            twin_of: None,
-        };
+        let mut exec = Exec::new(batch.invocation, Arc::new(info), &mut outbox);
         let scope = crate::log_scope::Scope {
             invocation: batch.invocation.clone(),
             record: Some(exec.record.clone()),
@@ -322,23 +318,17 @@ impl Pipeline {
                 .collect(),
             Err(e) => {
                 if !outbox.is_empty() {
-                    tracing::warn!(
-                        record = id.as_deref().unwrap_or(""),
-                        discarded = outbox.len(),
-                        "{e}; its outbound messages are not sent"
-                    );
+                    let (record, discarded) = (id.as_deref().unwrap_or(""), outbox.len());
+                    tracing::warn!(record, discarded, "{e}; its outbound messages are not sent");
                 }
-                let dropped = e.outcome() == Outcome::Dropped;
-                let letter = dropped.then(|| {
-                    let record = (
-                        index,
-                        id.as_deref(),
-                        body.as_deref(),
-                        source_path.as_deref(),
-                    );
-                    self.dead_letter(record, e, batch, trace_header)
-                });
-                letter.flatten().into_iter().collect()
+                let record = (
+                    index,
+                    id.as_deref(),
+                    body.as_deref(),
+                    source_path.as_deref(),
+                );
+                let letter = self.dead_letter(record, e, batch, trace_header);
+                letter.into_iter().collect()
             }
         };
         let result = RecordResult::from_run(id, result);
@@ -357,7 +347,7 @@ impl Pipeline {
     }
 
     /// A dropped record's message to the dead-letter queue, if the pipeline has one and the
-    /// record's body could be read.
+    /// record's body could be read (`None` for a record that was not dropped).
     fn dead_letter(
         &self,
         (index, id, body, source_path): (usize, Option<&str>, Option<&str>, Option<&str>),
@@ -365,6 +355,9 @@ impl Pipeline {
         batch: &BatchRun<'_>,
         trace_header: Option<Arc<str>>,
     ) -> Option<Staged> {
+        if error.outcome() != Outcome::Dropped {
+            return None;
+        }
         let queue = self.inner.dead_letter.as_ref()?;
         let Some(body) = body else {
             tracing::warn!(

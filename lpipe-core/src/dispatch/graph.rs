@@ -43,7 +43,31 @@ pub(super) struct Exec<'r> {
     pub(super) twin_of: Option<usize>,
 }
 
-impl Exec<'_> {
+impl<'r> Exec<'r> {
+    /// A record's execution, before it runs: its trace header is the record's, else its
+    /// invocation's.
+    pub(super) fn new(
+        invocation: &'r Arc<Invocation>,
+        record: Arc<RecordInfo>,
+        outbox: &'r mut Vec<OutboundMessage>,
+    ) -> Self {
+        let trace_header = record
+            .meta
+            .trace_header()
+            .map(Arc::from)
+            .or_else(|| invocation.trace_header.clone());
+        Exec {
+            invocation,
+            record,
+            outbox,
+            trace_header,
+            entry_path: None,
+            claim: None,
+            duplicate: false,
+            twin_of: None,
+        }
+    }
+
     fn push(&mut self, queue: crate::Queue, body: String) {
         let id = outbound_id(
             self.invocation,

@@ -129,6 +129,32 @@ fn fail_undelivered(runs: &mut [RecordRun<'_>], index: usize, why: String) {
     r.error = Some(RecordError::new(ErrorKind::Undeliverable, why));
 }
 
+/// Logs a key its store could not settle, and what follows for the record's redelivery.
+fn log_unsettled(r: &RecordResult<'_>, claim: &Claimed, e: &StoreError) {
+    let record_id = r.id.as_deref().unwrap_or("");
+    if let StoreError::Lost { .. } = e {
+        // Its lock timed out while it ran, and another run took the key over: that run's
+        // item is left as it is.
+        tracing::warn!(
+            record_id,
+            key = %claim.held,
+            "this run lost its idempotency key before it was settled: {e}"
+        );
+    } else if r.outcome == Outcome::Success {
+        tracing::error!(
+            record_id,
+            key = %claim.held,
+            "the record succeeded, but its idempotency key could not be completed: {e}; a redelivery fails until the key's lock times out, and after that runs it again"
+        );
+    } else {
+        tracing::warn!(
+            record_id,
+            key = %claim.held,
+            "the record did not succeed, and its idempotency key could not be released: {e}; a retry fails until the key's lock times out"
+        );
+    }
+}
+
 /// What the metrics say of a batch, once its messages were delivered (the batch's duration
 /// is filled in later).
 pub(super) fn summary(ran: &RanBatch<'_>) -> InvocationSummary {
@@ -305,30 +331,8 @@ impl Pipeline {
                     held.let_go(store, chunk.iter().map(|(_, claim)| &claim.held));
                 }
                 for ((r, claim), result) in chunk.iter().zip(settled) {
-                    let Err(e) = result else { continue };
-                    let record_id = r.id.as_deref().unwrap_or("");
-                    if let StoreError::Lost { .. } = e {
-                        // Its lock timed out while it ran, and another run took the key over:
-                        // that run's item is left as it is.
-                        tracing::warn!(
-                            record_id,
-                            key = %claim.held,
-                            "this run lost its idempotency key before it was settled: {e}"
-                        );
-                        continue;
-                    }
-                    if r.outcome == Outcome::Success {
-                        tracing::error!(
-                            record_id,
-                            key = %claim.held,
-                            "the record succeeded, but its idempotency key could not be completed: {e}; a redelivery fails until the key's lock times out, and after that runs it again"
-                        );
-                    } else {
-                        tracing::warn!(
-                            record_id,
-                            key = %claim.held,
-                            "the record did not succeed, and its idempotency key could not be released: {e}; a retry fails until the key's lock times out"
-                        );
+                    if let Err(e) = result {
+                        log_unsettled(r, claim, &e);
                     }
                 }
             }

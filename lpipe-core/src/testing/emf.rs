@@ -108,41 +108,44 @@ pub fn check_emf(doc: &Value) -> Result<(), String> {
             ));
         }
         for (k, metric) in metrics.iter().enumerate() {
-            let name = metric["Name"]
-                .as_str()
-                .ok_or(format!("{at}.Metrics[{k}].Name is not a string"))?;
-            if name.is_empty() || name.chars().count() > 255 {
-                return Err(format!(
-                    "{at}.Metrics[{k}].Name must have 1 to 255 characters"
-                ));
-            }
-            if let Some(key) = metric.as_object().and_then(|m| {
-                m.keys()
-                    .find(|k| !["Name", "Unit", "StorageResolution"].contains(&k.as_str()))
-            }) {
-                return Err(format!("metric '{name}' has an unknown member '{key}'"));
-            }
-            if let Some(unit) = metric.get("Unit") {
-                if !unit.as_str().is_some_and(|u| UNITS.contains(&u)) {
-                    return Err(format!("metric '{name}' has an invalid unit {unit}"));
-                }
-            }
-            match root.get(name) {
-                Some(Value::Number(_)) => {}
-                Some(Value::Array(values)) => {
-                    if values.is_empty() || values.len() > 100 {
-                        return Err(format!(
-                            "metric '{name}' has {} values (1 to 100)",
-                            values.len()
-                        ));
-                    }
-                    if !values.iter().all(Value::is_number) {
-                        return Err(format!("metric '{name}' has a value that is not a number"));
-                    }
-                }
-                _ => return Err(format!("metric '{name}' has no numeric value at the root")),
-            }
+            check_metric(root, &format!("{at}.Metrics[{k}]"), metric)?;
         }
     }
     Ok(())
+}
+
+/// One metric definition of a directive, and its value(s) at the document's root.
+fn check_metric(
+    root: &serde_json::Map<String, Value>,
+    at: &str,
+    metric: &Value,
+) -> Result<(), String> {
+    let name = metric["Name"]
+        .as_str()
+        .ok_or(format!("{at}.Name is not a string"))?;
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(format!("{at}.Name must have 1 to 255 characters"));
+    }
+    let known = ["Name", "Unit", "StorageResolution"];
+    let members = metric.as_object().into_iter().flat_map(|m| m.keys());
+    if let Some(key) = members.into_iter().find(|k| !known.contains(&k.as_str())) {
+        return Err(format!("metric '{name}' has an unknown member '{key}'"));
+    }
+    if let Some(unit) = metric.get("Unit") {
+        if !unit.as_str().is_some_and(|u| UNITS.contains(&u)) {
+            return Err(format!("metric '{name}' has an invalid unit {unit}"));
+        }
+    }
+    match root.get(name) {
+        Some(Value::Number(_)) => Ok(()),
+        Some(Value::Array(values)) if values.is_empty() || values.len() > 100 => Err(format!(
+            "metric '{name}' has {} values (1 to 100)",
+            values.len()
+        )),
+        Some(Value::Array(values)) if !values.iter().all(Value::is_number) => {
+            Err(format!("metric '{name}' has a value that is not a number"))
+        }
+        Some(Value::Array(_)) => Ok(()),
+        _ => Err(format!("metric '{name}' has no numeric value at the root")),
+    }
 }
