@@ -68,7 +68,7 @@ pub use lpipe_sentry as sentry;
 use std::process::ExitCode;
 
 use lpipe_core::registry::Registry;
-use lpipe_core::runtime::{init_logging, LocalOptions};
+use lpipe_core::runtime::LocalOptions;
 
 /// Refers to every enabled plugin crate. The `pub use`s above already make rustc link them
 /// (so their registrations are seen); this keeps that true in the entry points should the
@@ -127,7 +127,7 @@ pub async fn run_worker(
             return ExitCode::from(2);
         }
     };
-    init_logging();
+    lpipe_core::runtime::init_logging();
     let builder = match concurrency {
         Some(n) => builder.concurrency(n),
         None => builder,

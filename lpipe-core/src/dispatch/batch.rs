@@ -189,20 +189,20 @@ impl Pipeline {
         let concurrency = self.inner.concurrency;
         let numbered = records.into_iter().enumerate();
         let runs = if concurrency <= 1 {
-            self.run_lane(numbered.collect(), batch).await
+            self.run_lane(numbered, batch).await
         } else {
             // Up to `concurrency` lanes at once.
             use futures::StreamExt;
             let mut waiting = lanes(numbered, batch.ordering).into_iter();
             let mut running = futures::stream::FuturesUnordered::new();
             for lane in waiting.by_ref().take(concurrency) {
-                running.push(self.run_lane(lane, batch));
+                running.push(self.run_lane(lane.into_iter(), batch));
             }
             let mut runs = Vec::new();
             while let Some(lane_runs) = running.next().await {
                 runs.extend(lane_runs);
                 if let Some(lane) = waiting.next() {
-                    running.push(self.run_lane(lane, batch));
+                    running.push(self.run_lane(lane.into_iter(), batch));
                 }
             }
             runs.sort_unstable_by_key(|r: &RecordRun<'_>| r.index);
@@ -218,7 +218,7 @@ impl Pipeline {
     /// its key (or of the batch), as the source's ordering says.
     async fn run_lane<'e>(
         &self,
-        lane: Vec<(usize, Record<'e>)>,
+        lane: impl ExactSizeIterator<Item = (usize, Record<'e>)> + Send,
         batch: &BatchRun<'_>,
     ) -> Vec<RecordRun<'e>> {
         let mut failed_keys = HashSet::new();
