@@ -124,12 +124,51 @@ impl<'e> RecordRun<'e> {
     }
 }
 
-/// A batch's records, run, in record order, and what delivering their messages did.
+/// A batch's records, run: each record's result in record order, and what some records have
+/// besides, by record index, in record order (most records have no claim, no kwargs kept, no
+/// key, no twin).
+#[derive(Default)]
 pub(super) struct RanBatch<'e> {
-    /// One per record, in record order.
-    pub(super) runs: Vec<RecordRun<'e>>,
+    /// Each record's id, outcome, error and output.
+    pub(super) results: Vec<RecordResult<'e>>,
+    /// The kwargs of the records that did not succeed (for reports).
+    pub(super) kwargs: Vec<(usize, Kwargs)>,
+    /// The messages the records staged, in record order.
+    pub(super) staged: Vec<Staged>,
+    /// For metrics: the path each record entered by.
+    pub(super) paths: Vec<(usize, PathName)>,
+    /// The records whose dead letter was staged.
+    pub(super) dead_lettered: Vec<usize>,
+    /// The idempotency keys the records hold until their outcomes are final.
+    pub(super) claims: Vec<(usize, Claimed)>,
+    /// Records not run because their idempotency key was completed.
+    pub(super) duplicates: usize,
+    /// The ordering keys of the records, on a source that keeps an order.
+    pub(super) keys: Vec<(usize, Cow<'e, str>)>,
+    /// Records that wait for an earlier record of the batch with their idempotency key: (the
+    /// record, the earlier one).
+    pub(super) twins: Vec<(usize, usize)>,
     /// For metrics: what the outbox did, per queue kind.
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
+}
+
+impl<'e> RanBatch<'e> {
+    /// Keeps a record's run; records come in record order.
+    fn push(&mut self, run: RecordRun<'e>) {
+        let index = run.index;
+        debug_assert_eq!(index, self.results.len(), "records are kept in order");
+        self.results.push(run.result);
+        self.kwargs.extend(run.kwargs.map(|k| (index, k)));
+        self.staged.extend(run.staged);
+        self.paths.extend(run.path.map(|p| (index, p)));
+        if run.dead_lettered {
+            self.dead_lettered.push(index);
+        }
+        self.claims.extend(run.claim.map(|c| (index, c)));
+        self.duplicates += usize::from(run.duplicate);
+        self.keys.extend(run.key.map(|k| (index, k)));
+        self.twins.extend(run.twin_of.map(|holder| (index, holder)));
+    }
 }
 
 /// What a record's functions see of it (see [`crate::Context::record`]). It owns copies (a
@@ -186,58 +225,73 @@ impl Pipeline {
         records: Vec<Record<'e>>,
         batch: &BatchRun<'_>,
     ) -> RanBatch<'e> {
+        let mut ran = RanBatch {
+            results: Vec::with_capacity(records.len()),
+            ..RanBatch::default()
+        };
         let concurrency = self.inner.concurrency;
         let numbered = records.into_iter().enumerate();
-        let runs = if concurrency <= 1 {
-            self.run_lane(numbered, batch).await
-        } else {
-            // Up to `concurrency` lanes at once.
-            use futures::StreamExt;
-            let mut waiting = lanes(numbered, batch.ordering).into_iter();
-            let mut running = futures::stream::FuturesUnordered::new();
-            for lane in waiting.by_ref().take(concurrency) {
-                running.push(self.run_lane(lane.into_iter(), batch));
+        if concurrency <= 1 {
+            let mut failed_keys = HashSet::new();
+            for (index, record) in numbered {
+                ran.push(self.run_one(index, record, batch, &mut failed_keys).await);
             }
-            let mut runs = Vec::new();
-            while let Some(lane_runs) = running.next().await {
-                runs.extend(lane_runs);
-                if let Some(lane) = waiting.next() {
-                    running.push(self.run_lane(lane.into_iter(), batch));
-                }
-            }
-            runs.sort_unstable_by_key(|r: &RecordRun<'_>| r.index);
-            runs
-        };
-        RanBatch {
-            runs,
-            message_counts: Default::default(),
+            return ran;
         }
+        // Up to `concurrency` lanes at once.
+        use futures::StreamExt;
+        let mut waiting = lanes(numbered, batch.ordering).into_iter();
+        let mut running = futures::stream::FuturesUnordered::new();
+        for lane in waiting.by_ref().take(concurrency) {
+            running.push(self.run_lane(lane, batch));
+        }
+        let mut runs = Vec::new();
+        while let Some(lane_runs) = running.next().await {
+            runs.extend(lane_runs);
+            if let Some(lane) = waiting.next() {
+                running.push(self.run_lane(lane, batch));
+            }
+        }
+        runs.sort_unstable_by_key(|r: &RecordRun<'_>| r.index);
+        runs.into_iter().for_each(|run| ran.push(run));
+        ran
     }
 
-    /// Runs the records of one lane in order. A record that fails stops the later records of
-    /// its key (or of the batch), as the source's ordering says.
+    /// Runs the records of one lane in order.
     async fn run_lane<'e>(
         &self,
-        lane: impl ExactSizeIterator<Item = (usize, Record<'e>)> + Send,
+        lane: Vec<(usize, Record<'e>)>,
         batch: &BatchRun<'_>,
     ) -> Vec<RecordRun<'e>> {
         let mut failed_keys = HashSet::new();
         let mut runs = Vec::with_capacity(lane.len());
         for (index, record) in lane {
-            let mut run = match self.why_not_run(&record, batch, &failed_keys) {
-                Some(why) => RecordRun::not_run(index, record, why),
-                None => self.execute(index, record, batch).await,
-            };
-            if batch.ordering == RecordOrder::Unordered {
-                run.key = None;
-            }
-            if run.result.outcome == Outcome::Failed {
-                let failed = run.key.as_deref().map(str::to_owned);
-                batch.note_failure(run.result.id.as_deref(), failed, &mut failed_keys);
-            }
-            runs.push(run);
+            runs.push(self.run_one(index, record, batch, &mut failed_keys).await);
         }
         runs
+    }
+
+    /// Runs one record, unless its ordering or the deadline says not. A record that fails
+    /// stops the later records of its key (or of the batch), as the source's ordering says.
+    async fn run_one<'e>(
+        &self,
+        index: usize,
+        record: Record<'e>,
+        batch: &BatchRun<'_>,
+        failed_keys: &mut HashSet<String>,
+    ) -> RecordRun<'e> {
+        let mut run = match self.why_not_run(&record, batch, failed_keys) {
+            Some(why) => RecordRun::not_run(index, record, why),
+            None => self.execute(index, record, batch).await,
+        };
+        if batch.ordering == RecordOrder::Unordered {
+            run.key = None;
+        }
+        if run.result.outcome == Outcome::Failed {
+            let failed = run.key.as_deref().map(str::to_owned);
+            batch.note_failure(run.result.id.as_deref(), failed, failed_keys);
+        }
+        run
     }
 
     /// Why a record is not run: an earlier failure its ordering waits on, or a deadline too
@@ -294,8 +348,12 @@ impl Pipeline {
         };
         let (result, kwargs, body) = match body.into_text() {
             Ok(body) => {
-                let run = self.run_record(&body, source_path.as_deref(), &mut exec);
-                let (result, kwargs) = crate::log_scope::with_scope(scope, run).await;
+                // Built in place: a future kept in a local first would take its room twice.
+                let (result, kwargs) = crate::log_scope::with_scope(
+                    scope,
+                    self.run_record(&body, source_path.as_deref(), &mut exec),
+                )
+                .await;
                 (result, kwargs, Some(body))
             }
             Err(e) => (Err(e), None, None),

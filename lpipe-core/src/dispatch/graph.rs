@@ -382,6 +382,16 @@ impl Pipeline {
             record: exec.record.clone(),
             path: path.clone(),
         };
+        if let [f] = action.functions.as_slice() {
+            // The common case: one function, no list of prepared calls.
+            let call = f
+                .inner
+                .prepare(fn_kwargs, &|| context(exec))
+                .map_err(|e| param_error(e, f.name, path))?;
+            return self
+                .call_function(f.name, call, (path, action), depth, exec)
+                .await;
+        }
         let mut prepared = Vec::with_capacity(action.functions.len());
         for f in &action.functions {
             let call = f

@@ -88,9 +88,8 @@ impl Pipeline {
             let batch = BatchRun::new(source.as_ref(), &invocation);
             let mut ran = self.run_records(records, &batch).await;
             self.deliver(&mut ran, batch.deadline).await;
-            outcome::answer_twins(&mut ran.runs);
-            self.settle_claims(&ran.runs, invocation.held.as_ref())
-                .await;
+            outcome::answer_twins(&mut ran);
+            self.settle_claims(&ran, invocation.held.as_ref()).await;
             let summary = self.inner.metrics.as_ref().map(|_| outcome::summary(&ran));
             let result = self
                 .conclude(ran, source.name(), &invocation.lambda.request_id)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::batch::{RanBatch, RecordRun};
+use super::batch::RanBatch;
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::{Claimed, HeldKeys, Settlement, StoreError};
 use crate::metrics::{InvocationSummary, RecordCounts};
@@ -41,42 +41,32 @@ fn waves(staged: Vec<outbox::Staged>, keys: &HashMap<usize, &str>) -> Vec<Vec<ou
 
 /// Why a record is held back: an earlier record of its ordering key did not succeed (its
 /// messages could not be delivered, or it was a duplicate of a record that failed).
-fn held_back(key: &str, first: usize, runs: &[RecordRun<'_>]) -> String {
-    let id = runs.get(first).and_then(|r| r.result.id.as_deref());
+fn held_back(key: &str, first: usize, results: &[RecordResult<'_>]) -> String {
+    let id = results.get(first).and_then(|r| r.id.as_deref());
     format!(
         "held back: an earlier record of ordering key {key} ({}) did not succeed; kept for retry, to keep the key's order",
         id.unwrap_or("?")
     )
 }
 
-/// The records of a batch that have an ordering key, with it, in record order.
-fn ordering_keys<'r>(runs: &'r [RecordRun<'_>]) -> impl Iterator<Item = (usize, &'r str)> {
-    runs.iter()
-        .filter_map(|r| r.key.as_deref().map(|key| (r.index, key)))
-}
-
 /// Answers the records that shared an idempotency key with an earlier record of the batch, now
 /// that its outcome is final: a duplicate of it (its output) if it succeeded, failed (kept for
 /// retry) otherwise. On a source that keeps an order, a duplicate that fails holds back the
 /// later records of its own ordering key, as any failed record does.
-pub(super) fn answer_twins(runs: &mut [RecordRun<'_>]) {
-    let twins: Vec<(usize, usize)> = runs
-        .iter()
-        .filter_map(|r| r.twin_of.map(|holder| (r.index, holder)))
-        .collect();
+pub(super) fn answer_twins(ran: &mut RanBatch<'_>) {
+    let twins = std::mem::take(&mut ran.twins);
     for (twin, holder) in twins {
-        let (succeeded, output, holder_id) = match runs.get(holder) {
+        let (succeeded, output, holder_id) = match ran.results.get(holder) {
             Some(h) => (
-                h.result.outcome == Outcome::Success,
-                h.result.output.clone(),
-                h.result.id.as_deref().unwrap_or("?").to_owned(),
+                h.outcome == Outcome::Success,
+                h.output.clone(),
+                h.id.as_deref().unwrap_or("?").to_owned(),
             ),
             None => (false, None, "?".to_owned()),
         };
-        let Some(run) = runs.get_mut(twin) else {
+        let Some(r) = ran.results.get_mut(twin) else {
             continue;
         };
-        let r = &mut run.result;
         if r.outcome != Outcome::Success {
             continue;
         }
@@ -86,7 +76,7 @@ pub(super) fn answer_twins(runs: &mut [RecordRun<'_>]) {
                 "a duplicate of record {holder_id} of this batch, which succeeded: not run again"
             );
             r.output = output;
-            run.duplicate = true;
+            ran.duplicates += 1;
             continue;
         }
         tracing::info!(
@@ -98,22 +88,29 @@ pub(super) fn answer_twins(runs: &mut [RecordRun<'_>]) {
             ErrorKind::InProgress,
             format!("a duplicate of record {holder_id} of this batch, which did not succeed: not run, kept for retry"),
         ));
-        let Some(key) = run.key.as_deref().map(str::to_owned) else {
+        let Some(key) = ran
+            .keys
+            .iter()
+            .find(|(i, _)| *i == twin)
+            .map(|(_, k)| k.to_string())
+        else {
             continue;
         };
-        let later: Vec<(usize, String)> = ordering_keys(runs)
+        let later: Vec<(usize, String)> = ran
+            .keys
+            .iter()
             .filter(|(i, k)| *i > twin && *k == key)
-            .map(|(i, _)| (i, held_back(&key, twin, runs)))
+            .map(|(i, _)| (*i, held_back(&key, twin, &ran.results)))
             .collect();
         for (index, why) in later {
-            fail_undelivered(runs, index, why);
+            fail_undelivered(&mut ran.results, index, why);
         }
     }
 }
 
 /// A record whose messages could not be delivered fails (once: the first reason stays).
-fn fail_undelivered(runs: &mut [RecordRun<'_>], index: usize, why: String) {
-    let Some(r) = runs.get_mut(index).map(|run| &mut run.result) else {
+fn fail_undelivered(results: &mut [RecordResult<'_>], index: usize, why: String) {
+    let Some(r) = results.get_mut(index) else {
         return;
     };
     let why = match (r.outcome, &r.error) {
@@ -160,10 +157,10 @@ fn log_unsettled(r: &RecordResult<'_>, claim: &Claimed, e: &StoreError) {
 pub(super) fn summary(ran: &RanBatch<'_>) -> InvocationSummary {
     let mut summary = InvocationSummary {
         messages: ran.message_counts.clone(),
-        duplicates: ran.runs.iter().filter(|r| r.duplicate).count(),
+        duplicates: ran.duplicates,
         ..InvocationSummary::default()
     };
-    fn count(c: &mut RecordCounts, r: &crate::source::RecordResult<'_>) {
+    fn count(c: &mut RecordCounts, r: &RecordResult<'_>) {
         c.received += 1;
         match r.outcome {
             Outcome::Success => c.succeeded += 1,
@@ -177,16 +174,18 @@ pub(super) fn summary(ran: &RanBatch<'_>) -> InvocationSummary {
             c.not_started += 1;
         }
     }
+    for r in &ran.results {
+        count(&mut summary.total, r);
+    }
     // Few paths, many records: count by reference, name them once.
     let mut by_path: Vec<(&crate::path::PathName, RecordCounts)> = Vec::new();
-    for run in &ran.runs {
-        count(&mut summary.total, &run.result);
-        let Some(path) = &run.path else { continue };
+    for (i, path) in &ran.paths {
+        let r = &ran.results[*i];
         match by_path.iter_mut().find(|(p, _)| *p == path) {
-            Some((_, c)) => count(c, &run.result),
+            Some((_, c)) => count(c, r),
             None => {
                 let mut c = RecordCounts::default();
-                count(&mut c, &run.result);
+                count(&mut c, r);
                 by_path.push((path, c));
             }
         }
@@ -197,9 +196,9 @@ pub(super) fn summary(ran: &RanBatch<'_>) -> InvocationSummary {
         .collect();
     // A dead letter that could not be sent left its record failed, not dropped.
     summary.dead_lettered = ran
-        .runs
+        .dead_lettered
         .iter()
-        .filter(|r| r.dead_lettered && r.result.outcome == Outcome::Dropped)
+        .filter(|&&i| ran.results[i].outcome == Outcome::Dropped)
         .count();
     summary
 }
@@ -219,19 +218,17 @@ impl Pipeline {
         ran: &mut RanBatch<'_>,
         deadline: Option<std::time::Instant>,
     ) {
-        let staged: Vec<outbox::Staged> = ran
-            .runs
-            .iter_mut()
-            .flat_map(|r| std::mem::take(&mut r.staged))
-            .collect();
-        if staged.is_empty() {
+        if ran.staged.is_empty() {
             return;
         }
+        let staged = std::mem::take(&mut ran.staged);
         let RanBatch {
-            runs,
+            results,
+            keys,
             message_counts,
+            ..
         } = ran;
-        let keys: HashMap<usize, &str> = ordering_keys(runs).collect();
+        let keys: HashMap<usize, &str> = keys.iter().map(|(i, k)| (*i, k.as_ref())).collect();
         // The first record of each key that could not be delivered, and why.
         let mut failed_keys: HashMap<&str, (usize, String)> = HashMap::new();
         let mut undelivered: Vec<(usize, String)> = Vec::new();
@@ -242,7 +239,7 @@ impl Pipeline {
             });
             for s in held {
                 let key = keys[&s.record];
-                undelivered.push((s.record, held_back(key, failed_keys[key].0, runs)));
+                undelivered.push((s.record, held_back(key, failed_keys[key].0, results)));
             }
             let flushed = outbox::flush(
                 send,
@@ -265,24 +262,25 @@ impl Pipeline {
         for (&index, &key) in &keys {
             match failed_keys.get(key) {
                 Some(&(first, _)) if index > first => {
-                    undelivered.push((index, held_back(key, first, runs)));
+                    undelivered.push((index, held_back(key, first, results)));
                 }
                 _ => {}
             }
         }
         drop((keys, failed_keys));
         for (index, why) in undelivered {
-            fail_undelivered(runs, index, why);
+            fail_undelivered(results, index, why);
         }
     }
 
     /// Settles the idempotency keys the records hold, once their outcomes are final: a
     /// record that succeeded (its messages delivered) completes its key, with its output; any
     /// other releases it, so that a retry runs it. Side by side, a few at a time.
-    pub(super) async fn settle_claims(&self, runs: &[RecordRun<'_>], held: Option<&HeldKeys>) {
+    pub(super) async fn settle_claims(&self, ran: &RanBatch<'_>, held: Option<&HeldKeys>) {
         let claims = || {
-            runs.iter()
-                .filter_map(|r| r.claim.as_ref().map(|claim| (&r.result, claim)))
+            ran.claims
+                .iter()
+                .map(|(i, claim)| (&ran.results[*i], claim))
         };
         // One call per idempotency setting (paths may have their own), in record order. Most
         // pipelines have one: then the batch's records are not walked to find which.
@@ -348,19 +346,26 @@ impl Pipeline {
         request_id: &str,
     ) -> BatchResult<'e> {
         let reporter = &self.inner.reporter;
+        let RanBatch {
+            results,
+            kwargs,
+            duplicates,
+            ..
+        } = ran;
         let mut stats = BatchStats {
-            received: ran.runs.len(),
+            received: results.len(),
+            duplicates,
             ..BatchStats::default()
         };
-        let mut results = Vec::with_capacity(ran.runs.len());
-        for run in ran.runs {
-            let r = run.result;
-            stats.duplicates += usize::from(run.duplicate);
+        // The kwargs of the records that did not succeed, in record order.
+        let mut kwargs = kwargs.into_iter().peekable();
+        for (i, r) in results.iter().enumerate() {
             match r.outcome {
                 Outcome::Success => stats.successes += 1,
                 Outcome::Dropped => stats.dropped += 1,
                 Outcome::Failed => stats.failed += 1,
             }
+            let kept = kwargs.next_if(|(index, _)| *index == i);
             let record_id = r.id.as_deref().unwrap_or("");
             if let Some(output) = &r.output {
                 tracing::debug!(record_id, %output, "record output");
@@ -381,10 +386,9 @@ impl Pipeline {
                     request_id,
                     outcome: r.outcome,
                     error: e,
-                    kwargs: run.kwargs.as_ref(),
+                    kwargs: kept.as_ref().map(|(_, k)| k),
                 });
             }
-            results.push(r);
         }
         reporter.flush().await;
         tracing::info!(

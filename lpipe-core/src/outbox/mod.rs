@@ -101,22 +101,19 @@ pub(crate) async fn flush(
     flushed
 }
 
-/// A message waiting to be sent to one queue.
+/// A message waiting to be sent to one queue (the message itself waits in
+/// [`QueueOutbox::messages`], at `seq`).
 struct Pending {
     /// Its place in staging order (within its queue).
     seq: usize,
     size: usize,
     key: Option<String>,
-    staged: Staged,
+    /// The record that staged it.
+    record: usize,
     /// Why it is waiting, if an earlier attempt did not deliver it.
     why: Option<String>,
     /// Whether the service refused it before (not merely held back).
     failed: bool,
-}
-
-/// The messages of one call to a sink, in their order.
-fn messages_of(call: &[Pending]) -> Vec<OutboundMessage> {
-    call.iter().map(|p| p.staged.message.clone()).collect()
 }
 
 /// One round of calls: the messages still to offer, and what is left for the next round.
@@ -135,6 +132,9 @@ struct QueueOutbox {
     limits: SinkLimits,
     /// Not yet delivered, in staging order.
     pending: Vec<Pending>,
+    /// The messages, by `seq`: each is moved into the call that offers it, and back if it is
+    /// to be offered again.
+    messages: Vec<Option<OutboundMessage>>,
     /// Keys whose message failed for good, with the first such message's place and why:
     /// nothing staged after it with that key is sent (what was staged before still is).
     given_up: BTreeMap<String, (usize, String)>,
@@ -154,6 +154,7 @@ impl QueueOutbox {
             queue,
             limits,
             pending: Vec::with_capacity(entries.len()),
+            messages: Vec::with_capacity(entries.len()),
             given_up: BTreeMap::new(),
             undelivered: Undelivered::new(),
             sink,
@@ -175,15 +176,17 @@ impl QueueOutbox {
                     outbox.give_up(key, seq, &why);
                 }
                 outbox.undelivered.entry(staged.record).or_insert(why);
+                outbox.messages.push(None);
             } else {
                 outbox.pending.push(Pending {
                     seq,
                     size,
                     key,
-                    staged,
+                    record: staged.record,
                     why: None,
                     failed: false,
                 });
+                outbox.messages.push(Some(staged.message));
             }
         }
         outbox
@@ -245,8 +248,9 @@ impl QueueOutbox {
             if call.is_empty() {
                 break;
             }
-            let results = self.sink.send(&self.queue, &messages_of(&call)).await;
-            self.apply(call, results, attempt, &mut round);
+            let messages = self.take_messages(&call);
+            let results = self.sink.send(&self.queue, &messages).await;
+            self.apply(call, messages, results, attempt, &mut round);
         }
         round.retry_next
     }
@@ -260,20 +264,21 @@ impl QueueOutbox {
             if call.is_empty() {
                 break;
             }
-            calls.push(call);
+            let messages = self.take_messages(&call);
+            calls.push((call, messages));
         }
         let (sink, queue) = (Arc::clone(&self.sink), self.queue.clone());
         let mut returned = futures::stream::iter(calls)
-            .map(|call| {
+            .map(|(call, messages)| {
                 let (sink, queue) = (&sink, &queue);
                 async move {
-                    let results = sink.send(queue, &messages_of(&call)).await;
-                    (call, results)
+                    let results = sink.send(queue, &messages).await;
+                    (call, messages, results)
                 }
             })
             .buffer_unordered(in_flight);
-        while let Some((call, results)) = returned.next().await {
-            self.apply(call, results, attempt, round);
+        while let Some((call, messages, results)) = returned.next().await {
+            self.apply(call, messages, results, attempt, round);
         }
         // Calls return in any order: the next round offers in staging order again.
         round.retry_next.sort_unstable_by_key(|p| p.seq);
@@ -297,7 +302,7 @@ impl QueueOutbox {
                 if let Some((_, why)) = given_up {
                     let why = format!("not sent to {}, so as not to overtake an earlier message with its ordering key, which could not be delivered: {why}", self.queue);
                     let p = round.queued.next().expect("peeked");
-                    self.undelivered.entry(p.staged.record).or_insert(why);
+                    self.undelivered.entry(p.record).or_insert(why);
                     continue;
                 }
                 if round.waiting.contains(key) {
@@ -324,11 +329,24 @@ impl QueueOutbox {
         call
     }
 
+    /// Moves a call's messages out of their places, in the call's order.
+    fn take_messages(&mut self, call: &[Pending]) -> Vec<OutboundMessage> {
+        call.iter()
+            .map(|p| {
+                self.messages[p.seq]
+                    .take()
+                    .expect("a pending message is in its place")
+            })
+            .collect()
+    }
+
     /// Sorts a call's results: delivered messages are done; retryable refusals go to the next
-    /// round and hold their key back; permanent ones give their key up.
+    /// round (their messages back in their places) and hold their key back; permanent ones
+    /// give their key up.
     fn apply(
         &mut self,
         call: Vec<Pending>,
+        messages: Vec<OutboundMessage>,
         results: Result<Vec<Result<(), SendError>>, SendError>,
         attempt: u32,
         round: &mut Round,
@@ -350,7 +368,7 @@ impl QueueOutbox {
         if let (true, Some(Err(e))) = (whole_call, results.first()) {
             tracing::warn!(queue = %self.queue, attempt, retryable = e.retryable, messages = call.len(), error = %e.message, "outbound call failed");
         }
-        for (mut p, result) in call.into_iter().zip(results) {
+        for ((mut p, message), result) in call.into_iter().zip(messages).zip(results) {
             let Err(e) = result else {
                 self.sent += 1;
                 continue;
@@ -365,13 +383,14 @@ impl QueueOutbox {
                 }
                 p.why = Some(e.message);
                 p.failed = true;
+                self.messages[p.seq] = Some(message);
                 round.retry_next.push(p);
             } else {
                 let why = format!("sending to {} failed: {}", self.queue, e.message);
                 if let Some(key) = &p.key {
                     self.give_up(key, p.seq, &why);
                 }
-                self.undelivered.entry(p.staged.record).or_insert(why);
+                self.undelivered.entry(p.record).or_insert(why);
             }
         }
     }
@@ -392,7 +411,7 @@ impl QueueOutbox {
         for p in left {
             let why = p.why.unwrap_or_default();
             let queue = &self.queue;
-            self.undelivered.entry(p.staged.record).or_insert_with(|| {
+            self.undelivered.entry(p.record).or_insert_with(|| {
                 format!("sending to {queue} failed after {attempts} attempts: {why}")
             });
         }

@@ -38,7 +38,7 @@ fn round(outbox: &mut QueueOutbox) -> Round {
 }
 
 fn records(call: &[Pending]) -> Vec<usize> {
-    call.iter().map(|p| p.staged.record).collect()
+    call.iter().map(|p| p.record).collect()
 }
 
 #[test]
@@ -90,6 +90,7 @@ fn a_retryable_refusal_holds_its_key_back_and_a_permanent_one_gives_it_up() {
     let mut outbox = outbox(sink, &bodies);
     let mut round = round(&mut outbox);
     let call = outbox.next_call(&mut round);
+    let messages = outbox.take_messages(&call);
     assert_eq!(records(&call), [0, 1, 2, 3, 4]);
     let results = Ok(vec![
         Err(SendError::retryable("throttled")),
@@ -98,7 +99,7 @@ fn a_retryable_refusal_holds_its_key_back_and_a_permanent_one_gives_it_up() {
         Ok(()),
         Ok(()),
     ]);
-    outbox.apply(call, results, 1, &mut round);
+    outbox.apply(call, messages, results, 1, &mut round);
     assert_eq!(records(&round.retry_next), [0]);
     assert!(round.waiting.contains("a"));
     assert_eq!(outbox.given_up["b"].0, 1);
@@ -110,7 +111,8 @@ fn a_whole_call_failure_or_a_wrong_count_of_results_touches_every_message() {
     let mut outbox = outbox(MemorySink::new(), &["{}", "{}"]);
     let mut round = round(&mut outbox);
     let call = outbox.next_call(&mut round);
-    let ((), text) = logs_of(|| outbox.apply(call, Ok(vec![Ok(())]), 1, &mut round));
+    let messages = outbox.take_messages(&call);
+    let ((), text) = logs_of(|| outbox.apply(call, messages, Ok(vec![Ok(())]), 1, &mut round));
     assert_eq!(outbox.undelivered.len(), 2);
     assert_contains(&outbox.undelivered[&0], "returned 1 results for 2 messages");
     assert_eq!(text.matches("outbound call failed").count(), 1, "{text}");
@@ -118,8 +120,16 @@ fn a_whole_call_failure_or_a_wrong_count_of_results_touches_every_message() {
     let mut outbox = self::outbox(MemorySink::new(), &["{}", "{}"]);
     let mut round = self::round(&mut outbox);
     let call = outbox.next_call(&mut round);
-    let ((), text) =
-        logs_of(|| outbox.apply(call, Err(SendError::retryable("down")), 1, &mut round));
+    let messages = outbox.take_messages(&call);
+    let ((), text) = logs_of(|| {
+        outbox.apply(
+            call,
+            messages,
+            Err(SendError::retryable("down")),
+            1,
+            &mut round,
+        )
+    });
     assert_eq!(records(&round.retry_next), [0, 1]);
     assert_eq!(text.matches("outbound call failed").count(), 1, "{text}");
     assert_eq!(
@@ -134,9 +144,17 @@ fn entries_refused_one_by_one_are_logged_one_by_one_even_when_alike() {
     let mut outbox = outbox(MemorySink::new(), &["{}", "{}"]);
     let mut round = round(&mut outbox);
     let call = outbox.next_call(&mut round);
+    let messages = outbox.take_messages(&call);
     let throttled = || Err(SendError::retryable("throttled"));
-    let ((), text) =
-        logs_of(|| outbox.apply(call, Ok(vec![throttled(), throttled()]), 1, &mut round));
+    let ((), text) = logs_of(|| {
+        outbox.apply(
+            call,
+            messages,
+            Ok(vec![throttled(), throttled()]),
+            1,
+            &mut round,
+        )
+    });
     assert_eq!(
         text.matches("outbound message not sent").count(),
         2,
