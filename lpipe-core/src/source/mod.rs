@@ -15,6 +15,7 @@ mod probe;
 mod raw;
 mod record;
 mod result;
+mod unescape;
 
 pub use crate::context::RecordInfo;
 pub use decode::{decode_records, InvalidEvent};

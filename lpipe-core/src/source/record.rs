@@ -67,17 +67,10 @@ impl<'e> Body<'e> {
             }
             _ => Body::Encoded {
                 raw: literal,
-                decode: unescape_json_string,
+                decode: super::unescape::unescape_json_string,
             },
         }
     }
-}
-
-/// A JSON string literal's text, or why it is not a well-formed string.
-fn unescape_json_string(literal: &str) -> Result<String, RecordError> {
-    serde_json::from_str(literal).map_err(|e| {
-        RecordError::invalid_payload(format!("the record's body is not a JSON string: {e}"))
-    })
 }
 
 impl<'e> From<Result<Cow<'e, str>, RecordError>> for Body<'e> {
@@ -126,48 +119,5 @@ impl<'e> Record<'e> {
     /// default path.
     pub fn path(&self) -> Option<&str> {
         self.path.as_deref()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::ErrorKind;
-
-    #[test]
-    fn json_string_bodies_unescape_as_serde_json_does() {
-        let cases = [
-            r#""plain""#,
-            r#""{\"path\": \"A\", \"kwargs\": {\"x\": \"a\\\\b\/c\"}}""#,
-            r#""tab\tnew\nline\r\b\f""#,
-            r#""\u00e9\u4e2d\ud83d\ude00 é""#,
-            r#""\"""#,
-            r#""\\""#,
-            r#""""#,
-        ];
-        for literal in cases {
-            let expected: String = serde_json::from_str(literal).unwrap();
-            assert_eq!(
-                Body::json_string(literal).into_text().unwrap(),
-                expected,
-                "{literal}"
-            );
-        }
-        // Not a well-formed string: the error names the problem.
-        for bad in [
-            r#""\u+0e9""#,
-            r#""\ud83d alone""#,
-            r#""\x""#,
-            r#""open"#,
-            r#""a"b""#,
-            "\"ctl\u{1}\"",
-            r#""a quote " inside a long run of plain text""#,
-            "\"a control \u{1f} inside a long run of plain text\"",
-            "5",
-        ] {
-            let e = Body::json_string(bad).into_text().unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidPayload, "{bad}");
-            assert!(e.message().contains("not a JSON string"), "{bad}: {e}");
-        }
     }
 }
