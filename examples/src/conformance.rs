@@ -190,13 +190,16 @@ pub async fn return_payload_throw_custom_exception_continue(
 
 /// The reference's `PATHS`, as a pipeline builder (add sinks or a default path, then build).
 pub fn pipeline() -> PipelineBuilder {
+    // The reference's test Lambda is invoked directly and fed by SQS, Kinesis and CloudWatch
+    // events alike: it detects each event's source by its shape.
+    let builder = Pipeline::builder().detect_source();
+    other_paths(queue_paths(function_paths(builder)))
+}
+
+/// The paths that call functions and run other paths.
+fn function_paths(builder: PipelineBuilder) -> PipelineBuilder {
     use Path::*;
-    let sqs = sqs_queue_name();
-    let kinesis = kinesis_stream_name();
-    Pipeline::builder()
-        // The reference's test Lambda is invoked directly and fed by SQS, Kinesis and
-        // CloudWatch events alike: it detects each event's source by its shape.
-        .detect_source()
+    builder
         .path(TEST_FUNC, [Action::new().function(test_func)])
         .path(
             TEST_FUNC_EXPLICIT_PARAMS,
@@ -250,6 +253,14 @@ pub fn pipeline() -> PipelineBuilder {
                 .required_param(("bar", "foo"))
                 .function(test_func)],
         )
+}
+
+/// The paths that forward to queues.
+fn queue_paths(builder: PipelineBuilder) -> PipelineBuilder {
+    use Path::*;
+    let sqs = sqs_queue_name();
+    let kinesis = kinesis_stream_name();
+    builder
         .path(
             TEST_KINESIS_QUEUE,
             [Action::new()
@@ -266,6 +277,12 @@ pub fn pipeline() -> PipelineBuilder {
             TEST_SQS_QUEUE_WITHOUT_PATH,
             [Action::new().required_param("uri").queue(Queue::sqs(&sqs))],
         )
+}
+
+/// Default parameters, errors, returned payloads and default-path forwarding.
+fn other_paths(builder: PipelineBuilder) -> PipelineBuilder {
+    use Path::*;
+    builder
         .path(
             TEST_FUNC_DEFAULT_PARAM,
             [Action::new().function(test_func_default_param)],

@@ -9,7 +9,9 @@
 
 use std::borrow::Cow;
 use std::process::ExitCode;
-use std::time::Instant;
+
+#[path = "../../harness.rs"]
+mod harness;
 
 use base64::Engine;
 use serde::Deserialize;
@@ -146,47 +148,11 @@ fn handle(event: &str, kind: &str) -> Result<(usize, usize, usize), String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [file, kind] = args.as_slice() else {
-        eprintln!("usage: lpipe-bench-floor EVENT_FILE sqs|kinesis");
-        return ExitCode::from(2);
-    };
-    let event = match std::fs::read_to_string(file) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("cannot read {file}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let started = Instant::now();
-    let (received, successes, dropped) = match handle(&event, kind) {
-        Ok(counts) => counts,
-        Err(e) => {
-            eprintln!("invalid event: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let response = format!(
-        r#"{{"batchItemFailures":[],"stats":{{"dropped":{dropped},"failed":0,"received":{received},"successes":{successes}}}}}"#
-    );
-    let elapsed = started.elapsed();
-    println!("{response}");
-    eprintln!(
-        "handle={:.3}ms per_record_us={:.2}",
-        elapsed.as_secs_f64() * 1e3,
-        elapsed.as_secs_f64() * 1e6 / received.max(1) as f64
-    );
-    if let Some(kb) = peak_rss_kb() {
-        eprintln!("peak_rss_kb={kb}");
-    }
-    ExitCode::SUCCESS
-}
-
-/// This process's peak resident memory (`VmHWM`), in KiB, where Linux says it: printed for
-/// `scripts/bench.py`, which cannot measure it from outside (a child's `ru_maxrss` includes the
-/// Python parent's memory copied at fork, about 15 MiB).
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    harness::run("lpipe-bench-floor", |event, kind| {
+        let (received, successes, dropped) = handle(event, kind)?;
+        let response = format!(
+            r#"{{"batchItemFailures":[],"stats":{{"dropped":{dropped},"failed":0,"received":{received},"successes":{successes}}}}}"#
+        );
+        Ok((response, received))
+    })
 }

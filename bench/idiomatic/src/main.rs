@@ -8,7 +8,9 @@
 //! handling the event to stderr).
 
 use std::process::ExitCode;
-use std::time::Instant;
+
+#[path = "../../harness.rs"]
+mod harness;
 
 use aws_lambda_events::kinesis::KinesisEvent;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
@@ -100,47 +102,12 @@ fn handle(event: &str, kind: &str) -> Result<(SqsBatchResponse, [usize; 3]), Str
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [file, kind] = args.as_slice() else {
-        eprintln!("usage: lpipe-bench-idiomatic EVENT_FILE sqs|kinesis");
-        return ExitCode::from(2);
-    };
-    let event = match std::fs::read_to_string(file) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("cannot read {file}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let started = Instant::now();
-    let (answer, [received, successes, dropped]) = match handle(&event, kind) {
-        Ok(handled) => handled,
-        Err(e) => {
-            eprintln!("invalid event: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut response = serde_json::to_value(&answer).expect("a response serializes");
-    response["stats"] = serde_json::json!({
-        "dropped": dropped, "failed": 0, "received": received, "successes": successes,
-    });
-    let response = response.to_string();
-    let elapsed = started.elapsed();
-    println!("{response}");
-    eprintln!(
-        "handle={:.3}ms per_record_us={:.2}",
-        elapsed.as_secs_f64() * 1e3,
-        elapsed.as_secs_f64() * 1e6 / received.max(1) as f64
-    );
-    if let Some(kb) = peak_rss_kb() {
-        eprintln!("peak_rss_kb={kb}");
-    }
-    ExitCode::SUCCESS
-}
-
-/// This process's peak resident memory (`VmHWM`), in KiB (see `bench/floor`).
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    harness::run("lpipe-bench-idiomatic", |event, kind| {
+        let (answer, [received, successes, dropped]) = handle(event, kind)?;
+        let mut response = serde_json::to_value(&answer).expect("a response serializes");
+        response["stats"] = serde_json::json!({
+            "dropped": dropped, "failed": 0, "received": received, "successes": successes,
+        });
+        Ok((response.to_string(), received))
+    })
 }
