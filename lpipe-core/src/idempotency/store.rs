@@ -213,27 +213,3 @@ impl Settlement<'_> {
         }
     }
 }
-
-#[async_trait]
-impl<S: IdempotencyStore + ?Sized> IdempotencyStore for Arc<S> {
-    async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError> {
-        (**self).begin(claim).await
-    }
-    async fn complete(
-        &self,
-        held: &HeldKey,
-        output: Option<&Value>,
-        expires_at_s: u64,
-    ) -> Result<(), StoreError> {
-        (**self).complete(held, output, expires_at_s).await
-    }
-    async fn release(&self, held: &HeldKey) -> Result<(), StoreError> {
-        (**self).release(held).await
-    }
-    async fn settle(&self, settlements: &[Settlement<'_>]) -> Vec<Result<(), StoreError>> {
-        (**self).settle(settlements).await
-    }
-    async fn extend(&self, held: &[&HeldKey], lock_until_ms: u64) -> Result<(), StoreError> {
-        (**self).extend(held, lock_until_ms).await
-    }
-}
