@@ -130,6 +130,15 @@ impl RecordInfo {
             _ => None,
         }
     }
+
+    /// Its SNS notification's metadata (topic, subject, timestamp, message attributes), when an
+    /// SNS notification (the `sns` source).
+    pub fn sns(&self) -> Option<&crate::source::SnsMeta> {
+        match &self.meta {
+            crate::source::RecordMeta::Sns(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 impl Context {

@@ -13,7 +13,7 @@ pub(crate) struct BuiltIn {
 }
 
 /// The built-in plugins.
-pub(crate) const BUILT_IN_PLUGINS: [BuiltIn; 4] = [
+pub(crate) const BUILT_IN_PLUGINS: [BuiltIn; 5] = [
     BuiltIn {
         feature: "sqs",
         krate: "lpipe_sqs",
@@ -33,6 +33,13 @@ pub(crate) const BUILT_IN_PLUGINS: [BuiltIn; 4] = [
         krate: "lpipe_cloudwatch",
         source: "cloudwatch",
         sink: Some("eventbridge"),
+        source_only: None,
+    },
+    BuiltIn {
+        feature: "sns-source",
+        krate: "lpipe_sns",
+        source: "sns",
+        sink: None,
         source_only: None,
     },
     BuiltIn {

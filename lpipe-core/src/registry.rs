@@ -47,6 +47,7 @@ pub(crate) fn source_plugin_hint(probe: &EventProbe, registered: &[&str]) -> Opt
         Some("aws:sqs") => "sqs",
         Some("aws:kinesis") => "kinesis",
         Some("aws:dynamodb") => "dynamodb",
+        Some("aws:sns") => "sns",
         _ if probe.has_detail && probe.source.is_some() => "cloudwatch",
         _ => return None,
     };

@@ -767,6 +767,11 @@ async fn an_event_of_a_built_in_source_not_registered_says_how_to_register_it() 
             "lpipe_cloudwatch",
             "cloudwatch",
         ),
+        (
+            r#"{"Records": [{"EventSource": "aws:sns"}]}"#,
+            "lpipe_sns",
+            "sns-source",
+        ),
     ] {
         let err = pipeline.handle(event, lambda_context(0)).await.unwrap_err();
         assert_eq!(err.error_type, "InvalidEvent");

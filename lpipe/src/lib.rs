@@ -19,6 +19,8 @@ pub mod guide {
     pub mod eventbridge {}
     #[doc = include_str!("guide/dynamodb.md")]
     pub mod dynamodb {}
+    #[doc = include_str!("guide/sns.md")]
+    pub mod sns {}
     #[doc = include_str!("guide/sentry.md")]
     pub mod sentry {}
     #[doc = include_str!("guide/observability.md")]
@@ -60,6 +62,11 @@ pub use lpipe_cloudwatch as cloudwatch;
 #[doc(inline)]
 pub use lpipe_dynamodb as dynamodb;
 
+/// Amazon SNS: the event source of a Lambda a topic triggers (feature `sns-source`).
+#[cfg(feature = "sns-source")]
+#[doc(inline)]
+pub use lpipe_sns as sns;
+
 /// Sentry: a reporter for dropped and failed records (feature `sentry`).
 #[cfg(feature = "sentry")]
 #[doc(inline)]
@@ -82,6 +89,8 @@ fn link_plugins() {
     std::hint::black_box(lpipe_cloudwatch::link());
     #[cfg(feature = "dynamodb")]
     std::hint::black_box(lpipe_dynamodb::link());
+    #[cfg(feature = "sns-source")]
+    std::hint::black_box(lpipe_sns::link());
 }
 
 /// The event sources and sink kinds registered by the enabled features.

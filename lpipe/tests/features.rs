@@ -26,6 +26,9 @@ fn the_registry_matches_the_enabled_features() {
     if cfg!(feature = "dynamodb") {
         sources.push("dynamodb");
     }
+    if cfg!(feature = "sns-source") {
+        sources.push("sns");
+    }
     sinks.sort_unstable();
     #[cfg(feature = "sentry")]
     {

@@ -1,7 +1,7 @@
 //! Every event in `tests/realworld-events` (written by others: AWS's libraries, Powertools, SAM;
 //! see its MANIFEST.tsv) through every source, detected and pinned.
 //!
-//! What must hold: an SQS, Kinesis, EventBridge or DynamoDB Streams event gives a well-formed response that counts
+//! What must hold: an SQS, Kinesis, EventBridge, DynamoDB Streams or SNS event gives a well-formed response that counts
 //! every record; an event of another service, or one handed to a pipeline pinned to another
 //! source, is refused with `InvalidEvent` or dropped, and never taken as a success. None of the
 //! bodies is an lpipe message, so a pipeline without a default path drops every record it takes;
@@ -74,6 +74,7 @@ fn owner(kind: &str) -> Option<&'static str> {
         "kinesis" => Some("kinesis"),
         "eventbridge" | "scheduled" => Some("cloudwatch"),
         "foreign-dynamodb" => Some("dynamodb"),
+        "foreign-sns" => Some("sns"),
         _ => None,
     }
 }
@@ -164,6 +165,7 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
             Some("kinesis"),
             Some("cloudwatch"),
             Some("dynamodb"),
+            Some("sns"),
         ] {
             let what = format!("{} ({}), pinned to {pin:?}", sample.path, sample.kind);
             let own = owner(&sample.kind);
@@ -185,7 +187,19 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
                 let response = dropped.unwrap_or_else(|e| panic!("{what}: {e:?}"));
                 assert_eq!(response["stats"]["received"], received, "{what}");
                 assert_eq!(response["stats"]["dropped"], received, "{what}");
-                if own == Some("cloudwatch") {
+                if own == Some("sns") {
+                    // Asynchronous invocations: a record kept for retry fails the invocation.
+                    assert_eq!(response["event"], "Finished.", "{what}");
+                    let objects = event["Records"].as_array().expect("Records").iter();
+                    let mut messages = objects.map(|r| r["Sns"]["Message"].as_str());
+                    if messages.any(is_object) {
+                        let err = kept.expect_err(&what);
+                        assert_eq!(err.error_type, "FailCatastrophically", "{what}");
+                    } else {
+                        let response = kept.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                        assert_eq!(response["stats"]["dropped"], received, "{what}");
+                    }
+                } else if own == Some("cloudwatch") {
                     assert_eq!(response["event"], "Finished.", "{what}");
                     // The detail (or `{}` when there is none) is kwargs: kept, so the
                     // invocation fails and the rule's retry policy takes over.
@@ -222,6 +236,7 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
                             assert_ne!(pin, Some("sqs"), "{what}: {response}");
                             assert_ne!(pin, Some("kinesis"), "{what}: {response}");
                             assert_ne!(pin, Some("dynamodb"), "{what}: {response}");
+                            assert_ne!(pin, Some("sns"), "{what}: {response}");
                             assert_eq!(response["stats"]["successes"], 0, "{what}: {response}");
                             assert_eq!(response["stats"]["failed"], 0, "{what}: {response}");
                         }
@@ -235,7 +250,7 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
             checked += 1;
         }
     }
-    assert_eq!(checked, samples.len() * 6);
+    assert_eq!(checked, samples.len() * 7);
 }
 
 /// The case: a pipeline pinned to SQS, handed a Kinesis event by a misconfigured

@@ -16,6 +16,8 @@ pub enum RecordMeta {
     EventBridge(Box<EventBridgeMeta>),
     /// A DynamoDB stream record's (boxed: the largest, and on its source's records only).
     DynamoDb(Box<DynamoDbMeta>),
+    /// An SNS notification's (boxed: one per invocation).
+    Sns(Box<SnsMeta>),
 }
 
 /// An SQS message's attributes (the FIFO `MessageGroupId` is the record's ordering key).
@@ -71,6 +73,45 @@ impl SqsMeta {
     /// `AWSTraceHeader`: the X-Ray trace header its sender attached.
     pub fn trace_header(&self) -> Option<&str> {
         self.trace_header.as_deref()
+    }
+}
+
+/// An SNS notification's metadata (its `MessageId` is the record's id).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SnsMeta {
+    /// `TopicArn`: the topic it was published to.
+    pub topic_arn: Option<String>,
+    /// `Subject`, when the publisher gave one.
+    pub subject: Option<String>,
+    /// `Timestamp`: when it was published (ISO 8601).
+    pub timestamp: Option<String>,
+    /// The message attributes of type `String` or `Number`, by name, with their values.
+    pub message_attributes: Vec<(String, String)>,
+}
+
+impl SnsMeta {
+    /// Its metadata from these values.
+    pub fn new(
+        topic_arn: Option<String>,
+        subject: Option<String>,
+        timestamp: Option<String>,
+        message_attributes: Vec<(String, String)>,
+    ) -> Self {
+        SnsMeta {
+            topic_arn,
+            subject,
+            timestamp,
+            message_attributes,
+        }
+    }
+
+    /// A message attribute's value.
+    pub fn message_attribute(&self, name: &str) -> Option<&str> {
+        self.message_attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

@@ -19,7 +19,9 @@ mod unescape;
 
 pub use crate::context::RecordInfo;
 pub use decode::{decode_records, InvalidEvent};
-pub use meta::{trace_id, DynamoDbMeta, EventBridgeMeta, KinesisMeta, RecordMeta, SqsMeta};
+pub use meta::{
+    trace_id, DynamoDbMeta, EventBridgeMeta, KinesisMeta, RecordMeta, SnsMeta, SqsMeta,
+};
 pub use probe::EventProbe;
 pub use raw::RawSource;
 pub use record::{Body, Record};

@@ -15,11 +15,13 @@ mod emf;
 mod events;
 mod logs;
 mod reporter;
+mod sns;
 mod store;
 
 pub use emf::check_emf;
 pub use logs::CapturedLogs;
 pub use reporter::{CapturedReport, CapturingReporter};
+pub use sns::SnsEvent;
 pub use store::DownStore;
 
 pub use events::{
