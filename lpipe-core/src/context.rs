@@ -131,11 +131,13 @@ impl RecordInfo {
         }
     }
 
-    /// Its SNS notification's metadata (topic, subject, timestamp, message attributes), when an
-    /// SNS notification (the `sns` source).
+    /// Its SNS notification's metadata (id, topic, subject, timestamp, message attributes),
+    /// when an SNS notification: delivered by the `sns` source, or unwrapped from an SQS message
+    /// by a source that declares the SNS envelope.
     pub fn sns(&self) -> Option<&crate::source::SnsMeta> {
         match &self.meta {
             crate::source::RecordMeta::Sns(m) => Some(m),
+            crate::source::RecordMeta::Sqs(m) => m.sns.as_deref(),
             _ => None,
         }
     }

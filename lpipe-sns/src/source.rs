@@ -141,7 +141,8 @@ impl EventSource for SnsSource {
                 n.subject,
                 n.timestamp,
                 attributes(n.message_attributes),
-            );
+            )
+            .with_message_id(n.message_id.as_deref().map(str::to_owned));
             Ok(Record::new(n.message_id.filter(|id| !id.is_empty()), body)
                 .meta(RecordMeta::Sns(Box::new(meta))))
         })

@@ -44,7 +44,7 @@ pub use lpipe_core::sink::Backoff;
 pub use sink::{
     SqsSink, SQS_CALLS_IN_FLIGHT, SQS_MAX_BATCH_BYTES, SQS_MAX_ENTRIES, SQS_MAX_MESSAGE_BYTES,
 };
-pub use source::{SqsMode, SqsSource};
+pub use source::{SqsEnvelope, SqsMode, SqsSource};
 
 /// The SQS client shared by everything in this crate that was not given one: built once per
 /// process from the standard AWS configuration.

@@ -7,7 +7,7 @@ use lpipe_core::{
     error::InvocationError,
     source::{
         BatchResult, Body, EventProbe, EventSource, InvalidEvent, Record, RecordMeta, RecordOrder,
-        SqsMeta,
+        SnsNotification, SqsMeta,
     },
     RecordError,
 };
@@ -26,6 +26,20 @@ pub enum SqsMode {
     /// invocation so that only the failed messages return after their visibility timeout
     /// (feature `client`).
     Classic,
+}
+
+/// An envelope the messages of a queue come in, when another service wrapped the lpipe message
+/// (declared with [`SqsSource::envelope`]; never guessed from a body's shape).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SqsEnvelope {
+    /// SNS notifications: the queue is subscribed to a topic without raw message delivery, and
+    /// each body is the notification's JSON. The record runs the notification's `Message`; its
+    /// id, topic, subject, timestamp and message attributes are on the context
+    /// (`ctx.record().sns()`). A body that is not a notification is dropped with an error
+    /// saying so. (With raw message delivery the body is the message as published, and the
+    /// topic's message attributes are the SQS message's: declare no envelope.)
+    Sns,
 }
 
 /// The SQS event source. See the [crate docs](crate).
@@ -47,6 +61,7 @@ pub enum SqsMode {
 #[derive(Clone, Debug, Default)]
 pub struct SqsSource {
     mode: SqsMode,
+    envelope: Option<SqsEnvelope>,
     #[cfg(feature = "client")]
     pub(crate) client: Option<aws_sdk_sqs::Client>,
     #[cfg(feature = "client")]
@@ -89,6 +104,27 @@ impl SqsSource {
     pub fn with_backoff(mut self, backoff: crate::Backoff) -> Self {
         self.backoff = Some(backoff);
         self
+    }
+
+    /// The messages come in this envelope (see [`SqsEnvelope`]). A dropped record goes to the
+    /// dead-letter queue as it came, envelope and all, so that a redrive replays it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_sqs::{SqsEnvelope, SqsSource};
+    /// // A queue subscribed to a topic without raw message delivery.
+    /// let source = SqsSource::new().envelope(SqsEnvelope::Sns);
+    /// assert_eq!(source.declared_envelope(), Some(SqsEnvelope::Sns));
+    /// ```
+    pub fn envelope(mut self, envelope: SqsEnvelope) -> Self {
+        self.envelope = Some(envelope);
+        self
+    }
+
+    /// The envelope declared, if any.
+    pub fn declared_envelope(&self) -> Option<SqsEnvelope> {
+        self.envelope
     }
 
     /// The mode.
@@ -197,6 +233,27 @@ struct Attributes<'a> {
     trace_header: Option<Cow<'a, str>>,
 }
 
+/// A record whose body is an SNS notification: it runs the notification's message, keeps the
+/// body as it came (for its dead letter), and the notification's metadata. Unwrapped when the
+/// event is decoded (a body of a batch of at most 10,000 records).
+fn unwrap_sns<'e>(mut record: Record<'e>, body: Body<'e>, meta: &mut SqsMeta) -> Record<'e> {
+    let text = match body.into_text() {
+        Ok(text) => text,
+        Err(e) => {
+            record.body = Body::Invalid(e);
+            return record;
+        }
+    };
+    record.body = match SnsNotification::parse(&text) {
+        Ok(notification) => {
+            meta.sns = Some(Box::new(notification.meta));
+            Body::Text(Cow::Owned(notification.message))
+        }
+        Err(e) => Body::Invalid(e),
+    };
+    record.as_it_came(text)
+}
+
 #[async_trait]
 impl EventSource for SqsSource {
     fn name(&self) -> &'static str {
@@ -229,8 +286,9 @@ impl EventSource for SqsSource {
                 ),
                 None => (None, None, None, None),
             };
-            let meta = SqsMeta::new(receive_count, sent, string_attributes(r.message_attributes))
-                .with_trace_header(trace_header.map(Cow::into_owned));
+            let mut meta =
+                SqsMeta::new(receive_count, sent, string_attributes(r.message_attributes))
+                    .with_trace_header(trace_header.map(Cow::into_owned));
             let ordering_key = match (group, fifo_queue) {
                 (Some(g), _) => Some(g),
                 // A FIFO queue's record without a group: keep the whole queue in order.
@@ -241,7 +299,15 @@ impl EventSource for SqsSource {
                 Some(literal) => Body::json_string(literal.get()),
                 None => Body::Invalid(RecordError::invalid_payload("the SQS record has no body")),
             };
-            Ok(Record::new(r.message_id.filter(|id| !id.is_empty()), body)
+            let id = r.message_id.filter(|id| !id.is_empty());
+            let record = match self.envelope {
+                None => Record::new(id, body),
+                Some(SqsEnvelope::Sns) => {
+                    let unwrapped = Record::new(id, Body::Text(Cow::Borrowed("")));
+                    unwrap_sns(unwrapped, body, &mut meta)
+                }
+            };
+            Ok(record
                 .ordering_key(ordering_key)
                 .meta(RecordMeta::Sqs(meta)))
         })

@@ -236,3 +236,170 @@ fn an_unknown_queue_option_fails_the_build_naming_the_known_ones() {
     .to_string();
     assert_contains(e, "set message_group_id or message_group_id_from, not both");
 }
+
+mod sns_envelope {
+    //! Messages of a queue subscribed to an SNS topic without raw message delivery.
+
+    use std::sync::{Arc, Mutex};
+
+    use lpipe_core::sink::MemorySink;
+    use lpipe_core::testing::{assert_contains, lambda_context, SnsEvent, SqsEvent, SqsRecord};
+    use lpipe_core::{registry::Registry, Action, BoxError, Context, Pipeline, Queue};
+    use lpipe_sqs::{SqsEnvelope, SqsSource};
+    use serde_json::{json, Value};
+
+    /// What each run saw: its kwargs, the SNS metadata, and the SQS record's id.
+    type Seen = Arc<Mutex<Vec<(Value, Option<lpipe_core::source::SnsMeta>, String)>>>;
+
+    fn pipeline(seen: &Seen, dlq: &MemorySink) -> Pipeline {
+        let seen = seen.clone();
+        let take = move |kwargs: Value, ctx: Context| {
+            let seen = seen.clone();
+            async move {
+                let record = ctx.record();
+                seen.lock().unwrap().push((
+                    kwargs,
+                    record.sns().cloned(),
+                    record.id().unwrap_or("").to_owned(),
+                ));
+                Ok::<_, BoxError>(())
+            }
+        };
+        Pipeline::builder()
+            .path("TAKE", [Action::new().function(take)])
+            .default_path("TAKE")
+            .registry(Registry::empty())
+            .event_source(SqsSource::new().envelope(SqsEnvelope::Sns))
+            .only_source("sqs")
+            .dead_letter_queue(Queue::sqs("dropped"))
+            .record_outbound(dlq.clone())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_notifications_message_runs_with_its_metadata() {
+        let (seen, dlq) = (Seen::default(), MemorySink::new());
+        // Bare kwargs, for the pipeline's default path.
+        let notification = SnsEvent::new(json!({"name": "Ada"}))
+            .message_id("sns-1")
+            .topic("signups")
+            .subject("signup")
+            .attribute("tenant", "t1")
+            .notification();
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(notification).id("sqs-1"))
+            .to_string();
+        let response = pipeline(&seen, &dlq)
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], 1, "{response}");
+        let seen = seen.lock().unwrap();
+        let (kwargs, sns, id) = &seen[0];
+        assert_eq!(kwargs, &json!({"name": "Ada"}));
+        // The record is the SQS message (its id answers the partial batch response); the
+        // notification's metadata is beside it.
+        assert_eq!(id, "sqs-1");
+        let sns = sns.as_ref().expect("the notification's metadata");
+        assert_eq!(sns.message_id.as_deref(), Some("sns-1"));
+        assert_eq!(
+            sns.topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:signups")
+        );
+        assert_eq!(sns.subject.as_deref(), Some("signup"));
+        assert_eq!(sns.message_attribute("tenant"), Some("t1"));
+    }
+
+    #[tokio::test]
+    async fn a_real_world_sns_in_sqs_event_unwraps() {
+        // Powertools' sample (SNS wrote the body, with its own spacing and escapes).
+        let event =
+            include_str!("../../lpipe/tests/realworld-events/powertools-python/snsSqsEvent.json");
+        let (seen, dlq) = (Seen::default(), MemorySink::new());
+        let response = pipeline(&seen, &dlq)
+            .handle(event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], 1, "{response}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[0].0,
+            json!({"message": "hello world", "username": "lessa"})
+        );
+        let sns = seen[0].1.as_ref().unwrap();
+        assert_eq!(
+            sns.message_id.as_deref(),
+            Some("d88d4479-6ec0-54fe-b63f-1cf9df4bb16e")
+        );
+        assert_eq!(sns.timestamp.as_deref(), Some("2021-01-19T10:07:07.287Z"));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_a_notification_is_dropped_and_dead_lettered_as_it_came() {
+        let (seen, dlq) = (Seen::default(), MemorySink::new());
+        let body = r#"{"path": "TAKE", "kwargs": {"name": "Ada"}}"#;
+        let event = SqsEvent::new().record(SqsRecord::new(body)).to_string();
+        let response = pipeline(&seen, &dlq)
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["dropped"], 1, "{response}");
+        assert!(seen.lock().unwrap().is_empty(), "never run as if unwrapped");
+        let letters = dlq.messages();
+        assert_eq!(letters[0].body, body);
+        let why = letters[0]
+            .attributes
+            .iter()
+            .find(|(k, _)| *k == "lpipe.error_message")
+            .map(|(_, v)| v.as_str())
+            .unwrap();
+        assert_contains(why, "not an SNS notification");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_notification_goes_to_the_dead_letter_queue_whole() {
+        // The message runs and is dropped (not a JSON object): its dead letter is the
+        // notification as SNS wrote it, so that a redrive to the queue replays it.
+        let (seen, dlq) = (Seen::default(), MemorySink::new());
+        let notification = SnsEvent::text("plain text").notification();
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(notification.clone()))
+            .to_string();
+        let response = pipeline(&seen, &dlq)
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["dropped"], 1, "{response}");
+        assert_eq!(dlq.messages()[0].body, notification);
+    }
+
+    #[tokio::test]
+    async fn without_the_envelope_declared_a_notification_is_not_unwrapped() {
+        let seen = Seen::default();
+        let take_all = {
+            let seen = seen.clone();
+            move |kwargs: Value| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push((kwargs, None, String::new()));
+                    Ok::<_, BoxError>(())
+                }
+            }
+        };
+        let pipeline = Pipeline::builder()
+            .path("TAKE", [Action::new().function(take_all)])
+            .default_path("TAKE")
+            .registry(Registry::empty())
+            .event_source(SqsSource::new())
+            .only_source("sqs")
+            .build()
+            .unwrap();
+        let notification = SnsEvent::new(json!({"name": "Ada"})).notification();
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(notification))
+            .to_string();
+        pipeline.handle(&event, lambda_context(0)).await.unwrap();
+        assert_eq!(seen.lock().unwrap()[0].0["Type"], "Notification");
+    }
+}

@@ -337,6 +337,7 @@ impl Pipeline {
             body,
             path: source_path,
             meta,
+            as_it_came,
         } = record;
         let info = record_info(index, (id.as_deref(), ordering_key.as_deref()), meta, batch);
         let mut outbox = Vec::new();
@@ -379,13 +380,13 @@ impl Pipeline {
                     let (record, discarded) = (id.as_deref().unwrap_or(""), outbox.len());
                     tracing::warn!(record, discarded, "{e}; its outbound messages are not sent");
                 }
-                let record = (
-                    index,
-                    id.as_deref(),
-                    body.as_deref(),
-                    source_path.as_deref(),
-                );
-                let letter = self.dead_letter(record, e, batch, trace_header);
+                // What a redrive would replay: the body as it came.
+                let letter = match as_it_came {
+                    Some(original) => Some(original),
+                    None => body.map(|b| Cow::Owned(dead_letter_body(&b, source_path.as_deref()))),
+                };
+                let letter =
+                    self.dead_letter((index, id.as_deref(), letter), e, batch, trace_header);
                 letter.into_iter().collect()
             }
         };
@@ -404,11 +405,12 @@ impl Pipeline {
         }
     }
 
-    /// A dropped record's message to the dead-letter queue, if the pipeline has one and the
-    /// record's body could be read (`None` for a record that was not dropped).
+    /// A dropped record's message to the dead-letter queue (`body`: what it came as), if the
+    /// pipeline has one and the record's body could be read (`None` for a record that was not
+    /// dropped).
     fn dead_letter(
         &self,
-        (index, id, body, source_path): (usize, Option<&str>, Option<&str>, Option<&str>),
+        (index, id, body): (usize, Option<&str>, Option<Cow<'_, str>>),
         error: &RecordError,
         batch: &BatchRun<'_>,
         trace_header: Option<Arc<str>>,
@@ -428,7 +430,7 @@ impl Pipeline {
             record: index,
             message: OutboundMessage {
                 queue: queue.clone(),
-                body: dead_letter_body(body, source_path),
+                body: body.into_owned(),
                 id: outbound_id(batch.invocation, id, index, "dead-letter"),
                 trace_header,
                 attributes: dead_letter_attributes(id, error),

@@ -34,6 +34,9 @@ pub struct SqsMeta {
     /// `AWSTraceHeader`: the X-Ray trace header its sender attached
     /// (`Root=1-…;Parent=…;Sampled=…`).
     pub trace_header: Option<String>,
+    /// The SNS notification the message was unwrapped from, on a source that declares the
+    /// SNS envelope (boxed: most SQS messages have none).
+    pub sns: Option<Box<SnsMeta>>,
 }
 
 impl SqsMeta {
@@ -48,7 +51,14 @@ impl SqsMeta {
             sent_timestamp_ms,
             message_attributes,
             trace_header: None,
+            sns: None,
         }
+    }
+
+    /// With the SNS notification the message was unwrapped from.
+    pub fn with_sns(mut self, sns: SnsMeta) -> Self {
+        self.sns = Some(Box::new(sns));
+        self
     }
 
     /// With this `AWSTraceHeader`.
@@ -80,6 +90,8 @@ impl SqsMeta {
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct SnsMeta {
+    /// `MessageId`: the notification's id (the same in every delivery of it).
+    pub message_id: Option<String>,
     /// `TopicArn`: the topic it was published to.
     pub topic_arn: Option<String>,
     /// `Subject`, when the publisher gave one.
@@ -99,11 +111,18 @@ impl SnsMeta {
         message_attributes: Vec<(String, String)>,
     ) -> Self {
         SnsMeta {
+            message_id: None,
             topic_arn,
             subject,
             timestamp,
             message_attributes,
         }
+    }
+
+    /// With this `MessageId`.
+    pub fn with_message_id(mut self, message_id: Option<String>) -> Self {
+        self.message_id = message_id;
+        self
     }
 
     /// A message attribute's value.

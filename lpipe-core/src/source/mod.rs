@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use crate::error::InvocationError;
 
 mod decode;
+mod envelope;
 mod meta;
 mod probe;
 mod raw;
@@ -19,6 +20,7 @@ mod unescape;
 
 pub use crate::context::RecordInfo;
 pub use decode::{decode_records, InvalidEvent};
+pub use envelope::SnsNotification;
 pub use meta::{
     trace_id, DynamoDbMeta, EventBridgeMeta, KinesisMeta, RecordMeta, SnsMeta, SqsMeta,
 };

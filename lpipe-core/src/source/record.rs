@@ -21,6 +21,9 @@ pub struct Record<'e> {
     pub(crate) path: Option<Cow<'e, str>>,
     /// What the source says about the record besides (see [`RecordMeta`]).
     pub meta: RecordMeta,
+    /// The body as it came, when the source unwrapped the record's message from an envelope
+    /// (see [`Record::as_it_came`]).
+    pub(crate) as_it_came: Option<Cow<'e, str>>,
 }
 
 /// A record's body as its source found it. A body still encoded in the event (an SQS body is
@@ -92,6 +95,7 @@ impl<'e> Record<'e> {
             body: body.into(),
             path: None,
             meta: RecordMeta::None,
+            as_it_came: None,
         }
     }
 
@@ -110,6 +114,14 @@ impl<'e> Record<'e> {
     /// Sets the path chosen by the source; the body is then the kwargs.
     pub fn with_path(mut self, path: Cow<'e, str>) -> Self {
         self.path = Some(path);
+        self
+    }
+
+    /// Sets the body as it came in the event, for a record whose message the source unwrapped
+    /// from an envelope (an SNS notification in an SQS message, say): a dropped record is sent
+    /// to the dead-letter queue as it came, so that a redrive replays the envelope.
+    pub fn as_it_came(mut self, body: Cow<'e, str>) -> Self {
+        self.as_it_came = Some(body);
         self
     }
 

@@ -80,31 +80,64 @@ impl SnsEvent {
     }
 }
 
-impl fmt::Display for SnsEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let topic_arn = format!("arn:aws:sns:us-east-1:123456789012:{}", self.topic);
+impl SnsEvent {
+    fn topic_arn(&self) -> String {
+        format!("arn:aws:sns:us-east-1:123456789012:{}", self.topic)
+    }
+
+    /// The notification as SNS writes it into the body of an SQS message when the queue is
+    /// subscribed to the topic without raw message delivery: the body an SQS source that
+    /// declares the SNS envelope unwraps.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::testing::{message, SnsEvent, SqsEvent, SqsRecord};
+    /// use serde_json::json;
+    /// let notification = SnsEvent::new(message("WELCOME", json!({"name": "Ada"}))).notification();
+    /// let event = SqsEvent::new().record(SqsRecord::new(notification)).to_string();
+    /// assert!(event.contains(r#"\"Type\":\"Notification\""#), "{event}");
+    /// ```
+    pub fn notification(&self) -> String {
+        let mut notification = self.notification_json();
+        // In an SQS message SNS spells these two with "URL"; in a Lambda event with "Url".
+        let object = notification.as_object_mut().expect("an object");
+        object.insert("SigningCertURL".into(), object["SigningCertUrl"].clone());
+        object.insert("UnsubscribeURL".into(), object["UnsubscribeUrl"].clone());
+        object.remove("SigningCertUrl");
+        object.remove("UnsubscribeUrl");
+        notification.to_string()
+    }
+
+    fn notification_json(&self) -> Value {
         let attributes: serde_json::Map<String, Value> = self
             .attributes
             .iter()
             .map(|(name, kind, value)| (name.clone(), json!({"Type": kind, "Value": value})))
             .collect();
+        json!({
+            "Type": "Notification",
+            "MessageId": self.message_id,
+            "TopicArn": self.topic_arn(),
+            "Subject": self.subject,
+            "Message": self.message,
+            "Timestamp": "2026-11-28T12:00:00.000Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-EXAMPLE.pem",
+            "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+            "MessageAttributes": attributes,
+        })
+    }
+}
+
+impl fmt::Display for SnsEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let event = json!({"Records": [{
             "EventVersion": "1.0",
-            "EventSubscriptionArn": format!("{topic_arn}:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55"),
+            "EventSubscriptionArn": format!("{}:2bcfbf39-05c3-41de-beaa-fcfcc21c8f55", self.topic_arn()),
             "EventSource": "aws:sns",
-            "Sns": {
-                "Type": "Notification",
-                "MessageId": self.message_id,
-                "TopicArn": topic_arn,
-                "Subject": self.subject,
-                "Message": self.message,
-                "Timestamp": "2026-11-28T12:00:00.000Z",
-                "SignatureVersion": "1",
-                "Signature": "EXAMPLE",
-                "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-EXAMPLE.pem",
-                "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
-                "MessageAttributes": attributes,
-            }
+            "Sns": self.notification_json(),
         }]});
         write!(f, "{event}")
     }
