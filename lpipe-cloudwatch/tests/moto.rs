@@ -1,12 +1,19 @@
 //! The EventBridge sink against a real events API: the moto_server started by the test command.
-//! A rule on a bus targets an SQS queue; what the sink puts must arrive there. Without the
-//! server these tests say they are skipped, unless `LPIPE_REQUIRE_MOTO=1`, when they fail.
+//! A rule on a bus targets an SQS queue; what the sink puts must arrive there, and an SQS
+//! consumer with the EventBridge envelope declared runs it. Run without the server, these
+//! `#[ignore]`d tests fail, naming what they need.
 
 use lpipe_cloudwatch::EventBridgeSink;
 use lpipe_core::testing::{
     assert_contains, lambda_context, message, moto_endpoint, raw_event, unique_name,
 };
-use lpipe_core::{registry::Registry, source::RawSource, Action, Pipeline, Queue, QueueKind};
+use lpipe_core::testing::{SqsEvent, SqsRecord};
+use lpipe_core::{
+    registry::Registry,
+    source::{EventBridgeEnvelope, RawSource},
+    Action, Pipeline, Queue, QueueKind,
+};
+use lpipe_sqs::{SqsEnvelope, SqsSource};
 use serde_json::{json, Value};
 
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]
@@ -89,6 +96,7 @@ async fn a_rule_on_the_bus_receives_what_the_sink_puts() {
     assert_eq!(sink.put_events_calls(), 2, "10 entries per PutEvents call");
 
     let mut seen = Vec::new();
+    let mut bodies = Vec::new();
     for _ in 0..10 {
         let out = sqs
             .receive_message()
@@ -98,6 +106,7 @@ async fn a_rule_on_the_bus_receives_what_the_sink_puts() {
             .await
             .unwrap();
         for m in out.messages.unwrap_or_default() {
+            bodies.push(m.body().unwrap().to_owned());
             let event: Value = serde_json::from_str(m.body().unwrap()).unwrap();
             assert_eq!(event["source"], source.as_str());
             assert_eq!(event["detail-type"], "NEXT");
@@ -116,6 +125,48 @@ async fn a_rule_on_the_bus_receives_what_the_sink_puts() {
     }
     seen.sort_unstable();
     assert_eq!(seen, (0..12).collect::<Vec<i64>>());
+
+    // The consumer of that queue: an SQS source with the EventBridge envelope declared runs
+    // each event's directed message (path NEXT) with the event's metadata on its context.
+    let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let next = {
+        let ran = ran.clone();
+        move |args: Value, ctx: lpipe_core::Context| {
+            let ran = ran.clone();
+            async move {
+                let meta = ctx
+                    .record()
+                    .eventbridge()
+                    .cloned()
+                    .expect("the event's metadata");
+                ran.lock()
+                    .unwrap()
+                    .push((args["i"].as_i64().unwrap(), meta.source));
+                Ok::<_, lpipe_core::BoxError>(())
+            }
+        }
+    };
+    let consumer = Pipeline::builder()
+        .path("NEXT", [Action::new().function(next)])
+        .registry(Registry::empty())
+        .event_source(
+            SqsSource::new().envelope(SqsEnvelope::EventBridge(EventBridgeEnvelope::new())),
+        )
+        .only_source("sqs")
+        .build()
+        .unwrap();
+    let event = bodies
+        .into_iter()
+        .fold(SqsEvent::new(), |event, body| {
+            event.record(SqsRecord::new(body))
+        })
+        .to_string();
+    let response = consumer.handle(&event, lambda_context(0)).await.unwrap();
+    assert_eq!(response["stats"]["successes"], 12, "{response}");
+    let mut ran = ran.lock().unwrap().clone();
+    ran.sort_unstable();
+    let expected: Vec<(i64, Option<String>)> = (0..12).map(|i| (i, Some(source.clone()))).collect();
+    assert_eq!(ran, expected);
 }
 
 #[ignore = "needs moto_server: ./scripts/test starts one and runs this with --include-ignored"]

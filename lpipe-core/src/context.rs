@@ -118,6 +118,7 @@ impl RecordInfo {
     pub fn eventbridge(&self) -> Option<&crate::source::EventBridgeMeta> {
         match &self.meta {
             crate::source::RecordMeta::EventBridge(m) => Some(m),
+            crate::source::RecordMeta::Sqs(m) => m.eventbridge.as_deref(),
             _ => None,
         }
     }

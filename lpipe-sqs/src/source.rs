@@ -6,8 +6,8 @@ use lpipe_core::{
     async_trait,
     error::InvocationError,
     source::{
-        BatchResult, Body, EventProbe, EventSource, InvalidEvent, Record, RecordMeta, RecordOrder,
-        SnsNotification, SqsMeta,
+        BatchResult, Body, EventBridgeEnvelope, EventProbe, EventSource, InvalidEvent, Record,
+        RecordMeta, RecordOrder, SnsNotification, SqsMeta,
     },
     RecordError,
 };
@@ -30,7 +30,7 @@ pub enum SqsMode {
 
 /// An envelope the messages of a queue come in, when another service wrapped the lpipe message
 /// (declared with [`SqsSource::envelope`]; never guessed from a body's shape).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SqsEnvelope {
     /// SNS notifications: the queue is subscribed to a topic without raw message delivery, and
@@ -40,6 +40,11 @@ pub enum SqsEnvelope {
     /// saying so. (With raw message delivery the body is the message as published, and the
     /// topic's message attributes are the SQS message's: declare no envelope.)
     Sns,
+    /// EventBridge events a rule delivered to the queue: each body is the whole event, routed
+    /// as the EventBridge source routes events (see [`EventBridgeEnvelope`]); the event's
+    /// source, `detail-type` and time are on the context (`ctx.record().eventbridge()`). A body
+    /// that is not an event is dropped with an error saying so.
+    EventBridge(EventBridgeEnvelope),
 }
 
 /// The SQS event source. See the [crate docs](crate).
@@ -115,7 +120,7 @@ impl SqsSource {
     /// use lpipe_sqs::{SqsEnvelope, SqsSource};
     /// // A queue subscribed to a topic without raw message delivery.
     /// let source = SqsSource::new().envelope(SqsEnvelope::Sns);
-    /// assert_eq!(source.declared_envelope(), Some(SqsEnvelope::Sns));
+    /// assert_eq!(source.declared_envelope(), Some(&SqsEnvelope::Sns));
     /// ```
     pub fn envelope(mut self, envelope: SqsEnvelope) -> Self {
         self.envelope = Some(envelope);
@@ -123,8 +128,8 @@ impl SqsSource {
     }
 
     /// The envelope declared, if any.
-    pub fn declared_envelope(&self) -> Option<SqsEnvelope> {
-        self.envelope
+    pub fn declared_envelope(&self) -> Option<&SqsEnvelope> {
+        self.envelope.as_ref()
     }
 
     /// The mode.
@@ -233,10 +238,15 @@ struct Attributes<'a> {
     trace_header: Option<Cow<'a, str>>,
 }
 
-/// A record whose body is an SNS notification: it runs the notification's message, keeps the
-/// body as it came (for its dead letter), and the notification's metadata. Unwrapped when the
-/// event is decoded (a body of a batch of at most 10,000 records).
-fn unwrap_sns<'e>(mut record: Record<'e>, body: Body<'e>, meta: &mut SqsMeta) -> Record<'e> {
+/// A record whose body is in an envelope: it runs what the envelope holds, keeps the body as
+/// it came (for its dead letter), and the envelope's metadata. Unwrapped when the event is
+/// decoded (the metadata is the record's from the start; a batch has at most 10,000 records).
+fn unwrap<'e>(
+    envelope: &SqsEnvelope,
+    mut record: Record<'e>,
+    body: Body<'e>,
+    meta: &mut SqsMeta,
+) -> Record<'e> {
     let text = match body.into_text() {
         Ok(text) => text,
         Err(e) => {
@@ -244,13 +254,25 @@ fn unwrap_sns<'e>(mut record: Record<'e>, body: Body<'e>, meta: &mut SqsMeta) ->
             return record;
         }
     };
-    record.body = match SnsNotification::parse(&text) {
-        Ok(notification) => {
+    let unwrapped = match envelope {
+        SqsEnvelope::Sns => SnsNotification::parse(&text).map(|notification| {
             meta.sns = Some(Box::new(notification.meta));
-            Body::Text(Cow::Owned(notification.message))
-        }
-        Err(e) => Body::Invalid(e),
+            (notification.message, None)
+        }),
+        SqsEnvelope::EventBridge(routes) => routes.unwrap(&text).map(|event| {
+            meta.eventbridge = Some(Box::new(event.meta));
+            (event.body, event.path)
+        }),
     };
+    match unwrapped {
+        Ok((body, path)) => {
+            record.body = Body::Text(Cow::Owned(body));
+            if let Some(path) = path {
+                record = record.with_path(Cow::Owned(path));
+            }
+        }
+        Err(e) => record.body = Body::Invalid(e),
+    }
     record.as_it_came(text)
 }
 
@@ -300,11 +322,11 @@ impl EventSource for SqsSource {
                 None => Body::Invalid(RecordError::invalid_payload("the SQS record has no body")),
             };
             let id = r.message_id.filter(|id| !id.is_empty());
-            let record = match self.envelope {
+            let record = match &self.envelope {
                 None => Record::new(id, body),
-                Some(SqsEnvelope::Sns) => {
+                Some(envelope) => {
                     let unwrapped = Record::new(id, Body::Text(Cow::Borrowed("")));
-                    unwrap_sns(unwrapped, body, &mut meta)
+                    unwrap(envelope, unwrapped, body, &mut meta)
                 }
             };
             Ok(record

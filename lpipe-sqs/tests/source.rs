@@ -403,3 +403,113 @@ mod sns_envelope {
         assert_eq!(seen.lock().unwrap()[0].0["Type"], "Notification");
     }
 }
+
+mod eventbridge_envelope {
+    //! EventBridge events a rule delivered to the queue.
+
+    use std::sync::{Arc, Mutex};
+
+    use lpipe_core::sink::MemorySink;
+    use lpipe_core::source::EventBridgeEnvelope;
+    use lpipe_core::testing::{lambda_context, message, EventBridgeEvent, SqsEvent, SqsRecord};
+    use lpipe_core::{registry::Registry, Action, BoxError, Context, Pipeline, Queue};
+    use lpipe_sqs::{SqsEnvelope, SqsSource};
+    use serde_json::{json, Value};
+
+    /// What each run saw: its path, kwargs and the event's detail-type.
+    type Seen = Arc<Mutex<Vec<(String, Value, Option<String>)>>>;
+
+    fn pipeline(seen: &Seen, dlq: &MemorySink) -> Pipeline {
+        let recorder = |path: &'static str| {
+            let seen = seen.clone();
+            move |kwargs: Value, ctx: Context| {
+                let seen = seen.clone();
+                async move {
+                    let detail_type = ctx
+                        .record()
+                        .eventbridge()
+                        .and_then(|m| m.detail_type.clone());
+                    seen.lock()
+                        .unwrap()
+                        .push((path.to_owned(), kwargs, detail_type));
+                    Ok::<_, BoxError>(())
+                }
+            }
+        };
+        let envelope = EventBridgeEnvelope::new().route("Order Placed", "PLACE");
+        Pipeline::builder()
+            .path("PLACE", [Action::new().function(recorder("PLACE"))])
+            .path("AUDIT", [Action::new().function(recorder("AUDIT"))])
+            .registry(Registry::empty())
+            .event_source(SqsSource::new().envelope(SqsEnvelope::EventBridge(envelope)))
+            .only_source("sqs")
+            .dead_letter_queue(Queue::sqs("dropped"))
+            .record_outbound(dlq.clone())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn events_are_routed_by_detail_type_or_run_their_directed_message() {
+        let (seen, dlq) = (Seen::default(), MemorySink::new());
+        let routed =
+            EventBridgeEvent::new("Order Placed", json!({"order_id": "o-1"})).source("shop");
+        let directed = EventBridgeEvent::new("lpipe", message("AUDIT", json!({"who": "ada"})));
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(routed.to_string()))
+            .record(SqsRecord::new(directed.to_string()))
+            .to_string();
+        let response = pipeline(&seen, &dlq)
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], 2, "{response}");
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            [
+                (
+                    "PLACE".to_owned(),
+                    json!({"order_id": "o-1"}),
+                    Some("Order Placed".to_owned())
+                ),
+                (
+                    "AUDIT".to_owned(),
+                    json!({"who": "ada"}),
+                    Some("lpipe".to_owned())
+                ),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_an_event_is_dropped_and_dead_lettered_as_it_came() {
+        let (seen, dlq) = (Seen::default(), MemorySink::new());
+        let body = r#"{"path": "PLACE", "kwargs": {"order_id": "o-1"}}"#;
+        let event = SqsEvent::new().record(SqsRecord::new(body)).to_string();
+        let response = pipeline(&seen, &dlq)
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["dropped"], 1, "{response}");
+        assert!(seen.lock().unwrap().is_empty());
+        assert_eq!(dlq.messages()[0].body, body);
+        let why = &dlq.messages()[0].attributes;
+        assert!(
+            why.iter()
+                .any(|(k, v)| *k == "lpipe.error_message" && v.contains("not an EventBridge event")),
+            "{why:?}"
+        );
+        // An event that runs and is dropped goes to the dead-letter queue whole.
+        let unrouted = EventBridgeEvent::new("Unknown", json!({"x": 1})).to_string();
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(unrouted.clone()))
+            .to_string();
+        let response = pipeline(&seen, &dlq)
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        // Bare kwargs and no default path: dropped, naming why.
+        assert_eq!(response["stats"]["dropped"], 1, "{response}");
+        assert_eq!(dlq.messages()[1].body, unrouted);
+    }
+}

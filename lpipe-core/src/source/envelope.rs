@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
-use super::SnsMeta;
+use super::{EventBridgeMeta, SnsMeta};
 use crate::error::RecordError;
+use crate::path::{IntoPathName, PathName};
 
 /// A message unwrapped from an SNS notification: the body of an SQS message that a topic's
 /// subscription without raw message delivery sent.
@@ -90,5 +92,114 @@ impl SnsNotification {
         let meta = SnsMeta::new(n.topic_arn, n.subject, n.timestamp, attributes)
             .with_message_id(n.message_id);
         Ok(SnsNotification { message, meta })
+    }
+}
+
+/// EventBridge events that a rule delivered to a queue (each SQS message's body is the whole
+/// event), routed as the EventBridge source routes events: by `detail-type` to a path with the
+/// event's `detail` as kwargs, else a `detail` that is an lpipe message runs as one, else a
+/// `detail` object is bare kwargs for the default path.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::source::EventBridgeEnvelope;
+/// let envelope = EventBridgeEnvelope::new().route("Order Placed", "PLACE");
+/// let event = r#"{"version": "0", "id": "e-1", "detail-type": "Order Placed", "source": "shop",
+///     "time": "2026-12-06T12:00:00Z", "detail": {"order_id": "o-1"}}"#;
+/// let unwrapped = envelope.unwrap(event).unwrap();
+/// assert_eq!(unwrapped.path.as_deref(), Some("PLACE"));
+/// assert_eq!(unwrapped.body, r#"{"order_id": "o-1"}"#);
+/// assert_eq!(unwrapped.meta.detail_type.as_deref(), Some("Order Placed"));
+/// assert!(envelope.unwrap(r#"{"path": "PLACE", "kwargs": {}}"#).is_err());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventBridgeEnvelope {
+    routes: BTreeMap<String, PathName>,
+}
+
+/// An lpipe record unwrapped from an EventBridge event (see [`EventBridgeEnvelope::unwrap`]).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EventBridgeUnwrapped {
+    /// The record's body: the kwargs when `path` is set, else an lpipe message or bare kwargs.
+    pub body: String,
+    /// The path the event's `detail-type` (or its directed message) names.
+    pub path: Option<String>,
+    /// The event's `id`.
+    pub id: Option<String>,
+    /// The event's source, `detail-type` and time.
+    pub meta: EventBridgeMeta,
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    id: Option<String>,
+    #[serde(rename = "detail-type")]
+    detail_type: Option<String>,
+    source: Option<String>,
+    time: Option<String>,
+    #[serde(borrow)]
+    detail: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Directed<'a> {
+    path: String,
+    #[serde(borrow)]
+    kwargs: &'a RawValue,
+}
+
+impl EventBridgeEnvelope {
+    /// An envelope without routes (directed messages and the default path only).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `path` for events of this `detail-type`, with the event's `detail` as kwargs.
+    pub fn route(mut self, detail_type: impl Into<String>, path: impl IntoPathName) -> Self {
+        self.routes
+            .insert(detail_type.into(), path.into_path_name());
+        self
+    }
+
+    /// Unwraps one event's JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the text is not an EventBridge event (not JSON, no `detail-type` or no `detail`),
+    /// or its `detail` is not a JSON object: the error says what was expected.
+    pub fn unwrap(&self, text: &str) -> Result<EventBridgeUnwrapped, RecordError> {
+        let not_one = |why: &str| {
+            RecordError::invalid_payload(format!(
+                "the body is not an EventBridge event ({why}), and its source declares the EventBridge envelope"
+            ))
+        };
+        let event: Event<'_> = serde_json::from_str(text).map_err(|e| not_one(&e.to_string()))?;
+        let detail_type = event
+            .detail_type
+            .ok_or_else(|| not_one("it has no detail-type"))?;
+        let detail = event
+            .detail
+            .ok_or_else(|| not_one("it has no detail"))?
+            .get();
+        let (body, path) = if let Some(path) = self.routes.get(&detail_type) {
+            (detail.to_owned(), Some(path.as_str().to_owned()))
+        } else if let Ok(directed) = serde_json::from_str::<Directed<'_>>(detail) {
+            (directed.kwargs.get().to_owned(), Some(directed.path))
+        } else if detail.trim_start().starts_with('{') {
+            (detail.to_owned(), None)
+        } else {
+            return Err(RecordError::invalid_payload(format!(
+                "the event's detail must be a JSON object (detail-type '{detail_type}')"
+            )));
+        };
+        let meta = EventBridgeMeta::new(event.source, Some(detail_type), event.time);
+        Ok(EventBridgeUnwrapped {
+            body,
+            path,
+            id: event.id,
+            meta,
+        })
     }
 }

@@ -37,6 +37,9 @@ pub struct SqsMeta {
     /// The SNS notification the message was unwrapped from, on a source that declares the
     /// SNS envelope (boxed: most SQS messages have none).
     pub sns: Option<Box<SnsMeta>>,
+    /// The EventBridge event the record was unwrapped from, on a source that declares the
+    /// EventBridge envelope.
+    pub eventbridge: Option<Box<EventBridgeMeta>>,
 }
 
 impl SqsMeta {
@@ -52,6 +55,7 @@ impl SqsMeta {
             message_attributes,
             trace_header: None,
             sns: None,
+            eventbridge: None,
         }
     }
 
