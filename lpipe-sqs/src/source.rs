@@ -7,7 +7,7 @@ use lpipe_core::{
     error::InvocationError,
     source::{
         BatchResult, Body, EventBridgeEnvelope, EventProbe, EventSource, InvalidEvent, Record,
-        RecordMeta, RecordOrder, SnsNotification, SqsMeta,
+        RecordMeta, RecordOrder, S3Envelope, S3Unwrapped, SnsNotification, SqsMeta,
     },
     RecordError,
 };
@@ -45,6 +45,11 @@ pub enum SqsEnvelope {
     /// source, `detail-type` and time are on the context (`ctx.record().eventbridge()`). A body
     /// that is not an event is dropped with an error saying so.
     EventBridge(EventBridgeEnvelope),
+    /// S3 event notifications a bucket sends to the queue, routed by event name (see
+    /// [`S3Envelope`]); the `s3:TestEvent` S3 sends when the notification is configured is
+    /// acknowledged without running. A body that is not a notification, or an event no route
+    /// takes, is dropped with an error saying so.
+    S3(S3Envelope),
 }
 
 /// The SQS event source. See the [crate docs](crate).
@@ -263,6 +268,16 @@ fn unwrap<'e>(
             meta.eventbridge = Some(Box::new(event.meta));
             (event.body, event.path)
         }),
+        SqsEnvelope::S3(routes) => match routes.unwrap(&text) {
+            Ok(S3Unwrapped::Object { path, kwargs, .. }) => Ok((kwargs, Some(path))),
+            Ok(_) => {
+                // The s3:TestEvent: S3 checking that it can send here.
+                record.body = Body::Text(Cow::Borrowed("{}"));
+                let why = "the s3:TestEvent S3 sends when a notification is configured";
+                return record.acknowledge(why);
+            }
+            Err(e) => Err(e),
+        },
     };
     match unwrapped {
         Ok((body, path)) => {

@@ -513,3 +513,116 @@ mod eventbridge_envelope {
         assert_eq!(dlq.messages()[1].body, unrouted);
     }
 }
+
+mod s3_envelope {
+    //! S3 event notifications a bucket sends to the queue.
+
+    use std::sync::{Arc, Mutex};
+
+    use lpipe_core::sink::MemorySink;
+    use lpipe_core::source::S3Envelope;
+    use lpipe_core::testing::{lambda_context, SqsEvent, SqsRecord};
+    use lpipe_core::{registry::Registry, Action, BoxError, Pipeline, Queue};
+    use lpipe_sqs::{SqsEnvelope, SqsSource};
+    use serde_json::{json, Value};
+
+    type Seen = Arc<Mutex<Vec<Value>>>;
+
+    fn pipeline(seen: &Seen, dlq: &MemorySink) -> Pipeline {
+        let seen = seen.clone();
+        let ingest = move |kwargs: Value| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(kwargs);
+                Ok::<_, BoxError>(())
+            }
+        };
+        let routes = S3Envelope::new().route("ObjectCreated:*", "INGEST");
+        Pipeline::builder()
+            .path("INGEST", [Action::new().function(ingest)])
+            .registry(Registry::empty())
+            .event_source(SqsSource::new().envelope(SqsEnvelope::S3(routes)))
+            .only_source("sqs")
+            .dead_letter_queue(Queue::sqs("dropped"))
+            .record_outbound(dlq.clone())
+            .build()
+            .unwrap()
+    }
+
+    fn notification(event_name: &str, key: &str) -> String {
+        json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+            "eventTime": "2026-12-06T12:00:00.000Z", "eventName": event_name,
+            "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads",
+                   "bucket": {"name": "uploads", "arn": "arn:aws:s3:::uploads"},
+                   "object": {"key": key, "size": 7, "eTag": "e-1", "sequencer": "0A1"}}
+        }]})
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_real_world_s3_in_sqs_event_runs_its_route_with_the_objects_kwargs() {
+        let event =
+            include_str!("../../lpipe/tests/realworld-events/powertools-python/s3SqsEvent.json");
+        let seen = Seen::default();
+        let dlq = MemorySink::new();
+        let response = pipeline(&seen, &dlq)
+            .handle(event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], 1, "{response}");
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            [json!({
+                "bucket": "xxx", "key": "test.pdf", "size": 104681,
+                "etag": "2e3ad1e983318bbd8e73b080e2997980",
+                "version_id": "yd3d4HaWOT2zguDLvIQLU6ptDTwKBnQV", "sequencer": "00643717F9F8B85354"
+            })]
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_are_url_decoded_test_events_acknowledged_and_unrouted_events_dropped() {
+        let seen = Seen::default();
+        let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent",
+            "Time": "2026-12-06T12:00:00.000Z", "Bucket": "uploads"})
+        .to_string();
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(notification(
+                "ObjectCreated:Put",
+                "q1+report%3A%C3%A9.pdf",
+            )))
+            .record(SqsRecord::new(test_event))
+            .record(SqsRecord::new(notification(
+                "ObjectRemoved:Delete",
+                "gone.pdf",
+            )))
+            .to_string();
+        let dlq = MemorySink::new();
+        let response = pipeline(&seen, &dlq)
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        // The object ran; the test event succeeded without running; the unrouted one dropped.
+        assert_eq!(response["stats"]["successes"], 2, "{response}");
+        assert_eq!(response["stats"]["dropped"], 1, "{response}");
+        assert_eq!(response["batchItemFailures"], json!([]));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0]["key"], "q1 report:é.pdf");
+        let letters = dlq.messages();
+        assert_eq!(letters.len(), 1, "only the unrouted event is dead-lettered");
+        assert_eq!(
+            letters[0].body,
+            notification("ObjectRemoved:Delete", "gone.pdf")
+        );
+        let why = letters[0]
+            .attributes
+            .iter()
+            .find(|(k, _)| *k == "lpipe.error_message");
+        assert!(
+            why.is_some_and(|(_, v)| v.contains("no route for the S3 event ObjectRemoved:Delete")),
+            "{why:?}"
+        );
+    }
+}

@@ -106,19 +106,35 @@ pub(super) struct RecordRun<'e> {
 }
 
 impl<'e> RecordRun<'e> {
+    /// A record that succeeds without running (see [`Record::acknowledge`]).
+    fn acknowledged(index: usize, record: Record<'e>) -> RecordRun<'e> {
+        RecordRun {
+            result: RecordResult::from_run(record.id, Ok(None)),
+            ..RecordRun::not_run_parts(index, record.ordering_key)
+        }
+    }
+
     /// A record that was not run, and why.
     fn not_run(index: usize, record: Record<'e>, why: String) -> RecordRun<'e> {
         let error = RecordError::new(ErrorKind::NotRun, why);
         RecordRun {
-            index,
             result: RecordResult::from_run(record.id, Err(error)),
+            ..RecordRun::not_run_parts(index, record.ordering_key)
+        }
+    }
+
+    /// A run that did nothing: no kwargs kept, no messages, no key held.
+    fn not_run_parts(index: usize, key: Option<Cow<'e, str>>) -> RecordRun<'e> {
+        RecordRun {
+            index,
+            result: RecordResult::from_run(None, Ok(None)),
             kwargs: None,
             staged: Vec::new(),
             path: None,
             dead_lettered: false,
             claim: None,
             duplicate: false,
-            key: record.ordering_key,
+            key,
             twin_of: None,
         }
     }
@@ -280,9 +296,15 @@ impl Pipeline {
         batch: &BatchRun<'_>,
         failed_keys: &mut HashSet<String>,
     ) -> RecordRun<'e> {
-        let mut run = match self.why_not_run(&record, batch, failed_keys) {
-            Some(why) => RecordRun::not_run(index, record, why),
-            None => self.execute(index, record, batch).await,
+        let mut run = if let Some(why) = &record.acknowledged {
+            let id = record.id.as_deref().unwrap_or("");
+            tracing::info!(record_id = id, "acknowledged without running: {why}");
+            RecordRun::acknowledged(index, record)
+        } else {
+            match self.why_not_run(&record, batch, failed_keys) {
+                Some(why) => RecordRun::not_run(index, record, why),
+                None => self.execute(index, record, batch).await,
+            }
         };
         if batch.ordering == RecordOrder::Unordered {
             run.key = None;
@@ -338,6 +360,7 @@ impl Pipeline {
             path: source_path,
             meta,
             as_it_came,
+            acknowledged: _,
         } = record;
         let info = record_info(index, (id.as_deref(), ordering_key.as_deref()), meta, batch);
         let mut outbox = Vec::new();

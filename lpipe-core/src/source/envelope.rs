@@ -203,3 +203,207 @@ impl EventBridgeEnvelope {
         })
     }
 }
+
+/// S3 event notifications that a bucket sends to a queue (each message's body is a
+/// notification, `{"Records": [{"eventName": "ObjectCreated:Put", "s3": {…}}]}`), routed by
+/// event name. The record runs its route's path with the kwargs `bucket`, `key` (URL-decoded:
+/// S3 writes a space as `+` and other characters as `%xx`), `size`, `etag`, `version_id` and
+/// `sequencer` (those the notification has). The `s3:TestEvent` message S3 sends when a
+/// notification is configured succeeds without running.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::source::{S3Envelope, S3Unwrapped};
+/// let envelope = S3Envelope::new().route("ObjectCreated:*", "INGEST");
+/// let body = r#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+///     "s3": {"bucket": {"name": "uploads"},
+///            "object": {"key": "reports/q1+2026%C3%A9.pdf", "size": 42, "eTag": "e", "sequencer": "0A"}}}]}"#;
+/// let S3Unwrapped::Object { path, kwargs, .. } = envelope.unwrap(body).unwrap() else { panic!() };
+/// assert_eq!(path, "INGEST");
+/// let kwargs: serde_json::Value = serde_json::from_str(&kwargs).unwrap();
+/// assert_eq!(kwargs["key"], "reports/q1 2026é.pdf");
+/// assert_eq!(kwargs["size"], 42);
+/// let test = r#"{"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "uploads"}"#;
+/// assert_eq!(envelope.unwrap(test).unwrap(), S3Unwrapped::TestEvent);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct S3Envelope {
+    routes: Vec<(String, PathName)>,
+}
+
+/// What an S3 notification holds (see [`S3Envelope::unwrap`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum S3Unwrapped {
+    /// An object's event, for this path, with these kwargs (JSON text).
+    Object {
+        /// The route's path.
+        path: String,
+        /// `bucket`, `key`, `size`, `etag`, `version_id`, `sequencer`, as a JSON object.
+        kwargs: String,
+        /// The event's name (`ObjectCreated:Put`, …).
+        event_name: String,
+    },
+    /// The `s3:TestEvent` S3 sends when a notification is configured.
+    TestEvent,
+}
+
+#[derive(Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records")]
+    records: Option<Vec<S3Record>>,
+    #[serde(rename = "Event")]
+    event: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct S3Record {
+    #[serde(rename = "eventName")]
+    event_name: Option<String>,
+    s3: Option<S3Entity>,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: Option<S3Bucket>,
+    object: Option<S3Object>,
+}
+
+#[derive(Deserialize)]
+struct S3Bucket {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct S3Object {
+    key: Option<String>,
+    size: Option<u64>,
+    #[serde(rename = "eTag")]
+    etag: Option<String>,
+    #[serde(rename = "versionId")]
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
+impl S3Envelope {
+    /// An envelope without routes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `path` for events of this name: `ObjectCreated:Put`, or a prefix and `*`
+    /// (`ObjectCreated:*`). Routes are tried in the order given; the first that matches wins.
+    pub fn route(mut self, event_name: impl Into<String>, path: impl IntoPathName) -> Self {
+        self.routes.push((event_name.into(), path.into_path_name()));
+        self
+    }
+
+    fn path_for(&self, event_name: &str) -> Option<&PathName> {
+        self.routes
+            .iter()
+            .find(|(pattern, _)| match pattern.strip_suffix('*') {
+                Some(prefix) => event_name.starts_with(prefix),
+                None => event_name == pattern,
+            })
+            .map(|(_, path)| path)
+    }
+
+    /// Unwraps one notification's JSON.
+    ///
+    /// # Errors
+    ///
+    /// When the text is not an S3 notification of one record, or no route matches its event
+    /// name: the error says which.
+    pub fn unwrap(&self, text: &str) -> Result<S3Unwrapped, RecordError> {
+        let not_one = |why: &str| {
+            RecordError::invalid_payload(format!(
+                "the body is not an S3 event notification ({why}), and its source declares the S3 envelope"
+            ))
+        };
+        let n: S3Notification = serde_json::from_str(text).map_err(|e| not_one(&e.to_string()))?;
+        if n.event.as_deref() == Some("s3:TestEvent") {
+            return Ok(S3Unwrapped::TestEvent);
+        }
+        let record = match n.records.as_deref() {
+            Some([record]) => record,
+            Some(records) => {
+                return Err(not_one(&format!(
+                    "{} records, where S3 sends one",
+                    records.len()
+                )))
+            }
+            None => return Err(not_one("it has no Records")),
+        };
+        let event_name = record
+            .event_name
+            .clone()
+            .ok_or_else(|| not_one("no eventName"))?;
+        let Some(path) = self.path_for(&event_name) else {
+            let routes: Vec<&str> = self.routes.iter().map(|(p, _)| p.as_str()).collect();
+            return Err(RecordError::invalid_payload(format!(
+                "no route for the S3 event {event_name} (routes: {})",
+                if routes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    routes.join(", ")
+                }
+            )));
+        };
+        let (bucket, object) = match &record.s3 {
+            Some(S3Entity { bucket, object }) => (bucket.as_ref(), object.as_ref()),
+            None => return Err(not_one("its record has no s3 object")),
+        };
+        let mut kwargs = serde_json::Map::new();
+        let mut put = |name: &str, value: Option<serde_json::Value>| {
+            if let Some(value) = value {
+                kwargs.insert(name.to_owned(), value);
+            }
+        };
+        put(
+            "bucket",
+            bucket.and_then(|b| b.name.clone()).map(Into::into),
+        );
+        let key = object.and_then(|o| o.key.as_deref()).map(url_decoded_key);
+        put(
+            "key",
+            key.transpose().map_err(|e| not_one(&e))?.map(Into::into),
+        );
+        put("size", object.and_then(|o| o.size).map(Into::into));
+        put("etag", object.and_then(|o| o.etag.clone()).map(Into::into));
+        put(
+            "version_id",
+            object.and_then(|o| o.version_id.clone()).map(Into::into),
+        );
+        put(
+            "sequencer",
+            object.and_then(|o| o.sequencer.clone()).map(Into::into),
+        );
+        Ok(S3Unwrapped::Object {
+            path: path.as_str().to_owned(),
+            kwargs: serde_json::Value::Object(kwargs).to_string(),
+            event_name,
+        })
+    }
+}
+
+/// An object key as S3 writes it in notifications: `+` for a space, `%xx` for other bytes.
+fn url_decoded_key(key: &str) -> Result<String, String> {
+    let mut bytes = Vec::with_capacity(key.len());
+    let mut rest = key.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = rest.get(..2).and_then(|h| std::str::from_utf8(h).ok());
+                let byte = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+                let byte = byte.ok_or_else(|| format!("its key {key:?} has a bad %-escape"))?;
+                bytes.push(byte);
+                rest = &rest[2..];
+            }
+            _ => bytes.push(b),
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| format!("its key {key:?} is not UTF-8 once decoded"))
+}

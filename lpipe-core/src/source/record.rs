@@ -24,6 +24,8 @@ pub struct Record<'e> {
     /// The body as it came, when the source unwrapped the record's message from an envelope
     /// (see [`Record::as_it_came`]).
     pub(crate) as_it_came: Option<Cow<'e, str>>,
+    /// Why the record succeeds without running (see [`Record::acknowledge`]).
+    pub(crate) acknowledged: Option<String>,
 }
 
 /// A record's body as its source found it. A body still encoded in the event (an SQS body is
@@ -96,6 +98,7 @@ impl<'e> Record<'e> {
             path: None,
             meta: RecordMeta::None,
             as_it_came: None,
+            acknowledged: None,
         }
     }
 
@@ -122,6 +125,14 @@ impl<'e> Record<'e> {
     /// to the dead-letter queue as it came, so that a redrive replays the envelope.
     pub fn as_it_came(mut self, body: Cow<'e, str>) -> Self {
         self.as_it_came = Some(body);
+        self
+    }
+
+    /// Marks the record as one that succeeds without running, logged at info with this reason:
+    /// a message a service sends for its own purposes (S3's `s3:TestEvent` when a notification
+    /// is configured), which is neither work nor a fault.
+    pub fn acknowledge(mut self, why: impl Into<String>) -> Self {
+        self.acknowledged = Some(why.into());
         self
     }
 
