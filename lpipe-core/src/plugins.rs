@@ -13,7 +13,7 @@ pub(crate) struct BuiltIn {
 }
 
 /// The built-in plugins.
-pub(crate) const BUILT_IN_PLUGINS: [BuiltIn; 5] = [
+pub(crate) const BUILT_IN_PLUGINS: [BuiltIn; 6] = [
     BuiltIn {
         feature: "sqs",
         krate: "lpipe_sqs",
@@ -39,6 +39,13 @@ pub(crate) const BUILT_IN_PLUGINS: [BuiltIn; 5] = [
         feature: "sns-source",
         krate: "lpipe_sns",
         source: "sns",
+        sink: None,
+        source_only: None,
+    },
+    BuiltIn {
+        feature: "s3-source",
+        krate: "lpipe_s3",
+        source: "s3",
         sink: None,
         source_only: None,
     },

@@ -48,6 +48,7 @@ pub(crate) fn source_plugin_hint(probe: &EventProbe, registered: &[&str]) -> Opt
         Some("aws:kinesis") => "kinesis",
         Some("aws:dynamodb") => "dynamodb",
         Some("aws:sns") => "sns",
+        Some("aws:s3") => "s3",
         _ if probe.has_detail && probe.source.is_some() => "cloudwatch",
         _ => return None,
     };

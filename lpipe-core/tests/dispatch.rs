@@ -772,6 +772,11 @@ async fn an_event_of_a_built_in_source_not_registered_says_how_to_register_it() 
             "lpipe_sns",
             "sns-source",
         ),
+        (
+            r#"{"Records": [{"eventSource": "aws:s3"}]}"#,
+            "lpipe_s3",
+            "s3-source",
+        ),
     ] {
         let err = pipeline.handle(event, lambda_context(0)).await.unwrap_err();
         assert_eq!(err.error_type, "InvalidEvent");
@@ -783,7 +788,7 @@ async fn an_event_of_a_built_in_source_not_registered_says_how_to_register_it() 
     // An event no built-in source would take gets no such hint.
     let err = pipeline
         .handle(
-            r#"{"Records": [{"eventSource": "aws:s3"}]}"#,
+            r#"{"Records": [{"eventSource": "aws:ses"}]}"#,
             lambda_context(0),
         )
         .await

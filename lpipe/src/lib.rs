@@ -21,6 +21,8 @@ pub mod guide {
     pub mod dynamodb {}
     #[doc = include_str!("guide/sns.md")]
     pub mod sns {}
+    #[doc = include_str!("guide/s3.md")]
+    pub mod s3 {}
     #[doc = include_str!("guide/sentry.md")]
     pub mod sentry {}
     #[doc = include_str!("guide/observability.md")]
@@ -67,6 +69,12 @@ pub use lpipe_dynamodb as dynamodb;
 #[doc(inline)]
 pub use lpipe_sns as sns;
 
+/// Amazon S3: the event source of a Lambda a bucket's notifications trigger (feature
+/// `s3-source`).
+#[cfg(feature = "s3-source")]
+#[doc(inline)]
+pub use lpipe_s3 as s3;
+
 /// Sentry: a reporter for dropped and failed records (feature `sentry`).
 #[cfg(feature = "sentry")]
 #[doc(inline)]
@@ -91,6 +99,8 @@ fn link_plugins() {
     std::hint::black_box(lpipe_dynamodb::link());
     #[cfg(feature = "sns-source")]
     std::hint::black_box(lpipe_sns::link());
+    #[cfg(feature = "s3-source")]
+    std::hint::black_box(lpipe_s3::link());
 }
 
 /// The event sources and sink kinds registered by the enabled features.

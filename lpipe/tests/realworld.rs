@@ -1,7 +1,7 @@
 //! Every event in `tests/realworld-events` (written by others: AWS's libraries, Powertools, SAM;
 //! see its MANIFEST.tsv) through every source, detected and pinned.
 //!
-//! What must hold: an SQS, Kinesis, EventBridge, DynamoDB Streams or SNS event gives a well-formed response that counts
+//! What must hold: an SQS, Kinesis, EventBridge, DynamoDB Streams, SNS or S3 event gives a well-formed response that counts
 //! every record; an event of another service, or one handed to a pipeline pinned to another
 //! source, is refused with `InvalidEvent` or dropped, and never taken as a success. None of the
 //! bodies is an lpipe message, so a pipeline without a default path drops every record it takes;
@@ -75,6 +75,7 @@ fn owner(kind: &str) -> Option<&'static str> {
         "eventbridge" | "scheduled" => Some("cloudwatch"),
         "foreign-dynamodb" => Some("dynamodb"),
         "foreign-sns" => Some("sns"),
+        "foreign-s3" => Some("s3"),
         _ => None,
     }
 }
@@ -166,6 +167,7 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
             Some("cloudwatch"),
             Some("dynamodb"),
             Some("sns"),
+            Some("s3"),
         ] {
             let what = format!("{} ({}), pinned to {pin:?}", sample.path, sample.kind);
             let own = owner(&sample.kind);
@@ -199,6 +201,12 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
                         let response = kept.unwrap_or_else(|e| panic!("{what}: {e:?}"));
                         assert_eq!(response["stats"]["dropped"], received, "{what}");
                     }
+                } else if own == Some("s3") {
+                    // The registered S3 source has no routes: every event is dropped, naming
+                    // its event name, and nothing fails the (asynchronous) invocation.
+                    assert_eq!(response["event"], "Finished.", "{what}");
+                    let response = kept.unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                    assert_eq!(response["stats"]["dropped"], received, "{what}");
                 } else if own == Some("cloudwatch") {
                     assert_eq!(response["event"], "Finished.", "{what}");
                     // The detail (or `{}` when there is none) is kwargs: kept, so the
@@ -237,6 +245,7 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
                             assert_ne!(pin, Some("kinesis"), "{what}: {response}");
                             assert_ne!(pin, Some("dynamodb"), "{what}: {response}");
                             assert_ne!(pin, Some("sns"), "{what}: {response}");
+                            assert_ne!(pin, Some("s3"), "{what}: {response}");
                             assert_eq!(response["stats"]["successes"], 0, "{what}: {response}");
                             assert_eq!(response["stats"]["failed"], 0, "{what}: {response}");
                         }
@@ -250,7 +259,7 @@ async fn every_real_event_is_answered_by_its_own_source_and_refused_by_the_other
             checked += 1;
         }
     }
-    assert_eq!(checked, samples.len() * 7);
+    assert_eq!(checked, samples.len() * 8);
 }
 
 /// The case: a pipeline pinned to SQS, handed a Kinesis event by a misconfigured

@@ -14,6 +14,9 @@ async fn a_pipeline_built_through_the_facade_sees_the_enabled_plugins() {
     if cfg!(feature = "sns-source") {
         sources.push("sns");
     }
+    if cfg!(feature = "s3-source") {
+        sources.push("s3");
+    }
     sources.sort_unstable();
     assert_eq!(registry.source_names(), sources);
     assert_eq!(registry.sink_kinds(), ["eventbridge", "kinesis", "sqs"]);

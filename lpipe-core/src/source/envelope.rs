@@ -325,16 +325,35 @@ impl S3Envelope {
         if n.event.as_deref() == Some("s3:TestEvent") {
             return Ok(S3Unwrapped::TestEvent);
         }
-        let record = match n.records.as_deref() {
-            Some([record]) => record,
-            Some(records) => {
-                return Err(not_one(&format!(
-                    "{} records, where S3 sends one",
-                    records.len()
-                )))
-            }
-            None => return Err(not_one("it has no Records")),
+        match n.records.as_deref() {
+            Some([record]) => self.unwrap_one(record, not_one),
+            Some(records) => Err(not_one(&format!(
+                "{} records, where S3 sends one",
+                records.len()
+            ))),
+            None => Err(not_one("it has no Records")),
+        }
+    }
+
+    /// Unwraps one record of an S3 event (an element of its `Records`), as the S3 trigger
+    /// delivers them.
+    ///
+    /// # Errors
+    ///
+    /// As [`unwrap`](Self::unwrap).
+    pub fn unwrap_record(&self, record: &str) -> Result<S3Unwrapped, RecordError> {
+        let not_one = |why: &str| {
+            RecordError::invalid_payload(format!("the record is not an S3 event record ({why})"))
         };
+        let record: S3Record = serde_json::from_str(record).map_err(|e| not_one(&e.to_string()))?;
+        self.unwrap_one(&record, not_one)
+    }
+
+    fn unwrap_one(
+        &self,
+        record: &S3Record,
+        not_one: impl Fn(&str) -> RecordError,
+    ) -> Result<S3Unwrapped, RecordError> {
         let event_name = record
             .event_name
             .clone()
