@@ -118,3 +118,25 @@ fn linking_the_crate_registers_the_source() {
     assert_eq!(lpipe_s3::link(), "s3");
     assert!(Registry::from_inventory().source_names().contains(&"s3"));
 }
+
+#[tokio::test]
+async fn the_test_kits_s3_events_are_aws_s3_events_and_their_keys_come_back_decoded() {
+    use lpipe_core::testing::S3Event;
+    let created = S3Event::new("ObjectCreated:Put", "uploads", "q1 report:é 100%.pdf").size(5);
+    let parsed: aws_lambda_events::s3::S3Event =
+        serde_json::from_str(&created.to_string()).unwrap();
+    assert_eq!(
+        parsed.records[0].s3.object.key.as_deref(),
+        Some("q1+report%3A%C3%A9+100%25.pdf")
+    );
+    let seen = Seen::default();
+    let response = builder(&seen)
+        .build()
+        .unwrap()
+        .handle(&created.to_string(), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(response["stats"]["successes"], 1, "{response}");
+    assert_eq!(seen.lock().unwrap()[0]["key"], "q1 report:é 100%.pdf");
+    assert_eq!(seen.lock().unwrap()[0]["size"], 5);
+}

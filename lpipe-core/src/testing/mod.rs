@@ -14,14 +14,14 @@
 mod emf;
 mod events;
 mod logs;
+mod notifications;
 mod reporter;
-mod sns;
 mod store;
 
 pub use emf::check_emf;
 pub use logs::CapturedLogs;
+pub use notifications::{S3Event, SnsEvent};
 pub use reporter::{CapturedReport, CapturingReporter};
-pub use sns::SnsEvent;
 pub use store::DownStore;
 
 pub use events::{

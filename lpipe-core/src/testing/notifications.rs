@@ -1,4 +1,5 @@
-//! The SNS event builder: a notification as Lambda's SNS trigger delivers it.
+//! The SNS and S3 event builders: notifications as Lambda's triggers deliver them, and as
+//! the services write them into a subscribed queue.
 
 use std::fmt;
 
@@ -141,4 +142,109 @@ impl fmt::Display for SnsEvent {
         }]});
         write!(f, "{event}")
     }
+}
+
+/// An S3 event notification: the Lambda event of a bucket's notification trigger
+/// ([`Display`](fmt::Display)), or, with [`S3Event::notification`], the body S3 writes into a
+/// notified queue's message.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::testing::{S3Event, SqsEvent, SqsRecord};
+/// let created = S3Event::new("ObjectCreated:Put", "uploads", "q1 report.pdf").size(42);
+/// assert!(created.to_string().contains(r#""key":"q1+report.pdf""#), "S3 URL-encodes keys");
+/// let in_queue = SqsEvent::new().record(SqsRecord::new(created.notification()));
+/// # let _ = in_queue;
+/// ```
+#[derive(Clone, Debug)]
+pub struct S3Event {
+    event_name: String,
+    bucket: String,
+    key: String,
+    size: u64,
+    sequencer: String,
+}
+
+impl S3Event {
+    /// An event of this name (`ObjectCreated:Put`, …) for this object (the key as it is: it is
+    /// URL-encoded as S3 writes it).
+    pub fn new(
+        event_name: impl Into<String>,
+        bucket: impl Into<String>,
+        key: impl Into<String>,
+    ) -> Self {
+        S3Event {
+            event_name: event_name.into(),
+            bucket: bucket.into(),
+            key: key.into(),
+            size: 0,
+            sequencer: "0055AED6DCD90281E5".to_owned(),
+        }
+    }
+
+    /// The object's size.
+    pub fn size(mut self, size: u64) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// The event's `sequencer`.
+    pub fn sequencer(mut self, sequencer: impl Into<String>) -> Self {
+        self.sequencer = sequencer.into();
+        self
+    }
+
+    /// The notification S3 writes into the body of a notified queue's message.
+    pub fn notification(&self) -> String {
+        self.to_string()
+    }
+
+    fn record(&self) -> Value {
+        json!({
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "us-east-1",
+            "eventTime": "2026-11-28T12:00:00.000Z",
+            "eventName": self.event_name,
+            "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+            "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+            "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "EXAMPLE"},
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "lpipe-test",
+                "bucket": {
+                    "name": self.bucket,
+                    "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                    "arn": format!("arn:aws:s3:::{}", self.bucket),
+                },
+                "object": {
+                    "key": url_encoded_key(&self.key),
+                    "size": self.size,
+                    "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                    "sequencer": self.sequencer,
+                },
+            },
+        })
+    }
+}
+
+impl fmt::Display for S3Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", json!({"Records": [self.record()]}))
+    }
+}
+
+/// A key as S3 writes it in notifications: a space as `+`, other bytes than letters, digits
+/// and `-_.~/` as `%XX`.
+fn url_encoded_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b' ' => "+".to_owned(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
