@@ -135,11 +135,6 @@ impl EventSource for CloudWatchSource {
         _event: &str,
         batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError> {
-        if batch.stats.failed > 0 {
-            return Err(
-                batch.catastrophic_error(Some("the event is left to the rule's retry policy"))
-            );
-        }
-        Ok(batch.finished_response())
+        batch.finished_or_failed(Some("the event is left to the rule's retry policy"))
     }
 }

@@ -1,7 +1,8 @@
 //! The EventBridge sink against a real events API: the moto_server started by the test command.
 //! A rule on a bus targets an SQS queue; what the sink puts must arrive there, and an SQS
-//! consumer with the EventBridge envelope declared runs it. Run without the server, these
-//! `#[ignore]`d tests fail, naming what they need.
+//! consumer with the EventBridge envelope declared runs it. These tests are ignored by default
+//! (each says why: they need moto_server); `./scripts/test` starts one and runs them with
+//! `--include-ignored`. Run without a server, they fail, naming what they need.
 
 use lpipe_cloudwatch::EventBridgeSink;
 use lpipe_core::testing::{

@@ -106,9 +106,6 @@ impl EventSource for S3Source {
         batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError> {
         // S3 reads no response: a failed record fails the invocation, so that it is retried.
-        if batch.stats.failed > 0 {
-            return Err(batch.catastrophic_error(None));
-        }
-        Ok(batch.finished_response())
+        batch.finished_or_failed(None)
     }
 }

@@ -1,6 +1,6 @@
 //! The SQS source and sink against a real SQS API: the moto_server started by the test command
-//! (`./scripts/test`, which runs these `#[ignore]`d tests with `--include-ignored`). Run without
-//! a server, they fail, naming what they need.
+//! (`./scripts/test`, which runs these tests, ignored by default because each needs the server,
+//! with `--include-ignored`). Run without a server, they fail, naming what they need.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -4,9 +4,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_sqs::types::QueueAttributeName;
+mod common;
+
 use lpipe_core::source::S3Envelope;
-use lpipe_core::testing::{lambda_context, moto_endpoint, unique_name, SqsEvent, SqsRecord};
+use lpipe_core::testing::{lambda_context, moto_endpoint, unique_name};
 use lpipe_core::{registry::Registry, Action, BoxError, Pipeline};
 use lpipe_sqs::{SqsEnvelope, SqsSource};
 use serde_json::Value;
@@ -23,24 +24,7 @@ async fn a_buckets_notifications_run_their_route_and_its_test_event_is_acknowled
             .build(),
     );
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = sqs
-        .create_queue()
-        .queue_name(unique_name("uploads"))
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("a queue URL");
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("the queue's ARN");
+    let (url, arn) = common::queue_with_arn(&sqs, "uploads").await;
     let bucket = unique_name("uploads").to_lowercase();
     s3.create_bucket()
         .bucket(&bucket)
@@ -70,27 +54,13 @@ async fn a_buckets_notifications_run_their_route_and_its_test_event_is_acknowled
         .await
         .expect("PutObject");
 
-    let received = sqs
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("ReceiveMessage")
-        .messages
-        .unwrap_or_default();
+    let received = common::receive(&sqs, &url).await;
     assert_eq!(
         received.len(),
         2,
         "the test event and the object's: {received:?}"
     );
-    let event = received
-        .iter()
-        .fold(SqsEvent::new(), |event, m| {
-            event.record(SqsRecord::new(m.body().unwrap_or_default()).id(m.message_id().unwrap()))
-        })
-        .to_string();
+    let event = common::lambda_event(received);
 
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let ingest = {

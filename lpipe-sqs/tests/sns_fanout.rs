@@ -4,8 +4,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_sqs::types::QueueAttributeName;
-use lpipe_core::testing::{lambda_context, moto_endpoint, unique_name, SqsEvent, SqsRecord};
+mod common;
+
+use lpipe_core::testing::{lambda_context, moto_endpoint, unique_name};
 use lpipe_core::{registry::Registry, Action, BoxError, Context, Pipeline};
 use lpipe_sqs::{SqsEnvelope, SqsSource};
 use serde_json::{json, Value};
@@ -33,24 +34,7 @@ async fn subscribed_queue(
         .expect("CreateTopic")
         .topic_arn
         .expect("a topic ARN");
-    let url = sqs
-        .create_queue()
-        .queue_name(unique_name("fanout-consumer"))
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("a queue URL");
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .expect("GetQueueAttributes")
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .expect("the queue's ARN");
+    let (url, arn) = common::queue_with_arn(sqs, "fanout-consumer").await;
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("sqs")
@@ -77,30 +61,6 @@ async fn publish(sns: &aws_sdk_sns::Client, topic: &str, message: &Value) {
         .send()
         .await
         .expect("Publish");
-}
-
-/// The queue's messages as the Lambda event its event source mapping would deliver.
-async fn lambda_event(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
-    let out = sqs
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .message_attribute_names("All")
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .expect("ReceiveMessage");
-    let mut event = SqsEvent::new();
-    for m in out.messages.unwrap_or_default() {
-        let mut record = SqsRecord::new(m.body().unwrap_or_default()).id(m.message_id().unwrap());
-        for (name, value) in m.message_attributes.unwrap_or_default() {
-            if let Some(v) = value.string_value {
-                record = record.attribute(name, v);
-            }
-        }
-        event = event.record(record);
-    }
-    event.to_string()
 }
 
 /// What each run saw: its kwargs, the SNS topic its context names, and the `tenant` attribute
@@ -142,7 +102,7 @@ async fn a_notification_through_a_subscription_without_raw_delivery_is_unwrapped
     let (sns, sqs) = clients().await;
     let (topic, url) = subscribed_queue(&sns, &sqs, false).await;
     publish(&sns, &topic, &json!({"name": "Ada"})).await;
-    let event = lambda_event(&sqs, &url).await;
+    let event = common::lambda_event(common::receive(&sqs, &url).await);
     let seen = Seen::default();
     let envelope = SqsSource::new().envelope(SqsEnvelope::Sns);
     let response = pipeline(&seen, envelope)
@@ -163,7 +123,7 @@ async fn a_message_through_a_subscription_with_raw_delivery_needs_no_envelope() 
     let (sns, sqs) = clients().await;
     let (topic, url) = subscribed_queue(&sns, &sqs, true).await;
     publish(&sns, &topic, &json!({"name": "Ada"})).await;
-    let event = lambda_event(&sqs, &url).await;
+    let event = common::lambda_event(common::receive(&sqs, &url).await);
     let seen = Seen::default();
     let response = pipeline(&seen, SqsSource::new())
         .handle(&event, lambda_context(0))
@@ -177,7 +137,7 @@ async fn a_message_through_a_subscription_with_raw_delivery_needs_no_envelope() 
     );
     // The same message declared as an envelope is not a notification: dropped, saying so.
     publish(&sns, &topic, &json!({"name": "Bob"})).await;
-    let event = lambda_event(&sqs, &url).await;
+    let event = common::lambda_event(common::receive(&sqs, &url).await);
     let envelope = SqsSource::new().envelope(SqsEnvelope::Sns);
     let response = pipeline(&Seen::default(), envelope)
         .handle(&event, lambda_context(0))

@@ -81,10 +81,7 @@ impl EventSource for RawSource {
         _event: &str,
         batch: &BatchResult<'_>,
     ) -> Result<serde_json::Value, InvocationError> {
-        if batch.stats.failed > 0 {
-            return Err(batch.catastrophic_error(None));
-        }
-        Ok(batch.finished_response())
+        batch.finished_or_failed(None)
     }
 }
 

@@ -129,6 +129,24 @@ impl<'e> BatchResult<'e> {
         response
     }
 
+    /// The answer of a source whose invocations are not answered record by record (direct and
+    /// asynchronous invocations: SNS, S3, EventBridge): the [finished
+    /// response](Self::finished_response) when no record failed, else the [catastrophic
+    /// error](Self::catastrophic_error) (with `detail`), so that the invocation is retried.
+    ///
+    /// # Errors
+    ///
+    /// When a record failed (was kept for retry).
+    pub fn finished_or_failed(
+        &self,
+        detail: Option<&str>,
+    ) -> Result<serde_json::Value, InvocationError> {
+        if self.stats.failed > 0 {
+            return Err(self.catastrophic_error(detail));
+        }
+        Ok(self.finished_response())
+    }
+
     /// The partial batch response Lambda's SQS, Kinesis and DynamoDB Streams mappings read:
     /// `{"batchItemFailures": [{"itemIdentifier": id}, …], "stats": {…}}`, the failed records
     /// named by their ids (`id_name` names the id in the error).
