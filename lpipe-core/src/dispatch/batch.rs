@@ -106,35 +106,24 @@ pub(super) struct RecordRun<'e> {
 }
 
 impl<'e> RecordRun<'e> {
-    /// A record that succeeds without running (see [`Record::acknowledge`]).
-    fn acknowledged(index: usize, record: Record<'e>) -> RecordRun<'e> {
-        RecordRun {
-            result: RecordResult::from_run(record.id, Ok(None)),
-            ..RecordRun::not_run_parts(index, record.ordering_key)
-        }
-    }
-
-    /// A record that was not run, and why.
-    fn not_run(index: usize, record: Record<'e>, why: String) -> RecordRun<'e> {
-        let error = RecordError::new(ErrorKind::NotRun, why);
-        RecordRun {
-            result: RecordResult::from_run(record.id, Err(error)),
-            ..RecordRun::not_run_parts(index, record.ordering_key)
-        }
-    }
-
-    /// A run that did nothing: no kwargs kept, no messages, no key held.
-    fn not_run_parts(index: usize, key: Option<Cow<'e, str>>) -> RecordRun<'e> {
+    /// A record that ends without running: acknowledged (`Ok(None)`, see
+    /// [`Record::acknowledge`]) or not run (`Err`, why). No kwargs kept, no messages, no key
+    /// held.
+    fn without_running(
+        index: usize,
+        record: Record<'e>,
+        result: Result<Option<Box<serde_json::Value>>, RecordError>,
+    ) -> RecordRun<'e> {
         RecordRun {
             index,
-            result: RecordResult::from_run(None, Ok(None)),
+            result: RecordResult::from_run(record.id, result),
             kwargs: None,
             staged: Vec::new(),
             path: None,
             dead_lettered: false,
             claim: None,
             duplicate: false,
-            key,
+            key: record.ordering_key,
             twin_of: None,
         }
     }
@@ -299,10 +288,13 @@ impl Pipeline {
         let mut run = if let Some(why) = &record.acknowledged {
             let id = record.id.as_deref().unwrap_or("");
             tracing::info!(record_id = id, "acknowledged without running: {why}");
-            RecordRun::acknowledged(index, record)
+            RecordRun::without_running(index, record, Ok(None))
         } else {
             match self.why_not_run(&record, batch, failed_keys) {
-                Some(why) => RecordRun::not_run(index, record, why),
+                Some(why) => {
+                    let error = RecordError::new(ErrorKind::NotRun, why);
+                    RecordRun::without_running(index, record, Err(error))
+                }
                 None => self.execute(index, record, batch).await,
             }
         };
