@@ -197,6 +197,7 @@ mod tests {
             id: "0:0".into(),
             trace_header: None,
             attributes: Vec::new(),
+            kept_kwargs: Vec::new(),
         };
         assert_eq!(sink.entry_size(&m), 3 + 4 + 7);
         let q = Queue::eventbridge("bus");

@@ -17,6 +17,7 @@ pub mod metrics;
 mod outbox;
 mod params;
 mod path;
+pub mod payload;
 pub mod pipeline;
 mod plugins;
 mod queue;

@@ -36,11 +36,11 @@ pub(crate) const BUILT_IN_PLUGINS: [BuiltIn; 6] = [
         source_only: None,
     },
     BuiltIn {
-        feature: "sns-source",
+        feature: "sns",
         krate: "lpipe_sns",
         source: "sns",
-        sink: None,
-        source_only: None,
+        sink: Some("sns"),
+        source_only: Some("sns-source"),
     },
     BuiltIn {
         feature: "s3-source",

@@ -21,6 +21,8 @@ impl QueueKind {
     pub const KINESIS: QueueKind = QueueKind(Cow::Borrowed("kinesis"));
     /// Amazon EventBridge (the `lpipe-cloudwatch` crate).
     pub const EVENTBRIDGE: QueueKind = QueueKind(Cow::Borrowed("eventbridge"));
+    /// Amazon SNS topics (the `lpipe-sns` crate).
+    pub const SNS: QueueKind = QueueKind(Cow::Borrowed("sns"));
 
     /// A kind of the user's own (their own [`Sink`](crate::sink::Sink)).
     pub fn custom(name: impl Into<Cow<'static, str>>) -> Self {
@@ -97,6 +99,13 @@ impl Queue {
         Self::new(QueueKind::KINESIS, target)
     }
 
+    /// An SNS topic by ARN or name (a name is looked up, in the Lambda's own account and
+    /// region). FIFO topics (`.fifo`) take a group as SQS FIFO queues do
+    /// ([`message_group_id_from`](Self::message_group_id_from)).
+    pub fn sns(target: impl AsRef<str>) -> Self {
+        Self::new(QueueKind::SNS, target)
+    }
+
     /// An EventBridge bus by name or ARN.
     pub fn eventbridge(target: impl AsRef<str>) -> Self {
         Self::new(QueueKind::EVENTBRIDGE, target)
@@ -119,12 +128,12 @@ impl Queue {
         self
     }
 
-    /// SQS FIFO queues: the `MessageGroupId` of every message.
+    /// SQS FIFO queues and SNS FIFO topics: the `MessageGroupId` of every message.
     pub fn message_group_id(self, group: impl Into<String>) -> Self {
         self.option("message_group_id", group)
     }
 
-    /// SQS FIFO queues: the `MessageGroupId` is the value of this kwarg (e.g. `customer_id`),
+    /// SQS FIFO queues and SNS FIFO topics: the `MessageGroupId` is the value of this kwarg (e.g. `customer_id`),
     /// so that each customer's messages keep their order.
     ///
     /// # Examples

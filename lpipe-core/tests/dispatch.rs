@@ -770,7 +770,7 @@ async fn an_event_of_a_built_in_source_not_registered_says_how_to_register_it() 
         (
             r#"{"Records": [{"EventSource": "aws:sns"}]}"#,
             "lpipe_sns",
-            "sns-source",
+            "sns",
         ),
         (
             r#"{"Records": [{"eventSource": "aws:s3"}]}"#,

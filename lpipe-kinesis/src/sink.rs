@@ -197,6 +197,7 @@ mod tests {
             id: "0:0".into(),
             trace_header: None,
             attributes: Vec::new(),
+            kept_kwargs: Vec::new(),
         };
         assert_eq!(
             partition_key(&m(Queue::kinesis("s").partition_key("k"), "{}")),

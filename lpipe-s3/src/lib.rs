@@ -13,15 +13,43 @@
 //! It registers itself when this crate is linked (the `s3-source` feature of `lpipe`), without
 //! routes; a Lambda gives its own with `.event_source(S3Source::new().route(…))`. It needs no
 //! AWS SDK.
+//!
+//! With the feature `client` (the facade's `s3`), [`S3PayloadStore`] keeps payloads over a
+//! service's limit in S3, as AWS's extended client libraries do (see
+//! [`lpipe_core::payload`]): a pipeline with
+//! `.large_payloads(LargePayloads::new(S3PayloadStore::new()).allow_bucket(…))` reads the
+//! pointers producers send, and, with `.offload_to(bucket)`, sends its own.
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
+mod payloads;
 mod source;
 
 use std::sync::Arc;
 
 use lpipe_core::{registry::SourceRegistration, source::EventSource};
 
+#[cfg(feature = "client")]
+pub use payloads::S3PayloadStore;
 pub use source::S3Source;
+
+/// The S3 client shared by everything in this crate that was not given one: built once per
+/// process from the standard AWS configuration. With an endpoint of its own
+/// (`AWS_ENDPOINT_URL`, a local stand-in for S3) it addresses buckets by path, not by host
+/// name.
+#[cfg(feature = "client")]
+pub async fn shared_client() -> aws_sdk_s3::Client {
+    static CLIENT: tokio::sync::OnceCell<aws_sdk_s3::Client> = tokio::sync::OnceCell::const_new();
+    CLIENT
+        .get_or_init(|| async {
+            let config = lpipe_aws::sdk_config().await;
+            let path_style = config.endpoint_url().is_some();
+            let s3 = aws_sdk_s3::config::Builder::from(&config).force_path_style(path_style);
+            aws_sdk_s3::Client::from_conf(s3.build())
+        })
+        .await
+        .clone()
+}
 
 fn build_source() -> Arc<dyn EventSource> {
     Arc::new(S3Source::new())

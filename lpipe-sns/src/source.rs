@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use lpipe_core::{
     async_trait,
     error::InvocationError,
+    payload::offloaded_size,
     source::{
         BatchResult, Body, EventProbe, EventSource, InvalidEvent, Record, RecordMeta, SnsMeta,
     },
@@ -143,8 +144,12 @@ impl EventSource for SnsSource {
                 attributes(n.message_attributes),
             )
             .with_message_id(n.message_id.as_deref().map(str::to_owned));
-            Ok(Record::new(n.message_id.filter(|id| !id.is_empty()), body)
-                .meta(RecordMeta::Sns(Box::new(meta))))
+            let mut record = Record::new(n.message_id.filter(|id| !id.is_empty()), body);
+            if let Some(size) = offloaded_size(|name| meta.message_attribute(name)) {
+                // Published by an extended client: the Message points to the payload in S3.
+                record = record.offloaded(size);
+            }
+            Ok(record.meta(RecordMeta::Sns(Box::new(meta))))
         })
     }
 

@@ -179,7 +179,7 @@ impl Sink for SqsSink {
                 .message_attributes(lpipe_core::sink::MESSAGE_ID_ATTRIBUTE, id);
             for (name, value) in &m.attributes {
                 let value = MessageAttributeValue::builder()
-                    .data_type("String")
+                    .data_type(lpipe_core::sink::attribute_data_type(name))
                     .string_value(value)
                     .build()
                     .map_err(|e| SendError::permanent(format!("bad attribute {name}: {e}")))?;
@@ -265,6 +265,10 @@ impl Sink for SqsSink {
         Some(&["message_group_id", "message_group_id_from"])
     }
 
+    fn takes_payload_pointers(&self, _queue: &Queue) -> bool {
+        true
+    }
+
     fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
         if !message.queue.target().ends_with(".fifo") {
             return Vec::new();
@@ -315,6 +319,7 @@ mod tests {
             id: "1:0".to_owned(),
             trace_header: None,
             attributes: Vec::new(),
+            kept_kwargs: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use lpipe_core::{
     async_trait,
     error::InvocationError,
+    payload::offloaded_size,
     source::{
         BatchResult, Body, EventBridgeEnvelope, EventProbe, EventSource, InvalidEvent, Record,
         RecordMeta, RecordOrder, S3Envelope, S3Unwrapped, SnsNotification, SqsMeta,
@@ -243,6 +244,22 @@ struct Attributes<'a> {
     trace_header: Option<Cow<'a, str>>,
 }
 
+/// The size declared for the payload in S3 that the record's message points to, if it is a
+/// pointer (sent by an extended client, or by lpipe offloading): marked by an attribute of the
+/// SQS message, or, in an SNS notification, of the notification.
+fn offloaded(meta: &SqsMeta, envelope: Option<&SqsEnvelope>) -> Option<String> {
+    let size = match envelope {
+        None => offloaded_size(|name| meta.message_attribute(name)),
+        Some(SqsEnvelope::Sns) => meta
+            .sns
+            .as_deref()
+            .and_then(|sns| offloaded_size(|name| sns.message_attribute(name)))
+            .or_else(|| offloaded_size(|name| meta.message_attribute(name))),
+        Some(SqsEnvelope::EventBridge(_) | SqsEnvelope::S3(_)) => None,
+    };
+    size.map(str::to_owned)
+}
+
 /// A record whose body is in an envelope: it runs what the envelope holds, keeps the body as
 /// it came (for its dead letter), and the envelope's metadata. Unwrapped when the event is
 /// decoded (the metadata is the record's from the start; a batch has at most 10,000 records).
@@ -337,13 +354,16 @@ impl EventSource for SqsSource {
                 None => Body::Invalid(RecordError::invalid_payload("the SQS record has no body")),
             };
             let id = r.message_id.filter(|id| !id.is_empty());
-            let record = match &self.envelope {
+            let mut record = match &self.envelope {
                 None => Record::new(id, body),
                 Some(envelope) => {
                     let unwrapped = Record::new(id, Body::Text(Cow::Borrowed("")));
                     unwrap(envelope, unwrapped, body, &mut meta)
                 }
             };
+            if let Some(size) = offloaded(&meta, self.envelope.as_ref()) {
+                record = record.offloaded(size);
+            }
             Ok(record
                 .ordering_key(ordering_key)
                 .meta(RecordMeta::Sqs(meta)))

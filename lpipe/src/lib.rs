@@ -64,13 +64,14 @@ pub use lpipe_cloudwatch as cloudwatch;
 #[doc(inline)]
 pub use lpipe_dynamodb as dynamodb;
 
-/// Amazon SNS: the event source of a Lambda a topic triggers (feature `sns-source`).
+/// Amazon SNS: the event source of a Lambda a topic triggers (feature `sns-source`), and the
+/// sink that publishes to topics (feature `sns`).
 #[cfg(feature = "sns-source")]
 #[doc(inline)]
 pub use lpipe_sns as sns;
 
 /// Amazon S3: the event source of a Lambda a bucket's notifications trigger (feature
-/// `s3-source`).
+/// `s3-source`), and the store of payloads over a service's limit (feature `s3`).
 #[cfg(feature = "s3-source")]
 #[doc(inline)]
 pub use lpipe_s3 as s3;

@@ -29,6 +29,9 @@ fn the_registry_matches_the_enabled_features() {
     if cfg!(feature = "sns-source") {
         sources.push("sns");
     }
+    if cfg!(feature = "sns") {
+        sinks.push("sns".into());
+    }
     if cfg!(feature = "s3-source") {
         sources.push("s3");
     }

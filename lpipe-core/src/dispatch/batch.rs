@@ -14,6 +14,7 @@ use crate::idempotency::Claimed;
 use crate::kwargs::Kwargs;
 use crate::outbox::Staged;
 use crate::path::PathName;
+use crate::payload::PayloadPointer;
 use crate::pipeline::Pipeline;
 use crate::sink::OutboundMessage;
 use crate::source::{EventSource, Record, RecordOrder, RecordResult};
@@ -103,6 +104,8 @@ pub(super) struct RecordRun<'e> {
     pub(super) key: Option<Cow<'e, str>>,
     /// The earlier record of the batch whose idempotency key it shares (see `Exec::twin_of`).
     pub(super) twin_of: Option<usize>,
+    /// Where its payload was fetched from, when its message was a pointer to S3.
+    pub(super) payload: Option<PayloadPointer>,
 }
 
 impl<'e> RecordRun<'e> {
@@ -125,6 +128,7 @@ impl<'e> RecordRun<'e> {
             duplicate: false,
             key: record.ordering_key,
             twin_of: None,
+            payload: None,
         }
     }
 }
@@ -153,6 +157,8 @@ pub(super) struct RanBatch<'e> {
     /// Records that wait for an earlier record of the batch with their idempotency key: (the
     /// record, the earlier one).
     pub(super) twins: Vec<(usize, usize)>,
+    /// Where the payloads of the records whose messages were pointers were fetched from.
+    pub(super) payloads: Vec<(usize, PayloadPointer)>,
     /// For metrics: what the outbox did, per queue kind.
     pub(super) message_counts: std::collections::BTreeMap<String, crate::outbox::MessageCounts>,
 }
@@ -173,6 +179,7 @@ impl<'e> RanBatch<'e> {
         self.duplicates += usize::from(run.duplicate);
         self.keys.extend(run.key.map(|k| (index, k)));
         self.twins.extend(run.twin_of.map(|holder| (index, holder)));
+        self.payloads.extend(run.payload.map(|p| (index, p)));
     }
 }
 
@@ -353,7 +360,9 @@ impl Pipeline {
             meta,
             as_it_came,
             acknowledged: _,
+            offloaded,
         } = record;
+        let (body, as_it_came, payload) = self.read_body(body, as_it_came, &offloaded).await;
         let info = record_info(index, (id.as_deref(), ordering_key.as_deref()), meta, batch);
         let mut outbox = Vec::new();
         let mut exec = Exec::new(batch.invocation, Arc::new(info), &mut outbox);
@@ -362,7 +371,7 @@ impl Pipeline {
             record: Some(exec.record.clone()),
             path: None,
         };
-        let (result, kwargs, body) = match body.into_text() {
+        let (result, kwargs, body) = match body {
             Ok(body) => {
                 // Built in place: a future kept in a local first would take its room twice.
                 let (result, kwargs) = crate::log_scope::with_scope(
@@ -400,8 +409,13 @@ impl Pipeline {
                     Some(original) => Some(original),
                     None => body.map(|b| Cow::Owned(dead_letter_body(&b, source_path.as_deref()))),
                 };
-                let letter =
+                let mut letter =
                     self.dead_letter((index, id.as_deref(), letter), e, batch, trace_header);
+                if let (Some(letter), Some(size)) = (&mut letter, offloaded) {
+                    // A pointer: the attribute says so to whoever reads it again.
+                    let name = crate::payload::SIZE_ATTRIBUTE;
+                    letter.message.attributes.push((name, size));
+                }
                 letter.into_iter().collect()
             }
         };
@@ -417,6 +431,7 @@ impl Pipeline {
             duplicate,
             key: ordering_key,
             twin_of,
+            payload,
         }
     }
 
@@ -449,6 +464,7 @@ impl Pipeline {
                 id: outbound_id(batch.invocation, id, index, "dead-letter"),
                 trace_header,
                 attributes: dead_letter_attributes(id, error),
+                kept_kwargs: Vec::new(),
             },
         })
     }

@@ -81,6 +81,7 @@ impl<'r> Exec<'r> {
             id,
             trace_header: self.trace_header.clone(),
             attributes: Vec::new(),
+            kept_kwargs: Vec::new(),
         });
     }
 }

@@ -7,7 +7,8 @@
 //!   an earlier failure or the deadline says not;
 //! - `outcome`: outbound messages go through the outbox (`crate::outbox`), idempotency keys
 //!   are completed or released (`crate::idempotency`), and the outcomes are counted, logged and
-//!   reported.
+//!   reported;
+//! - `payload`: payloads kept in S3 are fetched before their records run, and deleted after.
 //!
 //! [`Pipeline::handle`] reads as those steps.
 //!
@@ -28,6 +29,7 @@ mod batch;
 mod graph;
 mod message;
 mod outcome;
+mod payload;
 
 use batch::BatchRun;
 
@@ -90,6 +92,7 @@ impl Pipeline {
             self.deliver(&mut ran, batch.deadline).await;
             outcome::answer_twins(&mut ran);
             self.settle_claims(&ran, invocation.held.as_ref()).await;
+            self.delete_payloads(&ran).await;
             let summary = self.inner.metrics.as_ref().map(|_| outcome::summary(&ran));
             let result = self
                 .conclude(ran, source.name(), &invocation.lambda.request_id)

@@ -244,8 +244,8 @@ impl Pipeline {
             let flushed = outbox::flush(
                 send,
                 |q| self.sink_for(q.kind()),
-                self.inner.retry,
-                deadline,
+                (self.inner.retry, deadline),
+                self.inner.large_payloads.as_ref(),
             )
             .await;
             for (kind, counts) in flushed.counts {

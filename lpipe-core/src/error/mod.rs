@@ -162,6 +162,10 @@ pub enum ErrorKind {
     /// The idempotency store could not be asked or written (unreachable, throttling): the
     /// record is not run unguarded. Failed (kept).
     IdempotencyStore,
+    /// The record's payload, kept in S3 (see [`crate::payload`]), could not be fetched for a
+    /// fault that may pass (throttling, a timeout). Failed (kept). A pointer that cannot be
+    /// followed (a missing object, a bucket not allowed) is [`ErrorKind::InvalidPayload`].
+    PayloadStore,
 }
 
 impl ErrorKind {
@@ -179,7 +183,8 @@ impl ErrorKind {
             | ErrorKind::Undeliverable
             | ErrorKind::NotRun
             | ErrorKind::InProgress
-            | ErrorKind::IdempotencyStore => Outcome::Failed,
+            | ErrorKind::IdempotencyStore
+            | ErrorKind::PayloadStore => Outcome::Failed,
         }
     }
 
@@ -198,6 +203,7 @@ impl ErrorKind {
             ErrorKind::NotRun => "NotRun",
             ErrorKind::InProgress => "InProgress",
             ErrorKind::IdempotencyStore => "IdempotencyStoreError",
+            ErrorKind::PayloadStore => "PayloadStoreError",
         }
     }
 

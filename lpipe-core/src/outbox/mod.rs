@@ -21,8 +21,13 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
+use crate::payload::LargePayloads;
 use crate::queue::Queue;
 use crate::sink::{OutboundMessage, RetryPolicy, SendError, Sink, SinkLimits};
+
+mod offload;
+
+use offload::Offload;
 
 /// A staged message and the record that produced it.
 pub(crate) struct Staged {
@@ -60,13 +65,14 @@ pub(crate) struct Flushed {
     pub(crate) counts: BTreeMap<String, MessageCounts>,
 }
 
-/// Sends the staged messages, batched per queue within each sink's limits, retrying retryable
-/// failures with backoff and jitter until `deadline`; returns what could not be delivered.
+/// Sends the staged messages, batched per queue within each sink's limits (those over the
+/// threshold put in S3 first when `payloads` offloads), retrying retryable failures with
+/// backoff and jitter until `deadline`; returns what could not be delivered.
 pub(crate) async fn flush(
     staged: Vec<Staged>,
     sink_for: impl Fn(&Queue) -> Option<Arc<dyn Sink>>,
-    retry: RetryPolicy,
-    deadline: Option<Instant>,
+    (retry, deadline): (RetryPolicy, Option<Instant>),
+    payloads: Option<&LargePayloads>,
 ) -> Flushed {
     let mut flushed = Flushed::default();
     let mut by_queue: BTreeMap<Queue, Vec<Staged>> = BTreeMap::new();
@@ -76,7 +82,10 @@ pub(crate) async fn flush(
     let mut sends = Vec::new();
     for (queue, entries) in by_queue {
         match sink_for(&queue) {
-            Some(sink) => sends.push(QueueOutbox::new(queue, entries, sink).send(retry, deadline)),
+            Some(sink) => {
+                let outbox = QueueOutbox::new(queue, entries, sink, payloads);
+                sends.push(outbox.send(retry, deadline));
+            }
             None => {
                 let counts = flushed
                     .counts
@@ -114,6 +123,8 @@ struct Pending {
     why: Option<String>,
     /// Whether the service refused it before (not merely held back).
     failed: bool,
+    /// It is to be put in S3 and sent as a pointer.
+    offload: bool,
 }
 
 /// One round of calls: the messages still to offer, and what is left for the next round.
@@ -130,6 +141,8 @@ struct QueueOutbox {
     queue: Queue,
     sink: Arc<dyn Sink>,
     limits: SinkLimits,
+    /// Where its large messages go, if anywhere.
+    offload: Option<Offload>,
     /// Not yet delivered, in staging order.
     pending: Vec<Pending>,
     /// The messages, by `seq`: each is moved into the call that offers it, and back if it is
@@ -147,12 +160,20 @@ struct QueueOutbox {
 
 impl QueueOutbox {
     /// Sizes and keys the messages; one over the sink's limits is undeliverable at once, and
-    /// gives its key up.
-    fn new(queue: Queue, entries: Vec<Staged>, sink: Arc<dyn Sink>) -> Self {
+    /// gives its key up, unless it is to be offloaded.
+    fn new(
+        queue: Queue,
+        entries: Vec<Staged>,
+        sink: Arc<dyn Sink>,
+        payloads: Option<&LargePayloads>,
+    ) -> Self {
         let limits = sink.limits(&queue);
+        let offload = Offload::for_queue(payloads, sink.as_ref(), &queue, limits);
+        let threshold = offload.as_ref().map(|o| o.threshold);
         let mut outbox = QueueOutbox {
             queue,
             limits,
+            offload,
             pending: Vec::with_capacity(entries.len()),
             messages: Vec::with_capacity(entries.len()),
             given_up: BTreeMap::new(),
@@ -165,7 +186,8 @@ impl QueueOutbox {
         for (seq, staged) in entries.into_iter().enumerate() {
             let size = outbox.sink.entry_size(&staged.message);
             let key = outbox.sink.order_key(&staged.message);
-            if size > limits.max_entry_bytes || size > limits.max_batch_bytes {
+            let offload = threshold.is_some_and(|t| size > t);
+            if !offload && (size > limits.max_entry_bytes || size > limits.max_batch_bytes) {
                 let why = format!(
                     "message to {} is {size} bytes, over the sink's limit of {} bytes",
                     outbox.queue,
@@ -185,6 +207,7 @@ impl QueueOutbox {
                     record: staged.record,
                     why: None,
                     failed: false,
+                    offload,
                 });
                 outbox.messages.push(Some(staged.message));
             }
@@ -199,6 +222,7 @@ impl QueueOutbox {
         retry: RetryPolicy,
         deadline: Option<Instant>,
     ) -> (String, Undelivered, MessageCounts) {
+        self.offload_large().await;
         let mut attempt = 0u32;
         while !self.pending.is_empty() {
             attempt += 1;
@@ -225,6 +249,38 @@ impl QueueOutbox {
             self.undelivered,
             counts,
         )
+    }
+
+    /// Puts the messages to offload in S3 and makes them pointers; one that cannot be put is
+    /// undeliverable, and gives its key up.
+    async fn offload_large(&mut self) {
+        let Some(offload) = self.offload.take() else {
+            return;
+        };
+        let mut kept = Vec::with_capacity(self.pending.len());
+        for mut p in std::mem::take(&mut self.pending) {
+            if !p.offload {
+                kept.push(p);
+                continue;
+            }
+            let mut message = self.messages[p.seq].take().expect("a pending message");
+            match offload.put(&mut message).await {
+                Ok(()) => {
+                    p.size = self.sink.entry_size(&message);
+                    p.offload = false;
+                    self.messages[p.seq] = Some(message);
+                    kept.push(p);
+                }
+                Err(why) => {
+                    tracing::warn!(queue = %self.queue, "{why}");
+                    if let Some(key) = &p.key {
+                        self.give_up(key, p.seq, &why);
+                    }
+                    self.undelivered.entry(p.record).or_insert(why);
+                }
+            }
+        }
+        self.pending = kept;
     }
 
     /// One attempt: calls until every pending message was offered or held back; returns what

@@ -12,6 +12,7 @@ fn staged(record: usize, body: &str) -> Staged {
             id: format!("{record}:0"),
             trace_header: None,
             attributes: Vec::new(),
+            kept_kwargs: Vec::new(),
         },
     }
 }
@@ -26,6 +27,7 @@ fn outbox(sink: MemorySink, bodies: &[&str]) -> QueueOutbox {
         Queue::new(QueueKind::custom("memory"), "q"),
         entries,
         Arc::new(sink),
+        None,
     )
 }
 
@@ -262,10 +264,13 @@ async fn through_slow(in_flight: usize, keyed: bool) -> (usize, Vec<Vec<usize>>)
         staged,
         move |_| Some(Arc::clone(&for_queue)),
         // Enough attempts for a refusal per round of one key.
-        RetryPolicy {
-            max_attempts: 100,
-            ..RetryPolicy::default()
-        },
+        (
+            RetryPolicy {
+                max_attempts: 100,
+                ..RetryPolicy::default()
+            },
+            None,
+        ),
         None,
     )
     .await;
@@ -422,6 +427,7 @@ async fn a_failed_call_is_logged_once_not_once_per_message() {
         Queue::new(QueueKind::custom("down"), "q"),
         entries,
         Arc::new(Down),
+        None,
     )
     .send(RetryPolicy::default(), None)
     .await;

@@ -46,6 +46,7 @@ pub struct PipelineBuilder {
     errors: ErrorPolicy,
     metrics: Option<Metrics>,
     idempotency: IdempotencyPolicy,
+    large_payloads: Option<crate::payload::LargePayloads>,
     local: bool,
 }
 
@@ -71,6 +72,7 @@ impl Default for PipelineBuilder {
             errors: ErrorPolicy::default(),
             metrics: None,
             idempotency: IdempotencyPolicy::default(),
+            large_payloads: None,
             local: false,
         }
     }
@@ -319,6 +321,29 @@ impl PipelineBuilder {
         self
     }
 
+    /// Reads and writes payloads kept in S3 as AWS's extended client libraries keep them: a
+    /// record whose message is a pointer (marked by the `ExtendedPayloadSize` attribute) runs
+    /// with the payload fetched from an allowed bucket, and, with
+    /// [`offload_to`](crate::payload::LargePayloads::offload_to), outbound messages over the
+    /// threshold are put in the bucket and sent as pointers. See [`crate::payload`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::payload::{LargePayloads, MemoryPayloadStore};
+    /// use lpipe_core::Pipeline;
+    /// # async fn work(_: lpipe_core::NoParams) -> Result<(), lpipe_core::BoxError> { Ok(()) }
+    /// let pipeline = Pipeline::builder()
+    ///     .path_fn("WORK", work)
+    ///     .large_payloads(LargePayloads::new(MemoryPayloadStore::new()).allow_bucket("payloads"))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn large_payloads(mut self, payloads: crate::payload::LargePayloads) -> Self {
+        self.large_payloads = Some(payloads);
+        self
+    }
+
     /// What an ordinary error (neither [`FailButContinue`](crate::FailButContinue) nor
     /// [`FailCatastrophically`](crate::FailCatastrophically)) does to its record, on every path
     /// that does not say otherwise with [`on_error_in`](Self::on_error_in): dropped
@@ -476,6 +501,7 @@ impl PipelineBuilder {
                 errors: self.errors,
                 metrics,
                 idempotency: self.idempotency,
+                large_payloads: self.large_payloads,
                 local: self.local,
             }),
         })

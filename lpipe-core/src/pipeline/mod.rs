@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Option<Metrics>,
     /// Idempotency of the records entering by a path, then of all records.
     pub(crate) idempotency: IdempotencyPolicy,
+    /// Payloads kept in S3: read before records run, written for large outbound messages.
+    pub(crate) large_payloads: Option<crate::payload::LargePayloads>,
     /// Run by the local mode: metrics go to stderr, not stdout.
     pub(crate) local: bool,
 }

@@ -33,6 +33,7 @@ struct MemoryInner {
     fail_bodies: Vec<(String, bool, Option<usize>)>,
     limits: Option<SinkLimits>,
     order: MemoryOrder,
+    pointers: bool,
 }
 
 #[derive(Clone, Default)]
@@ -100,6 +101,14 @@ impl MemorySink {
         self
     }
 
+    /// Declares that its queues' consumers read payloads kept in S3 (as SQS and SNS do; see
+    /// [`Sink::takes_payload_pointers`]), so that a pipeline offloading large payloads sends
+    /// it pointers.
+    pub fn taking_payload_pointers(self) -> Self {
+        self.inner.lock().expect("memory sink lock").pointers = true;
+        self
+    }
+
     /// The messages delivered so far, in order.
     pub fn messages(&self) -> Vec<OutboundMessage> {
         self.inner.lock().expect("memory sink lock").sent.clone()
@@ -160,6 +169,10 @@ impl Sink for MemorySink {
             .expect("memory sink lock")
             .limits
             .unwrap_or_default()
+    }
+
+    fn takes_payload_pointers(&self, _queue: &Queue) -> bool {
+        self.inner.lock().expect("memory sink lock").pointers
     }
 
     fn order_key(&self, message: &OutboundMessage) -> Option<String> {

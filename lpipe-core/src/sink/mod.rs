@@ -53,12 +53,19 @@ pub struct OutboundMessage {
     /// Message attributes to send with it, where the service has them (SQS): a dead letter's
     /// reason (see [`DEAD_LETTER_ATTRIBUTES`]). Empty for forwarded messages.
     pub attributes: Vec<(&'static str, String)>,
+    /// The values of the kwargs the queue's options name (`message_group_id_from`, …), kept
+    /// when the body was replaced by a pointer to it in S3 (see [`crate::payload`]);
+    /// [`kwarg_value`](Self::kwarg_value) reads them first. Empty otherwise.
+    pub kept_kwargs: Vec<(String, String)>,
 }
 
 impl OutboundMessage {
     /// The value of one of the message's kwargs, as a string (strings as they are, other
     /// values as JSON): for sinks that derive a group or partition key from a kwarg.
     pub fn kwarg_value(&self, name: &str) -> Option<String> {
+        if let Some((_, value)) = self.kept_kwargs.iter().find(|(n, _)| n == name) {
+            return Some(value.clone());
+        }
         let v: serde_json::Value = serde_json::from_str(&self.body).ok()?;
         let kwargs = if self.queue.consumer_path().is_some() {
             &v["kwargs"]
@@ -78,6 +85,17 @@ impl OutboundMessage {
 /// is retried, so that a consumer can tell a resend from a new message
 /// (`SqsMeta::message_attribute(MESSAGE_ID_ATTRIBUTE)`).
 pub const MESSAGE_ID_ATTRIBUTE: &str = "lpipe.message_id";
+
+/// The data type a sink gives a message attribute where the service types them (SQS, SNS):
+/// `Number` for the size attributes of payloads kept in S3 ([`crate::payload`]), as AWS's
+/// extended client libraries send them, `String` for every other.
+pub fn attribute_data_type(name: &str) -> &'static str {
+    if crate::payload::SIZE_ATTRIBUTES.contains(&name) {
+        "Number"
+    } else {
+        "String"
+    }
+}
 
 /// The message attributes of a dead letter (a dropped record sent, as it came, to the
 /// pipeline's dead-letter queue), where the queue's service has attributes (SQS): why it was
@@ -224,6 +242,15 @@ pub trait Sink: Send + Sync + 'static {
     /// any key, for sinks that read options of their own.
     fn options(&self) -> Option<&'static [&'static str]> {
         None
+    }
+
+    /// Whether the queue's consumers read payloads kept in S3 from pointers (the message
+    /// attribute `ExtendedPayloadSize` marks them; see [`crate::payload`]): the outbox then
+    /// offloads the messages over the threshold when the pipeline asks
+    /// ([`LargePayloads::offload_to`](crate::payload::LargePayloads::offload_to)). The SQS and
+    /// SNS sinks do; the default is `false` (the message is refused as too large instead).
+    fn takes_payload_pointers(&self, _queue: &Queue) -> bool {
+        false
     }
 
     /// How the service would route this message, for people reading it: the local mode
