@@ -23,6 +23,8 @@ pub mod guide {
     pub mod sns {}
     #[doc = include_str!("guide/s3.md")]
     pub mod s3 {}
+    #[doc = include_str!("guide/large_payloads.md")]
+    pub mod large_payloads {}
     #[doc = include_str!("guide/sentry.md")]
     pub mod sentry {}
     #[doc = include_str!("guide/observability.md")]
