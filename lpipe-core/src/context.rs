@@ -71,6 +71,28 @@ impl RecordInfo {
         self.id.as_deref()
     }
 
+    /// The id of the message the record carries, as its producer sent it: the lpipe message id
+    /// a forwarding lpipe Lambda gave it (the attribute
+    /// [`MESSAGE_ID_ATTRIBUTE`](crate::sink::MESSAGE_ID_ATTRIBUTE), the same when the producer's
+    /// record is retried and the message sent again), else the SNS `MessageId` of the
+    /// notification it came in (a topic's subscribers all see the same one), else the
+    /// record's own id ([`id`](Self::id)). What
+    /// [`Idempotency::key_from_message_id`](crate::Idempotency::key_from_message_id) keys by.
+    pub fn message_id(&self) -> Option<&str> {
+        use crate::sink::MESSAGE_ID_ATTRIBUTE;
+        let lpipe_id = match &self.meta {
+            crate::source::RecordMeta::Sqs(m) => m
+                .message_attribute(MESSAGE_ID_ATTRIBUTE)
+                .or_else(|| m.sns.as_deref()?.message_attribute(MESSAGE_ID_ATTRIBUTE))
+                .or_else(|| m.sns.as_deref()?.message_id.as_deref()),
+            crate::source::RecordMeta::Sns(m) => m
+                .message_attribute(MESSAGE_ID_ATTRIBUTE)
+                .or(m.message_id.as_deref()),
+            _ => None,
+        };
+        lpipe_id.or(self.id.as_deref()).filter(|id| !id.is_empty())
+    }
+
     /// The name of the event source that delivered it (`raw`, `sqs`, …).
     pub fn source(&self) -> &'static str {
         self.source

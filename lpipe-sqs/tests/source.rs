@@ -626,3 +626,102 @@ mod s3_envelope {
         );
     }
 }
+
+mod keyed_by_message_id {
+    //! `Idempotency::key_from_message_id`: the producer's id, not the kwargs, says what a
+    //! duplicate is.
+
+    use std::sync::{Arc, Mutex};
+
+    use lpipe_core::idempotency::MemoryIdempotencyStore;
+    use lpipe_core::sink::MESSAGE_ID_ATTRIBUTE;
+    use lpipe_core::source::RawSource;
+    use lpipe_core::testing::{lambda_context, message, raw_event, SnsEvent, SqsEvent, SqsRecord};
+    use lpipe_core::{registry::Registry, Action, BoxError, Idempotency, Pipeline};
+    use lpipe_sqs::{SqsEnvelope, SqsSource};
+    use serde_json::{json, Value};
+
+    fn pipeline(source: SqsSource, runs: &Arc<Mutex<usize>>) -> Pipeline {
+        let runs = runs.clone();
+        let count = move |_: Value| {
+            let runs = runs.clone();
+            async move {
+                *runs.lock().unwrap() += 1;
+                Ok::<_, BoxError>(())
+            }
+        };
+        Pipeline::builder()
+            .path("COUNT", [Action::new().function(count)])
+            .registry(Registry::empty())
+            .event_source(source)
+            .event_source(RawSource)
+            .idempotent(Idempotency::new(MemoryIdempotencyStore::new()).key_from_message_id())
+            .build()
+            .unwrap()
+    }
+
+    fn notification(sns_id: &str, n: u32) -> String {
+        SnsEvent::new(message("COUNT", json!({"n": n})))
+            .message_id(sns_id)
+            .notification()
+    }
+
+    #[tokio::test]
+    async fn an_sns_message_delivered_twice_runs_once_and_equal_kwargs_in_two_messages_run_twice() {
+        let runs = Arc::new(Mutex::new(0));
+        let pipeline = pipeline(SqsSource::new().envelope(SqsEnvelope::Sns), &runs);
+        let event = SqsEvent::new()
+            // SNS delivered one notification twice (two SQS messages).
+            .record(SqsRecord::new(notification("sns-1", 1)).id("sqs-1"))
+            .record(SqsRecord::new(notification("sns-1", 1)).id("sqs-2"))
+            // Two notifications with equal kwargs: two messages.
+            .record(SqsRecord::new(notification("sns-2", 2)).id("sqs-3"))
+            .record(SqsRecord::new(notification("sns-3", 2)).id("sqs-4"))
+            .to_string();
+        let response = pipeline.handle(&event, lambda_context(0)).await.unwrap();
+        assert_eq!(response["stats"]["successes"], 4, "{response}");
+        assert_eq!(*runs.lock().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_lpipe_message_id_of_a_resent_message_says_it_is_the_same() {
+        let runs = Arc::new(Mutex::new(0));
+        let pipeline = pipeline(SqsSource::new(), &runs);
+        let record = |sqs_id: &str, lpipe_id: &str| {
+            SqsRecord::new(message("COUNT", json!({"n": 1})))
+                .id(sqs_id)
+                .attribute(MESSAGE_ID_ATTRIBUTE, lpipe_id)
+        };
+        let event = SqsEvent::new()
+            // The producer's record was retried: its message sent twice, one lpipe id.
+            .record(record("sqs-1", "producer-record-7:0"))
+            .record(record("sqs-2", "producer-record-7:0"))
+            .record(record("sqs-3", "producer-record-8:0"))
+            .to_string();
+        pipeline.handle(&event, lambda_context(0)).await.unwrap();
+        assert_eq!(*runs.lock().unwrap(), 2);
+        // Without the attribute, the SQS messageId: a redelivery runs once more only if new.
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(message("COUNT", json!({"n": 1}))).id("sqs-9"))
+            .record(SqsRecord::new(message("COUNT", json!({"n": 1}))).id("sqs-9"))
+            .to_string();
+        pipeline.handle(&event, lambda_context(0)).await.unwrap();
+        assert_eq!(*runs.lock().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_direct_invocation_has_no_message_id_and_says_so() {
+        let runs = Arc::new(Mutex::new(0));
+        let pipeline = pipeline(SqsSource::new(), &runs);
+        let err = pipeline
+            .handle(
+                &raw_event(&[message("COUNT", json!({"n": 1}))]),
+                lambda_context(0),
+            )
+            .await;
+        // Dropped, not run (the reason is logged and reported).
+        let response = err.unwrap();
+        assert_eq!(response["stats"]["dropped"], 1, "{response}");
+        assert_eq!(*runs.lock().unwrap(), 0);
+    }
+}

@@ -204,7 +204,12 @@ impl Pipeline {
     ) -> Option<Result<Produced, RecordError>> {
         let (policy, idempotency) = self.inner.idempotency.of(path)?;
         let lambda = &exec.invocation.lambda;
-        let key = match idempotency.key_in(&lambda.env_config, path, kwargs) {
+        // A record's id names it beyond this invocation only where the source says so.
+        let message_id = exec
+            .record
+            .message_id()
+            .filter(|_| exec.invocation.message_scope.is_none());
+        let key = match idempotency.key_in(&lambda.env_config, path, (kwargs, message_id)) {
             Ok(key) => key,
             Err(why) => return Some(Err(RecordError::invalid_payload(why).at_path(path))),
         };

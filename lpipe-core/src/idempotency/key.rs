@@ -70,6 +70,15 @@ impl IdempotencyKey {
         })
     }
 
+    /// The key of a text (a message id) in a namespace: the digest of the text as a JSON string.
+    pub(crate) fn of_text(namespace: Arc<str>, text: &str) -> Self {
+        let material = Value::String(text.to_owned());
+        IdempotencyKey {
+            namespace,
+            digest: digest_of(&canonical_json(&material)),
+        }
+    }
+
     /// Its namespace.
     pub fn namespace(&self) -> &str {
         &self.namespace

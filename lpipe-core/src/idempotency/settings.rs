@@ -44,6 +44,8 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Idempotency {
     pub(crate) store: Arc<dyn IdempotencyStore>,
     key_fields: Option<Vec<String>>,
+    /// Keyed by the record's message id instead of its kwargs.
+    by_message_id: bool,
     pub(crate) expires_after: Duration,
     lock_timeout: Option<Duration>,
     /// What keys are namespaced by instead of the function's name.
@@ -54,6 +56,7 @@ impl fmt::Debug for Idempotency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Idempotency")
             .field("key_fields", &self.key_fields)
+            .field("by_message_id", &self.by_message_id)
             .field("expires_after", &self.expires_after)
             .field("lock_timeout", &self.lock_timeout)
             .field("namespace", &self.namespace)
@@ -73,6 +76,7 @@ impl Idempotency {
         Idempotency {
             store,
             key_fields: None,
+            by_message_id: false,
             expires_after: DEFAULT_EXPIRY,
             lock_timeout: None,
             namespace: None,
@@ -84,7 +88,34 @@ impl Idempotency {
     /// that no function of the idempotent path takes fails the build.
     pub fn key_from<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
         self.key_fields = Some(fields.into_iter().map(Into::into).collect());
+        self.by_message_id = false;
         self
+    }
+
+    /// Records keyed by the id of the message they carry
+    /// ([`RecordInfo::message_id`](crate::source::RecordInfo::message_id)): the lpipe message
+    /// id a forwarding lpipe Lambda gave it, else the SNS `MessageId` of the notification it
+    /// came in, else the record's id (the SQS `messageId`, …). For messages whose kwargs may
+    /// repeat although each message is new (two identical orders), or where the producer's id
+    /// is what says a message was sent twice. A record of a source whose ids do not outlive
+    /// the invocation (direct invocations) is dropped, saying so: key those by their kwargs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::{Idempotency, idempotency::MemoryIdempotencyStore};
+    /// let idempotency = Idempotency::new(MemoryIdempotencyStore::new()).key_from_message_id();
+    /// assert!(idempotency.keyed_by_message_id());
+    /// ```
+    pub fn key_from_message_id(mut self) -> Self {
+        self.by_message_id = true;
+        self.key_fields = None;
+        self
+    }
+
+    /// Whether records are keyed by their message id ([`key_from_message_id`](Self::key_from_message_id)).
+    pub fn keyed_by_message_id(&self) -> bool {
+        self.by_message_id
     }
 
     /// Namespaces keys by this name instead of the function's: a key is
@@ -139,20 +170,28 @@ impl Idempotency {
 
     /// A record's key: its namespace, `{function name}.{path}` (the function name is that of
     /// the invocation's configuration, unless [`namespace`](Self::namespace) is set), and the
-    /// digest of its canonical JSON.
+    /// digest of its canonical JSON (or of its message id, `message_id`: `None` when its source's
+    /// ids do not outlive the invocation).
     ///
     /// # Errors
     ///
-    /// A message naming the first key field the kwargs lack.
+    /// A message naming the first key field the kwargs lack, or saying the record has no
+    /// message id.
     pub(crate) fn key_in(
         &self,
         config: &lambda_runtime::Config,
         path: &PathName,
-        kwargs: &Kwargs,
+        (kwargs, message_id): (&Kwargs, Option<&str>),
     ) -> Result<IdempotencyKey, String> {
         let name = self.namespace.as_deref().unwrap_or(&config.function_name);
         let namespace: Arc<str> = Arc::from(format!("{name}.{path}"));
-        IdempotencyKey::of(namespace, self.key_fields(), kwargs)
+        if !self.by_message_id {
+            return IdempotencyKey::of(namespace, self.key_fields(), kwargs);
+        }
+        match message_id {
+            Some(id) => Ok(IdempotencyKey::of_text(namespace, id)),
+            None => Err("the path is idempotent by message id, and this record has no id that outlives its invocation (direct invocations number their records): key it by its kwargs (`key_from`)".to_owned()),
+        }
     }
 
     /// [`key_in`](Self::key_in) for an invocation of this function.
@@ -167,7 +206,7 @@ impl Idempotency {
             function_name: function_name.to_owned(),
             ..Default::default()
         };
-        self.key_in(&config, path, kwargs)
+        self.key_in(&config, path, (kwargs, None))
     }
 
     /// The claim a record makes on its key, now.
