@@ -9,6 +9,7 @@ use lpipe_core::{
     pipeline::{IntoPathName, PathName},
     source::{
         BatchResult, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, Record, RecordMeta,
+        S3Envelope, S3Unwrapped,
     },
     RecordError,
 };
@@ -33,6 +34,7 @@ use serde_json::value::RawValue;
 #[derive(Clone, Debug, Default)]
 pub struct CloudWatchSource {
     routes: HashMap<String, PathName>,
+    s3: Option<S3Envelope>,
 }
 
 impl CloudWatchSource {
@@ -48,6 +50,16 @@ impl CloudWatchSource {
     pub fn route(mut self, detail_type: impl Into<String>, path: impl IntoPathName) -> Self {
         self.routes
             .insert(detail_type.into(), path.into_path_name());
+        self
+    }
+
+    /// Runs S3's events (`source: "aws.s3"`: a bucket with EventBridge notifications on, and a
+    /// rule that targets this function) by these routes, named by `detail-type` (`Object
+    /// Created`, …), with the kwargs `bucket`, `key`, `size`, `etag`, `version_id` and
+    /// `sequencer` (see [`S3Envelope::unwrap_eventbridge`]). An S3 event no route takes is
+    /// dropped, saying so.
+    pub fn s3(mut self, routes: S3Envelope) -> Self {
+        self.s3 = Some(routes);
         self
     }
 }
@@ -106,7 +118,24 @@ impl EventSource for CloudWatchSource {
             .filter(|d| d.trim() != "null")
             .unwrap_or("{}");
         let detail_type = event.detail_type.as_deref().unwrap_or("");
-        let record = if let Some(path) = self.routes.get(detail_type) {
+        let s3 = self
+            .s3
+            .as_ref()
+            .filter(|_| event.source.as_deref() == Some("aws.s3"));
+        let record = if let Some(s3) = s3 {
+            match s3.unwrap_eventbridge(detail_type, detail) {
+                Ok(S3Unwrapped::Object { path, kwargs, .. }) => {
+                    Record::new(id, Ok(Cow::Owned(kwargs))).with_path(Cow::Owned(path))
+                }
+                Ok(_) => Record::new(
+                    id,
+                    Err(RecordError::invalid_payload(
+                        "an S3 test event, which EventBridge does not deliver",
+                    )),
+                ),
+                Err(e) => Record::new(id, Err(e)),
+            }
+        } else if let Some(path) = self.routes.get(detail_type) {
             Record::new(id, Ok(Cow::Borrowed(detail)))
                 .with_path(Cow::Owned(path.as_str().to_owned()))
         } else if let Ok(directed) = serde_json::from_str::<Directed<'e>>(detail) {

@@ -128,3 +128,41 @@ async fn a_constant_rule_input_is_the_raw_sources() {
     .unwrap();
     assert_eq!(response["output"], json!(["hello Bo"]));
 }
+
+#[tokio::test]
+async fn s3_events_run_their_s3_route_with_the_objects_kwargs() {
+    use lpipe_core::source::S3Envelope;
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let noted = seen.clone();
+    let ingest = move |kwargs: Value| {
+        let noted = noted.clone();
+        async move {
+            noted.lock().unwrap().push(kwargs);
+            Ok::<_, BoxError>(())
+        }
+    };
+    let source = CloudWatchSource::new().s3(S3Envelope::new().route("Object *", "INGEST"));
+    let pipeline = Pipeline::builder()
+        .path("INGEST", [Action::new().function(ingest)])
+        .registry(Registry::empty())
+        .event_source(source)
+        .build()
+        .unwrap();
+    let created = include_str!(
+        "../../lpipe/tests/realworld-events/lambda-dotnet/EventsTests.Shared/cloudwatchevents-s3objectcreated.json"
+    );
+    pipeline.handle(created, lambda_context(0)).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [
+            json!({"bucket": "DOC-EXAMPLE-BUCKET1", "key": "example-key", "size": 5,
+                "etag": "b1946ac92492d2347c6235b4d2611184",
+                "version_id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", "sequencer": "617f08299329d189"})
+        ]
+    );
+    // An S3 event no route takes is dropped, saying so (the invocation succeeds).
+    let restored = created.replace("Object Created", "Restore Completed");
+    let response = pipeline.handle(&restored, lambda_context(0)).await.unwrap();
+    assert_eq!(response["stats"]["dropped"], 1, "{response}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}

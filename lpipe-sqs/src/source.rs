@@ -51,6 +51,12 @@ pub enum SqsEnvelope {
     /// acknowledged without running. A body that is not a notification, or an event no route
     /// takes, is dropped with an error saying so.
     S3(S3Envelope),
+    /// S3 event notifications a bucket publishes to an SNS topic, delivered to the queue without
+    /// raw message delivery: each body is an SNS notification whose `Message` is the S3
+    /// notification. Unwrapped as [`SqsEnvelope::Sns`], then routed as [`SqsEnvelope::S3`]; both
+    /// metadata are on the context. (With raw message delivery the body is the S3 notification
+    /// itself: declare [`SqsEnvelope::S3`].)
+    SnsS3(S3Envelope),
 }
 
 /// The SQS event source. See the [crate docs](crate).
@@ -255,9 +261,25 @@ fn offloaded(meta: &SqsMeta, envelope: Option<&SqsEnvelope>) -> Option<String> {
             .as_deref()
             .and_then(|sns| offloaded_size(|name| sns.message_attribute(name)))
             .or_else(|| offloaded_size(|name| meta.message_attribute(name))),
-        Some(SqsEnvelope::EventBridge(_) | SqsEnvelope::S3(_)) => None,
+        Some(SqsEnvelope::EventBridge(_) | SqsEnvelope::S3(_) | SqsEnvelope::SnsS3(_)) => None,
     };
     size.map(str::to_owned)
+}
+
+/// What an envelope held: a message to run (its body, and its path if the envelope chose it),
+/// or S3's test event.
+enum Unwrapped {
+    Message(String, Option<String>),
+    TestEvent,
+}
+
+impl From<S3Unwrapped> for Unwrapped {
+    fn from(unwrapped: S3Unwrapped) -> Self {
+        match unwrapped {
+            S3Unwrapped::Object { path, kwargs, .. } => Unwrapped::Message(kwargs, Some(path)),
+            _ => Unwrapped::TestEvent,
+        }
+    }
 }
 
 /// A record whose body is in an envelope: it runs what the envelope holds, keeps the body as
@@ -279,22 +301,27 @@ fn unwrap<'e>(
     let unwrapped = match envelope {
         SqsEnvelope::Sns => SnsNotification::parse(&text).map(|notification| {
             meta.sns = Some(Box::new(notification.meta));
-            (notification.message, None)
+            Unwrapped::Message(notification.message, None)
         }),
         SqsEnvelope::EventBridge(routes) => routes.unwrap(&text).map(|event| {
             meta.eventbridge = Some(Box::new(event.meta));
-            (event.body, event.path)
+            Unwrapped::Message(event.body, event.path)
         }),
-        SqsEnvelope::S3(routes) => match routes.unwrap(&text) {
-            Ok(S3Unwrapped::Object { path, kwargs, .. }) => Ok((kwargs, Some(path))),
-            Ok(_) => {
-                // The s3:TestEvent: S3 checking that it can send here.
-                record.body = Body::Text(Cow::Borrowed("{}"));
-                let why = "the s3:TestEvent S3 sends when a notification is configured";
-                return record.acknowledge(why);
-            }
-            Err(e) => Err(e),
-        },
+        SqsEnvelope::S3(routes) => routes.unwrap(&text).map(Unwrapped::from),
+        SqsEnvelope::SnsS3(routes) => SnsNotification::parse(&text).and_then(|notification| {
+            meta.sns = Some(Box::new(notification.meta));
+            routes.unwrap(&notification.message).map(Unwrapped::from)
+        }),
+    };
+    let unwrapped = match unwrapped {
+        Ok(Unwrapped::Message(body, path)) => Ok((body, path)),
+        Ok(Unwrapped::TestEvent) => {
+            // The s3:TestEvent: S3 checking that it can send here.
+            record.body = Body::Text(Cow::Borrowed("{}"));
+            let why = "the s3:TestEvent S3 sends when a notification is configured";
+            return record.acknowledge(why);
+        }
+        Err(e) => Err(e),
     };
     match unwrapped {
         Ok((body, path)) => {

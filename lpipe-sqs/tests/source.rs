@@ -627,6 +627,106 @@ mod s3_envelope {
     }
 }
 
+mod s3_through_sns_and_eventbridge {
+    //! S3 notifications that reach the queue through an SNS topic, and S3 events a rule sends
+    //! from EventBridge.
+
+    use std::sync::{Arc, Mutex};
+
+    use lpipe_core::source::{EventBridgeEnvelope, S3Envelope};
+    use lpipe_core::testing::{lambda_context, S3Event, SnsEvent, SqsEvent, SqsRecord};
+    use lpipe_core::{registry::Registry, Action, BoxError, Pipeline};
+    use lpipe_sqs::{SqsEnvelope, SqsSource};
+    use serde_json::{json, Value};
+
+    type Seen = Arc<Mutex<Vec<Value>>>;
+
+    fn pipeline(seen: &Seen, envelope: SqsEnvelope) -> Pipeline {
+        let seen = seen.clone();
+        let ingest = move |kwargs: Value| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(kwargs);
+                Ok::<_, BoxError>(())
+            }
+        };
+        Pipeline::builder()
+            .path("INGEST", [Action::new().function(ingest)])
+            .path(
+                "AUDIT",
+                [Action::new().function(|_: Value| async { Ok::<_, BoxError>(()) })],
+            )
+            .registry(Registry::empty())
+            .event_source(SqsSource::new().envelope(envelope))
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn s3_notifications_in_sns_notifications_run_their_route() {
+        let seen = Seen::default();
+        let routes = S3Envelope::new().route("ObjectCreated:*", "INGEST");
+        let created = S3Event::new("ObjectCreated:Put", "uploads", "q1 report.pdf").size(7);
+        let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent",
+            "Time": "2026-12-06T12:00:00.000Z", "Bucket": "uploads"});
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(
+                SnsEvent::text(created.notification()).notification(),
+            ))
+            .record(SqsRecord::new(SnsEvent::new(test_event).notification()))
+            // An SNS notification whose message is not S3's.
+            .record(SqsRecord::new(
+                SnsEvent::new(json!({"a": 1})).notification(),
+            ))
+            // An S3 notification that did not come through SNS.
+            .record(SqsRecord::new(created.notification()))
+            .to_string();
+        let response = pipeline(&seen, SqsEnvelope::SnsS3(routes))
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        assert_eq!(response["stats"]["successes"], 2, "{response}");
+        assert_eq!(response["stats"]["dropped"], 2, "{response}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0]["key"], "q1 report.pdf");
+        assert_eq!(seen[0]["bucket"], "uploads");
+    }
+
+    #[tokio::test]
+    async fn s3_events_from_eventbridge_run_their_route_beside_other_events() {
+        let seen = Seen::default();
+        let envelope = EventBridgeEnvelope::new()
+            .route("Audit Entry", "AUDIT")
+            .s3(S3Envelope::new().route("Object Created", "INGEST"));
+        let created = include_str!(
+            "../../lpipe/tests/realworld-events/powertools-python/s3EventBridgeNotificationObjectCreatedEvent.json"
+        );
+        let deleted = created.replace("Object Created", "Object Deleted");
+        let audit =
+            json!({"id": "e2", "source": "audits", "detail-type": "Audit Entry", "detail": {}});
+        let event = SqsEvent::new()
+            .record(SqsRecord::new(created))
+            .record(SqsRecord::new(deleted))
+            .record(SqsRecord::new(audit.to_string()))
+            .to_string();
+        let response = pipeline(&seen, SqsEnvelope::EventBridge(envelope))
+            .handle(&event, lambda_context(0))
+            .await
+            .unwrap();
+        // Created and the audit entry run; Object Deleted has no S3 route: dropped.
+        assert_eq!(response["stats"]["successes"], 2, "{response}");
+        assert_eq!(response["stats"]["dropped"], 1, "{response}");
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            [
+                json!({"bucket": "example-bucket", "key": "IMG_m7fzo3.jpg", "size": 184662,
+                    "etag": "4e68adba0abe2dc8653dc3354e14c01d", "sequencer": "006408CAD69598B05E"})
+            ]
+        );
+    }
+}
+
 mod keyed_by_message_id {
     //! `Idempotency::key_from_message_id`: the producer's id, not the kwargs, says what a
     //! duplicate is.

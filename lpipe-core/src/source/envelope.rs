@@ -116,6 +116,7 @@ impl SnsNotification {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventBridgeEnvelope {
     routes: BTreeMap<String, PathName>,
+    s3: Option<S3Envelope>,
 }
 
 /// An lpipe record unwrapped from an EventBridge event (see [`EventBridgeEnvelope::unwrap`]).
@@ -163,12 +164,33 @@ impl EventBridgeEnvelope {
         self
     }
 
+    /// Runs S3's events (`source: "aws.s3"`, from a bucket with EventBridge notifications on)
+    /// by these routes, named by `detail-type` (`Object Created`, `Object Deleted`, …), with
+    /// the kwargs S3 notifications give (see [`S3Envelope::unwrap_eventbridge`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::source::{EventBridgeEnvelope, S3Envelope};
+    /// let envelope = EventBridgeEnvelope::new().s3(S3Envelope::new().route("Object Created", "INGEST"));
+    /// let event = r#"{"id": "e1", "source": "aws.s3", "detail-type": "Object Created",
+    ///     "detail": {"bucket": {"name": "uploads"}, "object": {"key": "a b.pdf", "size": 5}}}"#;
+    /// let unwrapped = envelope.unwrap(event).unwrap();
+    /// assert_eq!(unwrapped.path.as_deref(), Some("INGEST"));
+    /// assert_eq!(unwrapped.body, r#"{"bucket":"uploads","key":"a b.pdf","size":5}"#);
+    /// ```
+    pub fn s3(mut self, routes: S3Envelope) -> Self {
+        self.s3 = Some(routes);
+        self
+    }
+
     /// Unwraps one event's JSON.
     ///
     /// # Errors
     ///
     /// When the text is not an EventBridge event (not JSON, no `detail-type` or no `detail`),
-    /// or its `detail` is not a JSON object: the error says what was expected.
+    /// or its `detail` is not a JSON object, or it is an S3 event no S3 route takes: the error
+    /// says what was expected.
     pub fn unwrap(&self, text: &str) -> Result<EventBridgeUnwrapped, RecordError> {
         let not_one = |why: &str| {
             RecordError::invalid_payload(format!(
@@ -183,7 +205,19 @@ impl EventBridgeEnvelope {
             .detail
             .ok_or_else(|| not_one("it has no detail"))?
             .get();
-        let (body, path) = if let Some(path) = self.routes.get(&detail_type) {
+        let s3 = self
+            .s3
+            .as_ref()
+            .filter(|_| event.source.as_deref() == Some("aws.s3"));
+        let (body, path) = if let Some(s3) = s3 {
+            match s3.unwrap_eventbridge(&detail_type, detail)? {
+                S3Unwrapped::Object { path, kwargs, .. } => (kwargs, Some(path)),
+                S3Unwrapped::TestEvent => {
+                    let why = "an S3 test event, which EventBridge does not deliver";
+                    return Err(RecordError::invalid_payload(why));
+                }
+            }
+        } else if let Some(path) = self.routes.get(&detail_type) {
             (detail.to_owned(), Some(path.as_str().to_owned()))
         } else if let Ok(directed) = serde_json::from_str::<Directed<'_>>(detail) {
             (directed.kwargs.get().to_owned(), Some(directed.path))
@@ -286,6 +320,24 @@ struct S3Object {
     sequencer: Option<String>,
 }
 
+/// The `detail` of an S3 event delivered by EventBridge.
+#[derive(Deserialize)]
+struct S3EventBridgeDetail {
+    bucket: Option<S3Bucket>,
+    object: Option<S3EventBridgeObject>,
+}
+
+#[derive(Deserialize)]
+struct S3EventBridgeObject {
+    key: Option<String>,
+    size: Option<u64>,
+    #[serde(alias = "eTag")]
+    etag: Option<String>,
+    #[serde(rename = "version-id")]
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
 impl S3Envelope {
     /// An envelope without routes.
     pub fn new() -> Self {
@@ -335,6 +387,56 @@ impl S3Envelope {
         }
     }
 
+    /// Unwraps an S3 event EventBridge delivered (a bucket with EventBridge notifications on):
+    /// routed by its `detail-type` (`Object Created`, `Object Deleted`, …; a prefix and `*`
+    /// too), with the kwargs `bucket`, `key` (as it is: EventBridge does not URL-encode keys),
+    /// `size`, `etag`, `version_id` and `sequencer` from its `detail`.
+    ///
+    /// # Errors
+    ///
+    /// When no route matches the `detail-type`, or the detail is not an S3 event's.
+    pub fn unwrap_eventbridge(
+        &self,
+        detail_type: &str,
+        detail: &str,
+    ) -> Result<S3Unwrapped, RecordError> {
+        let path = self.route_or_error(detail_type)?;
+        let detail: S3EventBridgeDetail = serde_json::from_str(detail).map_err(|e| {
+            RecordError::invalid_payload(format!(
+                "the detail of the S3 event '{detail_type}' is not S3's: {e}"
+            ))
+        })?;
+        let object = detail.object.as_ref();
+        let kwargs = object_kwargs(ObjectFields {
+            bucket: detail.bucket.and_then(|b| b.name),
+            key: object.and_then(|o| o.key.clone()),
+            size: object.and_then(|o| o.size),
+            etag: object.and_then(|o| o.etag.clone()),
+            version_id: object.and_then(|o| o.version_id.clone()),
+            sequencer: object.and_then(|o| o.sequencer.clone()),
+        });
+        Ok(S3Unwrapped::Object {
+            path: path.as_str().to_owned(),
+            kwargs,
+            event_name: detail_type.to_owned(),
+        })
+    }
+
+    /// The route of an event name, or an error naming the routes there are.
+    fn route_or_error(&self, event_name: &str) -> Result<&PathName, RecordError> {
+        self.path_for(event_name).ok_or_else(|| {
+            let routes: Vec<&str> = self.routes.iter().map(|(p, _)| p.as_str()).collect();
+            RecordError::invalid_payload(format!(
+                "no route for the S3 event {event_name} (routes: {})",
+                if routes.is_empty() {
+                    "none".to_owned()
+                } else {
+                    routes.join(", ")
+                }
+            ))
+        })
+    }
+
     /// Unwraps one record of an S3 event (an element of its `Records`), as the S3 trigger
     /// delivers them.
     ///
@@ -358,52 +460,53 @@ impl S3Envelope {
             .event_name
             .clone()
             .ok_or_else(|| not_one("no eventName"))?;
-        let Some(path) = self.path_for(&event_name) else {
-            let routes: Vec<&str> = self.routes.iter().map(|(p, _)| p.as_str()).collect();
-            return Err(RecordError::invalid_payload(format!(
-                "no route for the S3 event {event_name} (routes: {})",
-                if routes.is_empty() {
-                    "none".to_owned()
-                } else {
-                    routes.join(", ")
-                }
-            )));
-        };
+        let path = self.route_or_error(&event_name)?;
         let (bucket, object) = match &record.s3 {
             Some(S3Entity { bucket, object }) => (bucket.as_ref(), object.as_ref()),
             None => return Err(not_one("its record has no s3 object")),
         };
-        let mut kwargs = serde_json::Map::new();
-        let mut put = |name: &str, value: Option<serde_json::Value>| {
-            if let Some(value) = value {
-                kwargs.insert(name.to_owned(), value);
-            }
-        };
-        put(
-            "bucket",
-            bucket.and_then(|b| b.name.clone()).map(Into::into),
-        );
         let key = object.and_then(|o| o.key.as_deref()).map(url_decoded_key);
-        put(
-            "key",
-            key.transpose().map_err(|e| not_one(&e))?.map(Into::into),
-        );
-        put("size", object.and_then(|o| o.size).map(Into::into));
-        put("etag", object.and_then(|o| o.etag.clone()).map(Into::into));
-        put(
-            "version_id",
-            object.and_then(|o| o.version_id.clone()).map(Into::into),
-        );
-        put(
-            "sequencer",
-            object.and_then(|o| o.sequencer.clone()).map(Into::into),
-        );
+        let kwargs = object_kwargs(ObjectFields {
+            bucket: bucket.and_then(|b| b.name.clone()),
+            key: key.transpose().map_err(|e| not_one(&e))?,
+            size: object.and_then(|o| o.size),
+            etag: object.and_then(|o| o.etag.clone()),
+            version_id: object.and_then(|o| o.version_id.clone()),
+            sequencer: object.and_then(|o| o.sequencer.clone()),
+        });
         Ok(S3Unwrapped::Object {
             path: path.as_str().to_owned(),
-            kwargs: serde_json::Value::Object(kwargs).to_string(),
+            kwargs,
             event_name,
         })
     }
+}
+
+/// What an S3 event says of its object, however it came.
+struct ObjectFields {
+    bucket: Option<String>,
+    key: Option<String>,
+    size: Option<u64>,
+    etag: Option<String>,
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
+/// The kwargs of an S3 event, as a JSON object's text: the fields it has.
+fn object_kwargs(fields: ObjectFields) -> String {
+    let mut kwargs = serde_json::Map::new();
+    let mut put = |name: &str, value: Option<serde_json::Value>| {
+        if let Some(value) = value {
+            kwargs.insert(name.to_owned(), value);
+        }
+    };
+    put("bucket", fields.bucket.map(Into::into));
+    put("key", fields.key.map(Into::into));
+    put("size", fields.size.map(Into::into));
+    put("etag", fields.etag.map(Into::into));
+    put("version_id", fields.version_id.map(Into::into));
+    put("sequencer", fields.sequencer.map(Into::into));
+    serde_json::Value::Object(kwargs).to_string()
 }
 
 /// An object key as S3 writes it in notifications: `+` for a space, `%xx` for other bytes.
