@@ -49,6 +49,17 @@ impl S3Source {
         self.routes = self.routes.route(event_name, path);
         self
     }
+
+    /// Runs `path` for the events this matches: an event name, and optionally a bucket and a
+    /// key prefix (see [`S3Match`](lpipe_core::source::S3Match)).
+    pub fn route_matching(
+        mut self,
+        matching: lpipe_core::source::S3Match,
+        path: impl IntoPathName,
+    ) -> Self {
+        self.routes = self.routes.route_matching(matching, path);
+        self
+    }
 }
 
 /// What every record of an S3 event names as its `eventSource`.

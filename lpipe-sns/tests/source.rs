@@ -160,3 +160,30 @@ fn linking_the_crate_registers_the_source() {
     assert_eq!(lpipe_sns::link(), "sns");
     assert!(Registry::from_inventory().source_names().contains(&"sns"));
 }
+
+#[tokio::test]
+async fn a_notification_published_by_an_extended_client_runs_with_its_payload_from_s3() {
+    use lpipe_core::payload::{
+        LargePayloads, MemoryPayloadStore, PayloadPointer, PayloadStore, SIZE_ATTRIBUTE,
+    };
+    let store = MemoryPayloadStore::new();
+    let payload = message("WELCOME", json!({"name": "Ann".repeat(100_000)})).to_string();
+    store.put("payloads", "k1", &payload).await.unwrap();
+    let pointer = PayloadPointer {
+        bucket: "payloads".into(),
+        key: "k1".into(),
+    }
+    .to_body();
+    let seen = Seen::default();
+    let pipeline = builder(&seen)
+        .large_payloads(LargePayloads::new(store).allow_bucket("payloads"))
+        .build()
+        .unwrap();
+    let event = SnsEvent::text(pointer)
+        .number_attribute(SIZE_ATTRIBUTE, payload.len())
+        .to_string();
+    pipeline.handle(&event, lambda_context(0)).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0.len(), 300_000);
+}

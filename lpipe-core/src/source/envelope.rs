@@ -263,7 +263,82 @@ impl EventBridgeEnvelope {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct S3Envelope {
-    routes: Vec<(String, PathName)>,
+    routes: Vec<(S3Match, PathName)>,
+}
+
+/// Which S3 events a route takes: an event name (`ObjectCreated:Put`, or a prefix and `*`;
+/// through EventBridge, a `detail-type` such as `Object Created`), and optionally a bucket and
+/// a key prefix (of the decoded key).
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::source::{S3Envelope, S3Match, S3Unwrapped};
+/// let envelope = S3Envelope::new()
+///     .route_matching(S3Match::event("ObjectCreated:*").bucket("uploads").key_prefix("reports/"), "REPORT")
+///     .route("ObjectCreated:*", "INGEST");
+/// let body = |key: &str| format!(r#"{{"Records": [{{"eventName": "ObjectCreated:Put",
+///     "s3": {{"bucket": {{"name": "uploads"}}, "object": {{"key": "{key}"}}}}}}]}}"#);
+/// let path = |key: &str| match envelope.unwrap(&body(key)).unwrap() {
+///     S3Unwrapped::Object { path, .. } => path,
+///     _ => unreachable!(),
+/// };
+/// assert_eq!(path("reports/q1.pdf"), "REPORT");
+/// assert_eq!(path("photos/cat.jpg"), "INGEST");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Match {
+    event: String,
+    bucket: Option<String>,
+    key_prefix: Option<String>,
+}
+
+impl S3Match {
+    /// Events of this name (or, ending in `*`, of this prefix), in any bucket, any key.
+    pub fn event(event_name: impl Into<String>) -> Self {
+        S3Match {
+            event: event_name.into(),
+            bucket: None,
+            key_prefix: None,
+        }
+    }
+
+    /// Only events of this bucket.
+    pub fn bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.bucket = Some(bucket.into());
+        self
+    }
+
+    /// Only events of keys that start with this (the key decoded).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = Some(prefix.into());
+        self
+    }
+
+    fn matches(&self, event_name: &str, bucket: Option<&str>, key: Option<&str>) -> bool {
+        let event = match self.event.strip_suffix('*') {
+            Some(prefix) => event_name.starts_with(prefix),
+            None => event_name == self.event,
+        };
+        let bucket = self.bucket.as_deref().is_none_or(|b| bucket == Some(b));
+        let key = match &self.key_prefix {
+            Some(prefix) => key.is_some_and(|k| k.starts_with(prefix.as_str())),
+            None => true,
+        };
+        event && bucket && key
+    }
+}
+
+impl std::fmt::Display for S3Match {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.event)?;
+        match (&self.bucket, &self.key_prefix) {
+            (Some(b), Some(p)) => write!(f, " in {b}/{p}*"),
+            (Some(b), None) => write!(f, " in {b}"),
+            (None, Some(p)) => write!(f, " under {p}*"),
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 /// What an S3 notification holds (see [`S3Envelope::unwrap`]).
@@ -346,19 +421,15 @@ impl S3Envelope {
 
     /// Runs `path` for events of this name: `ObjectCreated:Put`, or a prefix and `*`
     /// (`ObjectCreated:*`). Routes are tried in the order given; the first that matches wins.
-    pub fn route(mut self, event_name: impl Into<String>, path: impl IntoPathName) -> Self {
-        self.routes.push((event_name.into(), path.into_path_name()));
-        self
+    pub fn route(self, event_name: impl Into<String>, path: impl IntoPathName) -> Self {
+        self.route_matching(S3Match::event(event_name), path)
     }
 
-    fn path_for(&self, event_name: &str) -> Option<&PathName> {
-        self.routes
-            .iter()
-            .find(|(pattern, _)| match pattern.strip_suffix('*') {
-                Some(prefix) => event_name.starts_with(prefix),
-                None => event_name == pattern,
-            })
-            .map(|(_, path)| path)
+    /// Runs `path` for the events this matches (an event name, and optionally a bucket and a
+    /// key prefix; see [`S3Match`]). Routes are tried in the order given.
+    pub fn route_matching(mut self, matching: S3Match, path: impl IntoPathName) -> Self {
+        self.routes.push((matching, path.into_path_name()));
+        self
     }
 
     /// Unwraps one notification's JSON.
@@ -400,40 +471,50 @@ impl S3Envelope {
         detail_type: &str,
         detail: &str,
     ) -> Result<S3Unwrapped, RecordError> {
-        let path = self.route_or_error(detail_type)?;
         let detail: S3EventBridgeDetail = serde_json::from_str(detail).map_err(|e| {
             RecordError::invalid_payload(format!(
                 "the detail of the S3 event '{detail_type}' is not S3's: {e}"
             ))
         })?;
         let object = detail.object.as_ref();
-        let kwargs = object_kwargs(ObjectFields {
-            bucket: detail.bucket.and_then(|b| b.name),
-            key: object.and_then(|o| o.key.clone()),
-            size: object.and_then(|o| o.size),
-            etag: object.and_then(|o| o.etag.clone()),
-            version_id: object.and_then(|o| o.version_id.clone()),
-            sequencer: object.and_then(|o| o.sequencer.clone()),
-        });
-        Ok(S3Unwrapped::Object {
-            path: path.as_str().to_owned(),
-            kwargs,
-            event_name: detail_type.to_owned(),
-        })
+        self.routed(
+            detail_type,
+            ObjectFields {
+                bucket: detail.bucket.and_then(|b| b.name),
+                key: object.and_then(|o| o.key.clone()),
+                size: object.and_then(|o| o.size),
+                etag: object.and_then(|o| o.etag.clone()),
+                version_id: object.and_then(|o| o.version_id.clone()),
+                sequencer: object.and_then(|o| o.sequencer.clone()),
+            },
+        )
     }
 
-    /// The route of an event name, or an error naming the routes there are.
-    fn route_or_error(&self, event_name: &str) -> Result<&PathName, RecordError> {
-        self.path_for(event_name).ok_or_else(|| {
-            let routes: Vec<&str> = self.routes.iter().map(|(p, _)| p.as_str()).collect();
-            RecordError::invalid_payload(format!(
-                "no route for the S3 event {event_name} (routes: {})",
+    /// An object's event, for the first route that takes it, or an error naming the routes
+    /// there are.
+    fn routed(&self, event_name: &str, fields: ObjectFields) -> Result<S3Unwrapped, RecordError> {
+        let (bucket, key) = (fields.bucket.as_deref(), fields.key.as_deref());
+        let Some((_, path)) = self
+            .routes
+            .iter()
+            .find(|(m, _)| m.matches(event_name, bucket, key))
+        else {
+            let routes: Vec<String> = self.routes.iter().map(|(m, _)| m.to_string()).collect();
+            return Err(RecordError::invalid_payload(format!(
+                "no route for the S3 event {event_name} of s3://{}/{} (routes: {})",
+                bucket.unwrap_or("?"),
+                key.unwrap_or("?"),
                 if routes.is_empty() {
                     "none".to_owned()
                 } else {
                     routes.join(", ")
                 }
-            ))
+            )));
+        };
+        Ok(S3Unwrapped::Object {
+            path: path.as_str().to_owned(),
+            kwargs: object_kwargs(fields),
+            event_name: event_name.to_owned(),
         })
     }
 
@@ -458,27 +539,24 @@ impl S3Envelope {
     ) -> Result<S3Unwrapped, RecordError> {
         let event_name = record
             .event_name
-            .clone()
+            .as_deref()
             .ok_or_else(|| not_one("no eventName"))?;
-        let path = self.route_or_error(&event_name)?;
         let (bucket, object) = match &record.s3 {
             Some(S3Entity { bucket, object }) => (bucket.as_ref(), object.as_ref()),
             None => return Err(not_one("its record has no s3 object")),
         };
         let key = object.and_then(|o| o.key.as_deref()).map(url_decoded_key);
-        let kwargs = object_kwargs(ObjectFields {
-            bucket: bucket.and_then(|b| b.name.clone()),
-            key: key.transpose().map_err(|e| not_one(&e))?,
-            size: object.and_then(|o| o.size),
-            etag: object.and_then(|o| o.etag.clone()),
-            version_id: object.and_then(|o| o.version_id.clone()),
-            sequencer: object.and_then(|o| o.sequencer.clone()),
-        });
-        Ok(S3Unwrapped::Object {
-            path: path.as_str().to_owned(),
-            kwargs,
+        self.routed(
             event_name,
-        })
+            ObjectFields {
+                bucket: bucket.and_then(|b| b.name.clone()),
+                key: key.transpose().map_err(|e| not_one(&e))?,
+                size: object.and_then(|o| o.size),
+                etag: object.and_then(|o| o.etag.clone()),
+                version_id: object.and_then(|o| o.version_id.clone()),
+                sequencer: object.and_then(|o| o.sequencer.clone()),
+            },
+        )
     }
 }
 

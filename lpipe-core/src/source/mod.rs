@@ -21,7 +21,7 @@ mod unescape;
 pub use crate::context::RecordInfo;
 pub use decode::{decode_records, InvalidEvent};
 pub use envelope::{
-    EventBridgeEnvelope, EventBridgeUnwrapped, S3Envelope, S3Unwrapped, SnsNotification,
+    EventBridgeEnvelope, EventBridgeUnwrapped, S3Envelope, S3Match, S3Unwrapped, SnsNotification,
 };
 pub use meta::{
     trace_id, DynamoDbMeta, EventBridgeMeta, KinesisMeta, RecordMeta, SnsMeta, SqsMeta,
