@@ -8,15 +8,23 @@
 //! envelope), and runs each order once: it is idempotent by the message's id (the lpipe message
 //! id the publisher gave it, the same when the publisher's record is retried), so a
 //! notification SNS delivers twice, or a message the publisher sent again, is not recorded twice.
+//!
+//! The consumer has a second trigger: the receipts bucket's notifications
+//! (`ObjectCreated:*` under `receipts/`) invoke it directly, for the path RECEIPT_UPLOADED,
+//! idempotent by the object (its bucket, key and sequencer).
 
-use lpipe::idempotency::MemoryIdempotencyStore;
+use std::sync::Arc;
+
+use lpipe::idempotency::{IdempotencyStore, MemoryIdempotencyStore};
+use lpipe::s3::S3Source;
+use lpipe::source::S3Match;
 use lpipe::sqs::{SqsEnvelope, SqsSource};
 use lpipe::{Action, Context, FailButContinue, Idempotency, Pipeline, PipelineBuilder, Queue};
 use serde::Deserialize;
 
 lpipe::path_enum! {
     /// The paths of the two Lambdas.
-    pub enum Path { PUBLISH_ORDER, RECORD_ORDER }
+    pub enum Path { PUBLISH_ORDER, RECORD_ORDER, RECEIPT_UPLOADED }
 }
 
 /// The topic the publisher publishes to (`FANOUT_TOPIC`).
@@ -61,15 +69,43 @@ pub async fn record_order(order: Order, ctx: Context) -> Result<String, FailButC
     ))
 }
 
-/// The publisher Lambda: checks each order and publishes it to the topic.
+/// An uploaded receipt, as the bucket's notification describes it.
+#[derive(Debug, Deserialize)]
+pub struct Receipt {
+    /// The bucket.
+    pub bucket: String,
+    /// The object's key (URL-decoded).
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// S3's order of the events of this key (with the bucket and key, the receipt's
+    /// idempotency key).
+    pub sequencer: String,
+}
+
+/// Files a receipt (here: logs it and returns it).
+pub async fn file_receipt(receipt: Receipt) -> Result<String, FailButContinue> {
+    tracing::info!(bucket = %receipt.bucket, key = %receipt.key, "filing receipt");
+    Ok(format!(
+        "filed s3://{}/{} ({} bytes)",
+        receipt.bucket, receipt.key, receipt.size
+    ))
+}
+
+/// The publisher Lambda: checks each order and publishes it to the topic (`FANOUT_TOPIC`).
 pub fn publisher() -> PipelineBuilder {
+    publisher_to(&topic())
+}
+
+/// The publisher Lambda, publishing to this topic (an ARN or a name).
+pub fn publisher_to(topic: &str) -> PipelineBuilder {
     Pipeline::builder()
         .path(
             Path::PUBLISH_ORDER,
             [Action::new()
                 .function(check_order)
                 .include_all_params()
-                .queue(Queue::sns(topic()).path(Path::RECORD_ORDER))],
+                .queue(Queue::sns(topic).path(Path::RECORD_ORDER))],
         )
         .only_source("sqs")
 }
@@ -88,10 +124,27 @@ pub fn consumer_of(raw_delivery: bool) -> PipelineBuilder {
     } else {
         SqsSource::new().envelope(SqsEnvelope::Sns)
     };
+    let receipts = S3Source::new().route_matching(
+        S3Match::event("ObjectCreated:*").key_prefix("receipts/"),
+        Path::RECEIPT_UPLOADED,
+    );
+    // A DynamoDbStore under Lambda (see the `orders` example); in memory here.
+    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryIdempotencyStore::new());
     Pipeline::builder()
         .path(Path::RECORD_ORDER, [Action::new().function(record_order)])
+        .path(
+            Path::RECEIPT_UPLOADED,
+            [Action::new().function(file_receipt)],
+        )
         .event_source(source)
-        .only_source("sqs")
-        // A DynamoDbStore under Lambda (see the `orders` example); in memory here.
-        .idempotent(Idempotency::new(MemoryIdempotencyStore::new()).key_from_message_id())
+        .event_source(receipts)
+        .sources(["sqs", "s3"])
+        .idempotent_in(
+            Path::RECORD_ORDER,
+            Idempotency::shared(store.clone()).key_from_message_id(),
+        )
+        .idempotent_in(
+            Path::RECEIPT_UPLOADED,
+            Idempotency::shared(store).key_from(["bucket", "key", "sequencer"]),
+        )
 }

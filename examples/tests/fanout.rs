@@ -45,6 +45,41 @@ async fn the_sample_events_run_as_documented() {
         response["stats"],
         json!({"received": 3, "successes": 3, "dropped": 0, "failed": 0, "duplicates": 1})
     );
+
+    // With raw message delivery: the messages as published, their id an SQS attribute.
+    let consumer = fanout::consumer_of(true).build().unwrap();
+    let response = consumer
+        .handle(&event("fanout-consumer-raw.json"), lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["stats"],
+        json!({"received": 3, "successes": 3, "dropped": 0, "failed": 0, "duplicates": 1})
+    );
+}
+
+#[tokio::test]
+async fn a_receipt_uploaded_to_the_bucket_is_filed_once() {
+    let consumer = fanout::consumer_of(false).build().unwrap();
+    let event = event("fanout-consumer-s3.json");
+    let response = consumer.handle(&event, lambda_context(0)).await.unwrap();
+    // S3 invokes the Lambda asynchronously: the answer is the outputs.
+    assert_eq!(
+        response,
+        json!({"event": "Finished.",
+               "output": ["filed s3://lpipe-fanout-receipts/receipts/o-1 March.pdf (2048 bytes)"],
+               "stats": {"received": 1, "successes": 1, "dropped": 0, "failed": 0}})
+    );
+    // S3 delivered the notification again: the receipt is not filed twice.
+    let response = consumer.handle(&event, lambda_context(0)).await.unwrap();
+    assert_eq!(response["stats"]["duplicates"], 1, "{response}");
+    // An object outside receipts/ has no route: dropped, saying so.
+    let elsewhere = event.replace("receipts/o-1", "photos/cat");
+    let response = consumer
+        .handle(&elsewhere, lambda_context(0))
+        .await
+        .unwrap();
+    assert_eq!(response["stats"]["dropped"], 1, "{response}");
 }
 
 async fn clients() -> (aws_sdk_sns::Client, aws_sdk_sqs::Client) {
@@ -142,9 +177,7 @@ async fn orders_fan_out_through_the_topic_and_each_runs_once() {
     let raw_url = subscribed_queue(&sns, &sqs, &topic, true).await;
     let wrapped_url = subscribed_queue(&sns, &sqs, &topic, false).await;
 
-    // The only test in this binary that sets it.
-    std::env::set_var("FANOUT_TOPIC", &topic);
-    let publisher = fanout::publisher().build().unwrap();
+    let publisher = fanout::publisher_to(&topic).build().unwrap();
     let orders: Vec<Value> = (1..=5)
         .map(|i| json!({"path": "PUBLISH_ORDER", "kwargs": {"order_id": format!("o-{i}"), "total_cents": 100 * i}}))
         .collect();
