@@ -27,9 +27,9 @@ lpipe::path_enum! {
     pub enum Path { PUBLISH_ORDER, RECORD_ORDER, RECEIPT_UPLOADED }
 }
 
-/// The topic the publisher publishes to (`FANOUT_TOPIC`).
-pub fn topic() -> String {
-    std::env::var("FANOUT_TOPIC").unwrap_or_else(|_| "lpipe-fanout-orders".to_owned())
+/// The topic the publisher publishes to: `lpipe-fanout-orders`, or `FANOUT_TOPIC`.
+pub fn topic() -> Queue {
+    Queue::sns("lpipe-fanout-orders").target_from_env("FANOUT_TOPIC")
 }
 
 /// An order.
@@ -94,18 +94,18 @@ pub async fn file_receipt(receipt: Receipt) -> Result<String, FailButContinue> {
 
 /// The publisher Lambda: checks each order and publishes it to the topic (`FANOUT_TOPIC`).
 pub fn publisher() -> PipelineBuilder {
-    publisher_to(&topic())
+    publisher_to(topic())
 }
 
-/// The publisher Lambda, publishing to this topic (an ARN or a name).
-pub fn publisher_to(topic: &str) -> PipelineBuilder {
+/// The publisher Lambda, publishing to this topic.
+pub fn publisher_to(topic: Queue) -> PipelineBuilder {
     Pipeline::builder()
         .path(
             Path::PUBLISH_ORDER,
             [Action::new()
                 .function(check_order)
                 .include_all_params()
-                .queue(Queue::sns(topic).path(Path::RECORD_ORDER))],
+                .queue(topic.path(Path::RECORD_ORDER))],
         )
         .only_source("sqs")
 }

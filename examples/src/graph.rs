@@ -20,14 +20,25 @@ lpipe::path_enum! {
     pub enum Path { SIGNUP, STORE_USER, AUDIT, SEND_WELCOME }
 }
 
-/// The welcome queue (`GRAPH_MAILER_QUEUE`).
-pub fn mailer_queue() -> String {
-    std::env::var("GRAPH_MAILER_QUEUE").unwrap_or_else(|_| "lpipe-graph-mailer".to_owned())
+/// The welcome queue: `lpipe-graph-mailer`, or `GRAPH_MAILER_QUEUE`.
+pub fn welcome_queue() -> Queue {
+    Queue::sqs("lpipe-graph-mailer").target_from_env("GRAPH_MAILER_QUEUE")
 }
 
-/// The signup Lambda's dead-letter queue (`GRAPH_DROPPED_QUEUE`).
+/// The welcome queue's name.
+pub fn mailer_queue() -> String {
+    welcome_queue().target().to_owned()
+}
+
+/// The signup Lambda's dead-letter queue: `lpipe-graph-signup-dropped`, or
+/// `GRAPH_DROPPED_QUEUE`.
+pub fn dead_letter_queue() -> Queue {
+    Queue::sqs("lpipe-graph-signup-dropped").target_from_env("GRAPH_DROPPED_QUEUE")
+}
+
+/// The dead-letter queue's name.
 pub fn dropped_queue() -> String {
-    std::env::var("GRAPH_DROPPED_QUEUE").unwrap_or_else(|_| "lpipe-graph-signup-dropped".to_owned())
+    dead_letter_queue().target().to_owned()
 }
 
 /// A signup.
@@ -124,12 +135,12 @@ pub fn signup() -> PipelineBuilder {
                 Action::new().function(validate_signup).path(STORE_USER),
                 Action::new()
                     .required_params([("email", "address"), ("name", "name")])
-                    .queue(Queue::sqs(mailer_queue()).path(SEND_WELCOME)),
+                    .queue(welcome_queue().path(SEND_WELCOME)),
             ],
         )
         .path(STORE_USER, [Action::new().function(store_user)])
         .path(AUDIT, [Action::new().function(audit)])
-        .dead_letter_queue(Queue::sqs(dropped_queue()))
+        .dead_letter_queue(dead_letter_queue())
         .only_source("sqs")
         .metrics(Metrics::new("lpipe-graph"))
 }

@@ -25,14 +25,22 @@ lpipe::path_enum! {
     pub enum Path { ORDER, ROUTE, STORE, NOTIFY }
 }
 
-/// The stream the store Lambda consumes (`ORDERS_STREAM`).
+/// The stream the store Lambda consumes: `lpipe-orders-enriched`, or `ORDERS_STREAM`.
 pub fn stream() -> String {
-    std::env::var("ORDERS_STREAM").unwrap_or_else(|_| "lpipe-orders-enriched".to_owned())
+    enriched_stream().target().to_owned()
 }
 
-/// The notifier's FIFO queue (`ORDERS_NOTIFY_QUEUE`).
+fn enriched_stream() -> Queue {
+    Queue::kinesis("lpipe-orders-enriched").target_from_env("ORDERS_STREAM")
+}
+
+/// The notifier's FIFO queue: `lpipe-orders-notify.fifo`, or `ORDERS_NOTIFY_QUEUE`.
 pub fn notify_queue() -> String {
-    std::env::var("ORDERS_NOTIFY_QUEUE").unwrap_or_else(|_| "lpipe-orders-notify.fifo".to_owned())
+    notifications().target().to_owned()
+}
+
+fn notifications() -> Queue {
+    Queue::sqs("lpipe-orders-notify.fifo").target_from_env("ORDERS_NOTIFY_QUEUE")
 }
 
 /// One line of an order.
@@ -119,12 +127,12 @@ pub fn intake() -> PipelineBuilder {
             [Action::new()
                 .include_all_params()
                 .queue(
-                    Queue::kinesis(stream())
+                    enriched_stream()
                         .path(Path::STORE)
                         .partition_key_from("customer_id"),
                 )
                 .queue(
-                    Queue::sqs(notify_queue())
+                    notifications()
                         .path(Path::NOTIFY)
                         .message_group_id_from("customer_id"),
                 )],

@@ -31,9 +31,13 @@ lpipe::path_enum! {
     pub enum Path { PLACE_ORDER, ORDER_PLACED }
 }
 
-/// The queue placed orders go to (`ORDERS_OUT_QUEUE`).
+/// The queue placed orders go to: `lpipe-orders-out`, or `ORDERS_OUT_QUEUE`.
 pub fn out_queue() -> String {
-    std::env::var("ORDERS_OUT_QUEUE").unwrap_or_else(|_| "lpipe-orders-out".to_owned())
+    placed_orders().target().to_owned()
+}
+
+fn placed_orders() -> Queue {
+    Queue::sqs("lpipe-orders-out").target_from_env("ORDERS_OUT_QUEUE")
 }
 
 /// How long an order id keeps its order from being placed again: a day.
@@ -131,7 +135,7 @@ pub fn pipeline(warehouse: Warehouse, idempotency: Idempotency) -> PipelineBuild
                 Action::new().function(place),
                 Action::new()
                     .include_all_params()
-                    .queue(Queue::sqs(out_queue()).path(Path::ORDER_PLACED)),
+                    .queue(placed_orders().path(Path::ORDER_PLACED)),
             ],
         )
         .idempotent_in(Path::PLACE_ORDER, idempotency)

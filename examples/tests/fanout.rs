@@ -177,7 +177,9 @@ async fn orders_fan_out_through_the_topic_and_each_runs_once() {
     let raw_url = subscribed_queue(&sns, &sqs, &topic, true).await;
     let wrapped_url = subscribed_queue(&sns, &sqs, &topic, false).await;
 
-    let publisher = fanout::publisher_to(&topic).build().unwrap();
+    let publisher = fanout::publisher_to(lpipe::Queue::sns(&topic))
+        .build()
+        .unwrap();
     let orders: Vec<Value> = (1..=5)
         .map(|i| json!({"path": "PUBLISH_ORDER", "kwargs": {"order_id": format!("o-{i}"), "total_cents": 100 * i}}))
         .collect();

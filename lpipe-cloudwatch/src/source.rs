@@ -97,6 +97,16 @@ impl EventSource for CloudWatchSource {
         Self::NAME
     }
 
+    fn describe(&self) -> serde_json::Value {
+        let mut routes: Vec<(&String, &PathName)> = self.routes.iter().collect();
+        routes.sort();
+        let routes: serde_json::Map<String, serde_json::Value> = routes
+            .into_iter()
+            .map(|(t, p)| (t.clone(), p.as_str().into()))
+            .collect();
+        serde_json::json!({"routes": routes, "s3": self.s3.as_ref().map(S3Envelope::describe)})
+    }
+
     fn matches(&self, probe: &EventProbe) -> bool {
         // Some hand-written samples leave `detail-type` out; `source` and `detail` still say
         // EventBridge.

@@ -4,6 +4,7 @@
 mod action;
 pub mod borrow;
 mod context;
+pub mod describe;
 mod dispatch;
 pub mod error;
 pub mod function;

@@ -74,6 +74,8 @@ pub struct Queue(Arc<QueueSpec>);
 struct QueueSpec {
     kind: QueueKind,
     target: String,
+    /// The environment variable the target was read from, and the default it replaced.
+    env: Option<(String, String)>,
     path: Option<PathName>,
     options: BTreeMap<Cow<'static, str>, String>,
 }
@@ -84,6 +86,7 @@ impl Queue {
         Queue(Arc::new(QueueSpec {
             kind,
             target: target.as_ref().into(),
+            env: None,
             path: None,
             options: BTreeMap::new(),
         }))
@@ -109,6 +112,35 @@ impl Queue {
     /// An EventBridge bus by name or ARN.
     pub fn eventbridge(target: impl AsRef<str>) -> Self {
         Self::new(QueueKind::EVENTBRIDGE, target)
+    }
+
+    /// Reads the target from this environment variable when it is set (and not empty); the
+    /// target given is the default. The description of the Lambda (`my-lambda describe`) names
+    /// the variable and the default, so that tools can tell which resource a deployment uses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lpipe_core::Queue;
+    /// let q = Queue::sqs("lpipe-graph-mailer").target_from_env("LPIPE_DOC_UNSET_VARIABLE");
+    /// assert_eq!(q.target(), "lpipe-graph-mailer");
+    /// assert_eq!(q.target_env(), Some(("LPIPE_DOC_UNSET_VARIABLE", "lpipe-graph-mailer")));
+    /// ```
+    pub fn target_from_env(mut self, var: impl Into<String>) -> Self {
+        let var = var.into();
+        let spec = Arc::make_mut(&mut self.0);
+        let default = spec.target.clone();
+        if let Some(value) = std::env::var(&var).ok().filter(|v| !v.is_empty()) {
+            spec.target = value;
+        }
+        spec.env = Some((var, default));
+        self
+    }
+
+    /// The environment variable the target is read from, and its default (see
+    /// [`target_from_env`](Self::target_from_env)).
+    pub fn target_env(&self) -> Option<(&str, &str)> {
+        self.0.env.as_ref().map(|(v, d)| (v.as_str(), d.as_str()))
     }
 
     /// Sets the path the consumer runs (the outbound message becomes `{"path", "kwargs"}`).

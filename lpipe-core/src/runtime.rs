@@ -31,6 +31,8 @@ pub enum Command {
     Run(LocalOptions),
     /// `graph` (or `--mermaid`): print the graph as a Mermaid flowchart.
     Graph,
+    /// `describe`: print the Lambda's description as JSON (see [`crate::describe`]).
+    Describe,
     /// `--help` (or `-h`): print the usage.
     Help,
 }
@@ -58,7 +60,8 @@ impl Command {
         match args.first().map(String::as_str) {
             Some("--help" | "-h" | "help") => Ok(Command::Help),
             Some("graph" | "--mermaid") if args.len() == 1 => Ok(Command::Graph),
-            Some("graph" | "--mermaid") => Err(format!(
+            Some("describe") if args.len() == 1 => Ok(Command::Describe),
+            Some("graph" | "--mermaid" | "describe") => Err(format!(
                 "{} takes no arguments (got {})",
                 args[0],
                 args[1..].join(" ")
@@ -78,6 +81,10 @@ pub fn usage(program: &str) -> String {
         (
             format!("{program} graph"),
             "print the graph as a Mermaid flowchart (also --mermaid)",
+        ),
+        (
+            format!("{program} describe"),
+            "print what this Lambda consumes, runs and sends as JSON\n(schema lpipe.describe/1)",
         ),
         (
             format!("{program} worker --queue QUEUE"),
@@ -166,22 +173,34 @@ pub async fn run(builder: PipelineBuilder) -> ExitCode {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "lambda".to_owned());
-    match Command::from_args(std::env::args().skip(1)) {
+    run_command_line(builder, &program, std::env::args().skip(1)).await
+}
+
+/// Runs a pipeline as its command line says outside Lambda (`program` names it in messages;
+/// `args` leave the program out): once on an event, `graph`, `describe` or `--help`. For
+/// binaries that read options of their own first and pass on the rest.
+pub async fn run_command_line(
+    builder: PipelineBuilder,
+    program: &str,
+    args: impl IntoIterator<Item = String>,
+) -> ExitCode {
+    match Command::from_args(args) {
         Ok(Command::Help) => {
-            print!("{}", usage(&program));
+            print!("{}", usage(program));
             ExitCode::SUCCESS
         }
         Ok(Command::Graph) => print_graph(builder),
+        Ok(Command::Describe) => print_description(builder, program),
         Ok(Command::Run(opts)) if opts.event_file.is_none() && std::io::stdin().is_terminal() => {
             eprint!(
                 "no event: give an event file, or pipe one in\n\n{}",
-                usage(&program)
+                usage(program)
             );
             ExitCode::from(2)
         }
         Ok(Command::Run(opts)) => run_local(builder, opts).await,
         Err(e) => {
-            eprint!("{e}\n\n{}", usage(&program));
+            eprint!("{e}\n\n{}", usage(program));
             ExitCode::from(2)
         }
     }
@@ -191,6 +210,25 @@ pub async fn run(builder: PipelineBuilder) -> ExitCode {
 fn print_graph(builder: PipelineBuilder) -> ExitCode {
     print!("{}", builder.to_mermaid());
     ExitCode::SUCCESS
+}
+
+/// Prints the Lambda's description (see [`crate::describe`]), or why its pipeline does not
+/// build (exit 2).
+fn print_description(builder: PipelineBuilder, program: &str) -> ExitCode {
+    match builder.build() {
+        Ok(pipeline) => {
+            let described = pipeline.describe(program);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&described).expect("JSON serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Runs a pipeline under the Lambda runtime (`lambda_runtime`), until the runtime stops.

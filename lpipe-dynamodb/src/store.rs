@@ -171,6 +171,15 @@ impl DynamoDbStore {
 
 #[async_trait]
 impl IdempotencyStore for DynamoDbStore {
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": "dynamodb",
+            "table": self.table,
+            "key_attribute": self.names.key,
+            "ttl_attribute": self.names.expiry,
+        })
+    }
+
     async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError> {
         let n = &self.names;
         let put = self

@@ -75,6 +75,10 @@ impl EventSource for S3Source {
         probe.first_event_source.as_deref() == Some(EVENT_SOURCE)
     }
 
+    fn describe(&self) -> serde_json::Value {
+        self.routes.describe()
+    }
+
     fn stable_record_ids(&self) -> bool {
         // Record ids are positions in the event (an S3 record has no id of its own); a retry
         // of the asynchronous invocation keeps its request id, by which they are scoped.

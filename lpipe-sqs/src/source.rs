@@ -397,6 +397,34 @@ impl EventSource for SqsSource {
         })
     }
 
+    fn describe(&self) -> serde_json::Value {
+        let envelope = match &self.envelope {
+            None => serde_json::Value::Null,
+            Some(SqsEnvelope::Sns) => serde_json::json!({"kind": "sns"}),
+            Some(SqsEnvelope::EventBridge(e)) => {
+                serde_json::json!({"kind": "eventbridge", "eventbridge": e.describe()})
+            }
+            Some(SqsEnvelope::S3(e)) => serde_json::json!({"kind": "s3", "s3": e.describe()}),
+            Some(SqsEnvelope::SnsS3(e)) => {
+                serde_json::json!({"kind": "sns_s3", "s3": e.describe()})
+            }
+        };
+        #[cfg(feature = "client")]
+        let backoff = self
+            .backoff
+            .map(|b| serde_json::json!({"base_ms": b.base.as_millis() as u64, "cap_ms": b.cap.as_millis() as u64}));
+        #[cfg(not(feature = "client"))]
+        let backoff: Option<serde_json::Value> = None;
+        serde_json::json!({
+            "mode": match self.mode {
+                SqsMode::PartialBatch => "partial_batch",
+                SqsMode::Classic => "classic",
+            },
+            "envelope": envelope,
+            "backoff": backoff,
+        })
+    }
+
     fn ordering(&self) -> RecordOrder {
         RecordOrder::PerKey
     }

@@ -33,6 +33,8 @@ pub mod guide {
     pub mod worker {}
     #[doc = include_str!("guide/local.md")]
     pub mod local {}
+    #[doc = include_str!("guide/systems.md")]
+    pub mod systems {}
     #[doc = include_str!("guide/testing.md")]
     pub mod testing {}
     #[doc = include_str!("guide/deploying.md")]

@@ -1,8 +1,8 @@
 //! The conformance Lambda. Locally:
-//! `conformance [--default-path NAME] [--call] [--send] [EVENT_FILE]` (stdin without a file).
+//! `conformance [--default-path NAME] [--call] [--send] [EVENT_FILE]` (stdin without a file),
+//! `conformance describe`, `conformance graph`.
 use std::process::ExitCode;
 
-use lpipe::runtime::LocalOptions;
 use lpipe_examples::conformance;
 
 const USAGE: &str = "usage: conformance [--default-path NAME] [--call] [--send] [EVENT_FILE]";
@@ -45,11 +45,5 @@ async fn main() -> ExitCode {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         return lpipe::runtime::run_lambda(builder).await;
     }
-    match LocalOptions::from_args(rest) {
-        Ok(opts) => lpipe::runtime::run_local(builder, opts).await,
-        Err(e) => {
-            eprintln!("{e}\n{USAGE}");
-            ExitCode::from(2)
-        }
-    }
+    lpipe::runtime::run_command_line(builder, "conformance", rest).await
 }

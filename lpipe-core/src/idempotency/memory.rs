@@ -117,6 +117,10 @@ impl MemoryIdempotencyStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryIdempotencyStore {
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"kind": "memory"})
+    }
+
     async fn begin(&self, claim: &Claim) -> Result<ClaimStatus, StoreError> {
         let mut items = self.items.lock().expect("store lock");
         items.sweep_if_due(claim.now_ms / 1000);

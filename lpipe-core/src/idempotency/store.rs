@@ -135,6 +135,12 @@ pub trait IdempotencyStore: Send + Sync + 'static {
     /// owns it.
     async fn release(&self, held: &HeldKey) -> Result<(), StoreError>;
 
+    /// What the Lambda's description says of the store (`my-lambda describe`): its kind and
+    /// where it keeps keys, as a JSON object. Default: `{"kind": "custom"}`.
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"kind": "custom"})
+    }
+
     /// Extends the locks of these keys' in-progress items until `lock_until_ms` (Unix
     /// milliseconds), for runs that outlive the lock they claimed (the SQS worker's: its
     /// heartbeats keep a slow batch's messages invisible past the batch's deadline, and extend

@@ -401,6 +401,9 @@ impl PipelineBuilder {
     /// ```
     pub fn retry_on<E: std::error::Error + 'static>(mut self) -> Self {
         self.errors.retried_types.push(is_type::<E>);
+        self.errors
+            .retried_type_names
+            .push(std::any::type_name::<E>());
         self
     }
 

@@ -11,8 +11,8 @@ use crate::path::PathName;
 pub(crate) struct IdempotencyPolicy {
     /// Every setting, by the index records' claims name it with.
     pub(super) all: Vec<Idempotency>,
-    pub(super) pipeline: Option<usize>,
-    pub(super) by_path: HashMap<PathName, usize>,
+    pub(crate) pipeline: Option<usize>,
+    pub(crate) by_path: HashMap<PathName, usize>,
 }
 
 impl IdempotencyPolicy {
@@ -52,10 +52,12 @@ impl IdempotencyPolicy {
 /// What ordinary errors do to their records (see [`OnError`]).
 #[derive(Clone, Default)]
 pub(crate) struct ErrorPolicy {
-    pub(super) pipeline: OnError,
-    pub(super) by_path: HashMap<PathName, OnError>,
+    pub(crate) pipeline: OnError,
+    pub(crate) by_path: HashMap<PathName, OnError>,
     /// Error types kept whatever the policy: each tells whether an error is of its type.
     pub(super) retried_types: Vec<fn(&(dyn std::error::Error + 'static)) -> bool>,
+    /// Their names, for the description.
+    pub(crate) retried_type_names: Vec<&'static str>,
 }
 
 impl ErrorPolicy {

@@ -184,6 +184,16 @@ impl EventBridgeEnvelope {
         self
     }
 
+    /// Its routes, for descriptions: `{"routes": {detail-type: path}, "s3": …}`.
+    pub fn describe(&self) -> serde_json::Value {
+        let routes: serde_json::Map<String, serde_json::Value> = self
+            .routes
+            .iter()
+            .map(|(t, p)| (t.clone(), p.as_str().into()))
+            .collect();
+        serde_json::json!({"routes": routes, "s3": self.s3.as_ref().map(S3Envelope::describe)})
+    }
+
     /// Unwraps one event's JSON.
     ///
     /// # Errors
@@ -430,6 +440,19 @@ impl S3Envelope {
     pub fn route_matching(mut self, matching: S3Match, path: impl IntoPathName) -> Self {
         self.routes.push((matching, path.into_path_name()));
         self
+    }
+
+    /// Its routes, for descriptions: `{"routes": [{"event", "bucket", "key_prefix", "path"}]}`.
+    pub fn describe(&self) -> serde_json::Value {
+        let routes: Vec<serde_json::Value> = self
+            .routes
+            .iter()
+            .map(|(m, path)| {
+                serde_json::json!({"event": m.event, "bucket": m.bucket,
+                    "key_prefix": m.key_prefix, "path": path.as_str()})
+            })
+            .collect();
+        serde_json::json!({ "routes": routes })
     }
 
     /// Unwraps one notification's JSON.

@@ -69,6 +69,12 @@ pub trait EventSource: Send + Sync + 'static {
     /// reported in its [`Record::body`] instead.
     fn decode<'e>(&self, event: &'e str) -> Result<Vec<Record<'e>>, InvalidEvent>;
 
+    /// What the source's description says of it beside its name (`my-lambda describe`; see
+    /// [`crate::describe`]): its settings and envelope, as a JSON object. Default: nothing.
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+
     /// How records are ordered.
     fn ordering(&self) -> RecordOrder {
         RecordOrder::Unordered
