@@ -138,7 +138,10 @@ pub fn signup() -> PipelineBuilder {
                     .queue(welcome_queue().path(SEND_WELCOME)),
             ],
         )
-        .path(STORE_USER, [Action::new().function(store_user)])
+        .path(
+            STORE_USER,
+            [Action::new().function(store_user).returns_to(AUDIT)],
+        )
         .path(AUDIT, [Action::new().function(audit)])
         .dead_letter_queue(dead_letter_queue())
         .only_source("sqs")

@@ -71,7 +71,7 @@ fn every_binary_describes_what_its_code_declares() {
     assert_eq!(welcome["name"], "send_welcome");
     assert_eq!(
         welcome["params"],
-        serde_json::json!({"kind": "fields", "fields": ["address", "name"]})
+        serde_json::json!({"kind": "fields", "fields": ["address", "name"], "optional": []})
     );
     // The consumer's sources, envelope and idempotency.
     let consumer = describe("fanout-consumer", env!("CARGO_BIN_EXE_fanout-consumer"));

@@ -134,7 +134,7 @@ fn action(action: &Action) -> Value {
     let functions: Vec<Value> = action
         .functions
         .iter()
-        .map(|f| json!({"name": f.name(), "params": signature(f.params())}))
+        .map(|f| json!({"name": f.name(), "params": signature(f.params(), f.optional_params())}))
         .collect();
     let required: Vec<Value> = action
         .required_params
@@ -153,9 +153,11 @@ fn action(action: &Action) -> Value {
     })
 }
 
-fn signature(signature: &Signature) -> Value {
+fn signature(signature: &Signature, optional: &[&str]) -> Value {
     match signature {
-        Signature::Fields(fields) => json!({"kind": "fields", "fields": fields}),
+        Signature::Fields(fields) => {
+            json!({"kind": "fields", "fields": fields, "optional": optional})
+        }
         Signature::Any => json!({"kind": "any"}),
         Signature::None => json!({"kind": "none"}),
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-pub use crate::params::{NoParams, Signature};
+pub use crate::params::{optional_fields, NoParams, Signature};
 use serde::de::DeserializeOwned;
 
 use crate::context::Context;
@@ -159,6 +159,8 @@ pub struct Function {
     pub(crate) inner: Arc<dyn ErasedFunction>,
     pub(crate) name: &'static str,
     pub(crate) params: Signature,
+    /// The fields of its argument it can do without (see [`optional_fields`]).
+    pub(crate) optional: Vec<&'static str>,
     /// The shared state it takes ([`State<T>`]): `T`'s id and name.
     pub(crate) state: Option<(std::any::TypeId, &'static str)>,
 }
@@ -182,6 +184,11 @@ impl Function {
     /// The parameters learned from its argument type.
     pub fn params(&self) -> &Signature {
         &self.params
+    }
+
+    /// The parameters its argument type can do without (`Option`s, `#[serde(default)]`s).
+    pub fn optional_params(&self) -> &[&'static str] {
+        &self.optional
     }
 
     /// Renames the function (for logs and reports; closures have no useful name).
@@ -238,14 +245,29 @@ fn args_from<A: DeserializeOwned>(params: &Signature, kwargs: &Kwargs) -> Result
     kwargs.deserialize()
 }
 
+/// What a function's argument type takes: its signature, and the fields it can do without.
+fn learn<A: DeserializeOwned>() -> (Signature, Vec<&'static str>) {
+    let signature = Signature::of::<A>();
+    let optional = signature
+        .fields()
+        .map(optional_fields::<A>)
+        .unwrap_or_default();
+    (signature, optional)
+}
+
 /// A function's type erased: its holder, its name and what it takes.
-fn erase<F, M>(f: F, params: Signature, state: Option<(std::any::TypeId, &'static str)>) -> Function
+fn erase<F, M>(
+    f: F,
+    (params, optional): (Signature, Vec<&'static str>),
+    state: Option<(std::any::TypeId, &'static str)>,
+) -> Function
 where
     Holder<F, M>: ErasedFunction,
 {
     Function {
         name: short_name::<F>(),
         params: params.clone(),
+        optional,
         state,
         inner: Arc::new(Holder::<F, M> {
             f,
@@ -331,7 +353,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsOnly<A>>(self, Signature::of::<A>(), None)
+        erase::<F, ArgsOnly<A>>(self, learn::<A>(), None)
     }
 }
 
@@ -344,7 +366,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsAndContext<A>>(self, Signature::of::<A>(), None)
+        erase::<F, ArgsAndContext<A>>(self, learn::<A>(), None)
     }
 }
 
@@ -480,7 +502,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsAndState<A, T>>(self, Signature::of::<A>(), Some(state_type::<T>()))
+        erase::<F, ArgsAndState<A, T>>(self, learn::<A>(), Some(state_type::<T>()))
     }
 }
 
@@ -494,7 +516,7 @@ where
     E: Into<BoxError> + 'static,
 {
     fn into_function(self) -> Function {
-        erase::<F, ArgsStateAndContext<A, T>>(self, Signature::of::<A>(), Some(state_type::<T>()))
+        erase::<F, ArgsStateAndContext<A, T>>(self, learn::<A>(), Some(state_type::<T>()))
     }
 }
 

@@ -49,6 +49,167 @@ impl Signature {
     }
 }
 
+/// The fields of `T` it can do without (`Option`s, `#[serde(default)]`s): `T` is deserialized
+/// from every field but one, each with the empty value of whatever type it asks for; the field
+/// left out is optional when that succeeds. A type it cannot fill (a tuple, an enum variant with
+/// data) makes its fields look required, which is the safe side for checks.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::function::optional_fields;
+/// #[derive(serde::Deserialize)]
+/// #[allow(dead_code)]
+/// struct Welcome { address: String, name: Option<String>, #[serde(default)] retries: u32 }
+/// assert_eq!(optional_fields::<Welcome>(&["address", "name", "retries"]), ["name", "retries"]);
+/// ```
+pub fn optional_fields<T: DeserializeOwned>(fields: &[&'static str]) -> Vec<&'static str> {
+    fields
+        .iter()
+        .copied()
+        .filter(|&left_out| {
+            let present = fields
+                .iter()
+                .filter(|f| **f != left_out)
+                .map(|f| (*f, Empty));
+            let map = de::value::MapDeserializer::<_, de::value::Error>::new(present);
+            T::deserialize(map).is_ok()
+        })
+        .collect()
+}
+
+/// A value that takes the empty value of whatever type asks for one.
+#[derive(Clone, Copy)]
+struct Empty;
+
+impl<'de, E: de::Error> de::IntoDeserializer<'de, E> for Empty {
+    type Deserializer = EmptyValue<E>;
+    fn into_deserializer(self) -> EmptyValue<E> {
+        EmptyValue(std::marker::PhantomData)
+    }
+}
+
+struct EmptyValue<E>(std::marker::PhantomData<E>);
+
+impl<'de, E: de::Error> de::Deserializer<'de> for EmptyValue<E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_unit()
+    }
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_bool(false)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_i64(0)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_u64(0)
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_f64(0.0)
+    }
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_char(' ')
+    }
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_str("")
+    }
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_bytes(&[])
+    }
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_none()
+    }
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        visitor.visit_newtype_struct(self)
+    }
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_seq(de::value::SeqDeserializer::<_, E>::new(std::iter::empty::<
+            Empty,
+        >()))
+    }
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_map(de::value::MapDeserializer::<_, E>::new(
+            std::iter::empty::<(&str, Empty)>(),
+        ))
+    }
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        // A nested struct: every field there, empty.
+        let present = fields.iter().map(|f| (*f, Empty));
+        visitor.visit_map(de::value::MapDeserializer::<_, E>::new(present))
+    }
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        let first = variants.first().copied().unwrap_or("");
+        visitor.visit_enum(de::IntoDeserializer::<E>::into_deserializer(first))
+    }
+
+    serde::forward_to_deserialize_any! {
+        unit unit_struct ignored_any
+    }
+    fn deserialize_i8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_i128<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_i64(v)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_u64(v)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_u64(v)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_u64(v)
+    }
+    fn deserialize_u128<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_u64(v)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_f64(v)
+    }
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_str(v)
+    }
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_bytes(v)
+    }
+    fn deserialize_identifier<V: Visitor<'de>>(self, v: V) -> Result<V::Value, E> {
+        self.deserialize_str(v)
+    }
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, v: V) -> Result<V::Value, E> {
+        self.deserialize_seq(v)
+    }
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        v: V,
+    ) -> Result<V::Value, E> {
+        self.deserialize_seq(v)
+    }
+}
+
 /// The argument type of a function that takes no parameters: deserializes from any kwargs.
 ///
 /// # Examples

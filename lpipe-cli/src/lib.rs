@@ -1,0 +1,10 @@
+//! The `lpipe` command line's parts: the system file ([`system`]), each Lambda's description
+//! ([`descriptions`]), the system as one graph ([`model`]), its checks ([`check`]) and its
+//! drawing ([`graph`]).
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod descriptions;
+pub mod graph;
+pub mod model;
+pub mod system;

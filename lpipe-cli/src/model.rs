@@ -1,0 +1,164 @@
+//! The system as one graph: each Lambda's paths (from its description), the queues its actions
+//! forward to, and which Lambda consumes each queue (from the system file's triggers).
+
+use std::collections::BTreeMap;
+
+use lpipe_core::pipeline::PathName;
+use serde_json::Value;
+
+use crate::system::{short, System, Trigger};
+
+/// A queue (stream, topic, bus) as `kind:name`.
+pub type Resource = String;
+
+/// The system: its Lambdas' descriptions, and who consumes what.
+pub struct Model<'s> {
+    /// The system file.
+    pub system: &'s System,
+    /// Each Lambda's description, by name.
+    pub descriptions: &'s BTreeMap<String, Value>,
+    /// The Lambdas each resource feeds, with the trigger that says so.
+    pub consumers: BTreeMap<Resource, Vec<(&'s str, &'s Trigger)>>,
+}
+
+/// One forward: a Lambda's action sending to a queue.
+pub struct Forward<'d> {
+    /// The forwarding Lambda.
+    pub lambda: &'d str,
+    /// Its path.
+    pub path: &'d str,
+    /// The action's place in the path, from 1.
+    pub action: usize,
+    /// The action (its description).
+    pub action_json: &'d Value,
+    /// The queue (its description).
+    pub queue: &'d Value,
+}
+
+impl Forward<'_> {
+    /// The queue as `kind:name`.
+    pub fn resource(&self) -> Resource {
+        resource_of(self.queue)
+    }
+}
+
+/// A queue's description as `kind:name`.
+pub fn resource_of(queue: &Value) -> Resource {
+    format!(
+        "{}:{}",
+        queue["kind"].as_str().unwrap_or("?"),
+        short(queue["target"].as_str().unwrap_or("?"))
+    )
+}
+
+impl<'s> Model<'s> {
+    /// The model of a system and its descriptions.
+    pub fn new(system: &'s System, descriptions: &'s BTreeMap<String, Value>) -> Self {
+        let mut consumers: BTreeMap<Resource, Vec<(&str, &Trigger)>> = BTreeMap::new();
+        for (name, lambda) in &system.lambdas {
+            for trigger in &lambda.triggers {
+                if let Some(resource) = trigger.resource() {
+                    consumers
+                        .entry(resource)
+                        .or_default()
+                        .push((name.as_str(), trigger));
+                }
+                // A queue subscribed to a topic (or a bus's rule): the topic feeds it too.
+                if let Some(topic) = &trigger.subscribed_to {
+                    let topic = match topic.split_once(':') {
+                        Some((kind, name)) => format!("{kind}:{}", short(name)),
+                        None => topic.clone(),
+                    };
+                    consumers
+                        .entry(topic)
+                        .or_default()
+                        .push((name.as_str(), trigger));
+                }
+            }
+        }
+        Model {
+            system,
+            descriptions,
+            consumers,
+        }
+    }
+
+    /// Every forward of every Lambda, in order.
+    pub fn forwards(&self) -> Vec<Forward<'s>> {
+        let mut out = Vec::new();
+        for (lambda, d) in self.descriptions {
+            for path in d["paths"].as_array().into_iter().flatten() {
+                let path_name = path["name"].as_str().unwrap_or("?");
+                for (i, action) in path["actions"].as_array().into_iter().flatten().enumerate() {
+                    for queue in action["queues"].as_array().into_iter().flatten() {
+                        out.push(Forward {
+                            lambda,
+                            path: path_name,
+                            action: i + 1,
+                            action_json: action,
+                            queue,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A Lambda's path of this name, by the dispatcher's rules (case-insensitive, the part
+    /// after the last `.`).
+    pub fn path<'a>(&'a self, lambda: &str, name: &str) -> Option<&'a Value> {
+        let wanted = PathName::new(name);
+        self.descriptions.get(lambda)?["paths"]
+            .as_array()?
+            .iter()
+            .find(|p| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|n| PathName::new(n) == wanted)
+            })
+    }
+
+    /// The path a message to this queue runs in a consumer: the queue's path, else the
+    /// consumer's default path.
+    pub fn target_path(&self, consumer: &str, queue: &Value) -> Option<String> {
+        queue["path"]
+            .as_str()
+            .or_else(|| self.descriptions.get(consumer)?["default_path"].as_str())
+            .map(str::to_owned)
+    }
+
+    /// The paths of a Lambda its sources route to (S3 and EventBridge routes, envelopes'); only
+    /// those of the source of this name, if given.
+    pub fn routed_paths(&self, lambda: &str, source: Option<&str>) -> Vec<String> {
+        let mut out = Vec::new();
+        let Some(d) = self.descriptions.get(lambda) else {
+            return out;
+        };
+        fn collect(value: &Value, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for (key, v) in map {
+                        match (key.as_str(), v) {
+                            ("path", Value::String(p)) => out.push(p.clone()),
+                            ("routes", Value::Object(routes)) => out.extend(
+                                routes
+                                    .values()
+                                    .filter_map(|p| p.as_str().map(str::to_owned)),
+                            ),
+                            _ => collect(v, out),
+                        }
+                    }
+                }
+                Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+                _ => {}
+            }
+        }
+        for s in d["sources"].as_array().into_iter().flatten() {
+            if source.is_none_or(|name| s["name"] == name) {
+                collect(s, &mut out);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,146 @@
+//! The system file (`lpipe.toml`): the Lambdas of a system, the trigger of each, and the
+//! resources outside the system they may send to.
+//!
+//! ```toml
+//! [lambdas.graph]
+//! package = "lpipe-examples"   # the cargo package and binary `describe` is asked of
+//! binary = "graph"
+//!
+//! [[lambdas.graph.triggers]]
+//! sqs = "lpipe-graph-signups"  # the queue that feeds it (or kinesis, sns, s3, eventbridge, dynamodb)
+//! paths = ["SIGNUP"]           # what producers outside the system send it
+//! batch_size = 10
+//! max_receive_count = 3        # the queue's redrive policy…
+//! dead_letter_queue = "lpipe-graph-signups-dlq"  # …and where it redrives to
+//!
+//! [external]
+//! queues = ["sqs:lpipe-graph-signup-dropped"]    # kind:name of what it may send outside
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A system: its Lambdas by name, and what is outside it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    /// The Lambdas, by name.
+    pub lambdas: BTreeMap<String, Lambda>,
+    /// What the Lambdas may send to outside the system.
+    #[serde(default)]
+    pub external: External,
+}
+
+/// One Lambda of the system.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lambda {
+    /// The cargo package of its binary.
+    pub package: Option<String>,
+    /// Its binary (default: the Lambda's name).
+    pub binary: Option<String>,
+    /// A description file to read instead of asking the binary (`my-lambda describe > FILE`),
+    /// relative to the system file.
+    pub description: Option<PathBuf>,
+    /// What feeds it.
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+}
+
+/// What feeds a Lambda: one resource (a queue, stream, topic, bucket, bus rule or table), and
+/// its event source mapping's settings.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// An SQS queue (name).
+    pub sqs: Option<String>,
+    /// A Kinesis stream.
+    pub kinesis: Option<String>,
+    /// An SNS topic that invokes the Lambda directly.
+    pub sns: Option<String>,
+    /// An S3 bucket whose notifications invoke the Lambda directly.
+    pub s3: Option<String>,
+    /// An EventBridge bus whose rule targets the Lambda.
+    pub eventbridge: Option<String>,
+    /// A DynamoDB table whose stream feeds the Lambda.
+    pub dynamodb: Option<String>,
+    /// For an SQS trigger: the SNS topic (`sns:NAME`) or bus the queue is subscribed to.
+    pub subscribed_to: Option<String>,
+    /// With `subscribed_to` a topic: the subscription's raw message delivery.
+    #[serde(default)]
+    pub raw_message_delivery: bool,
+    /// The paths producers outside the system send it (entry points).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// The mapping's batch size.
+    pub batch_size: Option<u32>,
+    /// The mapping's batching window.
+    pub window_seconds: Option<u32>,
+    /// Kinesis / DynamoDB Streams: the mapping's retries.
+    pub maximum_retry_attempts: Option<i32>,
+    /// SQS: the queue's redrive policy's receive count.
+    pub max_receive_count: Option<u32>,
+    /// SQS: where the queue redrives to.
+    pub dead_letter_queue: Option<String>,
+}
+
+impl Trigger {
+    /// The resource, as `kind:name`.
+    pub fn resource(&self) -> Option<String> {
+        let named = [
+            ("sqs", &self.sqs),
+            ("kinesis", &self.kinesis),
+            ("sns", &self.sns),
+            ("s3", &self.s3),
+            ("eventbridge", &self.eventbridge),
+            ("dynamodb", &self.dynamodb),
+        ];
+        let mut found = named
+            .iter()
+            .filter_map(|(kind, name)| name.as_ref().map(|n| format!("{kind}:{}", short(n))));
+        let first = found.next();
+        first.filter(|_| found.next().is_none())
+    }
+}
+
+/// What the Lambdas may send to outside the system.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct External {
+    /// Queues, streams, topics and buses, as `kind:name`.
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+/// A resource's name from a name, URL or ARN: the last `:` or `/` segment.
+pub fn short(target: &str) -> &str {
+    target.rsplit([':', '/']).next().unwrap_or(target)
+}
+
+impl System {
+    /// Reads a system file.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with it, naming the file (and the line, for TOML errors).
+    pub fn read(path: &Path) -> Result<System, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let system: System =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (name, lambda) in &system.lambdas {
+            for (i, trigger) in lambda.triggers.iter().enumerate() {
+                if trigger.resource().is_none() {
+                    return Err(format!(
+                        "{}: lambda '{name}', trigger {}: name exactly one of sqs, kinesis, sns, s3, eventbridge, dynamodb",
+                        path.display(),
+                        i + 1
+                    ));
+                }
+            }
+        }
+        Ok(system)
+    }
+}
