@@ -29,10 +29,7 @@ pub fn describe_all(
     base: &Path,
     binaries: &Binaries,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let built = match binaries {
-        Binaries::Build => build(system)?,
-        Binaries::In(_) => BTreeMap::new(),
-    };
+    let exes = executables(system, binaries)?;
     let mut out = BTreeMap::new();
     for (name, lambda) in &system.lambdas {
         let description = match &lambda.description {
@@ -43,16 +40,7 @@ pub fn describe_all(
                 serde_json::from_str(&text)
                     .map_err(|e| format!("lambda '{name}': {} is not JSON: {e}", file.display()))?
             }
-            None => {
-                let binary = lambda.binary.as_deref().unwrap_or(name);
-                let exe = match binaries {
-                    Binaries::In(dir) => dir.join(binary),
-                    Binaries::Build => built.get(binary).cloned().ok_or_else(|| {
-                        format!("lambda '{name}': cargo built no binary '{binary}'")
-                    })?,
-                };
-                run_describe(name, &exe)?
-            }
+            None => run_describe(name, &exes[name])?,
         };
         let schema = description["schema"].as_str().unwrap_or("");
         if schema != lpipe_core::describe::DESCRIBE_SCHEMA {
@@ -62,6 +50,38 @@ pub fn describe_all(
             ));
         }
         out.insert(name.clone(), description);
+    }
+    Ok(out)
+}
+
+/// The executable of each Lambda that has a binary (not only a description file), built with
+/// cargo or found in the directory given.
+///
+/// # Errors
+///
+/// A build that failed, or a binary cargo did not build, naming the Lambda.
+pub fn executables(
+    system: &System,
+    binaries: &Binaries,
+) -> Result<BTreeMap<String, PathBuf>, String> {
+    let built = match binaries {
+        Binaries::Build => build(system)?,
+        Binaries::In(_) => BTreeMap::new(),
+    };
+    let mut out = BTreeMap::new();
+    for (name, lambda) in &system.lambdas {
+        if lambda.description.is_some() {
+            continue;
+        }
+        let binary = lambda.binary.as_deref().unwrap_or(name);
+        let exe = match binaries {
+            Binaries::In(dir) => dir.join(binary),
+            Binaries::Build => built
+                .get(binary)
+                .cloned()
+                .ok_or_else(|| format!("lambda '{name}': cargo built no binary '{binary}'"))?,
+        };
+        out.insert(name.clone(), exe);
     }
     Ok(out)
 }

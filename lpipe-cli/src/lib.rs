@@ -1,6 +1,6 @@
 //! The `lpipe` command line's parts: the system file ([`system`]), each Lambda's description
 //! ([`descriptions`]), the system as one graph ([`model`]), its checks ([`check`]) and its
-//! drawing ([`graph`]).
+//! drawing ([`graph`]), and running it on one machine ([`up`]).
 #![warn(missing_docs)]
 
 pub mod check;
@@ -8,3 +8,4 @@ pub mod descriptions;
 pub mod graph;
 pub mod model;
 pub mod system;
+pub mod up;

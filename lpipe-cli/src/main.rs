@@ -40,10 +40,45 @@ enum Command {
     },
     /// Prints the whole system as one Mermaid flowchart.
     Graph,
+    /// Runs the whole system on this machine against moto: creates its queues (with their
+    /// redrive policies and dead-letter queues) and topics (with their subscriptions), runs each
+    /// SQS-triggered Lambda as an SQS worker, prints their logs prefixed with their names;
+    /// Ctrl-C stops all. Uses AWS_ENDPOINT_URL when set, else starts moto_server on a free
+    /// loopback port; never a real AWS account.
+    Up {
+        /// Prefix every resource name with this (several systems, or runs, on one moto).
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// How long workers have to finish their batches after Ctrl-C.
+        #[arg(long, default_value_t = 5)]
+        grace_seconds: u64,
+        /// The moto_server to start (default: moto_server on the PATH).
+        #[arg(long, default_value = "moto_server")]
+        moto_server: PathBuf,
+    },
+    /// Puts the messages of FILE (one JSON message, or an array) on QUEUE of the system
+    /// `lpipe up` runs.
+    Send {
+        /// The queue (`sqs:NAME` or `NAME`, as the system file names it).
+        queue: String,
+        /// The messages.
+        file: PathBuf,
+        /// The prefix `lpipe up` was given.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Send {
+        queue,
+        file,
+        prefix,
+    } = &cli.command
+    {
+        return send(&cli.system, queue, file, prefix);
+    }
     let system = match System::read(&cli.system) {
         Ok(s) => s,
         Err(e) => {
@@ -56,7 +91,7 @@ fn main() -> ExitCode {
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    let binaries = match cli.bin_dir {
+    let binaries = match cli.bin_dir.clone() {
         Some(dir) => Binaries::In(dir),
         None => Binaries::Build,
     };
@@ -69,6 +104,18 @@ fn main() -> ExitCode {
     };
     let model = Model::new(&system, &descriptions);
     match cli.command {
+        Command::Send { .. } => unreachable!("handled above"),
+        Command::Up {
+            prefix,
+            grace_seconds,
+            moto_server,
+        } => {
+            let up = lpipe_cli::up::Up {
+                prefix,
+                grace_seconds,
+            };
+            run_up(&model, &binaries, &up, &cli.system, &moto_server)
+        }
         Command::Graph => {
             print!("{}", lpipe_cli::graph::mermaid(&model));
             ExitCode::SUCCESS
@@ -94,6 +141,119 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().expect("a tokio runtime")
+}
+
+/// Local credentials and region for moto, unless the environment has its own.
+fn local_aws_environment() {
+    for (var, value) in [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, value);
+        }
+    }
+}
+
+fn run_up(
+    model: &Model<'_>,
+    binaries: &Binaries,
+    up: &lpipe_cli::up::Up,
+    system_file: &std::path::Path,
+    moto_server: &std::path::Path,
+) -> ExitCode {
+    local_aws_environment();
+    let (endpoint, mut moto) = match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(e) if !e.is_empty() => (e, None),
+        _ => match start_moto(moto_server) {
+            Ok((endpoint, child)) => (endpoint, Some(child)),
+            Err(e) => {
+                eprintln!("lpipe up: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let state = lpipe_cli::up::state_file(system_file);
+    let _ = std::fs::write(&state, format!("{endpoint}\n"));
+    let result = runtime().block_on(lpipe_cli::up::up(model, binaries, up, &endpoint));
+    let _ = std::fs::remove_file(&state);
+    if let Some(child) = &mut moto {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lpipe up: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Starts moto_server on a free loopback port; its endpoint, once it answers.
+fn start_moto(moto_server: &std::path::Path) -> Result<(String, std::process::Child), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port: {e}"))?
+        .port();
+    let child = std::process::Command::new(moto_server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {} ({e}): install it (pip install 'moto[server]') or set AWS_ENDPOINT_URL",
+                moto_server.display()
+            )
+        })?;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok((format!("http://127.0.0.1:{port}"), child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Err(format!(
+        "{} did not answer on port {port}",
+        moto_server.display()
+    ))
+}
+
+fn send(
+    system_file: &std::path::Path,
+    queue: &str,
+    file: &std::path::Path,
+    prefix: &str,
+) -> ExitCode {
+    local_aws_environment();
+    let endpoint = match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(e) if !e.is_empty() => e,
+        _ => {
+            match std::fs::read_to_string(lpipe_cli::up::state_file(system_file)) {
+                Ok(e) => e.trim().to_owned(),
+                Err(_) => {
+                    eprintln!("lpipe send: no system is up (no {}): run `lpipe up`, or set AWS_ENDPOINT_URL", lpipe_cli::up::state_file(system_file).display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    match runtime().block_on(lpipe_cli::up::send(&endpoint, queue, file, prefix)) {
+        Ok(n) => {
+            println!("sent {n} messages to {queue}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("lpipe send: {e}");
+            ExitCode::FAILURE
         }
     }
 }

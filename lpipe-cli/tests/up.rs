@@ -1,0 +1,185 @@
+//! `lpipe up` on the graph pair against moto: two signups sent to the entry queue with `lpipe
+//! send`, one with a bad email; the good one reaches the mailer (its log line seen, prefixed with
+//! its name), the bad one is on the signup Lambda's dead-letter queue; Ctrl-C stops everything
+//! and `lpipe up` exits 0. Needs the moto_server the test command starts, and the examples'
+//! binaries beside this crate's (see tests/check.rs).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lpipe_core::testing::moto_endpoint;
+
+const SYSTEM: &str = r#"
+[lambdas.graph]
+binary = "graph"
+[[lambdas.graph.triggers]]
+sqs = "lpipe-graph-signups"
+paths = ["SIGNUP"]
+max_receive_count = 5
+dead_letter_queue = "lpipe-graph-signups-dlq"
+
+[lambdas.graph-mailer]
+binary = "graph-mailer"
+[[lambdas.graph-mailer.triggers]]
+sqs = "lpipe-graph-mailer"
+max_receive_count = 5
+dead_letter_queue = "lpipe-graph-mailer-dlq"
+
+[external]
+queues = ["sqs:lpipe-graph-signup-dropped"]
+"#;
+
+fn wait_for(
+    up: &mut std::process::Child,
+    lines: &Arc<Mutex<Vec<String>>>,
+    what: &str,
+    needle: impl Fn(&str) -> bool,
+) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if lines.lock().unwrap().iter().any(|l| needle(l)) {
+            return;
+        }
+        if let Some(status) = up.try_wait().unwrap() {
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "lpipe up exited ({status}) before the {what}:\n{}",
+                lines.lock().unwrap().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "no {what} within a minute; lpipe up printed:\n{}",
+        lines.lock().unwrap().join("\n")
+    );
+}
+
+#[test]
+#[ignore = "needs moto_server: run ./scripts/test, which starts one"]
+fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
+    let endpoint = moto_endpoint("up_runs_the_graph_pair_and_stops_on_ctrl_c");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpipe")).parent().unwrap();
+    assert!(bin_dir.join("graph").exists(), "build the examples first");
+    let dir = std::env::temp_dir().join(format!("lpipe-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let system = dir.join("lpipe.toml");
+    std::fs::write(&system, SYSTEM).unwrap();
+    let prefix = format!("up{}-", std::process::id());
+
+    let mut up = Command::new(env!("CARGO_BIN_EXE_lpipe"))
+        .args(["-f", system.to_str().unwrap(), "--bin-dir"])
+        .arg(bin_dir)
+        .args(["up", "--prefix", &prefix, "--grace-seconds", "2"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    for stream in [
+        Box::new(up.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(up.stderr.take().unwrap()),
+    ] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    wait_for(&mut up, &lines, "start", |l| {
+        l.contains("2 workers running")
+    });
+
+    let signups = dir.join("signups.json");
+    std::fs::write(
+        &signups,
+        r#"[{"path": "SIGNUP", "kwargs": {"name": "Ann", "email": "ann@example.com"}},
+            {"path": "SIGNUP", "kwargs": {"name": "Bob", "email": "bob-at-example.com"}}]"#,
+    )
+    .unwrap();
+    let sent = Command::new(env!("CARGO_BIN_EXE_lpipe"))
+        .args(["-f", system.to_str().unwrap(), "send", "--prefix", &prefix])
+        .args(["sqs:lpipe-graph-signups", signups.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+
+    // Ann reaches the mailer.
+    wait_for(&mut up, &lines, "welcome mail", |l| {
+        l.starts_with("[graph-mailer]")
+            && l.contains("sending welcome email")
+            && l.contains("ann@example.com")
+    });
+    // Bob is on the signup Lambda's dead-letter queue.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let letters = rt.block_on(async {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(&endpoint)
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .build();
+        let sqs = aws_sdk_sqs::Client::from_conf(config);
+        let url = sqs
+            .get_queue_url()
+            .queue_name(format!("{prefix}lpipe-graph-signup-dropped"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let mut bodies = Vec::new();
+        for _ in 0..20 {
+            let got = sqs
+                .receive_message()
+                .queue_url(&url)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+            bodies.extend(got.into_iter().filter_map(|m| m.body));
+            if !bodies.is_empty() {
+                break;
+            }
+        }
+        bodies
+    });
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].contains("bob-at-example.com"), "{letters:?}");
+
+    // Ctrl-C stops everything; lpipe up exits 0.
+    let _ = Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = up.kill();
+            panic!("lpipe up did not stop within 30 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "{status}:\n{}",
+        lines.lock().unwrap().join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
