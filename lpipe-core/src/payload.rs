@@ -59,6 +59,20 @@ pub fn offloaded_size<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option
     SIZE_ATTRIBUTES.iter().find_map(|name| attribute(name))
 }
 
+/// The size a record's SQS or SNS metadata declares for its payload (see
+/// [`offloaded_size`]): for the dead letter of a pointer.
+pub(crate) fn declared_size(meta: &crate::source::RecordMeta) -> Option<&str> {
+    use crate::source::RecordMeta;
+    match meta {
+        RecordMeta::Sqs(m) => offloaded_size(|name| m.message_attribute(name)).or_else(|| {
+            let sns = m.sns.as_deref()?;
+            offloaded_size(|name| sns.message_attribute(name))
+        }),
+        RecordMeta::Sns(m) => offloaded_size(|name| m.message_attribute(name)),
+        _ => None,
+    }
+}
+
 /// Where a payload is kept: an S3 bucket and key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayloadPointer {

@@ -145,9 +145,9 @@ impl EventSource for SnsSource {
             )
             .with_message_id(n.message_id.as_deref().map(str::to_owned));
             let mut record = Record::new(n.message_id.filter(|id| !id.is_empty()), body);
-            if let Some(size) = offloaded_size(|name| meta.message_attribute(name)) {
+            if offloaded_size(|name| meta.message_attribute(name)).is_some() {
                 // Published by an extended client: the Message points to the payload in S3.
-                record = record.offloaded(size);
+                record = record.offloaded();
             }
             Ok(record.meta(RecordMeta::Sns(Box::new(meta))))
         })

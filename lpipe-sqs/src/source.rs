@@ -250,10 +250,10 @@ struct Attributes<'a> {
     trace_header: Option<Cow<'a, str>>,
 }
 
-/// The size declared for the payload in S3 that the record's message points to, if it is a
-/// pointer (sent by an extended client, or by lpipe offloading): marked by an attribute of the
-/// SQS message, or, in an SNS notification, of the notification.
-fn offloaded(meta: &SqsMeta, envelope: Option<&SqsEnvelope>) -> Option<String> {
+/// Whether the record's message is a pointer to its payload in S3 (sent by an extended client,
+/// or by lpipe offloading): marked by an attribute of the SQS message, or, in an SNS
+/// notification, of the notification.
+fn offloaded(meta: &SqsMeta, envelope: Option<&SqsEnvelope>) -> bool {
     let size = match envelope {
         None => offloaded_size(|name| meta.message_attribute(name)),
         Some(SqsEnvelope::Sns) => meta
@@ -263,7 +263,7 @@ fn offloaded(meta: &SqsMeta, envelope: Option<&SqsEnvelope>) -> Option<String> {
             .or_else(|| offloaded_size(|name| meta.message_attribute(name))),
         Some(SqsEnvelope::EventBridge(_) | SqsEnvelope::S3(_) | SqsEnvelope::SnsS3(_)) => None,
     };
-    size.map(str::to_owned)
+    size.is_some()
 }
 
 /// What an envelope held: a message to run (its body, and its path if the envelope chose it),
@@ -388,8 +388,8 @@ impl EventSource for SqsSource {
                     unwrap(envelope, unwrapped, body, &mut meta)
                 }
             };
-            if let Some(size) = offloaded(&meta, self.envelope.as_ref()) {
-                record = record.offloaded(size);
+            if offloaded(&meta, self.envelope.as_ref()) {
+                record = record.offloaded();
             }
             Ok(record
                 .ordering_key(ordering_key)

@@ -104,8 +104,8 @@ pub(super) struct RecordRun<'e> {
     pub(super) key: Option<Cow<'e, str>>,
     /// The earlier record of the batch whose idempotency key it shares (see `Exec::twin_of`).
     pub(super) twin_of: Option<usize>,
-    /// Where its payload was fetched from, when its message was a pointer to S3.
-    pub(super) payload: Option<PayloadPointer>,
+    /// Where its payload was fetched from, when its message was a pointer to S3 (boxed: rare).
+    pub(super) payload: Option<Box<PayloadPointer>>,
 }
 
 impl<'e> RecordRun<'e> {
@@ -179,7 +179,7 @@ impl<'e> RanBatch<'e> {
         self.duplicates += usize::from(run.duplicate);
         self.keys.extend(run.key.map(|k| (index, k)));
         self.twins.extend(run.twin_of.map(|holder| (index, holder)));
-        self.payloads.extend(run.payload.map(|p| (index, p)));
+        self.payloads.extend(run.payload.map(|p| (index, *p)));
     }
 }
 
@@ -362,7 +362,13 @@ impl Pipeline {
             acknowledged: _,
             offloaded,
         } = record;
-        let (body, as_it_came, payload) = self.read_body(body, as_it_came, &offloaded).await;
+        // A payload kept in S3 is rare: its fetch is boxed, so that every record's run does not
+        // carry the room of one.
+        let (body, as_it_came, payload) = if offloaded {
+            Box::pin(self.read_offloaded(body, as_it_came)).await
+        } else {
+            (body.into_text(), as_it_came, None)
+        };
         let info = record_info(index, (id.as_deref(), ordering_key.as_deref()), meta, batch);
         let mut outbox = Vec::new();
         let mut exec = Exec::new(batch.invocation, Arc::new(info), &mut outbox);
@@ -384,6 +390,7 @@ impl Pipeline {
             Err(e) => (Err(e), None, None),
         };
         let Exec {
+            record: info,
             trace_header,
             entry_path,
             claim,
@@ -411,10 +418,11 @@ impl Pipeline {
                 };
                 let mut letter =
                     self.dead_letter((index, id.as_deref(), letter), e, batch, trace_header);
-                if let (Some(letter), Some(size)) = (&mut letter, offloaded) {
+                if let (Some(letter), true) = (&mut letter, offloaded) {
                     // A pointer: the attribute says so to whoever reads it again.
+                    let size = crate::payload::declared_size(&info.meta).unwrap_or("0");
                     let name = crate::payload::SIZE_ATTRIBUTE;
-                    letter.message.attributes.push((name, size));
+                    letter.message.attributes.push((name, size.to_owned()));
                 }
                 letter.into_iter().collect()
             }

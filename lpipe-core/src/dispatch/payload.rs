@@ -14,22 +14,17 @@ use crate::source::Body;
 type ReadBody<'e> = (
     Result<Cow<'e, str>, RecordError>,
     Option<Cow<'e, str>>,
-    Option<PayloadPointer>,
+    Option<Box<PayloadPointer>>,
 );
 
 impl Pipeline {
-    /// A record's text: its body, or, for a record whose body is a pointer (`offloaded`: the
-    /// size its message declares), the payload it points to. The pointer is then what the
-    /// record came as.
-    pub(super) async fn read_body<'e>(
+    /// The text of a record whose body is a pointer: the payload it points to. The pointer is
+    /// then what the record came as.
+    pub(super) async fn read_offloaded<'e>(
         &self,
         body: Body<'e>,
         as_it_came: Option<Cow<'e, str>>,
-        offloaded: &Option<String>,
     ) -> ReadBody<'e> {
-        if offloaded.is_none() {
-            return (body.into_text(), as_it_came, None);
-        }
         let pointer_text = match body.into_text() {
             Ok(text) => text,
             Err(e) => return (Err(e), as_it_came, None),
@@ -37,7 +32,7 @@ impl Pipeline {
         let fetched = self.fetch_payload(&pointer_text).await;
         let as_it_came = as_it_came.or(Some(pointer_text));
         match fetched {
-            Ok((text, pointer)) => (Ok(Cow::Owned(text)), as_it_came, Some(pointer)),
+            Ok((text, pointer)) => (Ok(Cow::Owned(text)), as_it_came, Some(Box::new(pointer))),
             Err(e) => (Err(e), as_it_came, None),
         }
     }

@@ -26,9 +26,8 @@ pub struct Record<'e> {
     pub(crate) as_it_came: Option<Cow<'e, str>>,
     /// Why the record succeeds without running (see [`Record::acknowledge`]).
     pub(crate) acknowledged: Option<String>,
-    /// The size its message says its payload has, when the body is a pointer to it in S3 (see
-    /// [`Record::offloaded`]).
-    pub(crate) offloaded: Option<String>,
+    /// The body is a pointer to the payload in S3 (see [`Record::offloaded`]).
+    pub(crate) offloaded: bool,
 }
 
 /// A record's body as its source found it. A body still encoded in the event (an SQS body is
@@ -102,7 +101,7 @@ impl<'e> Record<'e> {
             meta: RecordMeta::None,
             as_it_came: None,
             acknowledged: None,
-            offloaded: None,
+            offloaded: false,
         }
     }
 
@@ -142,11 +141,11 @@ impl<'e> Record<'e> {
 
     /// Marks the body as a pointer to the payload in S3, as AWS's extended client libraries
     /// send it: for a message that has the attribute `ExtendedPayloadSize` (or the older
-    /// `SQSLargePayloadSize`), whose value is `size`. The pipeline fetches the payload before
-    /// the record runs (see [`crate::payload`]); a dead letter of it is the pointer with the
-    /// attribute, as it came.
-    pub fn offloaded(mut self, size: impl Into<String>) -> Self {
-        self.offloaded = Some(size.into());
+    /// `SQSLargePayloadSize`). The pipeline fetches the payload before the record runs (see
+    /// [`crate::payload`]); a dead letter of it is the pointer with the attribute (the size the
+    /// record's SQS or SNS metadata declares), as it came.
+    pub fn offloaded(mut self) -> Self {
+        self.offloaded = true;
         self
     }
 
