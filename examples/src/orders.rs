@@ -188,6 +188,7 @@ pub async fn save(order: ToStore, db: State<Database>) -> Result<RecordOutput<St
         .lock()
         .unwrap()
         .insert(order.order_id.clone(), order.total_cents);
+    tracing::info!(order_id = %order.order_id, total_cents = order.total_cents, "stored order");
     Ok(RecordOutput(Stored {
         order_id: order.order_id,
         total_cents: order.total_cents,

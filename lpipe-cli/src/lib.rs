@@ -7,5 +7,6 @@ pub mod check;
 pub mod descriptions;
 pub mod graph;
 pub mod model;
+pub mod stream;
 pub mod system;
 pub mod up;

@@ -84,6 +84,9 @@ pub struct Trigger {
     pub max_receive_count: Option<u32>,
     /// SQS: where the queue redrives to.
     pub dead_letter_queue: Option<String>,
+    /// Kinesis / DynamoDB Streams: where the mapping starts, `TRIM_HORIZON` or `LATEST`
+    /// (`lpipe up` reads from `TRIM_HORIZON` unless told).
+    pub starting_position: Option<String>,
 }
 
 impl Trigger {

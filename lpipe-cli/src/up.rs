@@ -54,23 +54,51 @@ pub async fn up(
         .await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let sns = aws_sdk_sns::Client::new(&config);
+    let kinesis = aws_sdk_kinesis::Client::new(&config);
     let queues = create_resources(model, up, &sqs, &sns).await?;
+    create_streams(model, up, &kinesis).await?;
     let exes = executables(model.system, binaries)?;
     let mut children = Vec::new();
+    let mut pollers = Vec::new();
     for (name, lambda) in &model.system.lambdas {
         for trigger in &lambda.triggers {
+            let exe = exes
+                .get(name.as_str())
+                .ok_or_else(|| format!("lambda '{name}': no binary"))?;
+            let mut env: Vec<(String, String)> = env_targets(&model.descriptions[name.as_str()])
+                .into_iter()
+                .map(|(var, target)| (var, named(up, &target)))
+                .collect();
+            env.push(("AWS_ENDPOINT_URL".into(), endpoint.into()));
+            env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), name.clone()));
+            if let Some(stream) = &trigger.kinesis {
+                let poller = crate::stream::Poller {
+                    lambda: name.clone(),
+                    exe: exe.clone(),
+                    stream: named(up, stream),
+                    batch_size: trigger.batch_size.unwrap_or(100) as i32,
+                    starting_position: trigger
+                        .starting_position
+                        .clone()
+                        .unwrap_or_else(|| "TRIM_HORIZON".into()),
+                    maximum_retry_attempts: trigger
+                        .maximum_retry_attempts
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(3),
+                    env,
+                };
+                pollers.push(tokio::spawn(crate::stream::run(poller, kinesis.clone())));
+                continue;
+            }
             let Some(queue) = &trigger.sqs else {
                 if trigger.resource().is_some() {
                     eprintln!(
-                        "lpipe up: lambda {name}: its trigger {} is not run locally yet (SQS triggers are)",
+                        "lpipe up: lambda {name}: its trigger {} is not run locally yet (SQS and Kinesis triggers are)",
                         trigger.resource().unwrap_or_default()
                     );
                 }
                 continue;
             };
-            let exe = exes
-                .get(name.as_str())
-                .ok_or_else(|| format!("lambda '{name}': no binary"))?;
             let mut command = Command::new(exe);
             command
                 .args([
@@ -80,15 +108,11 @@ pub async fn up(
                 ])
                 .args(["--wait-seconds", "1", "--grace-seconds"])
                 .arg(up.grace_seconds.to_string())
-                .env("AWS_ENDPOINT_URL", endpoint)
-                .env("AWS_LAMBDA_FUNCTION_NAME", name)
+                // Every queue the Lambda names by an environment variable, renamed as created.
+                .envs(env)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
-            // Every queue the Lambda names by an environment variable, renamed as created.
-            for (var, target) in env_targets(&model.descriptions[name.as_str()]) {
-                command.env(var, named(up, &target));
-            }
             let mut child = command
                 .spawn()
                 .map_err(|e| format!("lambda '{name}': cannot start {}: {e}", exe.display()))?;
@@ -97,11 +121,15 @@ pub async fn up(
         }
     }
     println!(
-        "lpipe up: {} workers running against {endpoint}; Ctrl-C stops them",
-        children.len()
+        "lpipe up: {} workers and {} stream pollers running against {endpoint}; Ctrl-C stops them",
+        children.len(),
+        pollers.len()
     );
     wait_for_signal().await;
     println!("lpipe up: stopping");
+    for poller in &pollers {
+        poller.abort();
+    }
     for (_, child) in &children {
         if let Some(pid) = child.id() {
             let _ = std::process::Command::new("kill")
@@ -130,6 +158,42 @@ pub async fn up(
             failed.join(", ")
         ))
     }
+}
+
+/// Creates the Kinesis streams the system names (forwarded to, or triggering a Lambda), one
+/// shard each.
+async fn create_streams(
+    model: &Model<'_>,
+    up: &Up,
+    kinesis: &aws_sdk_kinesis::Client,
+) -> Result<(), String> {
+    let mut streams: Vec<String> = model
+        .forwards()
+        .iter()
+        .filter(|f| f.queue["kind"] == "kinesis")
+        .map(|f| short(f.queue["target"].as_str().unwrap_or("")).to_owned())
+        .collect();
+    for lambda in model.system.lambdas.values() {
+        streams.extend(lambda.triggers.iter().filter_map(|t| t.kinesis.clone()));
+    }
+    streams.sort();
+    streams.dedup();
+    for stream in streams {
+        let name = named(up, &stream);
+        let created = kinesis
+            .create_stream()
+            .stream_name(&name)
+            .shard_count(1)
+            .send()
+            .await;
+        if let Err(e) = created {
+            let e = aws_sdk_kinesis::error::DisplayErrorContext(e).to_string();
+            if !e.contains("ResourceInUse") {
+                return Err(format!("creating the stream {name}: {e}"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The environment variables a Lambda reads queue targets from, with the default target.

@@ -1,8 +1,9 @@
-//! `lpipe up` on the graph pair against moto: two signups sent to the entry queue with `lpipe
+//! `lpipe up` against moto. The graph pair: two signups sent to the entry queue with `lpipe
 //! send`, one with a bad email; the good one reaches the mailer (its log line seen, prefixed with
 //! its name), the bad one is on the signup Lambda's dead-letter queue; Ctrl-C stops everything
-//! and `lpipe up` exits 0. Needs the moto_server the test command starts, and the examples'
-//! binaries beside this crate's (see tests/check.rs).
+//! and `lpipe up` exits 0. The orders pair likewise, through the Kinesis stream poller. Needs the
+//! moto_server the test command starts, and the examples' binaries beside this crate's (see
+//! tests/check.rs).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -58,23 +59,18 @@ fn wait_for(
     );
 }
 
-#[test]
-#[ignore = "needs moto_server: run ./scripts/test, which starts one"]
-fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
-    let endpoint = moto_endpoint("up_runs_the_graph_pair_and_stops_on_ctrl_c");
+/// Starts `lpipe up` on a system file; its output lines, gathered as they come.
+fn start(
+    system: &Path,
+    prefix: &str,
+    endpoint: &str,
+) -> (std::process::Child, Arc<Mutex<Vec<String>>>) {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpipe")).parent().unwrap();
-    assert!(bin_dir.join("graph").exists(), "build the examples first");
-    let dir = std::env::temp_dir().join(format!("lpipe-up-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(&system, SYSTEM).unwrap();
-    let prefix = format!("up{}-", std::process::id());
-
     let mut up = Command::new(env!("CARGO_BIN_EXE_lpipe"))
         .args(["-f", system.to_str().unwrap(), "--bin-dir"])
         .arg(bin_dir)
-        .args(["up", "--prefix", &prefix, "--grace-seconds", "2"])
-        .env("AWS_ENDPOINT_URL", &endpoint)
+        .args(["up", "--prefix", prefix, "--grace-seconds", "2"])
+        .env("AWS_ENDPOINT_URL", endpoint)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,8 +87,47 @@ fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
             }
         });
     }
+    (up, lines)
+}
+
+/// Ctrl-C: everything stops, and `lpipe up` exits 0.
+fn stop(mut up: std::process::Child, lines: &Arc<Mutex<Vec<String>>>) {
+    let _ = Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = up.kill();
+            panic!("lpipe up did not stop within 30 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "{status}:\n{}",
+        lines.lock().unwrap().join("\n")
+    );
+}
+
+#[test]
+#[ignore = "needs moto_server: run ./scripts/test, which starts one"]
+fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
+    let endpoint = moto_endpoint("up_runs_the_graph_pair_and_stops_on_ctrl_c");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpipe")).parent().unwrap();
+    assert!(bin_dir.join("graph").exists(), "build the examples first");
+    let dir = std::env::temp_dir().join(format!("lpipe-up-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let system = dir.join("lpipe.toml");
+    std::fs::write(&system, SYSTEM).unwrap();
+    let prefix = format!("up{}-", std::process::id());
+
+    let (mut up, lines) = start(&system, &prefix, &endpoint);
     wait_for(&mut up, &lines, "start", |l| {
-        l.contains("2 workers running")
+        l.contains("2 workers and 0 stream pollers running")
     });
 
     let signups = dir.join("signups.json");
@@ -162,24 +197,73 @@ fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
     assert!(letters[0].contains("bob-at-example.com"), "{letters:?}");
 
     // Ctrl-C stops everything; lpipe up exits 0.
-    let _ = Command::new("kill")
-        .args(["-INT", &up.id().to_string()])
-        .status();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = up.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = up.kill();
-            panic!("lpipe up did not stop within 30 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    stop(up, &lines);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const ORDERS: &str = r#"
+[lambdas.orders-intake]
+binary = "orders-intake"
+[[lambdas.orders-intake.triggers]]
+sqs = "lpipe-orders-intake"
+paths = ["ORDER"]
+max_receive_count = 5
+dead_letter_queue = "lpipe-orders-intake-dlq"
+
+[lambdas.orders-store]
+binary = "orders-store"
+[[lambdas.orders-store.triggers]]
+kinesis = "lpipe-orders-enriched"
+batch_size = 100
+
+[external]
+queues = ["sqs:lpipe-orders-notify.fifo"]
+"#;
+
+#[test]
+#[ignore = "needs moto_server: run ./scripts/test, which starts one"]
+fn up_runs_the_orders_pair_through_the_stream_poller() {
+    let endpoint = moto_endpoint("up_runs_the_orders_pair_through_the_stream_poller");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpipe")).parent().unwrap();
     assert!(
-        status.success(),
-        "{status}:\n{}",
-        lines.lock().unwrap().join("\n")
+        bin_dir.join("orders-store").exists(),
+        "build the examples first"
     );
+    let dir = std::env::temp_dir().join(format!("lpipe-up-orders-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let system = dir.join("lpipe.toml");
+    std::fs::write(&system, ORDERS).unwrap();
+    let prefix = format!("uo{}-", std::process::id());
+
+    let (mut up, lines) = start(&system, &prefix, &endpoint);
+    wait_for(&mut up, &lines, "start", |l| {
+        l.contains("1 workers and 1 stream pollers running")
+    });
+    let orders = dir.join("orders.json");
+    std::fs::write(
+        &orders,
+        r#"{"path": "ORDER", "kwargs": {"order_id": "o-77", "customer_id": "c-1",
+            "items": [{"sku": "tea", "qty": 2, "unit_price_cents": 450}]}}"#,
+    )
+    .unwrap();
+    let sent = Command::new(env!("CARGO_BIN_EXE_lpipe"))
+        .args(["-f", system.to_str().unwrap(), "send", "--prefix", &prefix])
+        .args(["sqs:lpipe-orders-intake", orders.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    // Priced by the intake, through the stream, stored by the store.
+    wait_for(&mut up, &lines, "stored order", |l| {
+        l.starts_with("[orders-store]")
+            && l.contains("stored order")
+            && l.contains("o-77")
+            && l.contains("total_cents=900")
+    });
+    stop(up, &lines);
     let _ = std::fs::remove_dir_all(&dir);
 }
