@@ -1,4 +1,4 @@
-//! Plumbing shared by lpipe's AWS plugins (`lpipe-sqs`, `lpipe-kinesis`, `lpipe-cloudwatch`):
+//! Plumbing shared by lpipe's AWS plugins (`lpipe-sqs`, `lpipe-sns`, `lpipe-kinesis`, `lpipe-cloudwatch`, `lpipe-s3`):
 //! the AWS configuration loaded once per process whichever plugins are enabled, the
 //! classification of SDK errors into retryable and permanent [`SendError`]s, and the limits and
 //! call counter every sink keeps; with the feature `test-kit`, an interceptor that counts a
@@ -129,5 +129,75 @@ impl SinkState {
     /// API calls made so far.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// What the SQS and SNS sinks share: FIFO groups and deduplication ids, and the size of a
+/// message with its attributes as both services count it.
+pub mod fifo {
+    use lpipe_core::sink::{OutboundMessage, MESSAGE_ID_ATTRIBUTE};
+    use lpipe_core::Queue;
+
+    /// The queue options of a FIFO queue or topic.
+    pub const OPTIONS: &[&str] = &["message_group_id", "message_group_id_from"];
+
+    /// Whether a queue or topic (by name, URL or ARN) is FIFO.
+    pub fn is_fifo(queue: &Queue) -> bool {
+        queue.target().ends_with(".fifo")
+    }
+
+    /// A message's `MessageGroupId`: the queue's `message_group_id`, else the value of the kwarg
+    /// its `message_group_id_from` names (at most 128 characters), else a digest of the body
+    /// (so equal messages keep their order).
+    pub fn group_id(queue: &Queue, message: &OutboundMessage) -> String {
+        if let Some(g) = queue.get_option("message_group_id") {
+            return g.to_owned();
+        }
+        if let Some(name) = queue.get_option("message_group_id_from") {
+            if let Some(value) = message.kwarg_value(name) {
+                return value.chars().take(128).collect();
+            }
+        }
+        lpipe_core::sink::content_digest(&[&message.body])
+    }
+
+    /// A message's `MessageDeduplicationId`: a digest of its identity (the same when its record
+    /// is retried) and body, so a resend is deduplicated and distinct messages never collide.
+    pub fn deduplication_id(message: &OutboundMessage) -> String {
+        lpipe_core::sink::content_digest(&[&message.id, &message.body])
+    }
+
+    /// The routing the local mode prints beside a message to a FIFO queue or topic.
+    pub fn routing(message: &OutboundMessage) -> Vec<(&'static str, String)> {
+        if !is_fifo(&message.queue) {
+            return Vec::new();
+        }
+        vec![
+            ("MessageGroupId", group_id(&message.queue, message)),
+            ("MessageDeduplicationId", deduplication_id(message)),
+        ]
+    }
+
+    /// A message's size as SQS and SNS count it: the body and every attribute's name, type and
+    /// value (the lpipe message id among them).
+    pub fn entry_size(message: &OutboundMessage) -> usize {
+        let attribute = |name: &str, value: &str| name.len() + "String".len() + value.len();
+        message.body.len()
+            + attribute(MESSAGE_ID_ATTRIBUTE, &message.id)
+            + message
+                .attributes
+                .iter()
+                .map(|(name, value)| attribute(name, value))
+                .sum::<usize>()
+    }
+
+    /// Refuses a queue with both group options.
+    pub fn validate(queue: &Queue) -> Result<(), String> {
+        if queue.get_option("message_group_id").is_some()
+            && queue.get_option("message_group_id_from").is_some()
+        {
+            return Err("set message_group_id or message_group_id_from, not both".into());
+        }
+        Ok(())
     }
 }

@@ -157,25 +157,7 @@ where
     }
 }
 
-fn is_fifo(queue: &Queue) -> bool {
-    queue.target().ends_with(".fifo")
-}
-
-fn group_id(queue: &Queue, message: &OutboundMessage) -> String {
-    if let Some(g) = queue.get_option("message_group_id") {
-        return g.to_owned();
-    }
-    if let Some(name) = queue.get_option("message_group_id_from") {
-        if let Some(value) = message.kwarg_value(name) {
-            return value.chars().take(128).collect();
-        }
-    }
-    lpipe_core::sink::content_digest(&[&message.body])
-}
-
-fn deduplication_id(message: &OutboundMessage) -> String {
-    lpipe_core::sink::content_digest(&[&message.id, &message.body])
-}
+use lpipe_aws::fifo::{deduplication_id, group_id, is_fifo};
 
 fn attribute(name: &str, value: &str) -> Result<MessageAttributeValue, SendError> {
     MessageAttributeValue::builder()
@@ -275,14 +257,7 @@ impl Sink for SnsSink {
 
     fn entry_size(&self, message: &OutboundMessage) -> usize {
         // SNS counts message attributes (name, type and value) against the size limit.
-        let attribute = |name: &str, value: &str| name.len() + "String".len() + value.len();
-        message.body.len()
-            + attribute(lpipe_core::sink::MESSAGE_ID_ATTRIBUTE, &message.id)
-            + message
-                .attributes
-                .iter()
-                .map(|(name, value)| attribute(name, value))
-                .sum::<usize>()
+        lpipe_aws::fifo::entry_size(message)
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {
@@ -294,7 +269,7 @@ impl Sink for SnsSink {
     }
 
     fn options(&self) -> Option<&'static [&'static str]> {
-        Some(&["message_group_id", "message_group_id_from"])
+        Some(lpipe_aws::fifo::OPTIONS)
     }
 
     fn takes_payload_pointers(&self, _queue: &Queue) -> bool {
@@ -302,13 +277,7 @@ impl Sink for SnsSink {
     }
 
     fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
-        if !is_fifo(&message.queue) {
-            return Vec::new();
-        }
-        vec![
-            ("MessageGroupId", group_id(&message.queue, message)),
-            ("MessageDeduplicationId", deduplication_id(message)),
-        ]
+        lpipe_aws::fifo::routing(message)
     }
 
     fn order_key(&self, message: &OutboundMessage) -> Option<String> {
@@ -322,12 +291,7 @@ impl Sink for SnsSink {
                 "'{t}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
             ));
         }
-        if queue.get_option("message_group_id").is_some()
-            && queue.get_option("message_group_id_from").is_some()
-        {
-            return Err("set message_group_id or message_group_id_from, not both".into());
-        }
-        Ok(())
+        lpipe_aws::fifo::validate(queue)
     }
 }
 

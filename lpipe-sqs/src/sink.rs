@@ -140,21 +140,7 @@ where
     }
 }
 
-fn digest(parts: &[&str]) -> String {
-    lpipe_core::sink::content_digest(parts)
-}
-
-fn group_id(queue: &Queue, message: &OutboundMessage) -> String {
-    if let Some(g) = queue.get_option("message_group_id") {
-        return g.to_owned();
-    }
-    if let Some(name) = queue.get_option("message_group_id_from") {
-        if let Some(value) = message.kwarg_value(name) {
-            return value.chars().take(128).collect();
-        }
-    }
-    digest(&[&message.body])
-}
+use lpipe_aws::fifo::{deduplication_id, group_id};
 
 #[async_trait]
 impl Sink for SqsSink {
@@ -188,7 +174,7 @@ impl Sink for SqsSink {
             if fifo {
                 entry = entry
                     .message_group_id(group_id(queue, m))
-                    .message_deduplication_id(digest(&[&m.id, &m.body]));
+                    .message_deduplication_id(deduplication_id(m));
             }
             if let Some(header) = &m.trace_header {
                 entry = entry.message_system_attributes(
@@ -243,14 +229,7 @@ impl Sink for SqsSink {
 
     fn entry_size(&self, message: &OutboundMessage) -> usize {
         // SQS counts message attributes (name, type and value) against the size limit.
-        let attribute = |name: &str, value: &str| name.len() + "String".len() + value.len();
-        message.body.len()
-            + attribute(lpipe_core::sink::MESSAGE_ID_ATTRIBUTE, &message.id)
-            + message
-                .attributes
-                .iter()
-                .map(|(name, value)| attribute(name, value))
-                .sum::<usize>()
+        lpipe_aws::fifo::entry_size(message)
     }
 
     fn limits(&self, _queue: &Queue) -> SinkLimits {
@@ -262,7 +241,7 @@ impl Sink for SqsSink {
     }
 
     fn options(&self) -> Option<&'static [&'static str]> {
-        Some(&["message_group_id", "message_group_id_from"])
+        Some(lpipe_aws::fifo::OPTIONS)
     }
 
     fn takes_payload_pointers(&self, _queue: &Queue) -> bool {
@@ -270,16 +249,7 @@ impl Sink for SqsSink {
     }
 
     fn routing(&self, message: &OutboundMessage) -> Vec<(&'static str, String)> {
-        if !message.queue.target().ends_with(".fifo") {
-            return Vec::new();
-        }
-        vec![
-            ("MessageGroupId", group_id(&message.queue, message)),
-            (
-                "MessageDeduplicationId",
-                digest(&[&message.id, &message.body]),
-            ),
-        ]
+        lpipe_aws::fifo::routing(message)
     }
 
     fn order_key(&self, message: &OutboundMessage) -> Option<String> {
@@ -298,12 +268,7 @@ impl Sink for SqsSink {
                 "'{t}' is not an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME)"
             ));
         }
-        if queue.get_option("message_group_id").is_some()
-            && queue.get_option("message_group_id_from").is_some()
-        {
-            return Err("set message_group_id or message_group_id_from, not both".into());
-        }
-        Ok(())
+        lpipe_aws::fifo::validate(queue)
     }
 }
 
@@ -325,8 +290,12 @@ mod tests {
 
     #[test]
     fn fifo_ids_are_stable_and_distinct() {
-        assert_eq!(digest(&["a", "b"]), digest(&["a", "b"]));
-        assert_ne!(digest(&["a", "b"]), digest(&["ab", ""]));
+        let digest = lpipe_core::sink::content_digest;
+        let m = msg(&Queue::sqs("q.fifo"), "{}");
+        assert_eq!(deduplication_id(&m), deduplication_id(&m.clone()));
+        let mut other = m.clone();
+        other.id = "1:1".into();
+        assert_ne!(deduplication_id(&m), deduplication_id(&other));
         let q = Queue::sqs("q.fifo").message_group_id_from("user");
         assert_eq!(group_id(&q, &msg(&q, r#"{"user": "ann", "n": 1}"#)), "ann");
         assert_eq!(group_id(&q, &msg(&q, r#"{"user": 7}"#)), "7");
