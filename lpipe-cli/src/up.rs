@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 
 use crate::descriptions::{executables, Binaries};
 use crate::model::Model;
-use crate::system::short;
+use crate::system::{short, Trigger};
 
 /// Where `lpipe up` writes the endpoint it runs against, for `lpipe send`: beside the system
 /// file.
@@ -58,105 +58,137 @@ pub async fn up(
     let queues = create_resources(model, up, &sqs, &sns).await?;
     create_streams(model, up, &kinesis).await?;
     let exes = executables(model.system, binaries)?;
-    let mut children = Vec::new();
-    let mut pollers = Vec::new();
+    let mut running = Running::default();
     for (name, lambda) in &model.system.lambdas {
+        let exe = exes
+            .get(name.as_str())
+            .ok_or_else(|| format!("lambda '{name}': no binary"))?;
+        let mut env: Vec<(String, String)> = env_targets(&model.descriptions[name.as_str()])
+            .into_iter()
+            .map(|(var, target)| (var, named(up, &target)))
+            .collect();
+        env.push(("AWS_ENDPOINT_URL".into(), endpoint.into()));
+        env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), name.clone()));
         for trigger in &lambda.triggers {
-            let exe = exes
-                .get(name.as_str())
-                .ok_or_else(|| format!("lambda '{name}': no binary"))?;
-            let mut env: Vec<(String, String)> = env_targets(&model.descriptions[name.as_str()])
-                .into_iter()
-                .map(|(var, target)| (var, named(up, &target)))
-                .collect();
-            env.push(("AWS_ENDPOINT_URL".into(), endpoint.into()));
-            env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), name.clone()));
-            if let Some(stream) = &trigger.kinesis {
-                let poller = crate::stream::Poller {
-                    lambda: name.clone(),
-                    exe: exe.clone(),
-                    stream: named(up, stream),
-                    batch_size: trigger.batch_size.unwrap_or(100) as i32,
-                    starting_position: trigger
-                        .starting_position
-                        .clone()
-                        .unwrap_or_else(|| "TRIM_HORIZON".into()),
-                    maximum_retry_attempts: trigger
-                        .maximum_retry_attempts
-                        .and_then(|n| u32::try_from(n).ok())
-                        .unwrap_or(3),
-                    env,
-                };
-                pollers.push(tokio::spawn(crate::stream::run(poller, kinesis.clone())));
-                continue;
+            let lambda = (name.as_str(), exe.as_path(), env.clone());
+            if trigger.kinesis.is_some() {
+                running.poll(lambda, trigger, up, &kinesis);
+            } else if let Some(queue) = &trigger.sqs {
+                let url = &queues[&format!("sqs:{}", short(queue))];
+                running.work(lambda, url, up)?;
+            } else {
+                eprintln!(
+                    "lpipe up: lambda {name}: its trigger {} is not run locally yet (SQS and Kinesis triggers are)",
+                    trigger.resource().unwrap_or_default()
+                );
             }
-            let Some(queue) = &trigger.sqs else {
-                if trigger.resource().is_some() {
-                    eprintln!(
-                        "lpipe up: lambda {name}: its trigger {} is not run locally yet (SQS and Kinesis triggers are)",
-                        trigger.resource().unwrap_or_default()
-                    );
-                }
-                continue;
-            };
-            let mut command = Command::new(exe);
-            command
-                .args([
-                    "worker",
-                    "--queue",
-                    &queues[&format!("sqs:{}", short(queue))],
-                ])
-                .args(["--wait-seconds", "1", "--grace-seconds"])
-                .arg(up.grace_seconds.to_string())
-                // Every queue the Lambda names by an environment variable, renamed as created.
-                .envs(env)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            let mut child = command
-                .spawn()
-                .map_err(|e| format!("lambda '{name}': cannot start {}: {e}", exe.display()))?;
-            prefix_output(name, &mut child);
-            children.push((name.clone(), child));
         }
     }
     println!(
         "lpipe up: {} workers and {} stream pollers running against {endpoint}; Ctrl-C stops them",
-        children.len(),
-        pollers.len()
+        running.workers.len(),
+        running.pollers.len()
     );
     wait_for_signal().await;
     println!("lpipe up: stopping");
-    for poller in &pollers {
-        poller.abort();
+    running.stop(up.grace_seconds).await
+}
+
+/// What `lpipe up` runs: SQS workers (processes) and stream pollers (tasks).
+#[derive(Default)]
+struct Running {
+    workers: Vec<(String, Child)>,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A Lambda to run: its name, binary and environment.
+type ToRun<'a> = (&'a str, &'a Path, Vec<(String, String)>);
+
+impl Running {
+    /// Runs the Lambda's binary as an SQS worker on the queue at `url`.
+    fn work(&mut self, (name, exe, env): ToRun<'_>, url: &str, up: &Up) -> Result<(), String> {
+        let mut child = Command::new(exe)
+            .args([
+                "worker",
+                "--queue",
+                url,
+                "--wait-seconds",
+                "1",
+                "--grace-seconds",
+            ])
+            .arg(up.grace_seconds.to_string())
+            // Every queue the Lambda names by an environment variable, renamed as created.
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("lambda '{name}': cannot start {}: {e}", exe.display()))?;
+        prefix_output(name, &mut child);
+        self.workers.push((name.to_owned(), child));
+        Ok(())
     }
-    for (_, child) in &children {
-        if let Some(pid) = child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
+
+    /// Runs the Lambda behind a poller of the trigger's Kinesis stream.
+    fn poll(
+        &mut self,
+        (name, exe, env): ToRun<'_>,
+        trigger: &Trigger,
+        up: &Up,
+        kinesis: &aws_sdk_kinesis::Client,
+    ) {
+        let poller = crate::stream::Poller {
+            lambda: name.to_owned(),
+            exe: exe.to_owned(),
+            stream: named(up, trigger.kinesis.as_deref().unwrap_or_default()),
+            batch_size: trigger.batch_size.unwrap_or(100) as i32,
+            starting_position: trigger
+                .starting_position
+                .clone()
+                .unwrap_or_else(|| "TRIM_HORIZON".into()),
+            maximum_retry_attempts: trigger
+                .maximum_retry_attempts
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(3),
+            env,
+        };
+        let task = tokio::spawn(crate::stream::run(poller, kinesis.clone()));
+        self.pollers.push(task);
+    }
+
+    /// Stops the pollers, and the workers with SIGTERM, giving them `grace_seconds` (and 5 more)
+    /// to finish their batches.
+    async fn stop(self, grace_seconds: u64) -> Result<(), String> {
+        for poller in &self.pollers {
+            poller.abort();
         }
-    }
-    let mut failed = Vec::new();
-    for (name, mut child) in children {
-        let waited =
-            tokio::time::timeout(Duration::from_secs(up.grace_seconds + 5), child.wait()).await;
-        match waited {
-            Ok(Ok(status)) if status.success() => {}
-            Ok(Ok(status)) => failed.push(format!("{name} ({status})")),
-            _ => {
-                let _ = child.kill().await;
-                failed.push(format!("{name} (killed)"));
+        for (_, child) in &self.workers {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
             }
         }
-    }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "workers that did not stop cleanly: {}",
-            failed.join(", ")
-        ))
+        let mut failed = Vec::new();
+        for (name, mut child) in self.workers {
+            let grace = Duration::from_secs(grace_seconds + 5);
+            match tokio::time::timeout(grace, child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => failed.push(format!("{name} ({status})")),
+                _ => {
+                    let _ = child.kill().await;
+                    failed.push(format!("{name} (killed)"));
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "workers that did not stop cleanly: {}",
+                failed.join(", ")
+            ))
+        }
     }
 }
 
@@ -276,7 +308,18 @@ async fn create_resources(
             slot.insert(create_queue(sqs, &named(up, &name), None).await?);
         }
     }
-    // Topics forwarded to, and the queues subscribed to them.
+    subscribe_topics(model, up, (sqs, sns), &queues).await?;
+    Ok(queues)
+}
+
+/// Creates the topics forwarded to, and subscribes the queues the system file says are
+/// subscribed to them.
+async fn subscribe_topics(
+    model: &Model<'_>,
+    up: &Up,
+    (sqs, sns): (&aws_sdk_sqs::Client, &aws_sdk_sns::Client),
+    queues: &BTreeMap<String, String>,
+) -> Result<(), String> {
     let mut topics: BTreeMap<String, String> = BTreeMap::new();
     for f in model.forwards() {
         if f.queue["kind"] == "sns" {
@@ -308,7 +351,7 @@ async fn create_resources(
                 .map_err(|e| format!("subscribing {queue} to {topic}: {e}"))?;
         }
     }
-    Ok(queues)
+    Ok(())
 }
 
 async fn create_queue(

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::graph::{outbound_id, Exec, PLAUSIBLE_DEADLINE_MS};
+use super::graph::{outbound_id, Exec, Produced, PLAUSIBLE_DEADLINE_MS};
 use crate::context::{Invocation, RecordInfo};
 use crate::error::{ErrorKind, Outcome, RecordError};
 use crate::idempotency::Claimed;
@@ -398,35 +398,14 @@ impl Pipeline {
             twin_of,
             ..
         } = exec;
-        let staged: Vec<Staged> = match &result {
-            Ok(_) => outbox
-                .into_iter()
-                .map(|message| Staged {
-                    record: index,
-                    message,
-                })
-                .collect(),
-            Err(e) => {
-                if !outbox.is_empty() {
-                    let (record, discarded) = (id.as_deref().unwrap_or(""), outbox.len());
-                    tracing::warn!(record, discarded, "{e}; its outbound messages are not sent");
-                }
-                // What a redrive would replay: the body as it came.
-                let letter = match as_it_came {
-                    Some(original) => Some(original),
-                    None => body.map(|b| Cow::Owned(dead_letter_body(&b, source_path.as_deref()))),
-                };
-                let mut letter =
-                    self.dead_letter((index, id.as_deref(), letter), e, batch, trace_header);
-                if let (Some(letter), true) = (&mut letter, offloaded) {
-                    // A pointer: the attribute says so to whoever reads it again.
-                    let size = crate::payload::declared_size(&info.meta).unwrap_or("0");
-                    let name = crate::payload::SIZE_ATTRIBUTE;
-                    letter.message.attributes.push((name, size.to_owned()));
-                }
-                letter.into_iter().collect()
-            }
+        let came = Came {
+            as_it_came,
+            body,
+            source_path: source_path.as_deref(),
+            pointer_meta: offloaded.then_some(&info.meta),
         };
+        let ran = (index, id.as_deref(), &result);
+        let staged = self.stage(ran, outbox, came, batch, trace_header);
         let result = RecordResult::from_run(id, result);
         RecordRun {
             index,
@@ -441,6 +420,60 @@ impl Pipeline {
             twin_of,
             payload,
         }
+    }
+
+    /// What a record's run sends: its outbound messages if it succeeded, else its dead letter
+    /// if it was dropped (and its messages are not sent).
+    fn stage(
+        &self,
+        (index, id, result): (usize, Option<&str>, &Result<Produced, RecordError>),
+        outbox: Vec<OutboundMessage>,
+        came: Came<'_, '_>,
+        batch: &BatchRun<'_>,
+        trace_header: Option<Arc<str>>,
+    ) -> Vec<Staged> {
+        match result {
+            Ok(_) => outbox
+                .into_iter()
+                .map(|message| Staged {
+                    record: index,
+                    message,
+                })
+                .collect(),
+            Err(e) => {
+                if !outbox.is_empty() {
+                    let (record, discarded) = (id.unwrap_or(""), outbox.len());
+                    tracing::warn!(record, discarded, "{e}; its outbound messages are not sent");
+                }
+                let letter = self.letter_of((index, id), e, came, batch, trace_header);
+                letter.into_iter().collect()
+            }
+        }
+    }
+
+    /// A dropped record's message to the dead-letter queue: what a redrive would replay, the body
+    /// as it came (a pointer to a payload in S3 with the attribute that says so).
+    fn letter_of(
+        &self,
+        (index, id): (usize, Option<&str>),
+        error: &RecordError,
+        came: Came<'_, '_>,
+        batch: &BatchRun<'_>,
+        trace_header: Option<Arc<str>>,
+    ) -> Option<Staged> {
+        let body = match came.as_it_came {
+            Some(original) => Some(original),
+            None => came
+                .body
+                .map(|b| Cow::Owned(dead_letter_body(&b, came.source_path))),
+        };
+        let mut letter = self.dead_letter((index, id, body), error, batch, trace_header);
+        if let (Some(letter), Some(meta)) = (&mut letter, came.pointer_meta) {
+            let size = crate::payload::declared_size(meta).unwrap_or("0");
+            let name = crate::payload::SIZE_ATTRIBUTE;
+            letter.message.attributes.push((name, size.to_owned()));
+        }
+        letter
     }
 
     /// A dropped record's message to the dead-letter queue (`body`: what it came as), if the
@@ -476,6 +509,18 @@ impl Pipeline {
             },
         })
     }
+}
+
+/// What a record came as, for its dead letter.
+struct Came<'a, 'e> {
+    /// The body as it came, when its source unwrapped it from an envelope (or it was a pointer).
+    as_it_came: Option<Cow<'e, str>>,
+    /// The body it ran with, if it could be read.
+    body: Option<Cow<'e, str>>,
+    /// The path its source chose, if any.
+    source_path: Option<&'a str>,
+    /// Its metadata, when its body was a pointer to a payload in S3.
+    pointer_meta: Option<&'a crate::source::RecordMeta>,
 }
 
 /// What a dropped record sends to the dead-letter queue: its body as it came, or, when its
