@@ -93,6 +93,15 @@ fn every_binary_describes_what_its_code_declares() {
         .iter()
         .any(|i| i["key"] == serde_json::json!({"message_id": true})));
     assert_eq!(idempotency[0]["store"]["kind"], "memory");
+    // Stream sources say whether they answer with partial batch responses (the mapping needs
+    // ReportBatchItemFailures then), and DynamoDB Streams its routes.
+    let store = describe("orders-store", env!("CARGO_BIN_EXE_orders-store"));
+    assert_eq!(
+        store["sources"][0],
+        serde_json::json!({"name": "kinesis", "partial_responses": true})
+    );
+    let orders = describe("orders", env!("CARGO_BIN_EXE_orders"));
+    assert_eq!(orders["sources"][1]["routes"]["INSERT"], "PLACE_ORDER");
 }
 
 #[test]

@@ -179,6 +179,16 @@ impl EventSource for DynamoDbSource {
         Self::NAME
     }
 
+    fn describe(&self) -> serde_json::Value {
+        let mut routes: Vec<(&String, &String)> = self.routes.iter().collect();
+        routes.sort();
+        let routes: serde_json::Map<String, serde_json::Value> = routes
+            .into_iter()
+            .map(|(event, path)| (event.clone(), path.as_str().into()))
+            .collect();
+        serde_json::json!({ "routes": routes, "partial_responses": self.partial_responses })
+    }
+
     fn matches(&self, probe: &EventProbe) -> bool {
         // An empty batch names no source; pinned to this one, it is taken (nothing to run).
         probe.first_event_source.as_deref() == Some(EVENT_SOURCE) || probe.empty_records

@@ -124,6 +124,10 @@ impl EventSource for KinesisSource {
         Self::NAME
     }
 
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({ "partial_responses": self.partial_responses })
+    }
+
     fn matches(&self, probe: &EventProbe) -> bool {
         // An empty batch names no source; pinned to this one, it is taken (nothing to run).
         probe.first_event_source.as_deref() == Some(EVENT_SOURCE) || probe.empty_records
