@@ -9,7 +9,7 @@ use lpipe_core::{
     pipeline::{IntoPathName, PathName},
     source::{
         BatchResult, EventBridgeMeta, EventProbe, EventSource, InvalidEvent, Record, RecordMeta,
-        S3Envelope, S3Unwrapped,
+        S3Envelope,
     },
     RecordError,
 };
@@ -134,15 +134,9 @@ impl EventSource for CloudWatchSource {
             .filter(|_| event.source.as_deref() == Some("aws.s3"));
         let record = if let Some(s3) = s3 {
             match s3.unwrap_eventbridge(detail_type, detail) {
-                Ok(S3Unwrapped::Object { path, kwargs, .. }) => {
+                Ok((path, kwargs)) => {
                     Record::new(id, Ok(Cow::Owned(kwargs))).with_path(Cow::Owned(path))
                 }
-                Ok(_) => Record::new(
-                    id,
-                    Err(RecordError::invalid_payload(
-                        "an S3 test event, which EventBridge does not deliver",
-                    )),
-                ),
                 Err(e) => Record::new(id, Err(e)),
             }
         } else if let Some(path) = self.routes.get(detail_type) {

@@ -220,13 +220,8 @@ impl EventBridgeEnvelope {
             .as_ref()
             .filter(|_| event.source.as_deref() == Some("aws.s3"));
         let (body, path) = if let Some(s3) = s3 {
-            match s3.unwrap_eventbridge(&detail_type, detail)? {
-                S3Unwrapped::Object { path, kwargs, .. } => (kwargs, Some(path)),
-                S3Unwrapped::TestEvent => {
-                    let why = "an S3 test event, which EventBridge does not deliver";
-                    return Err(RecordError::invalid_payload(why));
-                }
-            }
+            let (path, kwargs) = s3.unwrap_eventbridge(&detail_type, detail)?;
+            (kwargs, Some(path))
         } else if let Some(path) = self.routes.get(&detail_type) {
             (detail.to_owned(), Some(path.as_str().to_owned()))
         } else if let Ok(directed) = serde_json::from_str::<Directed<'_>>(detail) {
@@ -486,6 +481,9 @@ impl S3Envelope {
     /// too), with the kwargs `bucket`, `key` (as it is: EventBridge does not URL-encode keys),
     /// `size`, `etag`, `version_id` and `sequencer` from its `detail`.
     ///
+    /// Returns the route's path and the kwargs (a JSON object's text). EventBridge delivers no
+    /// test event.
+    ///
     /// # Errors
     ///
     /// When no route matches the `detail-type`, or the detail is not an S3 event's.
@@ -493,7 +491,7 @@ impl S3Envelope {
         &self,
         detail_type: &str,
         detail: &str,
-    ) -> Result<S3Unwrapped, RecordError> {
+    ) -> Result<(String, String), RecordError> {
         let detail: S3EventBridgeDetail = serde_json::from_str(detail).map_err(|e| {
             RecordError::invalid_payload(format!(
                 "the detail of the S3 event '{detail_type}' is not S3's: {e}"
@@ -513,9 +511,13 @@ impl S3Envelope {
         )
     }
 
-    /// An object's event, for the first route that takes it, or an error naming the routes
-    /// there are.
-    fn routed(&self, event_name: &str, fields: ObjectFields) -> Result<S3Unwrapped, RecordError> {
+    /// An object's event: the path of the first route that takes it and its kwargs, or an
+    /// error naming the routes there are.
+    fn routed(
+        &self,
+        event_name: &str,
+        fields: ObjectFields,
+    ) -> Result<(String, String), RecordError> {
         let (bucket, key) = (fields.bucket.as_deref(), fields.key.as_deref());
         let Some((_, path)) = self
             .routes
@@ -534,11 +536,7 @@ impl S3Envelope {
                 }
             )));
         };
-        Ok(S3Unwrapped::Object {
-            path: path.as_str().to_owned(),
-            kwargs: object_kwargs(fields),
-            event_name: event_name.to_owned(),
-        })
+        Ok((path.as_str().to_owned(), object_kwargs(fields)))
     }
 
     /// Unwraps one record of an S3 event (an element of its `Records`), as the S3 trigger
@@ -569,7 +567,7 @@ impl S3Envelope {
             None => return Err(not_one("its record has no s3 object")),
         };
         let key = object.and_then(|o| o.key.as_deref()).map(url_decoded_key);
-        self.routed(
+        let (path, kwargs) = self.routed(
             event_name,
             ObjectFields {
                 bucket: bucket.and_then(|b| b.name.clone()),
@@ -579,7 +577,12 @@ impl S3Envelope {
                 version_id: object.and_then(|o| o.version_id.clone()),
                 sequencer: object.and_then(|o| o.sequencer.clone()),
             },
-        )
+        )?;
+        Ok(S3Unwrapped::Object {
+            path,
+            kwargs,
+            event_name: event_name.to_owned(),
+        })
     }
 }
 
