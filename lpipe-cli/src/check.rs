@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::model::{resource_of, Model};
-use crate::system::short;
+use crate::system::resource;
 
 /// How bad a problem is: errors fail the check, warnings are said.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -153,7 +153,7 @@ fn forwards(model: &Model<'_>, problems: &mut Problems) {
                         ),
                     );
                 }
-                Some(path) => params(&f, consumer, path, problems),
+                Some(path) => params(f, consumer, path, problems),
             }
         }
     }
@@ -234,10 +234,7 @@ fn external(model: &Model<'_>) -> BTreeSet<String> {
         .external
         .queues
         .iter()
-        .map(|q| match q.split_once(':') {
-            Some((kind, name)) => format!("{kind}:{}", short(name)),
-            None => q.clone(),
-        })
+        .map(|q| resource(q))
         .collect()
 }
 

@@ -128,11 +128,7 @@ impl Chart {
                 };
                 let rid = self.node(&resource);
                 let mut feeds = vec![resource.clone()];
-                if let Some(topic) = &trigger.subscribed_to {
-                    let topic = match topic.split_once(':') {
-                        Some((kind, name)) => format!("{kind}:{}", crate::system::short(name)),
-                        None => topic.clone(),
-                    };
+                if let Some(topic) = trigger.subscription() {
                     let tid = self.node(&topic);
                     let _ = writeln!(self.out, "  {tid} -->|\"subscription\"| {rid}");
                     feeds.push(topic);

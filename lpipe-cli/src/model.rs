@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use lpipe_core::pipeline::PathName;
 use serde_json::Value;
 
-use crate::system::{short, System, Trigger};
+use crate::system::{resource, System, Trigger};
 
 /// A queue (stream, topic, bus) as `kind:name`.
 pub type Resource = String;
@@ -19,6 +19,8 @@ pub struct Model<'s> {
     pub descriptions: &'s BTreeMap<String, Value>,
     /// The Lambdas each resource feeds, with the trigger that says so.
     pub consumers: BTreeMap<Resource, Vec<(&'s str, &'s Trigger)>>,
+    /// Every forward of every Lambda, in order.
+    forwards: Vec<Forward<'s>>,
 }
 
 /// One forward: a Lambda's action sending to a queue.
@@ -44,11 +46,11 @@ impl Forward<'_> {
 
 /// A queue's description as `kind:name`.
 pub fn resource_of(queue: &Value) -> Resource {
-    format!(
-        "{}:{}",
-        queue["kind"].as_str().unwrap_or("?"),
-        short(queue["target"].as_str().unwrap_or("?"))
-    )
+    let kind = queue["kind"].as_str().unwrap_or("?");
+    resource(&format!(
+        "{kind}:{}",
+        queue["target"].as_str().unwrap_or("?")
+    ))
 }
 
 impl<'s> Model<'s> {
@@ -64,11 +66,7 @@ impl<'s> Model<'s> {
                         .push((name.as_str(), trigger));
                 }
                 // A queue subscribed to a topic (or a bus's rule): the topic feeds it too.
-                if let Some(topic) = &trigger.subscribed_to {
-                    let topic = match topic.split_once(':') {
-                        Some((kind, name)) => format!("{kind}:{}", short(name)),
-                        None => topic.clone(),
-                    };
+                if let Some(topic) = trigger.subscription() {
                     consumers
                         .entry(topic)
                         .or_default()
@@ -80,29 +78,13 @@ impl<'s> Model<'s> {
             system,
             descriptions,
             consumers,
+            forwards: forwards(descriptions),
         }
     }
 
     /// Every forward of every Lambda, in order.
-    pub fn forwards(&self) -> Vec<Forward<'s>> {
-        let mut out = Vec::new();
-        for (lambda, d) in self.descriptions {
-            for path in d["paths"].as_array().into_iter().flatten() {
-                let path_name = path["name"].as_str().unwrap_or("?");
-                for (i, action) in path["actions"].as_array().into_iter().flatten().enumerate() {
-                    for queue in action["queues"].as_array().into_iter().flatten() {
-                        out.push(Forward {
-                            lambda,
-                            path: path_name,
-                            action: i + 1,
-                            action_json: action,
-                            queue,
-                        });
-                    }
-                }
-            }
-        }
-        out
+    pub fn forwards(&self) -> &[Forward<'s>] {
+        &self.forwards
     }
 
     /// A Lambda's path of this name, by the dispatcher's rules (case-insensitive, the part
@@ -161,4 +143,26 @@ impl<'s> Model<'s> {
         }
         out
     }
+}
+
+/// Every forward of every Lambda, in order.
+fn forwards(descriptions: &BTreeMap<String, Value>) -> Vec<Forward<'_>> {
+    let mut out = Vec::new();
+    for (lambda, d) in descriptions {
+        for path in d["paths"].as_array().into_iter().flatten() {
+            let path_name = path["name"].as_str().unwrap_or("?");
+            for (i, action) in path["actions"].as_array().into_iter().flatten().enumerate() {
+                for queue in action["queues"].as_array().into_iter().flatten() {
+                    out.push(Forward {
+                        lambda,
+                        path: path_name,
+                        action: i + 1,
+                        action_json: action,
+                        queue,
+                    });
+                }
+            }
+        }
+    }
+    out
 }

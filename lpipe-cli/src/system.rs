@@ -90,6 +90,11 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// The topic (or bus) its queue is subscribed to, as `kind:name`.
+    pub fn subscription(&self) -> Option<String> {
+        self.subscribed_to.as_deref().map(resource)
+    }
+
     /// The resource, as `kind:name`.
     pub fn resource(&self) -> Option<String> {
         let named = [
@@ -102,7 +107,7 @@ impl Trigger {
         ];
         let mut found = named
             .iter()
-            .filter_map(|(kind, name)| name.as_ref().map(|n| format!("{kind}:{}", short(n))));
+            .filter_map(|(kind, name)| name.as_ref().map(|n| resource(&format!("{kind}:{n}"))));
         let first = found.next();
         first.filter(|_| found.next().is_none())
     }
@@ -115,6 +120,15 @@ pub struct External {
     /// Queues, streams, topics and buses, as `kind:name`.
     #[serde(default)]
     pub queues: Vec<String>,
+}
+
+/// A resource as the system names it, `kind:name`, from `kind:` and a name, URL or ARN (a
+/// spec without a kind is taken as it is).
+pub fn resource(spec: &str) -> String {
+    match spec.split_once(':') {
+        Some((kind, target)) => format!("{kind}:{}", short(target)),
+        None => spec.to_owned(),
+    }
 }
 
 /// A resource's name from a name, URL or ARN: the last `:` or `/` segment.

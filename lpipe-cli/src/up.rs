@@ -335,7 +335,7 @@ async fn subscribe_topics(
             let (Some(queue), Some(topic)) = (&t.sqs, &t.subscribed_to) else {
                 continue;
             };
-            let topic = short(topic.split_once(':').map_or(topic.as_str(), |(_, n)| n));
+            let topic = short(topic);
             let topic_arn = match topics.get(topic) {
                 Some(arn) => arn.clone(),
                 None => create_topic(sns, &named(up, topic)).await?,
