@@ -121,7 +121,7 @@ async fn poll_shard(poller: &Poller, client: &aws_sdk_kinesis::Client, shard: &s
             continue;
         }
         let event = event(poller, shard, &records);
-        match invoke(poller, &event).await {
+        match invoke(poller, shard, &event).await {
             Ok(failed) if failed.is_empty() => {
                 tries = 0;
                 next = out.next_shard_iterator;
@@ -181,10 +181,12 @@ fn event(poller: &Poller, shard: &str, records: &[aws_sdk_kinesis::types::Record
     json!({ "Records": records })
 }
 
-/// Runs the binary on the event; the sequence numbers its answer lists as failed.
-async fn invoke(poller: &Poller, event: &Value) -> Result<Vec<String>, String> {
+/// Runs the binary on the event of a shard's batch; the sequence numbers its answer lists as
+/// failed.
+async fn invoke(poller: &Poller, shard: &str, event: &Value) -> Result<Vec<String>, String> {
+    // One file per Lambda and shard: the shards of a stream are polled side by side.
     let file = std::env::temp_dir().join(format!(
-        "lpipe-up-{}-{}.json",
+        "lpipe-up-{}-{}-{shard}.json",
         std::process::id(),
         poller.lambda
     ));
