@@ -6,8 +6,9 @@
 //! front of moto (`testing::FaultProxy`). Not for direct use.
 #![warn(missing_docs)]
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -130,6 +131,62 @@ impl SinkState {
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::Relaxed)
     }
+}
+
+/// Values looked up once per key and remembered (a queue's URL, a topic's ARN: they do not
+/// change). Calls on their way at once wait for one lookup; a failed lookup is tried again by
+/// the next call.
+#[derive(Debug, Default)]
+pub struct Lookups(Mutex<HashMap<String, Arc<tokio::sync::OnceCell<String>>>>);
+
+impl Lookups {
+    /// The value of `key`, looked up with `lookup` the first time.
+    ///
+    /// # Errors
+    ///
+    /// The lookup's, when it fails (nothing is remembered then).
+    pub async fn get<E, F, Fut>(&self, key: &str, lookup: F) -> Result<String, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<String, E>>,
+    {
+        let cell = {
+            let mut cells = self.0.lock().expect("lookup cache lock");
+            // A known key's cell without copying it: this runs on every call.
+            match cells.get(key) {
+                Some(cell) => Arc::clone(cell),
+                None => Arc::clone(cells.entry(key.to_owned()).or_default()),
+            }
+        };
+        cell.get_or_try_init(lookup).await.cloned()
+    }
+}
+
+/// `arn:PARTITION:SERVICE:REGION:ACCOUNT:NAME` of this service → (account, name).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(
+///     lpipe_aws::parse_arn("arn:aws:sqs:us-east-2:123456789012:q.fifo", "sqs"),
+///     Some(("123456789012", "q.fifo"))
+/// );
+/// assert_eq!(lpipe_aws::parse_arn("arn:aws:sns:us-east-2:123456789012:t", "sqs"), None);
+/// assert_eq!(lpipe_aws::parse_arn("my-queue", "sqs"), None);
+/// ```
+pub fn parse_arn<'a>(arn: &'a str, service: &str) -> Option<(&'a str, &'a str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some(s), Some(_region), Some(account), Some(name)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    (s == service && !account.is_empty() && !name.is_empty()).then_some((account, name))
 }
 
 /// What the SQS and SNS sinks share: FIFO groups and deduplication ids, and the size of a

@@ -1,7 +1,6 @@
 //! The SNS sink: PublishBatch within the API's limits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use lpipe_core::{
@@ -9,7 +8,6 @@ use lpipe_core::{
     sink::{OutboundMessage, SendError, Sink, SinkLimits},
     Queue,
 };
-use tokio::sync::OnceCell;
 
 /// Messages per PublishBatch call.
 pub const SNS_MAX_ENTRIES: usize = 10;
@@ -55,7 +53,7 @@ pub struct SnsSink {
 #[derive(Default)]
 struct Inner {
     client: Option<aws_sdk_sns::Client>,
-    arns: Mutex<HashMap<String, Arc<OnceCell<String>>>>,
+    arns: lpipe_aws::Lookups,
     state: lpipe_aws::SinkState,
 }
 
@@ -102,13 +100,10 @@ impl SnsSink {
         if target.starts_with("arn:") {
             return Ok(target.to_owned());
         }
-        let cell = {
-            let mut arns = self.inner.arns.lock().expect("topic cache lock");
-            Arc::clone(arns.entry(target.to_owned()).or_default())
-        };
-        cell.get_or_try_init(|| find_topic(client, target))
+        self.inner
+            .arns
+            .get(target, || find_topic(client, target))
             .await
-            .cloned()
     }
 }
 
@@ -297,8 +292,7 @@ impl Sink for SnsSink {
 
 /// `arn:PARTITION:sns:REGION:ACCOUNT:NAME`.
 fn is_topic_arn(arn: &str) -> bool {
-    let parts: Vec<&str> = arn.split(':').collect();
-    parts.len() == 6 && parts[2] == "sns" && parts.iter().all(|p| !p.is_empty())
+    lpipe_aws::parse_arn(arn, "sns").is_some()
 }
 
 #[cfg(test)]

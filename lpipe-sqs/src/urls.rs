@@ -1,18 +1,11 @@
 //! Queue URLs, looked up once: the sink's targets and the source's `eventSourceARN`s.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::OnceCell;
-
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlError;
 
-/// Queue URLs by target, looked up with GetQueueUrl the first time and remembered (a queue's
-/// URL does not change). Calls on their way at once wait for one lookup; a failed lookup is
-/// tried again by the next call.
+/// Queue URLs by target, looked up with GetQueueUrl the first time and remembered.
 #[derive(Debug, Default)]
-pub(crate) struct QueueUrls(Mutex<HashMap<String, Arc<OnceCell<String>>>>);
+pub(crate) struct QueueUrls(lpipe_aws::Lookups);
 
 /// Why a queue's URL could not be had.
 pub(crate) enum UrlError {
@@ -33,16 +26,8 @@ impl QueueUrls {
         if target.starts_with("https://") || target.starts_with("http://") {
             return Ok(target.to_owned());
         }
-        let cell = {
-            let mut urls = self.0.lock().expect("url cache lock");
-            // A known target's cell without copying its name: this runs on every call.
-            match urls.get(target) {
-                Some(cell) => Arc::clone(cell),
-                None => Arc::clone(urls.entry(target.to_owned()).or_default()),
-            }
-        };
-        let url = cell
-            .get_or_try_init(|| async {
+        self.0
+            .get(target, || async {
                 let request = match parse_queue_arn(target) {
                     Some((account, name)) => client
                         .get_queue_url()
@@ -57,25 +42,13 @@ impl QueueUrls {
                     .queue_url
                     .ok_or(UrlError::NoUrl)
             })
-            .await?;
-        Ok(url.clone())
+            .await
     }
 }
 
 /// `arn:aws:sqs:REGION:ACCOUNT:NAME` → (account, name).
 pub(crate) fn parse_queue_arn(arn: &str) -> Option<(&str, &str)> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("sqs"), Some(_region), Some(account), Some(name)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    (!account.is_empty() && !name.is_empty()).then_some((account, name))
+    lpipe_aws::parse_arn(arn, "sqs")
 }
 
 #[cfg(test)]
