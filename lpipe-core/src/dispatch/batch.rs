@@ -445,15 +445,17 @@ impl Pipeline {
                     let (record, discarded) = (id.unwrap_or(""), outbox.len());
                     tracing::warn!(record, discarded, "{e}; its outbound messages are not sent");
                 }
-                let letter = self.letter_of((index, id), e, came, batch, trace_header);
+                let letter = self.dead_letter((index, id), e, came, batch, trace_header);
                 letter.into_iter().collect()
             }
         }
     }
 
-    /// A dropped record's message to the dead-letter queue: what a redrive would replay, the body
-    /// as it came (a pointer to a payload in S3 with the attribute that says so).
-    fn letter_of(
+    /// A dropped record's message to the dead-letter queue, if the pipeline has one and the
+    /// record's body could be read (`None` for a record that was not dropped): what a redrive
+    /// would replay, the body as it came (a pointer to a payload in S3 with the attribute that
+    /// says so).
+    fn dead_letter(
         &self,
         (index, id): (usize, Option<&str>),
         error: &RecordError,
@@ -461,50 +463,34 @@ impl Pipeline {
         batch: &BatchRun<'_>,
         trace_header: Option<Arc<str>>,
     ) -> Option<Staged> {
-        let body = match came.as_it_came {
-            Some(original) => Some(original),
-            None => came
-                .body
-                .map(|b| Cow::Owned(dead_letter_body(&b, came.source_path))),
-        };
-        let mut letter = self.dead_letter((index, id, body), error, batch, trace_header);
-        if let (Some(letter), Some(meta)) = (&mut letter, came.pointer_meta) {
-            let size = crate::payload::declared_size(meta).unwrap_or("0");
-            let name = crate::payload::SIZE_ATTRIBUTE;
-            letter.message.attributes.push((name, size.to_owned()));
-        }
-        letter
-    }
-
-    /// A dropped record's message to the dead-letter queue (`body`: what it came as), if the
-    /// pipeline has one and the record's body could be read (`None` for a record that was not
-    /// dropped).
-    fn dead_letter(
-        &self,
-        (index, id, body): (usize, Option<&str>, Option<Cow<'_, str>>),
-        error: &RecordError,
-        batch: &BatchRun<'_>,
-        trace_header: Option<Arc<str>>,
-    ) -> Option<Staged> {
         if error.outcome() != Outcome::Dropped {
             return None;
         }
         let queue = self.inner.dead_letter.as_ref()?;
-        let Some(body) = body else {
-            tracing::warn!(
-                record = id.unwrap_or(""),
-                "the record's body could not be read, so it is not sent to the dead-letter queue {queue}"
-            );
-            return None;
+        let body = match (came.as_it_came, came.body) {
+            (Some(original), _) => original.into_owned(),
+            (None, Some(body)) => dead_letter_body(&body, came.source_path),
+            (None, None) => {
+                tracing::warn!(
+                    record = id.unwrap_or(""),
+                    "the record's body could not be read, so it is not sent to the dead-letter queue {queue}"
+                );
+                return None;
+            }
         };
+        let mut attributes = dead_letter_attributes(id, error);
+        if let Some(meta) = came.pointer_meta {
+            let size = crate::payload::declared_size(meta).unwrap_or("0");
+            attributes.push((crate::payload::SIZE_ATTRIBUTE, size.to_owned()));
+        }
         Some(Staged {
             record: index,
             message: OutboundMessage {
                 queue: queue.clone(),
-                body: body.into_owned(),
+                body,
                 id: outbound_id(batch.invocation, id, index, "dead-letter"),
                 trace_header,
-                attributes: dead_letter_attributes(id, error),
+                attributes,
                 kept_kwargs: Vec::new(),
             },
         })

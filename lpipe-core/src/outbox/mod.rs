@@ -2,7 +2,9 @@
 //! sink's limits, retrying what the sink refused retryably, and says which records' messages
 //! could not be delivered (those records fail).
 //!
-//! Per queue ([`QueueOutbox`]), in rounds (one per attempt):
+//! Per queue ([`QueueOutbox`]), messages over the threshold are first put in S3 and made
+//! pointers when the pipeline offloads large payloads ([`QueueOutbox::offload_large`]; one
+//! that cannot be put is undeliverable), then, in rounds (one per attempt):
 //! 1. [`QueueOutbox::next_call`] takes the next messages in staging order that fit the sink's
 //!    limits, holding back those whose order key has an undelivered message before them;
 //! 2. the sink sends the call (one after another; when no message of the round has an order
