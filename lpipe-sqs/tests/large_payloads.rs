@@ -325,8 +325,9 @@ async fn large_outbound_messages_go_out_as_pointers() {
     assert_eq!(*seen.lock().unwrap(), ["y".repeat(5000)]);
 }
 
-#[tokio::test]
-async fn a_large_message_that_cannot_be_put_in_s3_fails_its_record() {
+/// FORWARD forwards every kwarg to the queue `next`, whose sink takes pointers and messages of
+/// up to 1,000 bytes; the sink, and the pipeline with these large payloads.
+fn forwarder(payloads: LargePayloads) -> (MemorySink, Pipeline) {
     let sink = MemorySink::new()
         .taking_payload_pointers()
         .with_limits(SinkLimits {
@@ -345,9 +346,15 @@ async fn a_large_message_that_cannot_be_put_in_s3_fails_its_record() {
         .registry(Registry::empty())
         .event_source(SqsSource::new())
         .sink(QueueKind::SQS, sink.clone())
-        .large_payloads(LargePayloads::new(Throttled::default()).offload_to("out"))
+        .large_payloads(payloads)
         .build()
         .unwrap();
+    (sink, pipeline)
+}
+
+#[tokio::test]
+async fn a_large_message_that_cannot_be_put_in_s3_fails_its_record() {
+    let (sink, pipeline) = forwarder(LargePayloads::new(Throttled::default()).offload_to("out"));
     let text = format!("refuse-me {}", "z".repeat(2000));
     let event = SqsEvent::new()
         .record(
@@ -362,28 +369,9 @@ async fn a_large_message_that_cannot_be_put_in_s3_fails_its_record() {
 
 #[tokio::test]
 async fn without_offloading_a_large_message_is_refused_as_before() {
-    let sink = MemorySink::new()
-        .taking_payload_pointers()
-        .with_limits(SinkLimits {
-            max_entries: 10,
-            max_entry_bytes: 1000,
-            max_batch_bytes: 1000,
-        });
-    let pipeline = Pipeline::builder()
-        .path(
-            "FORWARD",
-            [Action::new()
-                .function(forward)
-                .include_all_params()
-                .queue(Queue::sqs("next").path("READ"))],
-        )
-        .registry(Registry::empty())
-        .event_source(SqsSource::new())
-        .sink(QueueKind::SQS, sink.clone())
-        // Reads, but does not offload.
-        .large_payloads(LargePayloads::new(MemoryPayloadStore::new()).allow_bucket("in"))
-        .build()
-        .unwrap();
+    // Reads, but does not offload.
+    let (sink, pipeline) =
+        forwarder(LargePayloads::new(MemoryPayloadStore::new()).allow_bucket("in"));
     let event = SqsEvent::new()
         .record(
             SqsRecord::new(
