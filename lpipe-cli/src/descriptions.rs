@@ -18,18 +18,18 @@ pub enum Binaries {
     In(PathBuf),
 }
 
-/// The descriptions of the system's Lambdas, by name. `base` is the system file's directory.
+/// The descriptions of the system's Lambdas, by name: each description file the system names
+/// (`base` is the system file's directory), else what each executable ([`executables`]) says.
 ///
 /// # Errors
 ///
-/// A build that failed, a binary that did not describe itself, or a description in another
-/// format, naming the Lambda.
+/// A binary that did not describe itself, or a description in another format, naming the
+/// Lambda.
 pub fn describe_all(
     system: &System,
     base: &Path,
-    binaries: &Binaries,
+    exes: &BTreeMap<String, PathBuf>,
 ) -> Result<BTreeMap<String, Value>, String> {
-    let exes = executables(system, binaries)?;
     let mut out = BTreeMap::new();
     for (name, lambda) in &system.lambdas {
         let description = match &lambda.description {

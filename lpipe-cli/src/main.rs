@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lpipe_cli::check::{check, Level};
-use lpipe_cli::descriptions::{describe_all, Binaries};
+use lpipe_cli::descriptions::{describe_all, executables, Binaries};
 use lpipe_cli::model::Model;
 use lpipe_cli::system::System;
 
@@ -95,7 +95,15 @@ fn main() -> ExitCode {
         Some(dir) => Binaries::In(dir),
         None => Binaries::Build,
     };
-    let descriptions = match describe_all(&system, &base, &binaries) {
+    // Built (or found) once: described, and run by `up`.
+    let exes = match executables(&system, &binaries) {
+        Ok(exes) => exes,
+        Err(e) => {
+            eprintln!("lpipe: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let descriptions = match describe_all(&system, &base, &exes) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("lpipe: {e}");
@@ -114,7 +122,7 @@ fn main() -> ExitCode {
                 prefix,
                 grace_seconds,
             };
-            run_up(&model, &binaries, &up, &cli.system, &moto_server)
+            run_up(&model, &exes, &up, &cli.system, &moto_server)
         }
         Command::Graph => {
             print!("{}", lpipe_cli::graph::mermaid(&model));
@@ -165,7 +173,7 @@ fn local_aws_environment() {
 
 fn run_up(
     model: &Model<'_>,
-    binaries: &Binaries,
+    exes: &std::collections::BTreeMap<String, PathBuf>,
     up: &lpipe_cli::up::Up,
     system_file: &std::path::Path,
     moto_server: &std::path::Path,
@@ -183,7 +191,7 @@ fn run_up(
     };
     let state = lpipe_cli::up::state_file(system_file);
     let _ = std::fs::write(&state, format!("{endpoint}\n"));
-    let result = runtime().block_on(lpipe_cli::up::up(model, binaries, up, &endpoint));
+    let result = runtime().block_on(lpipe_cli::up::up(model, exes, up, &endpoint));
     let _ = std::fs::remove_file(&state);
     if let Some(child) = &mut moto {
         let _ = child.kill();

@@ -11,7 +11,6 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::descriptions::{executables, Binaries};
 use crate::model::Model;
 use crate::system::{short, Trigger};
 
@@ -44,7 +43,7 @@ fn named(up: &Up, name: &str) -> String {
 /// A resource that could not be created or a Lambda that could not start, naming it.
 pub async fn up(
     model: &Model<'_>,
-    binaries: &Binaries,
+    exes: &BTreeMap<String, PathBuf>,
     up: &Up,
     endpoint: &str,
 ) -> Result<(), String> {
@@ -57,7 +56,6 @@ pub async fn up(
     let kinesis = aws_sdk_kinesis::Client::new(&config);
     let queues = create_resources(model, up, &sqs, &sns).await?;
     create_streams(model, up, &kinesis).await?;
-    let exes = executables(model.system, binaries)?;
     let mut running = Running::default();
     for (name, lambda) in &model.system.lambdas {
         let exe = exes
