@@ -59,9 +59,10 @@ pub fn offloaded_size<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option
     SIZE_ATTRIBUTES.iter().find_map(|name| attribute(name))
 }
 
-/// The size a record's SQS or SNS metadata declares for its payload (see
-/// [`offloaded_size`]): for the dead letter of a pointer.
-pub(crate) fn declared_size(meta: &crate::source::RecordMeta) -> Option<&str> {
+/// The size a record's SQS or SNS metadata declares for its payload, when its attributes (the
+/// SQS message's, or the SNS notification's) mark its body as a pointer (see
+/// [`offloaded_size`]): for sources, and for the dead letter of a pointer.
+pub fn declared_size(meta: &crate::source::RecordMeta) -> Option<&str> {
     use crate::source::RecordMeta;
     match meta {
         RecordMeta::Sqs(m) => offloaded_size(|name| m.message_attribute(name)).or_else(|| {

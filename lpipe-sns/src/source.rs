@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use lpipe_core::{
     async_trait,
     error::InvocationError,
-    payload::offloaded_size,
+    payload::declared_size,
     source::{
         BatchResult, Body, EventProbe, EventSource, InvalidEvent, Record, RecordMeta, SnsMeta,
     },
@@ -145,11 +145,12 @@ impl EventSource for SnsSource {
             )
             .with_message_id(n.message_id.as_deref().map(str::to_owned));
             let mut record = Record::new(n.message_id.filter(|id| !id.is_empty()), body);
-            if offloaded_size(|name| meta.message_attribute(name)).is_some() {
+            let meta = RecordMeta::Sns(Box::new(meta));
+            if declared_size(&meta).is_some() {
                 // Published by an extended client: the Message points to the payload in S3.
                 record = record.offloaded();
             }
-            Ok(record.meta(RecordMeta::Sns(Box::new(meta))))
+            Ok(record.meta(meta))
         })
     }
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use lpipe_core::{
     async_trait,
     error::InvocationError,
-    payload::offloaded_size,
+    payload::declared_size,
     source::{
         BatchResult, Body, EventBridgeEnvelope, EventProbe, EventSource, InvalidEvent, Record,
         RecordMeta, RecordOrder, S3Envelope, S3Unwrapped, SnsNotification, SqsMeta,
@@ -250,22 +250,6 @@ struct Attributes<'a> {
     trace_header: Option<Cow<'a, str>>,
 }
 
-/// Whether the record's message is a pointer to its payload in S3 (sent by an extended client,
-/// or by lpipe offloading): marked by an attribute of the SQS message, or, in an SNS
-/// notification, of the notification.
-fn offloaded(meta: &SqsMeta, envelope: Option<&SqsEnvelope>) -> bool {
-    let size = match envelope {
-        None => offloaded_size(|name| meta.message_attribute(name)),
-        Some(SqsEnvelope::Sns) => meta
-            .sns
-            .as_deref()
-            .and_then(|sns| offloaded_size(|name| sns.message_attribute(name)))
-            .or_else(|| offloaded_size(|name| meta.message_attribute(name))),
-        Some(SqsEnvelope::EventBridge(_) | SqsEnvelope::S3(_) | SqsEnvelope::SnsS3(_)) => None,
-    };
-    size.is_some()
-}
-
 /// What an envelope held: a message to run (its body, and its path if the envelope chose it),
 /// or S3's test event.
 enum Unwrapped {
@@ -388,12 +372,14 @@ impl EventSource for SqsSource {
                     unwrap(envelope, unwrapped, body, &mut meta)
                 }
             };
-            if offloaded(&meta, self.envelope.as_ref()) {
+            let meta = RecordMeta::Sqs(meta);
+            // A pointer (sent by an extended client, or by lpipe offloading) is a message the
+            // source runs as it is, or as an SNS notification holds it.
+            let may_point = matches!(self.envelope, None | Some(SqsEnvelope::Sns));
+            if may_point && declared_size(&meta).is_some() {
                 record = record.offloaded();
             }
-            Ok(record
-                .ordering_key(ordering_key)
-                .meta(RecordMeta::Sqs(meta)))
+            Ok(record.ordering_key(ordering_key).meta(meta))
         })
     }
 
