@@ -7,11 +7,16 @@
 //! the dead-letter queue `GRAPH_DROPPED_QUEUE` (default `lpipe-graph-signup-dropped`).
 //! Both write CloudWatch metrics (namespace `lpipe-graph`); the mailer adds its own count,
 //! `WelcomeMailsSent`.
+//!
+//! Each function is given with [`with_schema`]: the Lambdas' descriptions carry their argument
+//! types' JSON Schemas, and `lpipe check` compares the type of each kwarg the signup Lambda
+//! forwards with the one the mailer takes.
 
 use lpipe::{
-    Action, Context, FailButContinue, FailCatastrophically, Metrics, Payload, Pipeline,
-    PipelineBuilder, Queue,
+    with_schema, Action, Context, FailButContinue, FailCatastrophically, Metrics, Payload,
+    Pipeline, PipelineBuilder, Queue,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -42,7 +47,7 @@ pub fn dropped_queue() -> String {
 }
 
 /// A signup.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct Signup {
     /// The user's name.
     pub name: String,
@@ -70,7 +75,7 @@ pub async fn validate_signup(args: Signup) -> Result<(), FailButContinue> {
 
 /// What `store_user` needs. SIGNUP passes on only the kwargs that were present (a default of
 /// `Signup` is not forwarded), so the default is repeated here.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct StoreUser {
     /// The user's name.
     pub name: String,
@@ -96,7 +101,7 @@ pub async fn store_user(args: StoreUser) -> Result<Payload, FailCatastrophically
 }
 
 /// An audit entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct Audit {
     /// What happened.
     pub event: String,
@@ -110,7 +115,7 @@ pub async fn audit(args: Audit) -> Result<String, FailButContinue> {
 }
 
 /// What the mailer needs: `required_params` renames `email` to `address`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct Welcome {
     /// Where to send it.
     pub address: String,
@@ -132,7 +137,9 @@ pub fn signup() -> PipelineBuilder {
         .path(
             SIGNUP,
             [
-                Action::new().function(validate_signup).path(STORE_USER),
+                Action::new()
+                    .function(with_schema(validate_signup))
+                    .path(STORE_USER),
                 Action::new()
                     .required_params([("email", "address"), ("name", "name")])
                     .queue(welcome_queue().path(SEND_WELCOME)),
@@ -140,9 +147,11 @@ pub fn signup() -> PipelineBuilder {
         )
         .path(
             STORE_USER,
-            [Action::new().function(store_user).returns_to(AUDIT)],
+            [Action::new()
+                .function(with_schema(store_user))
+                .returns_to(AUDIT)],
         )
-        .path(AUDIT, [Action::new().function(audit)])
+        .path(AUDIT, [Action::new().function(with_schema(audit))])
         .dead_letter_queue(dead_letter_queue())
         .only_source("sqs")
         .metrics(Metrics::new("lpipe-graph"))
@@ -151,7 +160,10 @@ pub fn signup() -> PipelineBuilder {
 /// The mailer Lambda, which consumes the welcome queue.
 pub fn mailer() -> PipelineBuilder {
     Pipeline::builder()
-        .path(Path::SEND_WELCOME, [Action::new().function(send_welcome)])
+        .path(
+            Path::SEND_WELCOME,
+            [Action::new().function(with_schema(send_welcome))],
+        )
         .only_source("sqs")
         .metrics(Metrics::new("lpipe-graph"))
 }

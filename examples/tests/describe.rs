@@ -69,10 +69,13 @@ fn every_binary_describes_what_its_code_declares() {
     let mailer = describe("graph-mailer", env!("CARGO_BIN_EXE_graph-mailer"));
     let welcome = &mailer["paths"][0]["actions"][0]["functions"][0];
     assert_eq!(welcome["name"], "send_welcome");
-    assert_eq!(
-        welcome["params"],
-        serde_json::json!({"kind": "fields", "fields": ["address", "name"], "optional": []})
-    );
+    let params = &welcome["params"];
+    assert_eq!(params["kind"], "fields");
+    assert_eq!(params["fields"], serde_json::json!(["address", "name"]));
+    assert_eq!(params["optional"], serde_json::json!([]));
+    // Given `with_schema`: its argument type's JSON Schema.
+    assert_eq!(params["schema"]["title"], "Welcome");
+    assert_eq!(params["schema"]["properties"]["address"]["type"], "string");
     // The consumer's sources, envelope and idempotency.
     let consumer = describe("fanout-consumer", env!("CARGO_BIN_EXE_fanout-consumer"));
     let sources: Vec<&str> = consumer["sources"]

@@ -153,7 +153,10 @@ fn forwards(model: &Model<'_>, problems: &mut Problems) {
                         ),
                     );
                 }
-                Some(path) => params(f, consumer, path, problems),
+                Some(path) => {
+                    params(f, consumer, path, problems);
+                    types(model, f, consumer, path, problems);
+                }
             }
         }
     }
@@ -213,6 +216,75 @@ fn params(f: &crate::model::Forward<'_>, consumer: &str, path: &Value, problems:
                         f.action,
                         function["name"].as_str().unwrap_or("?"),
                         list(&passed)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Where both sides have schemas (`with_schema`): the type of each kwarg the forward passes,
+/// as the forwarding path's functions take it, against the type the target path's first
+/// action takes.
+fn types(
+    model: &Model<'_>,
+    f: &crate::model::Forward<'_>,
+    consumer: &str,
+    path: &Value,
+    problems: &mut Problems,
+) {
+    let Some(passed) = f.action_json["passes"].as_array() else {
+        return;
+    };
+    let Some(forwarding_path) = model.path(f.lambda, f.path) else {
+        return;
+    };
+    let functions = |path: &'_ Value| -> Vec<Value> {
+        path["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["functions"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let upstream = functions(forwarding_path);
+    let downstream = path["actions"]
+        .get(0)
+        .and_then(|a| a["functions"].as_array().cloned())
+        .unwrap_or_default();
+    let target = path["name"].as_str().unwrap_or("?");
+    let resource = f.resource();
+    for field in passed.iter().filter_map(Value::as_str) {
+        // The kwarg the forward renames to `field`, if it does.
+        let from = f.action_json["required_params"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["to"] == field)
+            .and_then(|p| p["from"].as_str())
+            .unwrap_or(field);
+        let Some((sender, sent)) = upstream
+            .iter()
+            .find_map(|u| Some((u, crate::types::field_types(u, from)?)))
+        else {
+            continue;
+        };
+        for taker in &downstream {
+            let Some(taken) = crate::types::field_types(taker, field) else {
+                continue;
+            };
+            if !crate::types::accepted(&sent, &taken) {
+                let name = |v: &Value| v["name"].as_str().unwrap_or("?").to_owned();
+                problems.add(
+                    (Level::Error, "type-mismatch"),
+                    (f.lambda, Some(f.path), Some(resource.as_str()), Some(field)),
+                    format!(
+                        "action {} passes {field} as {} ({} takes {from} as such), but {}, the first function of {consumer}'s path {target}, takes it as {}: the consumer would drop every such record",
+                        f.action,
+                        crate::types::describe(&sent),
+                        name(sender),
+                        name(taker),
+                        crate::types::describe(&taken),
                     ),
                 );
             }

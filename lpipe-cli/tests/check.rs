@@ -177,6 +177,39 @@ fn a_kwarg_renamed_on_one_side_is_an_error() {
 }
 
 #[test]
+fn a_kwarg_whose_type_differs_on_the_two_sides_is_an_error() {
+    // The graph pair's functions carry their argument schemas (`with_schema`): the signup
+    // Lambda takes `email` as a string and passes it on as `address`.
+    let (ok, out) = check_broken(
+        "type",
+        |_, mailer, _| {
+            let schema = &mut mailer["paths"][0]["actions"][0]["functions"][0]["params"]["schema"];
+            assert_eq!(
+                schema["properties"]["address"]["type"], "string",
+                "{schema}"
+            );
+            schema["properties"]["address"]["type"] = json!("integer");
+        },
+        false,
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("error[type-mismatch]: lambda graph, path SIGNUP, queue sqs:lpipe-graph-mailer, field address: action 2 passes address as string (validate_signup takes email as such), but send_welcome, the first function of graph-mailer's path SEND_WELCOME, takes it as integer"),
+        "{out}"
+    );
+    // Without the schema on one side, nothing is compared.
+    let (ok, out) = check_broken(
+        "type-unknown",
+        |_, mailer, _| {
+            let params = &mut mailer["paths"][0]["actions"][0]["functions"][0]["params"];
+            params.as_object_mut().unwrap().remove("schema");
+        },
+        false,
+    );
+    assert!(ok, "{out}");
+}
+
+#[test]
 fn a_path_the_consumer_does_not_have_is_an_error() {
     let (ok, out) = check_broken(
         "missing-path",

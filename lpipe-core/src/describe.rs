@@ -134,7 +134,13 @@ fn action(action: &Action) -> Value {
     let functions: Vec<Value> = action
         .functions
         .iter()
-        .map(|f| json!({"name": f.name(), "params": signature(f.params(), f.optional_params())}))
+        .map(|f| {
+            let mut params = signature(f.params(), f.optional_params());
+            if let Some(schema) = f.schema() {
+                params["schema"] = schema.clone();
+            }
+            json!({"name": f.name(), "params": params})
+        })
         .collect();
     let required: Vec<Value> = action
         .required_params

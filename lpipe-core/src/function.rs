@@ -163,6 +163,8 @@ pub struct Function {
     pub(crate) optional: Vec<&'static str>,
     /// The shared state it takes ([`State<T>`]): `T`'s id and name.
     pub(crate) state: Option<(std::any::TypeId, &'static str)>,
+    /// The JSON Schema of its argument type, when given (`with_schema`, feature `schemars`).
+    pub(crate) schema: Option<Arc<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for Function {
@@ -191,6 +193,12 @@ impl Function {
         &self.optional
     }
 
+    /// The JSON Schema of its argument type, if it was made with `with_schema` (feature
+    /// `schemars`); the Lambda's description carries it.
+    pub fn schema(&self) -> Option<&serde_json::Value> {
+        self.schema.as_deref()
+    }
+
     /// Renames the function (for logs and reports; closures have no useful name).
     pub fn named(mut self, name: &'static str) -> Self {
         self.name = name;
@@ -209,6 +217,40 @@ impl Function {
 /// ```
 pub fn function<M>(f: impl IntoFunction<M>) -> Function {
     f.into_function()
+}
+
+/// The argument type of a function shape (the `M` of [`IntoFunction<M>`]).
+#[doc(hidden)]
+pub trait FunctionShape {
+    /// The function's first argument.
+    type Args;
+}
+
+/// Erases a function's type, as [`function`] does, and keeps the JSON Schema of its argument
+/// type: the Lambda's description (`my-lambda describe`) carries it, and `lpipe check`
+/// compares the types a forwarding Lambda passes with those the consumer takes.
+///
+/// # Examples
+///
+/// ```
+/// use lpipe_core::{with_schema, Action};
+/// #[derive(serde::Deserialize, schemars::JsonSchema)]
+/// struct Welcome { address: String, name: String }
+/// async fn send_welcome(_: Welcome) -> Result<(), std::convert::Infallible> { Ok(()) }
+///
+/// let f = with_schema(send_welcome);
+/// assert_eq!(f.schema().unwrap()["properties"]["address"]["type"], "string");
+/// let action = Action::new().function(f);
+/// # let _ = action;
+/// ```
+#[cfg(feature = "schemars")]
+pub fn with_schema<M: FunctionShape>(f: impl IntoFunction<M>) -> Function
+where
+    M::Args: schemars::JsonSchema,
+{
+    let mut function = f.into_function();
+    function.schema = Some(Arc::new(schemars::schema_for!(M::Args).to_value()));
+    function
 }
 
 /// A call whose arguments are deserialized, ready to be awaited.
@@ -269,6 +311,7 @@ where
         params: params.clone(),
         optional,
         state,
+        schema: None,
         inner: Arc::new(Holder::<F, M> {
             f,
             params,
@@ -294,6 +337,19 @@ pub struct ArgsOnly<A>(PhantomData<fn() -> A>);
 /// Marker for `async fn(A, Context) -> Result<R, E>`.
 #[doc(hidden)]
 pub struct ArgsAndContext<A>(PhantomData<fn() -> A>);
+
+impl<A> FunctionShape for ArgsOnly<A> {
+    type Args = A;
+}
+impl<A> FunctionShape for ArgsAndContext<A> {
+    type Args = A;
+}
+impl<A, T> FunctionShape for ArgsAndState<A, T> {
+    type Args = A;
+}
+impl<A, T> FunctionShape for ArgsStateAndContext<A, T> {
+    type Args = A;
+}
 
 impl<F, Fut, A, R, E> ErasedFunction for Holder<F, ArgsOnly<A>>
 where

@@ -39,6 +39,8 @@ pub use error::{
     BoxError, ErrorKind, FailButContinue, FailCatastrophically, InvalidConfigurationError, OnError,
     Outcome, RecordError,
 };
+#[cfg(feature = "schemars")]
+pub use function::with_schema;
 pub use function::{function, RecordOutput, State};
 pub use idempotency::Idempotency;
 pub use kwargs::Kwargs;
