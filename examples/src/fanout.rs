@@ -12,9 +12,14 @@
 //! The consumer has a second trigger: the receipts bucket's notifications
 //! (`ObjectCreated:*` under `receipts/`) invoke it directly, for the path RECEIPT_UPLOADED,
 //! idempotent by the object (its bucket, key and sequencer).
+//!
+//! The binary keeps its idempotency keys in the DynamoDB table `FANOUT_IDEMPOTENCY_TABLE` when
+//! it is set (the system's template sets it: `idempotency_table` in `examples/lpipe.toml`),
+//! else in memory.
 
 use std::sync::Arc;
 
+use lpipe::dynamodb::DynamoDbStore;
 use lpipe::idempotency::{IdempotencyStore, MemoryIdempotencyStore};
 use lpipe::s3::S3Source;
 use lpipe::source::S3Match;
@@ -112,13 +117,23 @@ pub fn publisher_to(topic: Queue) -> PipelineBuilder {
 
 /// The consumer Lambda: records each order once. Its queue is subscribed to the topic; the SNS
 /// envelope is declared unless `FANOUT_RAW_DELIVERY` is `true`.
-pub fn consumer() -> PipelineBuilder {
+pub async fn consumer() -> PipelineBuilder {
     let raw = std::env::var("FANOUT_RAW_DELIVERY").is_ok_and(|v| v == "true");
-    consumer_of(raw)
+    let store: Arc<dyn IdempotencyStore> = match std::env::var("FANOUT_IDEMPOTENCY_TABLE") {
+        Ok(table) if !table.is_empty() => Arc::new(DynamoDbStore::from_env(table).await),
+        _ => Arc::new(MemoryIdempotencyStore::new()),
+    };
+    consumer_in(raw, store)
 }
 
-/// The consumer Lambda, for a subscription with raw message delivery or without.
+/// The consumer Lambda, for a subscription with raw message delivery or without, its keys in
+/// memory.
 pub fn consumer_of(raw_delivery: bool) -> PipelineBuilder {
+    consumer_in(raw_delivery, Arc::new(MemoryIdempotencyStore::new()))
+}
+
+/// The consumer Lambda, its idempotency keys in `store`.
+pub fn consumer_in(raw_delivery: bool, store: Arc<dyn IdempotencyStore>) -> PipelineBuilder {
     let source = if raw_delivery {
         SqsSource::new()
     } else {
@@ -128,8 +143,6 @@ pub fn consumer_of(raw_delivery: bool) -> PipelineBuilder {
         S3Match::event("ObjectCreated:*").key_prefix("receipts/"),
         Path::RECEIPT_UPLOADED,
     );
-    // A DynamoDbStore under Lambda (see the `orders` example); in memory here.
-    let store: Arc<dyn IdempotencyStore> = Arc::new(MemoryIdempotencyStore::new());
     Pipeline::builder()
         .path(Path::RECORD_ORDER, [Action::new().function(record_order)])
         .path(

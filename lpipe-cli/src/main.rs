@@ -37,9 +37,34 @@ enum Command {
         /// Prints the problems as JSON.
         #[arg(long)]
         json: bool,
+        /// Also reads what is deployed (the AWS account and region of the environment, or
+        /// AWS_ENDPOINT_URL) and names every setting that contradicts the system or AWS's
+        /// advice: mappings without ReportBatchItemFailures or an on-failure destination,
+        /// visibility timeouts under six times the function's timeout, queues without redrive,
+        /// FIFO batches over 10.
+        #[arg(long)]
+        deployed: bool,
+        /// With --deployed: the prefix the template was made with.
+        #[arg(long, default_value = "")]
+        prefix: String,
     },
     /// Prints the whole system as one Mermaid flowchart.
     Graph,
+    /// Writes the system's AWS SAM template: its queues (redrive, visibility timeouts, FIFO),
+    /// streams, topics and subscriptions, buckets, idempotency tables, each Lambda with its
+    /// event source mappings (ReportBatchItemFailures on), and one least-privilege IAM role per
+    /// Lambda. Refuses a system `lpipe check` finds errors in.
+    Template {
+        /// Write it to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Prefix every resource name with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Where `cargo lambda build` puts each binary's directory, relative to the template.
+        #[arg(long, default_value = "target/lambda")]
+        code_dir: String,
+    },
     /// Runs the whole system on this machine against moto: creates its queues (with their
     /// redrive policies and dead-letter queues) and topics (with their subscriptions), runs each
     /// SQS-triggered Lambda as an SQS worker, prints their logs prefixed with their names;
@@ -128,28 +153,106 @@ fn main() -> ExitCode {
             print!("{}", lpipe_cli::graph::mermaid(&model));
             ExitCode::SUCCESS
         }
-        Command::Check { json } => {
-            let problems = check(&model);
-            let errors = problems.iter().filter(|p| p.level == Level::Error).count();
-            if json {
-                let text = serde_json::to_string_pretty(&problems).expect("JSON");
-                println!("{text}");
-            } else {
-                for p in &problems {
-                    println!("{p}");
-                }
-                let warnings = problems.len() - errors;
-                println!(
-                    "{} lambdas: {errors} errors, {warnings} warnings",
-                    system.lambdas.len()
-                );
-            }
-            if errors > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
+        Command::Template {
+            output,
+            prefix,
+            code_dir,
+        } => {
+            let options = lpipe_cli::template::Options { prefix, code_dir };
+            write_template(&model, &options, output.as_deref())
+        }
+        Command::Check {
+            json,
+            deployed,
+            prefix,
+        } => run_check(&model, json, deployed.then_some(prefix.as_str())),
+    }
+}
+
+/// `lpipe check`: the system's problems, and with `deployed` (its prefix) what is deployed.
+fn run_check(model: &Model<'_>, json: bool, deployed: Option<&str>) -> ExitCode {
+    let mut problems = check(model);
+    if let Some(prefix) = deployed {
+        match runtime().block_on(check_deployed(model, prefix)) {
+            Ok(found) => problems.extend(found),
+            Err(e) => {
+                eprintln!("lpipe check --deployed: {e}");
+                return ExitCode::from(2);
             }
         }
+    }
+    let errors = problems.iter().filter(|p| p.level == Level::Error).count();
+    if json {
+        let text = serde_json::to_string_pretty(&problems).expect("JSON");
+        println!("{text}");
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+        let warnings = problems.len() - errors;
+        println!(
+            "{} lambdas: {errors} errors, {warnings} warnings",
+            model.system.lambdas.len()
+        );
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn check_deployed(
+    model: &Model<'_>,
+    prefix: &str,
+) -> Result<Vec<lpipe_cli::check::Problem>, String> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let at = lpipe_cli::deployed::Deployed {
+        config: &config,
+        prefix,
+    };
+    lpipe_cli::deployed::check_deployed(model, &at).await
+}
+
+fn write_template(
+    model: &Model<'_>,
+    options: &lpipe_cli::template::Options,
+    output: Option<&std::path::Path>,
+) -> ExitCode {
+    let errors: Vec<_> = check(model)
+        .into_iter()
+        .filter(|p| p.level == Level::Error)
+        .collect();
+    if !errors.is_empty() {
+        for p in &errors {
+            eprintln!("{p}");
+        }
+        eprintln!("lpipe template: the system has errors (above): fix them first");
+        return ExitCode::FAILURE;
+    }
+    let yaml = match lpipe_cli::template::template(model, options)
+        .and_then(|t| lpipe_cli::template::to_yaml(&t))
+    {
+        Ok(yaml) => yaml,
+        Err(e) => {
+            eprintln!("lpipe template: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match output {
+        None => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Some(file) => match std::fs::write(file, yaml) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lpipe template: cannot write {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

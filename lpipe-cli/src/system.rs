@@ -31,6 +31,31 @@ pub struct System {
     /// What the Lambdas may send to outside the system.
     #[serde(default)]
     pub external: External,
+    /// What `lpipe template` writes beside what it generates.
+    #[serde(default)]
+    pub template: TemplateSettings,
+}
+
+/// `[template]`: the generated template's properties a team sets itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// Values set at dotted paths of the template, after it is generated
+    /// (`"Resources.GraphFunction.Properties.MemorySize" = 512`): they override what is
+    /// generated there, or add to it.
+    #[serde(default)]
+    pub set: BTreeMap<String, toml::Value>,
+}
+
+/// A DynamoDB table a Lambda reads the name of from an environment variable (an idempotency
+/// store the code builds at run time, such as `DynamoDbStore::from_env(table)`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    /// The table's name.
+    pub name: String,
+    /// The environment variable the Lambda reads it from.
+    pub env: String,
 }
 
 /// One Lambda of the system.
@@ -47,6 +72,15 @@ pub struct Lambda {
     /// What feeds it.
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    /// Its timeout in seconds, in the template (default 30).
+    pub timeout: Option<u32>,
+    /// Its memory in MB, in the template (default 256).
+    pub memory: Option<u32>,
+    /// Its architecture, in the template: `arm64` (the default) or `x86_64`.
+    pub architecture: Option<String>,
+    /// Its idempotency table, when the code reads the name from the environment (a store
+    /// built in the code with a fixed table is in its description).
+    pub idempotency_table: Option<Table>,
 }
 
 /// What feeds a Lambda: one resource (a queue, stream, topic, bucket, bus rule or table), and
@@ -85,8 +119,10 @@ pub struct Trigger {
     /// SQS: where the queue redrives to.
     pub dead_letter_queue: Option<String>,
     /// Kinesis / DynamoDB Streams: where the mapping starts, `TRIM_HORIZON` or `LATEST`
-    /// (`lpipe up` reads from `TRIM_HORIZON` unless told).
+    /// (`lpipe up` and the template start from `TRIM_HORIZON` unless told).
     pub starting_position: Option<String>,
+    /// EventBridge: the rule's event pattern (the template's rule).
+    pub pattern: Option<toml::Value>,
 }
 
 impl Trigger {

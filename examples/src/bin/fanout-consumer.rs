@@ -4,5 +4,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    lpipe::run(lpipe_examples::fanout::consumer()).await
+    lpipe::run(lpipe_examples::fanout::consumer().await).await
 }
