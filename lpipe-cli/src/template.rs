@@ -280,7 +280,7 @@ impl Builder<'_, '_> {
                     self.redrive(&res, trigger)?;
                 }
                 if let Some(topic) = trigger.subscription() {
-                    self.subscription(&topic, &res, trigger);
+                    self.subscription(&topic, &res, trigger)?;
                 }
             }
         }
@@ -309,30 +309,62 @@ impl Builder<'_, '_> {
         Ok(())
     }
 
-    fn subscription(&mut self, topic: &str, queue: &str, trigger: &Trigger) {
-        let topic_arn = self.arn(topic);
+    /// A queue fed by a topic (a subscription) or a bus (a rule targeting it), and the queue
+    /// policy that lets the topic or the rule deliver.
+    fn subscription(&mut self, source: &str, queue: &str, trigger: &Trigger) -> Result<(), String> {
         let queue_arn = self.arn(queue);
         let queue_id = resource_id(queue);
-        self.resources.insert(
-            format!("{queue_id}Subscription"),
-            json!({"Type": "AWS::SNS::Subscription", "Properties": {
-                "TopicArn": topic_arn, "Protocol": "sqs", "Endpoint": queue_arn,
-                "RawMessageDelivery": trigger.raw_message_delivery,
-            }}),
-        );
+        let (service, source_arn) = match source.split_once(':').map(|(k, _)| k) {
+            Some("sns") => {
+                let topic_arn = self.arn(source);
+                self.resources.insert(
+                    format!("{queue_id}Subscription"),
+                    json!({"Type": "AWS::SNS::Subscription", "Properties": {
+                        "TopicArn": topic_arn, "Protocol": "sqs", "Endpoint": queue_arn,
+                        "RawMessageDelivery": trigger.raw_message_delivery,
+                    }}),
+                );
+                ("sns.amazonaws.com", topic_arn)
+            }
+            Some("eventbridge") => {
+                let pattern = trigger.pattern.as_ref().ok_or_else(|| {
+                    format!("the queue {queue}, subscribed to {source}: its trigger needs the rule's `pattern`")
+                })?;
+                let rule = format!("{queue_id}Rule");
+                let mut properties = json!({
+                    "EventPattern": serde_json::to_value(pattern).map_err(|e| format!("{queue}: {e}"))?,
+                    "State": "ENABLED",
+                    "Targets": [{"Arn": queue_arn, "Id": "queue"}],
+                });
+                if short(source) != "default" {
+                    properties["EventBusName"] = self.target(source);
+                }
+                self.resources.insert(
+                    rule.clone(),
+                    json!({"Type": "AWS::Events::Rule", "Properties": properties}),
+                );
+                ("events.amazonaws.com", get_att(&rule, "Arn"))
+            }
+            _ => {
+                return Err(format!(
+                    "the queue {queue}: subscribed_to = \"{source}\" is neither sns:TOPIC nor eventbridge:BUS"
+                ))
+            }
+        };
         self.resources.insert(
             format!("{queue_id}Policy"),
             json!({"Type": "AWS::SQS::QueuePolicy", "Properties": {
                 "Queues": [reference(&queue_id)],
                 "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
                     "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Principal": {"Service": service},
                     "Action": "sqs:SendMessage",
                     "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                    "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}},
                 }]},
             }}),
         );
+        Ok(())
     }
 
     /// A Lambda: its function, log group, role and mappings.

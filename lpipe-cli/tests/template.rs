@@ -367,6 +367,16 @@ fn the_template_passes_cfn_lint_and_translates_to_cloudformation() {
         .unwrap();
     // cfn-lint exits 0 when it finds nothing (2: errors, 4: warnings, 8: notes).
     assert!(out.status.success(), "cfn-lint: {}", text(&out));
+    // A queue fed by a bus's rule, too.
+    let bus_dir = scratch("lint-bus");
+    let bus_template = template_file(&bus_system(&bus_dir), "", &bus_dir);
+    let out = Command::new(&cfn_lint)
+        .arg("--")
+        .arg(&bus_template)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&bus_dir);
+    assert!(out.status.success(), "cfn-lint: {}", text(&out));
     let (_, translated) = translate(&file, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let types: BTreeMap<&str, usize> =
@@ -690,4 +700,66 @@ fn a_system_with_errors_gets_no_template() {
         text.contains("lpipe template: the system has errors (above): fix them first"),
         "{text}"
     );
+}
+
+/// The mailer alone, its queue fed by a rule on a bus of the system.
+fn bus_system(dir: &Path) -> PathBuf {
+    let out = Command::new(bin_dir().join("graph-mailer"))
+        .arg("describe")
+        .output()
+        .unwrap();
+    std::fs::write(dir.join("graph-mailer.json"), &out.stdout).unwrap();
+    let file = dir.join("lpipe.toml");
+    std::fs::write(
+        &file,
+        r#"
+[lambdas.graph-mailer]
+description = "graph-mailer.json"
+[[lambdas.graph-mailer.triggers]]
+sqs = "lpipe-graph-mailer"
+subscribed_to = "eventbridge:lpipe-signups"
+pattern = { source = ["signups"], detail-type = ["SEND_WELCOME"] }
+paths = ["SEND_WELCOME"]
+max_receive_count = 5
+dead_letter_queue = "lpipe-graph-mailer-dlq"
+"#,
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn a_queue_fed_by_a_bus_gets_a_rule_and_a_policy_for_it() {
+    let dir = scratch("bus");
+    let template = template_file(&bus_system(&dir), "", &dir);
+    let template: Value =
+        serde_norway::from_str(&std::fs::read_to_string(&template).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = &template["Resources"];
+    assert_eq!(r["LpipeSignupsBus"]["Type"], "AWS::Events::EventBus");
+    let rule = &r["LpipeGraphMailerQueueRule"];
+    assert_eq!(rule["Type"], "AWS::Events::Rule");
+    assert_eq!(
+        rule["Properties"]["EventBusName"],
+        json!({"Ref": "LpipeSignupsBus"})
+    );
+    assert_eq!(
+        rule["Properties"]["EventPattern"],
+        json!({"source": ["signups"], "detail-type": ["SEND_WELCOME"]})
+    );
+    assert_eq!(
+        rule["Properties"]["Targets"],
+        json!([{"Arn": {"Fn::GetAtt": ["LpipeGraphMailerQueue", "Arn"]}, "Id": "queue"}])
+    );
+    let statement =
+        &r["LpipeGraphMailerQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(
+        statement["Principal"],
+        json!({"Service": "events.amazonaws.com"})
+    );
+    assert_eq!(
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!({"Fn::GetAtt": ["LpipeGraphMailerQueueRule", "Arn"]})
+    );
+    assert!(r.get("LpipeGraphMailerQueueSubscription").is_none());
 }
