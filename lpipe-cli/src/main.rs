@@ -66,10 +66,12 @@ enum Command {
         code_dir: String,
     },
     /// Runs the whole system on this machine against moto: creates its queues (with their
-    /// redrive policies and dead-letter queues) and topics (with their subscriptions), runs each
-    /// SQS-triggered Lambda as an SQS worker, prints their logs prefixed with their names;
-    /// Ctrl-C stops all. Uses AWS_ENDPOINT_URL when set, else starts moto_server on a free
-    /// loopback port; never a real AWS account.
+    /// redrive policies and dead-letter queues), streams, topics (with their subscriptions),
+    /// buses and rules, buckets and tables; runs each SQS-triggered Lambda as an SQS worker,
+    /// each Kinesis- or DynamoDB-Streams-triggered one behind a stream poller, each one a
+    /// topic, bucket or rule invokes behind a bridge; prints their logs prefixed with their
+    /// names; Ctrl-C stops all. Uses AWS_ENDPOINT_URL when set, else starts moto_server on a
+    /// free loopback port; never a real AWS account.
     Up {
         /// Prefix every resource name with this (several systems, or runs, on one moto).
         #[arg(long, default_value = "")]

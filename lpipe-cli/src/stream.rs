@@ -1,4 +1,5 @@
-//! A local Kinesis stream poller for `lpipe up`: a development tool, not a production consumer.
+//! A local stream poller for `lpipe up` (Kinesis, DynamoDB Streams): a development tool, not
+//! a production consumer.
 //!
 //! For each shard it reads batches from the trigger's starting position (checkpoints in
 //! memory), hands each batch to the Lambda's binary as the event Lambda's event source mapping
@@ -11,9 +12,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
 use serde_json::{json, Value};
+
+/// The stream a poller reads.
+#[derive(Clone, Debug)]
+pub enum Stream {
+    /// A Kinesis stream, by name.
+    Kinesis(aws_sdk_kinesis::Client, String),
+    /// A DynamoDB table's stream, by its ARN.
+    DynamoDb(aws_sdk_dynamodbstreams::Client, String),
+}
 
 /// One poller: a Lambda's binary fed by one stream.
 pub struct Poller {
@@ -21,8 +30,8 @@ pub struct Poller {
     pub lambda: String,
     /// Its binary.
     pub exe: PathBuf,
-    /// The stream's name (as created).
-    pub stream: String,
+    /// The stream.
+    pub stream: Stream,
     /// Records per batch.
     pub batch_size: i32,
     /// `TRIM_HORIZON` or `LATEST`.
@@ -33,20 +42,31 @@ pub struct Poller {
     pub env: Vec<(String, String)>,
 }
 
+impl Poller {
+    fn name(&self) -> &str {
+        match &self.stream {
+            Stream::Kinesis(_, name) | Stream::DynamoDb(_, name) => name,
+        }
+    }
+}
+
+/// A batch read from a shard: each record's sequence number and event record, and where the
+/// shard goes on.
+struct Batch {
+    records: Vec<(String, Value)>,
+    next: Option<String>,
+}
+
 /// Runs a poller until its task is dropped.
-pub async fn run(poller: Poller, client: aws_sdk_kinesis::Client) {
+pub async fn run(poller: Poller) {
     let shards = loop {
-        match client
-            .list_shards()
-            .stream_name(&poller.stream)
-            .send()
-            .await
-        {
-            Ok(out) => break out.shards.unwrap_or_default(),
+        match shards(&poller.stream).await {
+            Ok(shards) => break shards,
             Err(e) => {
                 eprintln!(
                     "[{}] listing the shards of {}: {e}",
-                    poller.lambda, poller.stream
+                    poller.lambda,
+                    poller.name()
                 );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -55,9 +75,9 @@ pub async fn run(poller: Poller, client: aws_sdk_kinesis::Client) {
     let poller = std::sync::Arc::new(poller);
     let mut tasks = Vec::new();
     for shard in shards {
-        let (poller, client) = (poller.clone(), client.clone());
+        let poller = poller.clone();
         tasks.push(tokio::spawn(async move {
-            poll_shard(&poller, &client, shard.shard_id()).await;
+            poll_shard(&poller, &shard).await;
         }));
     }
     for t in tasks {
@@ -65,66 +85,161 @@ pub async fn run(poller: Poller, client: aws_sdk_kinesis::Client) {
     }
 }
 
-async fn iterator(
-    client: &aws_sdk_kinesis::Client,
-    poller: &Poller,
-    shard: &str,
-    at: Option<&str>,
-) -> Option<String> {
-    let mut request = client
-        .get_shard_iterator()
-        .stream_name(&poller.stream)
-        .shard_id(shard);
-    request = match at {
-        Some(seq) => request
-            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-            .starting_sequence_number(seq),
-        None => {
-            request.shard_iterator_type(ShardIteratorType::from(poller.starting_position.as_str()))
+async fn shards(stream: &Stream) -> Result<Vec<String>, String> {
+    match stream {
+        Stream::Kinesis(client, name) => {
+            let out = client.list_shards().stream_name(name).send().await;
+            let out =
+                out.map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+            Ok(out
+                .shards()
+                .iter()
+                .map(|s| s.shard_id().to_owned())
+                .collect())
         }
-    };
-    match request.send().await {
-        Ok(out) => out.shard_iterator,
-        Err(e) => {
-            eprintln!(
-                "[{}] a shard iterator of {}: {e}",
-                poller.lambda, poller.stream
-            );
-            None
+        Stream::DynamoDb(client, arn) => {
+            let out = client.describe_stream().stream_arn(arn).send().await;
+            let out = out
+                .map_err(|e| aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string())?;
+            Ok(out
+                .stream_description()
+                .map(|d| {
+                    d.shards()
+                        .iter()
+                        .filter_map(|s| s.shard_id().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default())
         }
     }
 }
 
-async fn poll_shard(poller: &Poller, client: &aws_sdk_kinesis::Client, shard: &str) {
-    let mut next = iterator(client, poller, shard, None).await;
+/// A shard iterator at the starting position, or at a sequence number.
+async fn iterator(poller: &Poller, shard: &str, at: Option<&str>) -> Option<String> {
+    let got = match &poller.stream {
+        Stream::Kinesis(client, name) => {
+            use aws_sdk_kinesis::types::ShardIteratorType as T;
+            let request = client
+                .get_shard_iterator()
+                .stream_name(name)
+                .shard_id(shard);
+            let request = match at {
+                Some(seq) => request
+                    .shard_iterator_type(T::AtSequenceNumber)
+                    .starting_sequence_number(seq),
+                None => request.shard_iterator_type(T::from(poller.starting_position.as_str())),
+            };
+            request
+                .send()
+                .await
+                .map(|o| o.shard_iterator)
+                .map_err(|e| e.to_string())
+        }
+        Stream::DynamoDb(client, arn) => {
+            use aws_sdk_dynamodbstreams::types::ShardIteratorType as T;
+            let request = client.get_shard_iterator().stream_arn(arn).shard_id(shard);
+            let request = match at {
+                Some(seq) => request
+                    .shard_iterator_type(T::AtSequenceNumber)
+                    .sequence_number(seq),
+                None => request.shard_iterator_type(T::from(poller.starting_position.as_str())),
+            };
+            request
+                .send()
+                .await
+                .map(|o| o.shard_iterator)
+                .map_err(|e| e.to_string())
+        }
+    };
+    got.unwrap_or_else(|e| {
+        eprintln!(
+            "[{}] a shard iterator of {}: {e}",
+            poller.lambda,
+            poller.name()
+        );
+        None
+    })
+}
+
+/// Up to a batch of records from an iterator, as the event source mapping puts them in its
+/// event.
+async fn records(poller: &Poller, shard: &str, iterator: &str) -> Result<Batch, String> {
+    match &poller.stream {
+        Stream::Kinesis(client, name) => {
+            let out = client
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(poller.batch_size)
+                .send()
+                .await;
+            let out =
+                out.map_err(|e| aws_sdk_kinesis::error::DisplayErrorContext(e).to_string())?;
+            let records = out
+                .records()
+                .iter()
+                .map(|r| {
+                    (
+                        r.sequence_number().to_owned(),
+                        kinesis_record(name, shard, r),
+                    )
+                })
+                .collect();
+            Ok(Batch {
+                records,
+                next: out.next_shard_iterator,
+            })
+        }
+        Stream::DynamoDb(client, arn) => {
+            let out = client
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(poller.batch_size)
+                .send()
+                .await;
+            let out = out
+                .map_err(|e| aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string())?;
+            let records = out
+                .records()
+                .iter()
+                .map(|r| {
+                    let seq = r
+                        .dynamodb()
+                        .and_then(|d| d.sequence_number())
+                        .unwrap_or_default();
+                    (seq.to_owned(), crate::dynamodb_json::record(arn, r))
+                })
+                .collect();
+            Ok(Batch {
+                records,
+                next: out.next_shard_iterator,
+            })
+        }
+    }
+}
+
+async fn poll_shard(poller: &Poller, shard: &str) {
+    let mut next = iterator(poller, shard, None).await;
     let mut tries = 0;
     while let Some(it) = next.take() {
-        let out = match client
-            .get_records()
-            .shard_iterator(&it)
-            .limit(poller.batch_size)
-            .send()
-            .await
-        {
-            Ok(out) => out,
+        let batch = match records(poller, shard, &it).await {
+            Ok(batch) => batch,
             Err(e) => {
-                eprintln!("[{}] GetRecords on {}: {e}", poller.lambda, poller.stream);
+                eprintln!("[{}] GetRecords on {}: {e}", poller.lambda, poller.name());
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 next = Some(it);
                 continue;
             }
         };
-        let records = out.records;
-        if records.is_empty() {
+        if batch.records.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            next = out.next_shard_iterator;
+            next = batch.next;
             continue;
         }
-        let event = event(poller, shard, &records);
+        let event = json!({"Records": batch.records.iter().map(|(_, r)| r).collect::<Vec<_>>()});
         match invoke(poller, shard, &event).await {
             Ok(failed) if failed.is_empty() => {
                 tries = 0;
-                next = out.next_shard_iterator;
+                next = batch.next;
             }
             outcome => {
                 tries += 1;
@@ -133,83 +248,98 @@ async fn poll_shard(poller: &Poller, client: &aws_sdk_kinesis::Client, shard: &s
                     Ok(failed) => failed.iter().min().cloned(),
                     Err(_) => None,
                 }
-                .unwrap_or_else(|| records[0].sequence_number().to_owned());
+                .unwrap_or_else(|| batch.records[0].0.clone());
                 if tries > poller.maximum_retry_attempts {
                     eprintln!(
                         "[{}] skipping the batch from {from} of {} after {tries} tries",
-                        poller.lambda, poller.stream
+                        poller.lambda,
+                        poller.name()
                     );
                     tries = 0;
-                    next = out.next_shard_iterator;
+                    next = batch.next;
                 } else {
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    next = iterator(client, poller, shard, Some(&from)).await;
+                    next = iterator(poller, shard, Some(&from)).await;
                 }
             }
         }
     }
 }
 
-/// The Lambda event of a batch, as the event source mapping delivers it.
-fn event(poller: &Poller, shard: &str, records: &[aws_sdk_kinesis::types::Record]) -> Value {
-    let arn = format!(
-        "arn:aws:kinesis:us-east-1:123456789012:stream/{}",
-        poller.stream
-    );
-    let records: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r.partition_key(),
-                    "sequenceNumber": r.sequence_number(),
-                    "data": base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
-                    "approximateArrivalTimestamp": r.approximate_arrival_timestamp()
-                        .map_or(0.0, |t| t.as_secs_f64()),
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": format!("{shard}:{}", r.sequence_number()),
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/lpipe-up",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": arn,
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+/// A Kinesis record, as the event source mapping puts it in its event.
+fn kinesis_record(stream: &str, shard: &str, r: &aws_sdk_kinesis::types::Record) -> Value {
+    json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": r.partition_key(),
+            "sequenceNumber": r.sequence_number(),
+            "data": base64::engine::general_purpose::STANDARD.encode(r.data().as_ref()),
+            "approximateArrivalTimestamp": r.approximate_arrival_timestamp()
+                .map_or(0.0, |t| t.as_secs_f64()),
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("{shard}:{}", r.sequence_number()),
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/lpipe-up",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{stream}"),
+    })
 }
 
 /// Runs the binary on the event of a shard's batch; the sequence numbers its answer lists as
 /// failed.
 async fn invoke(poller: &Poller, shard: &str, event: &Value) -> Result<Vec<String>, String> {
     // One file per Lambda and shard: the shards of a stream are polled side by side.
-    let file = std::env::temp_dir().join(format!(
-        "lpipe-up-{}-{}-{shard}.json",
-        std::process::id(),
-        poller.lambda
-    ));
-    std::fs::write(&file, event.to_string()).map_err(|e| e.to_string())?;
-    let out = tokio::process::Command::new(&poller.exe)
-        .arg("--send")
-        .arg(&file)
-        .envs(poller.env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .await
-        .map_err(|e| format!("running {}: {e}", poller.exe.display()))?;
-    let _ = std::fs::remove_file(&file);
-    for line in String::from_utf8_lossy(&out.stderr).lines() {
-        println!("[{}] {line}", poller.lambda);
-    }
-    let response: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    if !out.status.success() {
-        return Err(format!("the invocation failed: {response}"));
-    }
+    let lambda = (
+        poller.lambda.as_str(),
+        poller.exe.as_path(),
+        poller.env.as_slice(),
+    );
+    let response = invoke_binary(lambda, shard, event).await?;
     Ok(response["batchItemFailures"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
         .collect())
+}
+
+/// Runs a Lambda's binary (name, executable, environment) on one event, as Lambda would
+/// invoke it (`my-lambda --send EVENT_FILE`: its outbound messages are sent), its log lines
+/// printed prefixed with its name; its response. `tag` keeps the event files of invocations
+/// side by side apart.
+///
+/// # Errors
+///
+/// The binary could not run, or the invocation failed (its response, or its exit status).
+pub async fn invoke_binary(
+    (lambda, exe, env): (&str, &std::path::Path, &[(String, String)]),
+    tag: &str,
+    event: &Value,
+) -> Result<Value, String> {
+    let file = std::env::temp_dir().join(format!(
+        "lpipe-up-{}-{lambda}-{tag}.json",
+        std::process::id(),
+    ));
+    std::fs::write(&file, event.to_string()).map_err(|e| e.to_string())?;
+    let out = tokio::process::Command::new(exe)
+        .arg("--send")
+        .arg(&file)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .map_err(|e| format!("running {}: {e}", exe.display()))?;
+    let _ = std::fs::remove_file(&file);
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        println!("[{lambda}] {line}");
+    }
+    let response: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if !out.status.success() {
+        return Err(format!(
+            "the invocation failed ({}): {response}",
+            out.status
+        ));
+    }
+    Ok(response)
 }

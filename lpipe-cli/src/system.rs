@@ -123,6 +123,9 @@ pub struct Trigger {
     pub starting_position: Option<String>,
     /// EventBridge: the rule's event pattern (the template's rule).
     pub pattern: Option<toml::Value>,
+    /// DynamoDB Streams: the table's hash key (a string attribute), for `lpipe up` to create
+    /// the table with its stream when it is not there (default `id`).
+    pub table_key: Option<String>,
 }
 
 impl Trigger {

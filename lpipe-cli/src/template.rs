@@ -696,7 +696,7 @@ fn source<'d>(description: &'d Value, name: &str) -> Option<&'d Value> {
 
 /// The S3 notifications a Lambda's `s3` source routes (`s3:ObjectCreated:*`, …); every object
 /// created when it names none.
-fn s3_events(description: &Value) -> Vec<String> {
+pub(crate) fn s3_events(description: &Value) -> Vec<String> {
     let mut events: BTreeSet<String> = source(description, "s3")
         .and_then(|s| s["routes"].as_array())
         .into_iter()

@@ -1,7 +1,8 @@
 //! `lpipe up` against moto. The graph pair: two signups sent to the entry queue with `lpipe
 //! send`, one with a bad email; the good one reaches the mailer (its log line seen, prefixed with
 //! its name), the bad one is on the signup Lambda's dead-letter queue; Ctrl-C stops everything
-//! and `lpipe up` exits 0. The orders pair likewise, through the Kinesis stream poller. Needs the
+//! and `lpipe up` exits 0. The orders pair likewise, through the Kinesis stream poller. The
+//! fan-out pair through a topic, and the consumer's bucket through the bridge. Needs the
 //! moto_server the test command starts, and the examples' binaries beside this crate's (see
 //! tests/check.rs).
 
@@ -127,7 +128,7 @@ fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
 
     let (mut up, lines) = start(&system, &prefix, &endpoint);
     wait_for(&mut up, &lines, "start", |l| {
-        l.contains("2 workers and 0 stream pollers running")
+        l.contains("2 workers, 0 stream pollers and 0 bridges running")
     });
 
     let signups = dir.join("signups.json");
@@ -237,7 +238,7 @@ fn up_runs_the_orders_pair_through_the_stream_poller() {
 
     let (mut up, lines) = start(&system, &prefix, &endpoint);
     wait_for(&mut up, &lines, "start", |l| {
-        l.contains("1 workers and 1 stream pollers running")
+        l.contains("1 workers, 1 stream pollers and 0 bridges running")
     });
     let orders = dir.join("orders.json");
     std::fs::write(
@@ -263,6 +264,160 @@ fn up_runs_the_orders_pair_through_the_stream_poller() {
             && l.contains("stored order")
             && l.contains("o-77")
             && l.contains("total_cents=900")
+    });
+    stop(up, &lines);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const FANOUT: &str = r#"
+[lambdas.fanout-publisher]
+binary = "fanout-publisher"
+[[lambdas.fanout-publisher.triggers]]
+sqs = "lpipe-fanout-intake"
+paths = ["PUBLISH_ORDER"]
+max_receive_count = 5
+dead_letter_queue = "lpipe-fanout-intake-dlq"
+
+[lambdas.fanout-consumer]
+binary = "fanout-consumer"
+idempotency_table = { name = "lpipe-fanout-idempotency", env = "FANOUT_IDEMPOTENCY_TABLE" }
+[[lambdas.fanout-consumer.triggers]]
+sqs = "lpipe-fanout-consumer"
+subscribed_to = "sns:lpipe-fanout-orders"
+max_receive_count = 5
+dead_letter_queue = "lpipe-fanout-consumer-dlq"
+[[lambdas.fanout-consumer.triggers]]
+s3 = "lpipe-fanout-receipts"
+"#;
+
+#[test]
+#[ignore = "needs moto_server: run ./scripts/test, which starts one"]
+fn up_runs_the_fanout_pair_through_the_topic_and_the_bucket() {
+    let endpoint = moto_endpoint("up_runs_the_fanout_pair_through_the_topic_and_the_bucket");
+    let dir = std::env::temp_dir().join(format!("lpipe-up-fanout-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let system = dir.join("lpipe.toml");
+    std::fs::write(&system, FANOUT).unwrap();
+    let prefix = format!("uf{}-", std::process::id());
+
+    let (mut up, lines) = start(&system, &prefix, &endpoint);
+    wait_for(&mut up, &lines, "start", |l| {
+        l.contains("2 workers, 0 stream pollers and 1 bridges running")
+    });
+    // An order through the publisher, the topic and the consumer's subscribed queue.
+    let orders = dir.join("orders.json");
+    std::fs::write(
+        &orders,
+        r#"{"path": "PUBLISH_ORDER", "kwargs": {"order_id": "o-31", "total_cents": 1200}}"#,
+    )
+    .unwrap();
+    let sent = Command::new(env!("CARGO_BIN_EXE_lpipe"))
+        .args(["-f", system.to_str().unwrap(), "send", "--prefix", &prefix])
+        .args(["sqs:lpipe-fanout-intake", orders.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    wait_for(&mut up, &lines, "recorded order", |l| {
+        l.starts_with("[fanout-consumer]") && l.contains("recording order") && l.contains("o-31")
+    });
+    // A receipt put in the bucket: its notification invokes the consumer through the bridge.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let items = rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        s3.put_object()
+            .bucket(format!("{prefix}lpipe-fanout-receipts"))
+            .key("receipts/r-9.txt")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"paid"))
+            .send()
+            .await
+            .unwrap();
+        // The consumer's keys are in the table lpipe up made and named to it.
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        dynamodb
+            .scan()
+            .table_name(format!("{prefix}lpipe-fanout-idempotency"))
+            .send()
+            .await
+            .unwrap()
+            .count()
+    });
+    assert!(items >= 1, "no idempotency key in the table");
+    wait_for(&mut up, &lines, "filed receipt", |l| {
+        l.starts_with("[fanout-consumer]")
+            && l.contains("filing receipt")
+            && l.contains("receipts/r-9.txt")
+    });
+    stop(up, &lines);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const TABLE: &str = r#"
+[lambdas.orders]
+binary = "orders"
+[[lambdas.orders.triggers]]
+dynamodb = "lpipe-orders-table"
+table_key = "order_id"
+batch_size = 10
+
+[external]
+queues = ["sqs:lpipe-orders-out"]
+"#;
+
+#[test]
+#[ignore = "needs moto_server: run ./scripts/test, which starts one"]
+fn up_runs_a_table_s_lambda_through_the_dynamodb_streams_poller() {
+    let endpoint = moto_endpoint("up_runs_a_table_s_lambda_through_the_dynamodb_streams_poller");
+    let dir = std::env::temp_dir().join(format!("lpipe-up-table-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let system = dir.join("lpipe.toml");
+    std::fs::write(&system, TABLE).unwrap();
+    let prefix = format!("ut{}-", std::process::id());
+
+    let (mut up, lines) = start(&system, &prefix, &endpoint);
+    wait_for(&mut up, &lines, "start", |l| {
+        l.contains("0 workers, 1 stream pollers and 0 bridges running")
+    });
+    // An order inserted in the table lpipe up made: its stream's INSERT runs PLACE_ORDER.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await;
+        aws_sdk_dynamodb::Client::new(&config)
+            .put_item()
+            .table_name(format!("{prefix}lpipe-orders-table"))
+            .item("order_id", AttributeValue::S("o-5".into()))
+            .item("item", AttributeValue::S("tea".into()))
+            .item("quantity", AttributeValue::N("2".into()))
+            .send()
+            .await
+            .unwrap();
+    });
+    wait_for(&mut up, &lines, "placed order", |l| {
+        l.starts_with("[orders]") && l.contains("order placed") && l.contains("o-5")
     });
     stop(up, &lines);
     let _ = std::fs::remove_dir_all(&dir);

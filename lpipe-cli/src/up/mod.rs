@@ -1,6 +1,8 @@
-//! `lpipe up`: the whole system on one machine, against moto: its queues and topics created,
-//! each SQS-triggered Lambda run as an SQS worker, their logs side by side; `lpipe send` puts
-//! messages on a queue of the running system.
+//! `lpipe up`: the whole system on one machine, against moto: its queues, streams, topics,
+//! buses, buckets and tables created; each SQS-triggered Lambda run as an SQS worker, each
+//! stream-triggered one behind a stream poller, each one a topic, bucket or rule invokes behind
+//! a bridge; their logs side by side. `lpipe send` puts messages on a queue of the running
+//! system.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,12 @@ use tokio::process::{Child, Command};
 
 use crate::model::Model;
 use crate::system::{short, Trigger};
+
+mod resources;
+use resources::{
+    bridge_queue, create_resources, create_streams, create_tables, subscribe_buses, table_stream,
+    Clients,
+};
 
 /// Where `lpipe up` writes the endpoint it runs against, for `lpipe send`: beside the system
 /// file.
@@ -51,11 +59,11 @@ pub async fn up(
         .endpoint_url(endpoint)
         .load()
         .await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let sns = aws_sdk_sns::Client::new(&config);
-    let kinesis = aws_sdk_kinesis::Client::new(&config);
-    let queues = create_resources(model, up, &sqs, &sns).await?;
-    create_streams(model, up, &kinesis).await?;
+    let clients = Clients::new(&config);
+    let queues = create_resources(model, up, &clients.sqs, &clients.sns).await?;
+    create_streams(model, up, &clients.kinesis).await?;
+    subscribe_buses(model, up, &clients, &queues).await?;
+    let tables = create_tables(model, up, &clients.dynamodb).await?;
     let mut running = Running::default();
     for (name, lambda) in &model.system.lambdas {
         let exe = exes
@@ -65,38 +73,59 @@ pub async fn up(
             .into_iter()
             .map(|(var, target)| (var, named(up, &target)))
             .collect();
+        env.extend(tables.get(name.as_str()).cloned().unwrap_or_default());
         env.push(("AWS_ENDPOINT_URL".into(), endpoint.into()));
         env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), name.clone()));
-        for trigger in &lambda.triggers {
-            let lambda = (name.as_str(), exe.as_path(), env.clone());
-            if trigger.kinesis.is_some() {
-                running.poll(lambda, trigger, up, &kinesis);
+        for (i, trigger) in lambda.triggers.iter().enumerate() {
+            let to_run = (name.as_str(), exe.as_path(), env.clone());
+            if let Some(stream) = &trigger.kinesis {
+                let stream =
+                    crate::stream::Stream::Kinesis(clients.kinesis.clone(), named(up, stream));
+                running.poll(to_run, trigger, stream);
+            } else if let Some(table) = &trigger.dynamodb {
+                let arn = table_stream(&clients.dynamodb, &named(up, table), trigger).await?;
+                let stream = crate::stream::Stream::DynamoDb(clients.dynamodb_streams.clone(), arn);
+                running.poll(to_run, trigger, stream);
             } else if let Some(queue) = &trigger.sqs {
                 let url = &queues[&format!("sqs:{}", short(queue))];
-                running.work(lambda, url, up)?;
+                running.work(to_run, url, up)?;
             } else {
-                eprintln!(
-                    "lpipe up: lambda {name}: its trigger {} is not run locally yet (SQS and Kinesis triggers are)",
-                    trigger.resource().unwrap_or_default()
-                );
+                let description = &model.descriptions[name.as_str()];
+                let (queue_url, invoker) =
+                    bridge_queue(up, &clients, (name, i), trigger, description).await?;
+                let bridge = crate::bridge::Bridge {
+                    lambda: name.clone(),
+                    exe: exe.clone(),
+                    env: env.clone(),
+                    queue_url,
+                    invoker,
+                };
+                running.pollers.push(tokio::spawn(crate::bridge::run(
+                    bridge,
+                    clients.sqs.clone(),
+                )));
+                running.bridges += 1;
             }
         }
     }
     println!(
-        "lpipe up: {} workers and {} stream pollers running against {endpoint}; Ctrl-C stops them",
+        "lpipe up: {} workers, {} stream pollers and {} bridges running against {endpoint}; Ctrl-C stops them",
         running.workers.len(),
-        running.pollers.len()
+        running.pollers.len() - running.bridges,
+        running.bridges,
     );
     wait_for_signal().await;
     println!("lpipe up: stopping");
     running.stop(up.grace_seconds).await
 }
 
-/// What `lpipe up` runs: SQS workers (processes) and stream pollers (tasks).
+/// What `lpipe up` runs: SQS workers (processes), and stream pollers and bridges (tasks).
 #[derive(Default)]
 struct Running {
     workers: Vec<(String, Child)>,
     pollers: Vec<tokio::task::JoinHandle<()>>,
+    /// How many of the tasks are bridges.
+    bridges: usize,
 }
 
 /// A Lambda to run: its name, binary and environment.
@@ -127,18 +156,17 @@ impl Running {
         Ok(())
     }
 
-    /// Runs the Lambda behind a poller of the trigger's Kinesis stream.
+    /// Runs the Lambda behind a poller of the trigger's stream.
     fn poll(
         &mut self,
         (name, exe, env): ToRun<'_>,
         trigger: &Trigger,
-        up: &Up,
-        kinesis: &aws_sdk_kinesis::Client,
+        stream: crate::stream::Stream,
     ) {
         let poller = crate::stream::Poller {
             lambda: name.to_owned(),
             exe: exe.to_owned(),
-            stream: named(up, trigger.kinesis.as_deref().unwrap_or_default()),
+            stream,
             batch_size: trigger.batch_size.unwrap_or(100) as i32,
             starting_position: trigger
                 .starting_position
@@ -150,7 +178,7 @@ impl Running {
                 .unwrap_or(3),
             env,
         };
-        let task = tokio::spawn(crate::stream::run(poller, kinesis.clone()));
+        let task = tokio::spawn(crate::stream::run(poller));
         self.pollers.push(task);
     }
 
@@ -190,42 +218,6 @@ impl Running {
     }
 }
 
-/// Creates the Kinesis streams the system names (forwarded to, or triggering a Lambda), one
-/// shard each.
-async fn create_streams(
-    model: &Model<'_>,
-    up: &Up,
-    kinesis: &aws_sdk_kinesis::Client,
-) -> Result<(), String> {
-    let mut streams: Vec<String> = model
-        .forwards()
-        .iter()
-        .filter(|f| f.queue["kind"] == "kinesis")
-        .map(|f| short(f.queue["target"].as_str().unwrap_or("")).to_owned())
-        .collect();
-    for lambda in model.system.lambdas.values() {
-        streams.extend(lambda.triggers.iter().filter_map(|t| t.kinesis.clone()));
-    }
-    streams.sort();
-    streams.dedup();
-    for stream in streams {
-        let name = named(up, &stream);
-        let created = kinesis
-            .create_stream()
-            .stream_name(&name)
-            .shard_count(1)
-            .send()
-            .await;
-        if let Err(e) = created {
-            let e = aws_sdk_kinesis::error::DisplayErrorContext(e).to_string();
-            if !e.contains("ResourceInUse") {
-                return Err(format!("creating the stream {name}: {e}"));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// The environment variables a Lambda reads queue targets from, with the default target.
 fn env_targets(description: &Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -248,158 +240,6 @@ fn env_targets(description: &Value) -> BTreeMap<String, String> {
     }
     add(&description["dead_letter_queue"]);
     out
-}
-
-/// Creates the queues (with their redrive policies and dead-letter queues, FIFO attributes)
-/// and topics (with their subscriptions) the system names; returns the queues' URLs by
-/// `sqs:NAME` (the name in the system file).
-async fn create_resources(
-    model: &Model<'_>,
-    up: &Up,
-    sqs: &aws_sdk_sqs::Client,
-    sns: &aws_sdk_sns::Client,
-) -> Result<BTreeMap<String, String>, String> {
-    let mut queues: BTreeMap<String, String> = BTreeMap::new();
-    // The triggers' dead-letter queues first, then the triggers' queues redriven to them.
-    for lambda in model.system.lambdas.values() {
-        for dlq in lambda
-            .triggers
-            .iter()
-            .filter_map(|t| t.dead_letter_queue.as_ref())
-        {
-            let url = create_queue(sqs, &named(up, dlq), None).await?;
-            queues.insert(format!("sqs:{}", short(dlq)), url);
-        }
-    }
-    for lambda in model.system.lambdas.values() {
-        for t in &lambda.triggers {
-            let Some(name) = &t.sqs else { continue };
-            let redrive = match (&t.dead_letter_queue, t.max_receive_count) {
-                (Some(dlq), Some(count)) => {
-                    let arn = queue_arn(sqs, &queues[&format!("sqs:{dlq}")]).await?;
-                    Some(format!(
-                        r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{count}"}}"#
-                    ))
-                }
-                _ => None,
-            };
-            let url = create_queue(sqs, &named(up, name), redrive).await?;
-            queues.insert(format!("sqs:{}", short(name)), url);
-        }
-    }
-    // Every other queue something sends to: outside the system, or a dead-letter queue.
-    let mut others: Vec<String> = Vec::new();
-    for f in model.forwards() {
-        if f.queue["kind"] == "sqs" {
-            others.push(short(f.queue["target"].as_str().unwrap_or("")).to_owned());
-        }
-    }
-    for d in model.descriptions.values() {
-        if d["dead_letter_queue"]["kind"] == "sqs" {
-            others.push(short(d["dead_letter_queue"]["target"].as_str().unwrap_or("")).to_owned());
-        }
-    }
-    for name in others {
-        if let std::collections::btree_map::Entry::Vacant(slot) =
-            queues.entry(format!("sqs:{name}"))
-        {
-            slot.insert(create_queue(sqs, &named(up, &name), None).await?);
-        }
-    }
-    subscribe_topics(model, up, (sqs, sns), &queues).await?;
-    Ok(queues)
-}
-
-/// Creates the topics forwarded to, and subscribes the queues the system file says are
-/// subscribed to them.
-async fn subscribe_topics(
-    model: &Model<'_>,
-    up: &Up,
-    (sqs, sns): (&aws_sdk_sqs::Client, &aws_sdk_sns::Client),
-    queues: &BTreeMap<String, String>,
-) -> Result<(), String> {
-    let mut topics: BTreeMap<String, String> = BTreeMap::new();
-    for f in model.forwards() {
-        if f.queue["kind"] == "sns" {
-            let name = short(f.queue["target"].as_str().unwrap_or("")).to_owned();
-            if let std::collections::btree_map::Entry::Vacant(slot) = topics.entry(name) {
-                let arn = create_topic(sns, &named(up, slot.key())).await?;
-                slot.insert(arn);
-            }
-        }
-    }
-    for lambda in model.system.lambdas.values() {
-        for t in &lambda.triggers {
-            let (Some(queue), Some(topic)) = (&t.sqs, &t.subscribed_to) else {
-                continue;
-            };
-            let topic = short(topic);
-            let topic_arn = match topics.get(topic) {
-                Some(arn) => arn.clone(),
-                None => create_topic(sns, &named(up, topic)).await?,
-            };
-            let queue_arn = queue_arn(sqs, &queues[&format!("sqs:{}", short(queue))]).await?;
-            sns.subscribe()
-                .topic_arn(&topic_arn)
-                .protocol("sqs")
-                .endpoint(queue_arn)
-                .attributes("RawMessageDelivery", t.raw_message_delivery.to_string())
-                .send()
-                .await
-                .map_err(|e| format!("subscribing {queue} to {topic}: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    redrive: Option<String>,
-) -> Result<String, String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let mut create = sqs.create_queue().queue_name(name);
-    if name.ends_with(".fifo") {
-        create = create.attributes(QueueAttributeName::FifoQueue, "true");
-    }
-    if let Some(policy) = redrive {
-        create = create.attributes(QueueAttributeName::RedrivePolicy, policy);
-    }
-    create
-        .send()
-        .await
-        .map_err(|e| {
-            let e = aws_sdk_sqs::error::DisplayErrorContext(e);
-            format!("creating the queue {name}: {e}")
-        })?
-        .queue_url
-        .ok_or_else(|| format!("creating the queue {name}: no URL"))
-}
-
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    sqs.get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| format!("the ARN of {url}: {e}"))?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| format!("the ARN of {url}: none"))
-}
-
-async fn create_topic(sns: &aws_sdk_sns::Client, name: &str) -> Result<String, String> {
-    let mut create = sns.create_topic().name(name);
-    if name.ends_with(".fifo") {
-        create = create.attributes("FifoTopic", "true");
-    }
-    create
-        .send()
-        .await
-        .map_err(|e| format!("creating the topic {name}: {e}"))?
-        .topic_arn
-        .ok_or_else(|| format!("creating the topic {name}: no ARN"))
 }
 
 /// Prints a child's output lines prefixed with its Lambda's name.
