@@ -4,41 +4,19 @@
 //! The examples' binaries are asked to describe themselves; they are built beside this crate's
 //! binary by the test command (`cargo test --workspace` builds every package's binaries).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_lpipe"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    assert!(
-        dir.join("graph").exists(),
-        "the examples' binaries are not in {}: build them first (cargo build -p lpipe-examples; the test command does)",
-        dir.display()
-    );
-    dir
-}
-
-fn examples_system() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/lpipe.toml")
-}
+mod common;
+use common::{bin_dir, describe, examples_system, text};
 
 fn lpipe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lpipe"))
         .args(args)
         .output()
         .expect("runs lpipe")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -89,15 +67,6 @@ fn the_examples_readme_draws_the_system_as_lpipe_graph_does() {
 
 /// The graph pair's descriptions (from their binaries), to break.
 fn graph_pair() -> (Value, Value) {
-    let dir = bin_dir();
-    let describe = |name: &str| -> Value {
-        let out = Command::new(dir.join(name))
-            .arg("describe")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
     (describe("graph"), describe("graph-mailer"))
 }
 

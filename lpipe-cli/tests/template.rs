@@ -8,41 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use lpipe_core::testing::moto_endpoint;
 use serde_json::{json, Value};
 
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_lpipe"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    assert!(
-        dir.join("graph").exists(),
-        "the examples' binaries are not in {}: build them first (cargo build -p lpipe-examples; the test command does)",
-        dir.display()
-    );
-    dir
-}
-
-fn examples_system() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/lpipe.toml")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lpipe-template-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{bin_dir, describe, examples_system, moto_config, scratch, text};
 
 /// `lpipe -f SYSTEM --bin-dir … template --prefix PREFIX -o FILE`; the file's path.
 fn template_file(system: &Path, prefix: &str, dir: &Path) -> PathBuf {
@@ -411,14 +383,6 @@ fn the_template_passes_cfn_lint_and_translates_to_cloudformation() {
 /// The graph pair with the mailer's queue FIFO (and its dead-letter queue), as description
 /// files, for a template with a FIFO queue.
 fn fifo_graph_system(dir: &Path) -> PathBuf {
-    let describe = |name: &str| -> Value {
-        let out = Command::new(bin_dir().join(name))
-            .arg("describe")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
     let mut graph = describe("graph");
     let forward = graph["paths"][0]["actions"]
         .as_array_mut()
@@ -582,14 +546,7 @@ fn check_deployed_names_a_mapping_without_partial_responses_and_a_short_visibili
     assert!(out.status.success(), "{}", text(&out));
     let role = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .load()
-            .await;
+        let config = moto_config(&endpoint).await;
         let sqs = aws_sdk_sqs::Client::new(&config);
         let lambda = aws_sdk_lambda::Client::new(&config);
         // The mailer's queue by hand: a redrive policy, but the default 30 s visibility for a
@@ -637,11 +594,11 @@ fn check_deployed_names_a_mapping_without_partial_responses_and_a_short_visibili
             .unwrap();
     });
     let dir = scratch("wrong");
-    let out = Command::new(bin_dir().join("graph-mailer"))
-        .arg("describe")
-        .output()
-        .unwrap();
-    std::fs::write(dir.join("graph-mailer.json"), &out.stdout).unwrap();
+    std::fs::write(
+        dir.join("graph-mailer.json"),
+        describe("graph-mailer").to_string(),
+    )
+    .unwrap();
     let system = dir.join("lpipe.toml");
     std::fs::write(
         &system,
@@ -704,11 +661,11 @@ fn a_system_with_errors_gets_no_template() {
 
 /// The mailer alone, its queue fed by a rule on a bus of the system.
 fn bus_system(dir: &Path) -> PathBuf {
-    let out = Command::new(bin_dir().join("graph-mailer"))
-        .arg("describe")
-        .output()
-        .unwrap();
-    std::fs::write(dir.join("graph-mailer.json"), &out.stdout).unwrap();
+    std::fs::write(
+        dir.join("graph-mailer.json"),
+        describe("graph-mailer").to_string(),
+    )
+    .unwrap();
     let file = dir.join("lpipe.toml");
     std::fs::write(
         &file,

@@ -7,12 +7,15 @@
 //! tests/check.rs).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lpipe_core::testing::moto_endpoint;
+
+mod common;
+use common::{bin_dir, moto_config, scratch};
 
 const SYSTEM: &str = r#"
 [lambdas.graph]
@@ -33,6 +36,31 @@ dead_letter_queue = "lpipe-graph-mailer-dlq"
 [external]
 queues = ["sqs:lpipe-graph-signup-dropped"]
 "#;
+
+/// A system file in a scratch folder, and a prefix of the test's own for its names in moto.
+fn system(tag: &str, toml: &str) -> (PathBuf, PathBuf, String) {
+    let dir = scratch(&format!("up-{tag}"));
+    let file = dir.join("lpipe.toml");
+    std::fs::write(&file, toml).unwrap();
+    (dir, file, format!("{tag}{}-", std::process::id()))
+}
+
+/// `lpipe send QUEUE` of `messages` (JSON) to the system `lpipe up` runs.
+fn send(system: &Path, prefix: &str, endpoint: &str, queue: &str, messages: &str) {
+    let file = system.with_file_name(format!("{}.json", queue.replace(':', "-")));
+    std::fs::write(&file, messages).unwrap();
+    let sent = Command::new(env!("CARGO_BIN_EXE_lpipe"))
+        .args(["-f", system.to_str().unwrap(), "send", "--prefix", prefix])
+        .args([queue, file.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+}
 
 fn wait_for(
     up: &mut std::process::Child,
@@ -66,10 +94,9 @@ fn start(
     prefix: &str,
     endpoint: &str,
 ) -> (std::process::Child, Arc<Mutex<Vec<String>>>) {
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpipe")).parent().unwrap();
     let mut up = Command::new(env!("CARGO_BIN_EXE_lpipe"))
         .args(["-f", system.to_str().unwrap(), "--bin-dir"])
-        .arg(bin_dir)
+        .arg(bin_dir())
         .args(["up", "--prefix", prefix, "--grace-seconds", "2"])
         .env("AWS_ENDPOINT_URL", endpoint)
         .stdout(Stdio::piped())
@@ -118,36 +145,20 @@ fn stop(mut up: std::process::Child, lines: &Arc<Mutex<Vec<String>>>) {
 #[ignore = "needs moto_server: run ./scripts/test, which starts one"]
 fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
     let endpoint = moto_endpoint("up_runs_the_graph_pair_and_stops_on_ctrl_c");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpipe")).parent().unwrap();
-    assert!(bin_dir.join("graph").exists(), "build the examples first");
-    let dir = std::env::temp_dir().join(format!("lpipe-up-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(&system, SYSTEM).unwrap();
-    let prefix = format!("up{}-", std::process::id());
+    let (dir, system, prefix) = system("ug", SYSTEM);
 
     let (mut up, lines) = start(&system, &prefix, &endpoint);
     wait_for(&mut up, &lines, "start", |l| {
         l.contains("2 workers, 0 stream pollers and 0 bridges running")
     });
 
-    let signups = dir.join("signups.json");
-    std::fs::write(
-        &signups,
+    send(
+        &system,
+        &prefix,
+        &endpoint,
+        "sqs:lpipe-graph-signups",
         r#"[{"path": "SIGNUP", "kwargs": {"name": "Ann", "email": "ann@example.com"}},
             {"path": "SIGNUP", "kwargs": {"name": "Bob", "email": "bob-at-example.com"}}]"#,
-    )
-    .unwrap();
-    let sent = Command::new(env!("CARGO_BIN_EXE_lpipe"))
-        .args(["-f", system.to_str().unwrap(), "send", "--prefix", &prefix])
-        .args(["sqs:lpipe-graph-signups", signups.to_str().unwrap()])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
     );
 
     // Ann reaches the mailer.
@@ -159,15 +170,7 @@ fn up_runs_the_graph_pair_and_stops_on_ctrl_c() {
     // Bob is on the signup Lambda's dead-letter queue.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let letters = rt.block_on(async {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(&endpoint)
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .build();
-        let sqs = aws_sdk_sqs::Client::from_conf(config);
+        let sqs = aws_sdk_sqs::Client::new(&moto_config(&endpoint).await);
         let url = sqs
             .get_queue_url()
             .queue_name(format!("{prefix}lpipe-graph-signup-dropped"))
@@ -225,38 +228,19 @@ queues = ["sqs:lpipe-orders-notify.fifo"]
 #[ignore = "needs moto_server: run ./scripts/test, which starts one"]
 fn up_runs_the_orders_pair_through_the_stream_poller() {
     let endpoint = moto_endpoint("up_runs_the_orders_pair_through_the_stream_poller");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpipe")).parent().unwrap();
-    assert!(
-        bin_dir.join("orders-store").exists(),
-        "build the examples first"
-    );
-    let dir = std::env::temp_dir().join(format!("lpipe-up-orders-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(&system, ORDERS).unwrap();
-    let prefix = format!("uo{}-", std::process::id());
+    let (dir, system, prefix) = system("uo", ORDERS);
 
     let (mut up, lines) = start(&system, &prefix, &endpoint);
     wait_for(&mut up, &lines, "start", |l| {
         l.contains("1 workers, 1 stream pollers and 0 bridges running")
     });
-    let orders = dir.join("orders.json");
-    std::fs::write(
-        &orders,
+    send(
+        &system,
+        &prefix,
+        &endpoint,
+        "sqs:lpipe-orders-intake",
         r#"{"path": "ORDER", "kwargs": {"order_id": "o-77", "customer_id": "c-1",
             "items": [{"sku": "tea", "qty": 2, "unit_price_cents": 450}]}}"#,
-    )
-    .unwrap();
-    let sent = Command::new(env!("CARGO_BIN_EXE_lpipe"))
-        .args(["-f", system.to_str().unwrap(), "send", "--prefix", &prefix])
-        .args(["sqs:lpipe-orders-intake", orders.to_str().unwrap()])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
     );
     // Priced by the intake, through the stream, stored by the store.
     wait_for(&mut up, &lines, "stored order", |l| {
@@ -294,33 +278,19 @@ s3 = "lpipe-fanout-receipts"
 #[ignore = "needs moto_server: run ./scripts/test, which starts one"]
 fn up_runs_the_fanout_pair_through_the_topic_and_the_bucket() {
     let endpoint = moto_endpoint("up_runs_the_fanout_pair_through_the_topic_and_the_bucket");
-    let dir = std::env::temp_dir().join(format!("lpipe-up-fanout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(&system, FANOUT).unwrap();
-    let prefix = format!("uf{}-", std::process::id());
+    let (dir, system, prefix) = system("uf", FANOUT);
 
     let (mut up, lines) = start(&system, &prefix, &endpoint);
     wait_for(&mut up, &lines, "start", |l| {
         l.contains("2 workers, 0 stream pollers and 1 bridges running")
     });
     // An order through the publisher, the topic and the consumer's subscribed queue.
-    let orders = dir.join("orders.json");
-    std::fs::write(
-        &orders,
+    send(
+        &system,
+        &prefix,
+        &endpoint,
+        "sqs:lpipe-fanout-intake",
         r#"{"path": "PUBLISH_ORDER", "kwargs": {"order_id": "o-31", "total_cents": 1200}}"#,
-    )
-    .unwrap();
-    let sent = Command::new(env!("CARGO_BIN_EXE_lpipe"))
-        .args(["-f", system.to_str().unwrap(), "send", "--prefix", &prefix])
-        .args(["sqs:lpipe-fanout-intake", orders.to_str().unwrap()])
-        .env("AWS_ENDPOINT_URL", &endpoint)
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
     );
     wait_for(&mut up, &lines, "recorded order", |l| {
         l.starts_with("[fanout-consumer]") && l.contains("recording order") && l.contains("o-31")
@@ -328,14 +298,7 @@ fn up_runs_the_fanout_pair_through_the_topic_and_the_bucket() {
     // A receipt put in the bucket: its notification invokes the consumer through the bridge.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let items = rt.block_on(async {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .load()
-            .await;
+        let config = moto_config(&endpoint).await;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
                 .force_path_style(true)
@@ -384,11 +347,7 @@ queues = ["sqs:lpipe-orders-out"]
 #[ignore = "needs moto_server: run ./scripts/test, which starts one"]
 fn up_runs_a_table_s_lambda_through_the_dynamodb_streams_poller() {
     let endpoint = moto_endpoint("up_runs_a_table_s_lambda_through_the_dynamodb_streams_poller");
-    let dir = std::env::temp_dir().join(format!("lpipe-up-table-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(&system, TABLE).unwrap();
-    let prefix = format!("ut{}-", std::process::id());
+    let (dir, system, prefix) = system("ut", TABLE);
 
     let (mut up, lines) = start(&system, &prefix, &endpoint);
     wait_for(&mut up, &lines, "start", |l| {
@@ -398,14 +357,7 @@ fn up_runs_a_table_s_lambda_through_the_dynamodb_streams_poller() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         use aws_sdk_dynamodb::types::AttributeValue;
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .load()
-            .await;
+        let config = moto_config(&endpoint).await;
         aws_sdk_dynamodb::Client::new(&config)
             .put_item()
             .table_name(format!("{prefix}lpipe-orders-table"))
