@@ -1,7 +1,8 @@
 //! `lpipe check --deployed`: what is deployed, read through the AWS API, against the system
 //! and AWS's advice for batch Lambdas. Each Lambda's event source mappings (partial batch
-//! responses, on-failure destinations, batch sizes) and the queues they read (visibility
-//! timeouts, redrive policies).
+//! responses, on-failure destinations, batch sizes), the queues they read (visibility
+//! timeouts, redrive policies), and for a Lambda invoked asynchronously, its on-failure
+//! destination.
 
 use aws_sdk_lambda::types::{EventSourceMappingConfiguration, FunctionResponseType};
 use serde_json::Value;
@@ -88,6 +89,13 @@ pub async fn check_deployed(model: &Model<'_>, at: &Deployed<'_>) -> Result<Vec<
             )
             .await?;
         }
+        let invoked = system_lambda
+            .triggers
+            .iter()
+            .any(|t| t.sns.is_some() || t.s3.is_some() || t.eventbridge.is_some());
+        if invoked {
+            invoke_config(&lambda, &mut found, name, &function).await;
+        }
     }
     found.problems.sort();
     Ok(found.problems)
@@ -140,6 +148,30 @@ async fn mapping(
             mapping.uuid().unwrap_or("?"), mapping.uuid().unwrap_or("?")));
     }
     Ok(())
+}
+
+/// A function a topic, bucket or rule invokes: an on-failure destination for the events
+/// Lambda gives up on after its retries.
+async fn invoke_config(
+    lambda: &aws_sdk_lambda::Client,
+    found: &mut Found,
+    name: &str,
+    function: &str,
+) {
+    let config = lambda
+        .get_function_event_invoke_config()
+        .function_name(function)
+        .send()
+        .await;
+    let destination = config.as_ref().ok().and_then(|c| {
+        c.destination_config()
+            .and_then(|d| d.on_failure())
+            .and_then(|f| f.destination())
+    });
+    if destination.is_none() {
+        found.error("no-async-on-failure-destination", name, &format!("lambda:{function}"), format!(
+            "{function} is invoked asynchronously (by a topic, bucket or rule) and has no on-failure destination: an event that fails its tries is lost without a trace; give it one (aws lambda put-function-event-invoke-config --function-name {function} --destination-config '{{\"OnFailure\":{{\"Destination\":\"QUEUE_ARN\"}}}}')"));
+    }
 }
 
 /// Whether an event source ARN is the queue, stream or table stream named `name`.

@@ -396,6 +396,7 @@ impl Builder<'_, '_> {
         }
         self.sends(description, &mut grants, &mut env);
         self.stores(lambda, description, &mut grants, &mut env);
+        let invoke_config = self.async_failures(name, lambda, &mut grants);
         let role = logical_id(name, "Role");
         self.role(&role, name, grants);
         let binary = lambda.binary.as_deref().unwrap_or(name);
@@ -414,11 +415,39 @@ impl Builder<'_, '_> {
         if !env.is_empty() {
             properties["Environment"] = json!({"Variables": env});
         }
+        if let Some(config) = invoke_config {
+            properties["EventInvokeConfig"] = config;
+        }
         self.resources.insert(
             id,
             json!({"Type": "AWS::Serverless::Function", "Properties": properties}),
         );
         Ok(())
+    }
+
+    /// For a Lambda a topic, bucket or rule invokes (asynchronously): Lambda's two retries,
+    /// then the event to a queue of its own (`LAMBDA-async-failures`) instead of nowhere.
+    fn async_failures(
+        &mut self,
+        name: &str,
+        lambda: &Lambda,
+        grants: &mut Grants,
+    ) -> Option<Value> {
+        let invoked = lambda
+            .triggers
+            .iter()
+            .any(|t| t.sns.is_some() || t.s3.is_some() || t.eventbridge.is_some());
+        if !invoked {
+            return None;
+        }
+        let failures = format!("sqs:{name}-async-failures");
+        self.ensure(&failures);
+        let arn = self.arn(&failures);
+        grants.allow(arn.clone(), &["sqs:SendMessage"]);
+        Some(json!({
+            "MaximumRetryAttempts": 2,
+            "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": arn}},
+        }))
     }
 
     fn role(&mut self, id: &str, lambda: &str, grants: Grants) {

@@ -1,7 +1,10 @@
 """Creates a translated template (plain CloudFormation, from sam_translate.py) as a stack in
 moto's CloudFormation, then reads back what was made, as JSON on standard output: the stack's
-status and reason, each resource's type and status, every queue's attributes, every table's
-TTL, and the event source mappings.
+status and reason, each resource's type and status, the types moto did not make
+(`not_made`), every queue's attributes, every table's TTL, and the event source mappings.
+
+moto's CloudFormation does not make AWS::Lambda::EventInvokeConfig; its Lambda API does, so
+each such resource is put through the API as CloudFormation would (listed in `applied`).
 
 Each function's code is a zip holding a `bootstrap`, put first at the S3 location the
 translation gave it.
@@ -43,6 +46,28 @@ def upload_code(s3, template):
         s3.put_object(Bucket=bucket, Key=key, Body=code.getvalue())
 
 
+def apply_invoke_configs(endpoint, template, made, physical):
+    """The template's AWS::Lambda::EventInvokeConfig resources moto did not make, put through
+    the Lambda API; their logical ids."""
+    sqs, lam = client("sqs", endpoint), client("lambda", endpoint)
+    applied = []
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Lambda::EventInvokeConfig" or logical_id in made:
+            continue
+        p = resource["Properties"]
+        function = template["Resources"][p["FunctionName"]["Ref"]]["Properties"]["FunctionName"]
+        queue = p["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+        arn = sqs.get_queue_attributes(QueueUrl=physical[queue], AttributeNames=["QueueArn"])
+        lam.put_function_event_invoke_config(
+            FunctionName=function,
+            Qualifier=p.get("Qualifier", "$LATEST"),
+            MaximumRetryAttempts=p["MaximumRetryAttempts"],
+            DestinationConfig={"OnFailure": {"Destination": arn["Attributes"]["QueueArn"]}},
+        )
+        applied.append(logical_id)
+    return applied
+
+
 def main():
     endpoint, path, stack = sys.argv[1:4]
     with open(path) as f:
@@ -61,10 +86,16 @@ def main():
             break
         time.sleep(0.5)
     resources = cfn.describe_stack_resources(StackName=stack)["StackResources"]
+    made = {r.get("LogicalResourceId") for r in resources if r.get("ResourceType")}
+    not_made = sorted({r["Type"] for i, r in template["Resources"].items() if i not in made})
+    physical = {r.get("LogicalResourceId"): r.get("PhysicalResourceId") for r in resources}
+    applied = apply_invoke_configs(endpoint, template, made, physical)
     report = {
         "status": described["StackStatus"],
         "reason": described.get("StackStatusReason"),
         "resources": {r.get("LogicalResourceId", "?"): {"type": r.get("ResourceType"), "status": r.get("ResourceStatus"), "id": r.get("PhysicalResourceId")} for r in resources},
+        "not_made": not_made,
+        "applied": applied,
         "queues": {},
         "tables": {},
         "mappings": [],

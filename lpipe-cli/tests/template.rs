@@ -195,6 +195,11 @@ fn expected_grants() -> BTreeMap<&'static str, BTreeSet<(String, String)>> {
                     ],
                     "GetAtt:LpipeFanoutIdempotencyTable",
                 ),
+                // Where Lambda sends a bucket's event it gave up on (asynchronous invocation).
+                (
+                    &["sqs:SendMessage"],
+                    "GetAtt:FanoutConsumerAsyncFailuresQueue",
+                ),
             ]),
         ),
     ])
@@ -301,6 +306,14 @@ fn the_template_says_what_the_system_file_says() {
         json!({"AttributeName": "expiration", "Enabled": true})
     );
     assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+    // The consumer, which the bucket invokes: two retries, then to a queue.
+    assert_eq!(
+        r["FanoutConsumerFunction"]["Properties"]["EventInvokeConfig"],
+        json!({"MaximumRetryAttempts": 2, "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": {"Fn::GetAtt": ["FanoutConsumerAsyncFailuresQueue", "Arn"]}}}})
+    );
+    assert!(r["GraphFunction"]["Properties"]
+        .get("EventInvokeConfig")
+        .is_none());
     // Functions from cargo lambda's output.
     let f = &r["GraphMailerFunction"]["Properties"];
     assert_eq!(f["CodeUri"], "target/lambda/graph-mailer/");
@@ -460,6 +473,18 @@ fn the_stack_creates_in_moto_and_checks_clean_when_deployed() {
     let file = template_file(&examples_system(), &prefix, &dir);
     let (translated, _) = translate(&file, &dir);
     let report = create_stack(&endpoint, &translated, &format!("{prefix}examples"));
+    // What moto's CloudFormation does not make (the test applies the invoke configuration
+    // through the Lambda API, as CloudFormation would; see moto_stack.py).
+    assert_eq!(
+        report["not_made"],
+        json!([
+            "AWS::Lambda::EventInvokeConfig",
+            "AWS::SNS::Subscription",
+            "AWS::SQS::QueuePolicy"
+        ]),
+        "{report:#}"
+    );
+    assert_eq!(report["applied"].as_array().unwrap().len(), 1, "{report:#}");
     let queue = |name: &str| report["queues"][format!("{prefix}{name}")].clone();
     let signups = queue("lpipe-graph-signups");
     assert_eq!(signups["VisibilityTimeout"], "180", "{report:#}");
@@ -525,6 +550,37 @@ fn code_zip() -> Vec<u8> {
     out.stdout
 }
 
+/// A function in moto (timeout 30 s) that is never run: a role it can assume (made with boto3:
+/// the crate has no IAM client), and an empty `bootstrap`.
+async fn create_function(endpoint: &str, config: &aws_config::SdkConfig, name: &str) {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import boto3, json, sys\niam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\ntrust = {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Principal': {'Service': 'lambda.amazonaws.com'}, 'Action': 'sts:AssumeRole'}]}\nprint(iam.create_role(RoleName=sys.argv[2], AssumeRolePolicyDocument=json.dumps(trust))['Role']['Arn'])",
+            endpoint,
+            &format!("{name}-role"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let role = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    aws_sdk_lambda::Client::new(config)
+        .create_function()
+        .function_name(name)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .role(role)
+        .handler("bootstrap")
+        .timeout(30)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(code_zip()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 #[test]
 #[ignore = "needs moto_server and the test command's Python: run ./scripts/test"]
 fn check_deployed_names_a_mapping_without_partial_responses_and_a_short_visibility_timeout() {
@@ -532,19 +588,6 @@ fn check_deployed_names_a_mapping_without_partial_responses_and_a_short_visibili
         "check_deployed_names_a_mapping_without_partial_responses_and_a_short_visibility_timeout",
     );
     let prefix = format!("w{}-", std::process::id());
-    let zip = code_zip();
-    // A role Lambda can assume (moto checks), made with boto3: the crate has no IAM client.
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import boto3, json, sys\niam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\ntrust = {'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Principal': {'Service': 'lambda.amazonaws.com'}, 'Action': 'sts:AssumeRole'}]}\nprint(iam.create_role(RoleName=sys.argv[2], AssumeRolePolicyDocument=json.dumps(trust))['Role']['Arn'])",
-            &endpoint,
-            &format!("{prefix}role"),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let role = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let config = moto_config(&endpoint).await;
         let sqs = aws_sdk_sqs::Client::new(&config);
@@ -566,21 +609,7 @@ fn check_deployed_names_a_mapping_without_partial_responses_and_a_short_visibili
             .send()
             .await
             .unwrap();
-        lambda
-            .create_function()
-            .function_name(format!("{prefix}graph-mailer"))
-            .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
-            .role(role)
-            .handler("bootstrap")
-            .timeout(30)
-            .code(
-                aws_sdk_lambda::types::FunctionCode::builder()
-                    .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        create_function(&endpoint, &config, &format!("{prefix}graph-mailer")).await;
         // The mapping without FunctionResponseTypes: partial failures retried as whole batches.
         lambda
             .create_event_source_mapping()
@@ -719,4 +748,43 @@ fn a_queue_fed_by_a_bus_gets_a_rule_and_a_policy_for_it() {
         json!({"Fn::GetAtt": ["LpipeGraphMailerQueueRule", "Arn"]})
     );
     assert!(r.get("LpipeGraphMailerQueueSubscription").is_none());
+}
+
+#[test]
+#[ignore = "needs moto_server and the test command's Python: run ./scripts/test"]
+fn check_deployed_names_an_asynchronously_invoked_function_without_an_on_failure_destination() {
+    let endpoint = moto_endpoint(
+        "check_deployed_names_an_asynchronously_invoked_function_without_an_on_failure_destination",
+    );
+    let prefix = format!("a{}-", std::process::id());
+    let function = format!("{prefix}receipts");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        create_function(&endpoint, &moto_config(&endpoint).await, &function).await;
+    });
+    let dir = scratch("async");
+    std::fs::write(
+        dir.join("fanout-consumer.json"),
+        describe("fanout-consumer").to_string(),
+    )
+    .unwrap();
+    let system = dir.join("lpipe.toml");
+    std::fs::write(
+        &system,
+        r#"
+[lambdas.receipts]
+description = "fanout-consumer.json"
+[[lambdas.receipts.triggers]]
+s3 = "lpipe-receipts"
+paths = ["RECORD_ORDER"]
+"#,
+    )
+    .unwrap();
+    let (ok, out) = check_deployed(&endpoint, &system, &prefix);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("error[no-async-on-failure-destination]: lambda receipts, queue lambda:{function}: {function} is invoked asynchronously (by a topic, bucket or rule) and has no on-failure destination")),
+        "{out}"
+    );
+    assert!(out.contains("1 lambdas: 1 errors, 0 warnings"), "{out}");
 }
