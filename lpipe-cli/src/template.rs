@@ -245,10 +245,10 @@ impl Builder<'_, '_> {
         self.resources.insert(id, value);
     }
 
-    /// An idempotency table: `key` as its hash key, TTL on `ttl`, on demand.
-    fn table(&mut self, name: &str, key: &str, ttl: &str) -> String {
-        let id = logical_id(name, "Table");
-        let table_name = self.name(name);
+    /// An idempotency table named `table_name`: `key` as its hash key, TTL on `ttl`, on
+    /// demand.
+    fn table(&mut self, table_name: &str, key: &str, ttl: &str) -> String {
+        let id = logical_id(table_name, "Table");
         self.resources.entry(id.clone()).or_insert_with(|| {
             json!({"Type": "AWS::DynamoDB::Table", "Properties": {
                 "TableName": table_name,
@@ -663,7 +663,7 @@ impl Builder<'_, '_> {
             "dynamodb:DeleteItem",
         ];
         if let Some(table) = &lambda.idempotency_table {
-            let id = self.table(&table.name, "id", "expiration");
+            let id = self.table(&self.name(&table.name), "id", "expiration");
             grants.allow(get_att(&id, "Arn"), ITEMS);
             env.insert(table.env.clone(), reference(&id));
         }
@@ -679,6 +679,7 @@ impl Builder<'_, '_> {
             ) else {
                 continue;
             };
+            // Named in the code: as it is named, without the prefix.
             let id = self.table(name, key, ttl);
             grants.allow(get_att(&id, "Arn"), ITEMS);
         }
