@@ -25,7 +25,8 @@ pub struct Options {
 /// # Errors
 ///
 /// A system the template cannot express, naming the Lambda and trigger (an EventBridge
-/// trigger without a pattern, a FIFO queue's mapping with a batch over 10), or a `[template]
+/// trigger without a pattern, a FIFO queue's mapping with a batch over 10, a batch over 10
+/// without a batching window, a FIFO queue redriven to a standard one), or a `[template]
 /// set` path that crosses a value that is not a table.
 pub fn template(model: &Model<'_>, options: &Options) -> Result<Value, String> {
     let mut t = Builder {
@@ -515,6 +516,11 @@ impl Builder<'_, '_> {
         if short(res).ends_with(".fifo") && batch_size > 10 {
             return Err(format!(
                 "{at}: a FIFO queue's mapping takes at most 10 messages a batch (batch_size = {batch_size})"
+            ));
+        }
+        if batch_size > 10 && trigger.window_seconds.unwrap_or(0) < 1 {
+            return Err(format!(
+                "{at}: Lambda reads more than 10 messages a batch (batch_size = {batch_size}) only with a batching window: set window_seconds to 1 or more"
             ));
         }
         let arn = self.arn(res);

@@ -788,3 +788,39 @@ paths = ["RECORD_ORDER"]
     );
     assert!(out.contains("1 lambdas: 1 errors, 0 warnings"), "{out}");
 }
+
+#[test]
+fn settings_aws_would_refuse_are_named_before_deploying() {
+    let dir = scratch("refused");
+    std::fs::write(
+        dir.join("graph-mailer.json"),
+        describe("graph-mailer").to_string(),
+    )
+    .unwrap();
+    let template = |trigger: &str| {
+        let system = dir.join("lpipe.toml");
+        std::fs::write(
+            &system,
+            format!("[lambdas.graph-mailer]\ndescription = \"graph-mailer.json\"\n[[lambdas.graph-mailer.triggers]]\npaths = [\"SEND_WELCOME\"]\nmax_receive_count = 5\n{trigger}\n"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_lpipe"))
+            .args(["-f", system.to_str().unwrap(), "template"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    let out = template(
+        "sqs = \"q.fifo\"\ndead_letter_queue = \"dlq.fifo\"\nbatch_size = 20\nwindow_seconds = 1",
+    );
+    assert!(out.contains("lambda 'graph-mailer', trigger sqs:q.fifo: a FIFO queue's mapping takes at most 10 messages a batch (batch_size = 20)"), "{out}");
+    let out = template("sqs = \"q\"\ndead_letter_queue = \"dlq\"\nbatch_size = 20");
+    assert!(out.contains("set window_seconds to 1 or more"), "{out}");
+    let out = template("sqs = \"q.fifo\"\ndead_letter_queue = \"dlq\"");
+    assert!(
+        out.contains("the queue sqs:q.fifo and its dead_letter_queue dlq must both be FIFO queues"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
