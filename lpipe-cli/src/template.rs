@@ -483,7 +483,7 @@ impl Builder<'_, '_> {
         let at = format!("lambda '{name}', trigger {res}");
         let event = match kind {
             "sqs" => self.sqs_event(&res, trigger, description, grants, &at)?,
-            "kinesis" | "dynamodb" => self.stream_event(name, &res, trigger, description, grants),
+            "kinesis" | "dynamodb" => self.stream_event(name, &res, trigger, grants),
             "sns" => json!({"Type": "SNS", "Properties": {"Topic": self.arn(&res)}}),
             "s3" => {
                 let events = s3_events(description);
@@ -533,7 +533,6 @@ impl Builder<'_, '_> {
             ],
         );
         let source = source(description, "sqs");
-        let partial = source.is_none_or(|s| s["mode"] != "classic");
         if source.is_some_and(|s| s["mode"] == "classic") {
             grants.allow(arn.clone(), &["sqs:GetQueueUrl"]);
         }
@@ -543,12 +542,14 @@ impl Builder<'_, '_> {
                 &["sqs:GetQueueUrl", "sqs:ChangeMessageVisibility"],
             );
         }
-        let mut properties = json!({"Queue": arn, "BatchSize": batch_size, "Enabled": true});
+        // ReportBatchItemFailures always: a Lambda in classic mode answers with an error or
+        // with no failures, which the setting reads as before.
+        let mut properties = json!({
+            "Queue": arn, "BatchSize": batch_size, "Enabled": true,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        });
         if let Some(window) = trigger.window_seconds {
             properties["MaximumBatchingWindowInSeconds"] = window.into();
-        }
-        if partial {
-            properties["FunctionResponseTypes"] = json!(["ReportBatchItemFailures"]);
         }
         Ok(json!({"Type": "SQS", "Properties": properties}))
     }
@@ -560,7 +561,6 @@ impl Builder<'_, '_> {
         name: &str,
         res: &str,
         trigger: &Trigger,
-        description: &Value,
         grants: &mut Grants,
     ) -> Value {
         let kinesis = res.starts_with("kinesis:");
@@ -600,9 +600,6 @@ impl Builder<'_, '_> {
         self.ensure(&failures);
         let failures_arn = self.arn(&failures);
         grants.allow(failures_arn.clone(), &["sqs:SendMessage"]);
-        let source_name = if kinesis { "kinesis" } else { "dynamodb" };
-        let partial =
-            source(description, source_name).is_none_or(|s| s["partial_responses"] != false);
         let mut properties = json!({
             "Stream": stream,
             "StartingPosition": trigger.starting_position.as_deref().unwrap_or("TRIM_HORIZON"),
@@ -610,13 +607,11 @@ impl Builder<'_, '_> {
             "BisectBatchOnFunctionError": true,
             "MaximumRetryAttempts": trigger.maximum_retry_attempts.unwrap_or(DEFAULT_STREAM_RETRIES),
             "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": failures_arn}},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
             "Enabled": true,
         });
         if let Some(window) = trigger.window_seconds {
             properties["MaximumBatchingWindowInSeconds"] = window.into();
-        }
-        if partial {
-            properties["FunctionResponseTypes"] = json!(["ReportBatchItemFailures"]);
         }
         json!({"Type": if kinesis { "Kinesis" } else { "DynamoDB" }, "Properties": properties})
     }
