@@ -824,3 +824,32 @@ fn settings_aws_would_refuse_are_named_before_deploying() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn two_names_that_would_share_a_logical_id_are_refused() {
+    let dir = scratch("collide");
+    std::fs::write(
+        dir.join("graph-mailer.json"),
+        describe("graph-mailer").to_string(),
+    )
+    .unwrap();
+    let system = dir.join("lpipe.toml");
+    std::fs::write(
+        &system,
+        "[lambdas.graph-mailer]\ndescription = \"graph-mailer.json\"\n[[lambdas.graph-mailer.triggers]]\nsqs = \"mail-in\"\npaths = [\"SEND_WELCOME\"]\nmax_receive_count = 5\ndead_letter_queue = \"mail_in\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lpipe"))
+        .args(["-f", system.to_str().unwrap(), "template"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "sqs:mail-in and sqs:mail_in would share the logical id MailInQueue: rename one"
+        ),
+        "{}",
+        text(&out)
+    );
+}
