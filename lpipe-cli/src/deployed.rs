@@ -89,11 +89,11 @@ pub async fn check_deployed(model: &Model<'_>, at: &Deployed<'_>) -> Result<Vec<
             )
             .await?;
         }
-        let invoked = system_lambda
+        if system_lambda
             .triggers
             .iter()
-            .any(|t| t.sns.is_some() || t.s3.is_some() || t.eventbridge.is_some());
-        if invoked {
+            .any(|t| t.invokes_asynchronously())
+        {
             invoke_config(&lambda, &mut found, name, &function).await;
         }
     }
@@ -185,12 +185,7 @@ fn names(arn: &str, kind: &str, name: &str) -> bool {
 
 /// Whether the Lambda answers this source with partial batch responses.
 fn answers_partially(description: &Value, kind: &str) -> bool {
-    let source = description["sources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["name"] == kind);
-    match (kind, source) {
+    match (kind, crate::model::source(description, kind)) {
         ("sqs", Some(s)) => s["mode"] != "classic",
         (_, Some(s)) => s["partial_responses"] != false,
         // Detected sources answer partially by default.
@@ -248,7 +243,7 @@ async fn queue(
         .maximum_batching_window_in_seconds()
         .unwrap_or(0)
         .max(0) as u32;
-    let advised = 6 * timeout + window;
+    let advised = crate::template::advised_visibility_timeout(timeout, window);
     if visibility < advised {
         found.error("short-visibility-timeout", lambda, resource, format!(
             "the queue's visibility timeout is {visibility} s, under the {advised} s AWS advises (six times the function's timeout of {timeout} s, plus the batching window of {window} s): messages being processed reappear and run twice; set VisibilityTimeout to {advised} (aws sqs set-queue-attributes --queue-url {url} --attributes VisibilityTimeout={advised})"));

@@ -166,3 +166,40 @@ fn forwards(descriptions: &BTreeMap<String, Value>) -> Vec<Forward<'_>> {
     }
     out
 }
+
+/// A Lambda's description's source of this name (`sqs`, `kinesis`, `s3`, …).
+pub fn source<'d>(description: &'d Value, name: &str) -> Option<&'d Value> {
+    description["sources"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)
+}
+
+/// A DynamoDB idempotency table a Lambda's code names (`DynamoDbStore`): its name, key
+/// attribute and TTL attribute.
+pub struct StoreTable<'d> {
+    /// The table's name, as the code names it.
+    pub name: &'d str,
+    /// Its hash key attribute.
+    pub key: &'d str,
+    /// Its TTL attribute.
+    pub ttl: &'d str,
+}
+
+/// The DynamoDB tables of the idempotency stores a Lambda's description names.
+pub fn store_tables(description: &Value) -> Vec<StoreTable<'_>> {
+    description["idempotency"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|scope| &scope["store"])
+        .filter(|store| store["kind"] == "dynamodb")
+        .filter_map(|store| {
+            Some(StoreTable {
+                name: store["table"].as_str()?,
+                key: store["key_attribute"].as_str()?,
+                ttl: store["ttl_attribute"].as_str()?,
+            })
+        })
+        .collect()
+}

@@ -129,6 +129,12 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// Whether the service invokes the Lambda itself, asynchronously (a topic, a bucket's
+    /// notifications, a rule), rather than an event source mapping polling for it.
+    pub fn invokes_asynchronously(&self) -> bool {
+        self.sns.is_some() || self.s3.is_some() || self.eventbridge.is_some()
+    }
+
     /// The topic (or bus) its queue is subscribed to, as `kind:name`.
     pub fn subscription(&self) -> Option<String> {
         self.subscribed_to.as_deref().map(resource)

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::{
     get_att, logical_id, reference, resource_id, Builder, DEFAULT_STREAM_RETRIES, DEFAULT_TIMEOUT,
 };
-use crate::model::resource_of;
+use crate::model::{resource_of, source, store_tables};
 use crate::system::{short, Lambda, Trigger};
 
 /// The IAM statements of one function: actions by resource (the resource's JSON as key).
@@ -102,11 +102,7 @@ impl Builder<'_, '_> {
         lambda: &Lambda,
         grants: &mut Grants,
     ) -> Option<Value> {
-        let invoked = lambda
-            .triggers
-            .iter()
-            .any(|t| t.sns.is_some() || t.s3.is_some() || t.eventbridge.is_some());
-        if !invoked {
+        if !lambda.triggers.iter().any(|t| t.invokes_asynchronously()) {
             return None;
         }
         let failures = format!("sqs:{name}-async-failures");
@@ -337,20 +333,9 @@ impl Builder<'_, '_> {
             grants.allow(get_att(&id, "Arn"), ITEMS);
             env.insert(table.env.clone(), reference(&id));
         }
-        for scope in description["idempotency"].as_array().into_iter().flatten() {
-            let store = &scope["store"];
-            if store["kind"] != "dynamodb" {
-                continue;
-            }
-            let (Some(name), Some(key), Some(ttl)) = (
-                store["table"].as_str(),
-                store["key_attribute"].as_str(),
-                store["ttl_attribute"].as_str(),
-            ) else {
-                continue;
-            };
+        for t in store_tables(description) {
             // Named in the code: as it is named, without the prefix.
-            let id = self.table((name, name), key, ttl);
+            let id = self.table((t.name, t.name), t.key, t.ttl);
             grants.allow(get_att(&id, "Arn"), ITEMS);
         }
         let large = &description["large_payloads"];
@@ -380,14 +365,6 @@ impl Builder<'_, '_> {
         self.ensure(&res);
         json!({"Fn::Sub": format!("${{{}.Arn}}/*", resource_id(&res))})
     }
-}
-
-/// The description's source of this name.
-fn source<'d>(description: &'d Value, name: &str) -> Option<&'d Value> {
-    description["sources"]
-        .as_array()?
-        .iter()
-        .find(|s| s["name"] == name)
 }
 
 /// The S3 notifications a Lambda's `s3` source routes (`s3:ObjectCreated:*`, …); every object

@@ -109,6 +109,12 @@ pub fn to_yaml(template: &Value) -> Result<String, String> {
     Ok(out)
 }
 
+/// The visibility timeout AWS advises for a queue a Lambda consumes: at least six times the
+/// function's timeout, plus the mapping's batching window (seconds).
+pub fn advised_visibility_timeout(function_timeout: u32, window: u32) -> u32 {
+    6 * function_timeout + window
+}
+
 /// `Name-like-this` as `NameLikeThis` + suffix: a logical id.
 pub fn logical_id(name: &str, suffix: &str) -> String {
     let mut id = String::new();
@@ -280,9 +286,10 @@ impl Builder<'_, '_> {
                 };
                 self.ensure(&res);
                 if res.starts_with("sqs:") {
-                    // AWS's advice: at least six times the function's timeout, plus the window.
-                    let advised = 6 * lambda.timeout.unwrap_or(DEFAULT_TIMEOUT)
-                        + trigger.window_seconds.unwrap_or(0);
+                    let advised = advised_visibility_timeout(
+                        lambda.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                        trigger.window_seconds.unwrap_or(0),
+                    );
                     let v = visibility.entry(res.clone()).or_default();
                     *v = (*v).max(advised);
                     self.redrive(&res, trigger)?;

@@ -18,8 +18,7 @@ use crate::system::{short, Trigger};
 
 mod resources;
 use resources::{
-    bridge_queue, create_resources, create_streams, create_tables, subscribe_buses, table_stream,
-    Clients,
+    bridge_queue, create_resources, create_streams, create_tables, table_stream, Clients,
 };
 
 /// Where `lpipe up` writes the endpoint it runs against, for `lpipe send`: beside the system
@@ -60,9 +59,8 @@ pub async fn up(
         .load()
         .await;
     let clients = Clients::new(&config);
-    let queues = create_resources(model, up, &clients.sqs, &clients.sns).await?;
+    let queues = create_resources(model, up, &clients).await?;
     create_streams(model, up, &clients.kinesis).await?;
-    subscribe_buses(model, up, &clients, &queues).await?;
     let tables = create_tables(model, up, &clients.dynamodb).await?;
     let mut running = Running::default();
     for (name, lambda) in &model.system.lambdas {

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
 use super::{named, Up};
-use crate::model::Model;
+use crate::model::{store_tables, Model};
 use crate::system::{short, Trigger};
 
 /// The clients `lpipe up` creates resources with.
@@ -74,15 +75,15 @@ pub(super) async fn create_streams(
     Ok(())
 }
 
-/// Creates the queues (with their redrive policies and dead-letter queues, FIFO attributes)
-/// and topics (with their subscriptions) the system names; returns the queues' URLs by
+/// Creates the queues (with their redrive policies and dead-letter queues, FIFO attributes),
+/// topics (with their subscriptions) and rules feeding queues the system names; returns the queues' URLs by
 /// `sqs:NAME` (the name in the system file).
 pub(super) async fn create_resources(
     model: &Model<'_>,
     up: &Up,
-    sqs: &aws_sdk_sqs::Client,
-    sns: &aws_sdk_sns::Client,
+    clients: &Clients,
 ) -> Result<BTreeMap<String, String>, String> {
+    let (sqs, sns) = (&clients.sqs, &clients.sns);
     let mut queues: BTreeMap<String, String> = BTreeMap::new();
     // The triggers' dead-letter queues first, then the triggers' queues redriven to them.
     for lambda in model.system.lambdas.values() {
@@ -91,23 +92,22 @@ pub(super) async fn create_resources(
             .iter()
             .filter_map(|t| t.dead_letter_queue.as_ref())
         {
-            let url = create_queue(sqs, &named(up, dlq), None).await?;
+            let url = create_queue(sqs, &named(up, dlq), Vec::new()).await?;
             queues.insert(format!("sqs:{}", short(dlq)), url);
         }
     }
     for lambda in model.system.lambdas.values() {
         for t in &lambda.triggers {
             let Some(name) = &t.sqs else { continue };
-            let redrive = match (&t.dead_letter_queue, t.max_receive_count) {
-                (Some(dlq), Some(count)) => {
-                    let arn = queue_arn(sqs, &queues[&format!("sqs:{dlq}")]).await?;
-                    Some(format!(
-                        r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{count}"}}"#
-                    ))
-                }
-                _ => None,
-            };
-            let url = create_queue(sqs, &named(up, name), redrive).await?;
+            let mut attributes = Vec::new();
+            if let (Some(dlq), Some(count)) = (&t.dead_letter_queue, t.max_receive_count) {
+                let arn = queue_arn(sqs, &queues[&format!("sqs:{dlq}")]).await?;
+                attributes.push((
+                    QueueAttributeName::RedrivePolicy,
+                    format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{count}"}}"#),
+                ));
+            }
+            let url = create_queue(sqs, &named(up, name), attributes).await?;
             queues.insert(format!("sqs:{}", short(name)), url);
         }
     }
@@ -127,16 +127,17 @@ pub(super) async fn create_resources(
         if let std::collections::btree_map::Entry::Vacant(slot) =
             queues.entry(format!("sqs:{name}"))
         {
-            slot.insert(create_queue(sqs, &named(up, &name), None).await?);
+            slot.insert(create_queue(sqs, &named(up, &name), Vec::new()).await?);
         }
     }
     subscribe_topics(model, up, (sqs, sns), &queues).await?;
+    subscribe_buses(model, up, clients, &queues).await?;
     Ok(queues)
 }
 
 /// Creates the topics forwarded to, and subscribes the queues the system file says are
 /// subscribed to them.
-pub(super) async fn subscribe_topics(
+async fn subscribe_topics(
     model: &Model<'_>,
     up: &Up,
     (sqs, sns): (&aws_sdk_sqs::Client, &aws_sdk_sns::Client),
@@ -179,18 +180,18 @@ pub(super) async fn subscribe_topics(
     Ok(())
 }
 
-pub(super) async fn create_queue(
+/// Creates a queue (FIFO when its name says so) with these attributes; its URL.
+async fn create_queue(
     sqs: &aws_sdk_sqs::Client,
     name: &str,
-    redrive: Option<String>,
+    attributes: Vec<(QueueAttributeName, String)>,
 ) -> Result<String, String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let mut create = sqs.create_queue().queue_name(name);
+    let mut create = sqs
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(Some(attributes.into_iter().collect()));
     if name.ends_with(".fifo") {
         create = create.attributes(QueueAttributeName::FifoQueue, "true");
-    }
-    if let Some(policy) = redrive {
-        create = create.attributes(QueueAttributeName::RedrivePolicy, policy);
     }
     create
         .send()
@@ -203,8 +204,7 @@ pub(super) async fn create_queue(
         .ok_or_else(|| format!("creating the queue {name}: no URL"))
 }
 
-pub(super) async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, String> {
     sqs.get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)
@@ -216,7 +216,7 @@ pub(super) async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<St
         .ok_or_else(|| format!("the ARN of {url}: none"))
 }
 
-pub(super) async fn create_topic(sns: &aws_sdk_sns::Client, name: &str) -> Result<String, String> {
+async fn create_topic(sns: &aws_sdk_sns::Client, name: &str) -> Result<String, String> {
     let mut create = sns.create_topic().name(name);
     if name.ends_with(".fifo") {
         create = create.attributes("FifoTopic", "true");
@@ -243,24 +243,9 @@ pub(super) async fn bridge_queue(
     let resource = trigger.resource().unwrap_or_default();
     let (kind, name) = resource.split_once(':').unwrap_or(("", ""));
     let queue = named(up, &format!("lpipe-up-{lambda}-{kind}-{}", index + 1));
-    let url = clients
-        .sqs
-        .create_queue()
-        .queue_name(&queue)
-        .attributes(
-            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
-            "2",
-        )
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "creating the queue {queue}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?
-        .queue_url
-        .unwrap_or_default();
+    // Redelivered soon after a failed invocation, as Lambda retries one.
+    let visibility = vec![(QueueAttributeName::VisibilityTimeout, "2".to_owned())];
+    let url = create_queue(&clients.sqs, &queue, visibility).await?;
     let arn = queue_arn(&clients.sqs, &url).await?;
     let invoker = match kind {
         "sns" => {
@@ -291,7 +276,7 @@ pub(super) async fn bridge_queue(
 }
 
 /// Creates a bucket (unless it is there) whose notifications of `events` go to a queue.
-pub(super) async fn notify_bucket(
+async fn notify_bucket(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     queue_arn: &str,
@@ -331,7 +316,7 @@ pub(super) async fn notify_bucket(
 
 /// A rule on a bus (created unless it is `default` or there) with the trigger's pattern,
 /// targeting a queue.
-pub(super) async fn target_rule(
+async fn target_rule(
     events: &aws_sdk_cloudwatchevents::Client,
     (up, bus): (&Up, &str),
     rule: &str,
@@ -391,7 +376,7 @@ pub(super) async fn target_rule(
 
 /// The SQS triggers the system file subscribes to a bus: a rule with the trigger's pattern
 /// targeting each.
-pub(super) async fn subscribe_buses(
+async fn subscribe_buses(
     model: &Model<'_>,
     up: &Up,
     clients: &Clients,
@@ -429,20 +414,9 @@ pub(super) async fn create_tables(
                 .or_default()
                 .push((table.env.clone(), table_name));
         }
-        for scope in model.descriptions[name.as_str()]["idempotency"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let store = &scope["store"];
-            if let (Some(t), Some(key), Some(ttl)) = (
-                store["table"].as_str(),
-                store["key_attribute"].as_str(),
-                store["ttl_attribute"].as_str(),
-            ) {
-                // Named in the code: created as it is named.
-                create_table(dynamodb, t, key, ttl).await?;
-            }
+        for t in store_tables(&model.descriptions[name.as_str()]) {
+            // Named in the code: created as it is named.
+            create_table(dynamodb, t.name, t.key, t.ttl).await?;
         }
     }
     Ok(env)
@@ -487,7 +461,7 @@ pub(super) async fn table_stream(
 }
 
 /// A table of one string hash key, on demand: the request, to send.
-pub(super) fn new_table(
+fn new_table(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,
     key: &str,
@@ -516,7 +490,7 @@ pub(super) fn new_table(
         .billing_mode(BillingMode::PayPerRequest))
 }
 
-pub(super) async fn create_table(
+async fn create_table(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,
     key: &str,
