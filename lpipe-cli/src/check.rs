@@ -239,18 +239,20 @@ fn types(
     let Some(forwarding_path) = model.path(f.lambda, f.path) else {
         return;
     };
-    let functions = |path: &'_ Value| -> Vec<Value> {
-        path["actions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|a| a["functions"].as_array().cloned().unwrap_or_default())
+    fn functions(actions: &[Value]) -> Vec<&Value> {
+        actions
+            .iter()
+            .flat_map(|a| a["functions"].as_array().into_iter().flatten())
             .collect()
-    };
-    let upstream = functions(forwarding_path);
-    let downstream = path["actions"]
+    }
+    let upstream: Vec<&Value> = forwarding_path["actions"]
+        .as_array()
+        .map(|a| functions(a))
+        .unwrap_or_default();
+    // The target path's first action: what the forwarded kwargs meet.
+    let downstream: Vec<&Value> = path["actions"]
         .get(0)
-        .and_then(|a| a["functions"].as_array().cloned())
+        .map(|first| functions(std::slice::from_ref(first)))
         .unwrap_or_default();
     let target = path["name"].as_str().unwrap_or("?");
     let resource = f.resource();
@@ -269,7 +271,7 @@ fn types(
         else {
             continue;
         };
-        for taker in &downstream {
+        for &taker in &downstream {
             let Some(taken) = crate::types::field_types(taker, field) else {
                 continue;
             };
