@@ -167,6 +167,22 @@ fn forwards(descriptions: &BTreeMap<String, Value>) -> Vec<Forward<'_>> {
     out
 }
 
+/// Every queue (stream, topic, bus) a Lambda's description says it sends to: its actions'
+/// queues, then its dead-letter queue.
+pub fn sent_to(description: &Value) -> Vec<&Value> {
+    let mut queues: Vec<&Value> = description["paths"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|path| path["actions"].as_array().into_iter().flatten())
+        .flat_map(|action| action["queues"].as_array().into_iter().flatten())
+        .collect();
+    if !description["dead_letter_queue"].is_null() {
+        queues.push(&description["dead_letter_queue"]);
+    }
+    queues
+}
+
 /// A Lambda's description's source of this name (`sqs`, `kinesis`, `s3`, …).
 pub fn source<'d>(description: &'d Value, name: &str) -> Option<&'d Value> {
     description["sources"]

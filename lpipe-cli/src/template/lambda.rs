@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::{
     get_att, logical_id, reference, resource_id, Builder, DEFAULT_STREAM_RETRIES, DEFAULT_TIMEOUT,
 };
-use crate::model::{resource_of, source, store_tables};
+use crate::model::{resource_of, sent_to, source, store_tables};
 use crate::system::{short, Lambda, Trigger};
 
 /// The IAM statements of one function: actions by resource (the resource's JSON as key).
@@ -283,16 +283,7 @@ impl Builder<'_, '_> {
     /// The queues, streams, topics and buses a Lambda sends to (its forwards and its
     /// dead-letter queue): what it may call on each, and the variable naming each.
     fn sends(&mut self, description: &Value, grants: &mut Grants, env: &mut Map<String, Value>) {
-        let mut queues: Vec<&Value> = Vec::new();
-        for path in description["paths"].as_array().into_iter().flatten() {
-            for action in path["actions"].as_array().into_iter().flatten() {
-                queues.extend(action["queues"].as_array().into_iter().flatten());
-            }
-        }
-        if !description["dead_letter_queue"].is_null() {
-            queues.push(&description["dead_letter_queue"]);
-        }
-        for queue in queues {
+        for queue in sent_to(description) {
             let res = resource_of(queue);
             let arn = self.arn(&res);
             let external = self.is_external(&res);

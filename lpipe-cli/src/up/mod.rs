@@ -218,26 +218,14 @@ impl Running {
 
 /// The environment variables a Lambda reads queue targets from, with the default target.
 fn env_targets(description: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut add = |queue: &Value| {
-        if let (Some(var), Some(default)) = (
-            queue["env"]["var"].as_str(),
-            queue["env"]["default"].as_str(),
-        ) {
-            out.insert(var.to_owned(), default.to_owned());
-        }
-    };
-    for path in description["paths"].as_array().into_iter().flatten() {
-        for action in path["actions"].as_array().into_iter().flatten() {
-            action["queues"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .for_each(&mut add);
-        }
-    }
-    add(&description["dead_letter_queue"]);
-    out
+    crate::model::sent_to(description)
+        .into_iter()
+        .filter_map(|queue| {
+            let var = queue["env"]["var"].as_str()?;
+            let default = queue["env"]["default"].as_str()?;
+            Some((var.to_owned(), default.to_owned()))
+        })
+        .collect()
 }
 
 /// Prints a child's output lines prefixed with its Lambda's name.

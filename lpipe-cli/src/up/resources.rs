@@ -7,7 +7,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 
 use super::{named, Up};
-use crate::model::{store_tables, Model};
+use crate::model::{sent_to, store_tables, Model};
 use crate::system::{short, Trigger};
 
 /// The clients `lpipe up` creates resources with.
@@ -112,17 +112,12 @@ pub(super) async fn create_resources(
         }
     }
     // Every other queue something sends to: outside the system, or a dead-letter queue.
-    let mut others: Vec<String> = Vec::new();
-    for f in model.forwards() {
-        if f.queue["kind"] == "sqs" {
-            others.push(short(f.queue["target"].as_str().unwrap_or("")).to_owned());
-        }
-    }
-    for d in model.descriptions.values() {
-        if d["dead_letter_queue"]["kind"] == "sqs" {
-            others.push(short(d["dead_letter_queue"]["target"].as_str().unwrap_or("")).to_owned());
-        }
-    }
+    let others = model
+        .descriptions
+        .values()
+        .flat_map(sent_to)
+        .filter(|queue| queue["kind"] == "sqs")
+        .map(|queue| short(queue["target"].as_str().unwrap_or("")).to_owned());
     for name in others {
         if let std::collections::btree_map::Entry::Vacant(slot) =
             queues.entry(format!("sqs:{name}"))
