@@ -14,7 +14,7 @@ use lpipe_core::testing::moto_endpoint;
 use serde_json::{json, Value};
 
 mod common;
-use common::{bin_dir, describe, examples_system, moto_config, scratch, text};
+use common::{bin_dir, describe, described_system, examples_system, moto_config, scratch, text};
 
 /// `lpipe -f SYSTEM --bin-dir … template --prefix PREFIX -o FILE`; the file's path.
 fn template_file(system: &Path, prefix: &str, dir: &Path) -> PathBuf {
@@ -623,14 +623,9 @@ fn check_deployed_names_a_mapping_without_partial_responses_and_a_short_visibili
             .unwrap();
     });
     let dir = scratch("wrong");
-    std::fs::write(
-        dir.join("graph-mailer.json"),
-        describe("graph-mailer").to_string(),
-    )
-    .unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(
-        &system,
+    let system = described_system(
+        &dir,
+        &["graph-mailer"],
         r#"
 [lambdas.graph-mailer]
 description = "graph-mailer.json"
@@ -640,8 +635,7 @@ paths = ["SEND_WELCOME"]
 max_receive_count = 5
 dead_letter_queue = "lpipe-graph-mailer-dlq"
 "#,
-    )
-    .unwrap();
+    );
     let (ok, out) = check_deployed(&endpoint, &system, &prefix);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!ok, "{out}");
@@ -690,14 +684,9 @@ fn a_system_with_errors_gets_no_template() {
 
 /// The mailer alone, its queue fed by a rule on a bus of the system.
 fn bus_system(dir: &Path) -> PathBuf {
-    std::fs::write(
-        dir.join("graph-mailer.json"),
-        describe("graph-mailer").to_string(),
-    )
-    .unwrap();
-    let file = dir.join("lpipe.toml");
-    std::fs::write(
-        &file,
+    described_system(
+        dir,
+        &["graph-mailer"],
         r#"
 [lambdas.graph-mailer]
 description = "graph-mailer.json"
@@ -710,8 +699,6 @@ max_receive_count = 5
 dead_letter_queue = "lpipe-graph-mailer-dlq"
 "#,
     )
-    .unwrap();
-    file
 }
 
 #[test]
@@ -762,14 +749,9 @@ fn check_deployed_names_an_asynchronously_invoked_function_without_an_on_failure
         create_function(&endpoint, &moto_config(&endpoint).await, &function).await;
     });
     let dir = scratch("async");
-    std::fs::write(
-        dir.join("fanout-consumer.json"),
-        describe("fanout-consumer").to_string(),
-    )
-    .unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(
-        &system,
+    let system = described_system(
+        &dir,
+        &["fanout-consumer"],
         r#"
 [lambdas.receipts]
 description = "fanout-consumer.json"
@@ -777,8 +759,7 @@ description = "fanout-consumer.json"
 s3 = "lpipe-receipts"
 paths = ["RECORD_ORDER"]
 "#,
-    )
-    .unwrap();
+    );
     let (ok, out) = check_deployed(&endpoint, &system, &prefix);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!ok, "{out}");
@@ -792,18 +773,12 @@ paths = ["RECORD_ORDER"]
 #[test]
 fn settings_aws_would_refuse_are_named_before_deploying() {
     let dir = scratch("refused");
-    std::fs::write(
-        dir.join("graph-mailer.json"),
-        describe("graph-mailer").to_string(),
-    )
-    .unwrap();
     let template = |trigger: &str| {
-        let system = dir.join("lpipe.toml");
-        std::fs::write(
-            &system,
-            format!("[lambdas.graph-mailer]\ndescription = \"graph-mailer.json\"\n[[lambdas.graph-mailer.triggers]]\npaths = [\"SEND_WELCOME\"]\nmax_receive_count = 5\n{trigger}\n"),
-        )
-        .unwrap();
+        let system = described_system(
+            &dir,
+            &["graph-mailer"],
+            &format!("[lambdas.graph-mailer]\ndescription = \"graph-mailer.json\"\n[[lambdas.graph-mailer.triggers]]\npaths = [\"SEND_WELCOME\"]\nmax_receive_count = 5\n{trigger}\n"),
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_lpipe"))
             .args(["-f", system.to_str().unwrap(), "template"])
             .output()
@@ -828,17 +803,11 @@ fn settings_aws_would_refuse_are_named_before_deploying() {
 #[test]
 fn two_names_that_would_share_a_logical_id_are_refused() {
     let dir = scratch("collide");
-    std::fs::write(
-        dir.join("graph-mailer.json"),
-        describe("graph-mailer").to_string(),
-    )
-    .unwrap();
-    let system = dir.join("lpipe.toml");
-    std::fs::write(
-        &system,
+    let system = described_system(
+        &dir,
+        &["graph-mailer"],
         "[lambdas.graph-mailer]\ndescription = \"graph-mailer.json\"\n[[lambdas.graph-mailer.triggers]]\nsqs = \"mail-in\"\npaths = [\"SEND_WELCOME\"]\nmax_receive_count = 5\ndead_letter_queue = \"mail_in\"\n",
-    )
-    .unwrap();
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_lpipe"))
         .args(["-f", system.to_str().unwrap(), "template"])
         .output()

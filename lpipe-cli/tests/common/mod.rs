@@ -62,3 +62,15 @@ pub fn describe(binary: &str) -> serde_json::Value {
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// A system file in `dir` (its path) whose Lambdas' descriptions are files beside it: each
+/// example binary's, as `BINARY.json`.
+pub fn described_system(dir: &Path, binaries: &[&str], toml: &str) -> PathBuf {
+    for binary in binaries {
+        let file = dir.join(format!("{binary}.json"));
+        std::fs::write(file, describe(binary).to_string()).unwrap();
+    }
+    let file = dir.join("lpipe.toml");
+    std::fs::write(&file, toml).unwrap();
+    file
+}
