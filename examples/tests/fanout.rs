@@ -8,6 +8,9 @@ use lpipe::testing::{lambda_context, moto_endpoint, unique_name, SqsEvent, SqsRe
 use lpipe_examples::fanout;
 use serde_json::{json, Value};
 
+#[path = "../../lpipe-sqs/tests/common/mod.rs"]
+mod common;
+
 fn event(name: &str) -> String {
     std::fs::read_to_string(format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
@@ -97,25 +100,7 @@ async fn subscribed_queue(
     topic: &str,
     raw: bool,
 ) -> String {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let url = sqs
-        .create_queue()
-        .queue_name(unique_name("fanout-consumer"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap();
+    let (url, arn) = common::queue_with_arn(sqs, "fanout-consumer").await;
     sns.subscribe()
         .topic_arn(topic)
         .protocol("sqs")
@@ -127,38 +112,17 @@ async fn subscribed_queue(
     url
 }
 
-/// What the queue holds, as the Lambda event its mapping would deliver.
+/// What the queue holds (`expected` messages), as the Lambda event its mapping would deliver.
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, expected: usize) -> String {
-    let mut event = SqsEvent::new();
-    let mut got = 0;
+    let mut messages = Vec::new();
     for _ in 0..10 {
-        let messages = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .message_attribute_names("All")
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        for m in messages {
-            let mut record = SqsRecord::new(m.body().unwrap()).id(m.message_id().unwrap());
-            for (name, value) in m.message_attributes.unwrap_or_default() {
-                if let Some(v) = value.string_value {
-                    record = record.attribute(name, v);
-                }
-            }
-            event = event.record(record);
-            got += 1;
-        }
-        if got >= expected {
+        messages.extend(common::receive(sqs, url).await);
+        if messages.len() >= expected {
             break;
         }
     }
-    assert_eq!(got, expected, "messages in {url}");
-    event.to_string()
+    assert_eq!(messages.len(), expected, "messages in {url}");
+    common::lambda_event(messages)
 }
 
 #[tokio::test]
