@@ -2,7 +2,8 @@
 //! ([`descriptions`]), the system as one graph ([`model`]), its checks ([`check`], with the
 //! kwargs' [`types`]), its drawing ([`graph`]), its deployment ([`template`]) and the check of
 //! what is deployed ([`deployed`]), and running it on one machine ([`up`], with a
-//! [`stream`] poller and a [`bridge`] for the services that invoke a Lambda themselves).
+//! [`stream`] poller, DynamoDB Streams records written as Lambda's events
+//! ([`dynamodb_json`]), and a [`bridge`] for the services that invoke a Lambda themselves).
 #![warn(missing_docs)]
 
 pub mod bridge;
