@@ -1,7 +1,7 @@
 //! The system as one graph: each Lambda's paths (from its description), the queues its actions
 //! forward to, and which Lambda consumes each queue (from the system file's triggers).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use lpipe_core::pipeline::PathName;
 use serde_json::Value;
@@ -218,4 +218,20 @@ pub fn store_tables(description: &Value) -> Vec<StoreTable<'_>> {
             })
         })
         .collect()
+}
+
+/// The S3 notifications a Lambda's `s3` source routes (`s3:ObjectCreated:*`, …); every object
+/// created when it names none.
+pub fn s3_events(description: &Value) -> Vec<String> {
+    let mut events: BTreeSet<String> = source(description, "s3")
+        .and_then(|s| s["routes"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["event"].as_str())
+        .map(|e| format!("s3:{e}"))
+        .collect();
+    if events.is_empty() {
+        events.insert("s3:ObjectCreated:*".to_owned());
+    }
+    events.into_iter().collect()
 }

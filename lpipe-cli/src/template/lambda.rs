@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use super::{
     get_att, logical_id, reference, resource_id, Builder, DEFAULT_STREAM_RETRIES, DEFAULT_TIMEOUT,
 };
-use crate::model::{resource_of, sent_to, source, store_tables};
+use crate::model::{resource_of, s3_events, sent_to, source, store_tables};
 use crate::system::{short, Lambda, Trigger};
 
 /// The IAM statements of one function: actions by resource (the resource's JSON as key).
@@ -356,20 +356,4 @@ impl Builder<'_, '_> {
         self.ensure(&res);
         json!({"Fn::Sub": format!("${{{}.Arn}}/*", resource_id(&res))})
     }
-}
-
-/// The S3 notifications a Lambda's `s3` source routes (`s3:ObjectCreated:*`, …); every object
-/// created when it names none.
-pub(crate) fn s3_events(description: &Value) -> Vec<String> {
-    let mut events: BTreeSet<String> = source(description, "s3")
-        .and_then(|s| s["routes"].as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["event"].as_str())
-        .map(|e| format!("s3:{e}"))
-        .collect();
-    if events.is_empty() {
-        events.insert("s3:ObjectCreated:*".to_owned());
-    }
-    events.into_iter().collect()
 }

@@ -11,7 +11,6 @@ use crate::model::Model;
 use crate::system::{resource, short, Trigger};
 
 mod lambda;
-pub(crate) use lambda::s3_events;
 
 /// How the template is made.
 #[derive(Clone, Debug, Default)]

@@ -257,7 +257,7 @@ pub(super) async fn bridge_queue(
             Invoker::Sns
         }
         "s3" => {
-            let events = crate::template::s3_events(description);
+            let events = crate::model::s3_events(description);
             notify_bucket(&clients.s3, &named(up, name), &arn, &events).await?;
             Invoker::S3
         }
